@@ -1,0 +1,13 @@
+package revguard
+
+import "context"
+
+// BotChecker verifies that a human is behind a request before inventory is touched. It
+// fails closed.
+type BotChecker interface {
+	// Verify checks the single-use token. It returns nil for a human, fails with
+	// CodeBotCheckFailed when the token is missing, invalid, expired or already used (or
+	// on any other doubt), and with CodeBotCheckUnavailable when the verifier could not be
+	// reached.
+	Verify(ctx context.Context, token, remoteIP string) error
+}

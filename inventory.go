@@ -1,0 +1,76 @@
+package revguard
+
+import "context"
+
+// ReserveRequest asks for a hold of Quantity units of SKU for CustomerID.
+type ReserveRequest struct {
+	SKU            string
+	CustomerID     string
+	Quantity       int64  // 1 to the SKU's per-customer limit
+	IdempotencyKey string // optional; scoped to CustomerID
+}
+
+// ConfirmRequest asks to turn a hold into a sale.
+type ConfirmRequest struct {
+	ID         string
+	CustomerID string // must own the reservation
+	OrderRef   string // optional, recorded on the first successful confirm
+	Revive     bool   // confirm an expired reservation by taking its units again
+}
+
+// Inventory is the set of per-SKU serialisation points. Every change to one SKU is
+// applied one at a time, in one order, and is durable before the method returns: a
+// method that returned without error has a change that survives a crash. Reads are
+// exact: they see every change acknowledged before they started, and never a change
+// that is not yet durable.
+//
+// Errors are *Error values with the codes named below; any other error is internal.
+type Inventory interface {
+	// PutSKU creates the SKU id, or replaces its settings, with u (normalized and
+	// validated by the caller). Raising Stock is a restock: the new units are available at
+	// once. It reports whether the SKU was created. It fails with CodeStockBelowCommitted,
+	// changing nothing, when u.Stock < held + sold.
+	PutSKU(ctx context.Context, id string, u SKUUpdate) (sku SKU, created bool, err error)
+
+	// FindSKU returns the exact state of the SKU id, or fails with CodeSKUNotFound.
+	FindSKU(ctx context.Context, id string) (SKU, error)
+
+	// Availability returns the public view of the SKU id cheaply, without a trip through
+	// the serialisation point; it may be up to one second stale. It fails with
+	// CodeSKUNotFound.
+	Availability(ctx context.Context, id string) (Availability, error)
+
+	// Reserve checks, in one step at the SKU's serialisation point, that the SKU exists
+	// (CodeSKUNotFound) and is open (CodeSaleNotOpen), that Quantity units are available
+	// (CodeSoldOut), and that the customer's held and confirmed units of the SKU plus
+	// Quantity stay within the limit (CodeLimitExceeded); then it holds the units.
+	//
+	// With an IdempotencyKey that the customer already used, it returns that first
+	// reservation as it was created, with replayed true, and changes nothing; the same
+	// key with another SKU or Quantity fails with CodeIdempotencyKeyReused. Only
+	// successful reservations are remembered by key.
+	Reserve(ctx context.Context, r ReserveRequest) (res Reservation, replayed bool, err error)
+
+	// FindIdempotent looks up a reservation by the customer's idempotency key, without
+	// changing anything: found is false when the key is unknown, and it fails with
+	// CodeIdempotencyKeyReused when the key was used for another SKU or quantity. The
+	// gateway calls it before the bot check, so that a replay costs no bot check.
+	FindIdempotent(ctx context.Context, r ReserveRequest) (res Reservation, found bool, err error)
+
+	// FindReservation returns the reservation id in its current state, or fails with
+	// CodeReservationNotFound. A hold past its deadline is reported expired.
+	FindReservation(ctx context.Context, id string) (Reservation, error)
+
+	// Confirm turns the hold r.ID of r.CustomerID into a sale. Confirming a confirmed
+	// reservation succeeds and changes nothing. It fails with CodeReservationNotFound
+	// (unknown, or another customer's), CodeHoldReleased, CodeHoldExpired, and with
+	// Revive set on an expired hold, CodeSoldOut or CodeLimitExceeded when its units
+	// cannot be taken again.
+	Confirm(ctx context.Context, r ConfirmRequest) (Reservation, error)
+
+	// Release gives the units of the hold id back. customerID must own it; "" means the
+	// admin, who may release any. Releasing a released reservation succeeds and changes
+	// nothing. It fails with CodeReservationNotFound, CodeAlreadyConfirmed and
+	// CodeHoldExpired.
+	Release(ctx context.Context, id, customerID string) (Reservation, error)
+}
