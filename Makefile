@@ -14,7 +14,7 @@ run:
 	$(GO) run ./cmd/revguard serve
 
 test:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
 
 test-all:
 	REVGUARD_TEST_REDIS_URL=$(REDIS_URL) REVGUARD_TEST_POSTGRES_URL=$(POSTGRES_URL) \
