@@ -1,0 +1,152 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/revenueguard/revguard"
+)
+
+var _ revguard.Sessions = (*Sessions)(nil)
+
+// DefaultPurgeInterval is how often RunPurge deletes expired sessions by default.
+const DefaultPurgeInterval = 10 * time.Minute
+
+// Sessions stores customer sessions (revguard.Sessions) in a DB. A token is stored only
+// as its SHA-256 hash (revguard.HashSessionToken), so a copy of the file gives no usable
+// token. Expired sessions are refused at once and deleted later by PurgeExpired.
+type Sessions struct {
+	db *DB
+
+	// Logger receives purge failures. Defaults to the DB's logger.
+	Logger *slog.Logger
+}
+
+// NewSessions returns the sessions stored in db, which must be open.
+func NewSessions(db *DB) *Sessions { return &Sessions{db: db, Logger: db.Logger} }
+
+// CreateSession issues a new token for customerID, valid for ttl (0 means
+// revguard.DefaultSessionTTL). It fails with CodeInvalidRequest for an invalid customer
+// id or a ttl out of range.
+func (s *Sessions) CreateSession(ctx context.Context, customerID string, ttl time.Duration) (string, revguard.Session, error) {
+	if ttl == 0 {
+		ttl = revguard.DefaultSessionTTL
+	}
+	switch {
+	case !revguard.ValidCustomerID(customerID):
+		return "", revguard.Session{}, revguard.Errorf(revguard.CodeInvalidRequest, "customer_id must be 1 to %d printable characters", revguard.MaxCustomerIDLen)
+	case ttl < revguard.MinSessionTTL || ttl > revguard.MaxSessionTTL:
+		return "", revguard.Session{}, revguard.Errorf(revguard.CodeInvalidRequest, "ttl must be between %s and %s", revguard.MinSessionTTL, revguard.MaxSessionTTL)
+	}
+	w, err := s.db.writer()
+	if err != nil {
+		return "", revguard.Session{}, err
+	}
+	now := s.db.Now().UTC()
+	sess := revguard.Session{CustomerID: customerID, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	token := revguard.NewSessionToken()
+	h := revguard.HashSessionToken(token)
+	if _, err := w.ExecContext(ctx, `INSERT INTO sessions (token_hash, customer_id, created_at, expires_at) VALUES (?, ?, ?, ?)`,
+		h[:], customerID, sess.CreatedAt.UnixNano(), sess.ExpiresAt.UnixNano()); err != nil {
+		return "", revguard.Session{}, fmt.Errorf("sqlite: create session: %w", err)
+	}
+	return token, sess, nil
+}
+
+// FindSession returns the live session of token, or fails with CodeUnauthenticated when
+// the token is unknown, revoked or expired.
+func (s *Sessions) FindSession(ctx context.Context, token string) (revguard.Session, error) {
+	if token == "" || len(token) > 512 {
+		return revguard.Session{}, revguard.Errorf(revguard.CodeUnauthenticated, "unknown or expired session")
+	}
+	r, err := s.db.reader()
+	if err != nil {
+		return revguard.Session{}, err
+	}
+	h := revguard.HashSessionToken(token)
+	var (
+		sess             revguard.Session
+		created, expires int64
+	)
+	err = r.QueryRowContext(ctx, `SELECT customer_id, created_at, expires_at FROM sessions WHERE token_hash = ?`, h[:]).
+		Scan(&sess.CustomerID, &created, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return revguard.Session{}, revguard.Errorf(revguard.CodeUnauthenticated, "unknown or expired session")
+	} else if err != nil {
+		return revguard.Session{}, fmt.Errorf("sqlite: find session: %w", err)
+	}
+	sess.CreatedAt = time.Unix(0, created).UTC()
+	sess.ExpiresAt = time.Unix(0, expires).UTC()
+	if !s.db.Now().Before(sess.ExpiresAt) {
+		return revguard.Session{}, revguard.Errorf(revguard.CodeUnauthenticated, "unknown or expired session")
+	}
+	return sess, nil
+}
+
+// DeleteSession revokes token at once. Revoking an unknown token is not an error.
+func (s *Sessions) DeleteSession(ctx context.Context, token string) error {
+	w, err := s.db.writer()
+	if err != nil {
+		return err
+	}
+	h := revguard.HashSessionToken(token)
+	if _, err := w.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, h[:]); err != nil {
+		return fmt.Errorf("sqlite: delete session: %w", err)
+	}
+	return nil
+}
+
+// PurgeExpired deletes the sessions expired at Now and returns how many it deleted.
+func (s *Sessions) PurgeExpired(ctx context.Context) (int, error) {
+	w, err := s.db.writer()
+	if err != nil {
+		return 0, err
+	}
+	res, err := w.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, s.db.Now().UnixNano())
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: purge sessions: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: purge sessions: %w", err)
+	}
+	return int(n), nil
+}
+
+// RunPurge calls PurgeExpired every interval (DefaultPurgeInterval when interval <= 0)
+// until ctx is done, then returns nil. The server starts it in its own goroutine and
+// stops it by cancelling ctx, before closing the DB. A failed purge is logged and
+// retried at the next tick: expired sessions are refused whether or not they were
+// purged.
+func (s *Sessions) RunPurge(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		interval = DefaultPurgeInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n, err := s.PurgeExpired(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.logger().Error("sqlite: purge expired sessions", "err", err)
+		case n > 0:
+			s.logger().Debug("sqlite: purged expired sessions", "count", n)
+		}
+	}
+}
+
+func (s *Sessions) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.Default()
+	}
+	return s.Logger
+}

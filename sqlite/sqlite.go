@@ -1,0 +1,289 @@
+// Package sqlite keeps Revenue Guard's ledger and customer sessions in one SQLite file,
+// through the pure-Go driver modernc.org/sqlite, for the embedded mode.
+//
+// The schema lives in migration/*.sql, embedded in the binary and applied by goose when
+// a DB opens. Times are stored as unix nanoseconds and returned in UTC.
+//
+// A DB holds two connection pools on the same file: one writer connection (SQLite runs
+// one write transaction at a time; a single connection that begins every transaction
+// IMMEDIATE never hits the lock-upgrade deadlock of deferred transactions) and a small
+// pool of readers, which in WAL mode read a consistent snapshot without blocking or being
+// blocked by the writer, in this process or in another one (revguard export and verify
+// beside a running server).
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migration/*.sql
+var migrationFS embed.FS
+
+// SchemaVersion is the version of the newest migration in migration/.
+const SchemaVersion = 2
+
+// busyTimeout is how long a statement waits for a lock held by another connection
+// (a checkpoint, or a writer in another process) before failing with SQLITE_BUSY.
+const busyTimeout = 5 * time.Second
+
+// DB is an open SQLite database holding the ledger and the sessions.
+type DB struct {
+	// Path is the database file. Its directory is created by Open if missing.
+	Path string
+
+	// ReadOnly opens the database without writing to it: no migration, no write
+	// transaction, the file must already exist with the current schema. For revguard
+	// export and verify on a stopped server's data or beside a running one.
+	ReadOnly bool
+
+	// Now returns the current time (sessions' expiry). Defaults to time.Now.
+	Now func() time.Time
+
+	// Logger receives migration notices. Defaults to slog.Default().
+	Logger *slog.Logger
+
+	wdb *sql.DB // one connection; nil when ReadOnly
+	rdb *sql.DB // readers, query_only
+
+	cursorKey []byte // HMAC key of page cursors, from ledger_meta
+}
+
+// NewDB returns a DB for the file at path; call Open before use.
+func NewDB(path string) *DB {
+	return &DB{Path: path, Now: time.Now, Logger: slog.Default()}
+}
+
+// dsn returns the driver's URI for db.Path with the given query parameters.
+//
+// Every connection gets the same pragmas: busy_timeout first (so that the others cannot
+// fail with SQLITE_BUSY), WAL, foreign keys, and synchronous=FULL. FULL, not NORMAL:
+// in WAL mode NORMAL lets a power loss undo committed transactions, and a committed
+// batch is what the ledger writer reports to the journal as consumed, after which the
+// journal may delete those events. A lost ledger commit would then be a lost order.
+// FULL costs one fsync per transaction, which batching makes cheap.
+func (db *DB) dsn(readOnly bool) (string, error) {
+	abs, err := filepath.Abs(db.Path)
+	if err != nil {
+		return "", fmt.Errorf("sqlite: path %q: %w", db.Path, err)
+	}
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(FULL)")
+	if readOnly {
+		q.Set("mode", "ro")
+		q.Set("_query_only", "1")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Set("_txlock", "immediate")
+	}
+	u := url.URL{Scheme: "file", OmitHost: true, Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
+	return u.String(), nil
+}
+
+// Open opens the database, creating the file and applying the migrations unless
+// ReadOnly.
+func (db *DB) Open(ctx context.Context) (err error) {
+	if db.Path == "" {
+		return errors.New("sqlite: path required")
+	}
+	if db.Now == nil {
+		db.Now = time.Now
+	}
+	if db.Logger == nil {
+		db.Logger = slog.Default()
+	}
+	defer func() {
+		if err != nil {
+			db.Close()
+		}
+	}()
+
+	if db.ReadOnly {
+		if _, err := os.Stat(db.Path); err != nil {
+			return fmt.Errorf("sqlite: open read-only: %w", err)
+		}
+	} else {
+		if err := os.MkdirAll(filepath.Dir(db.Path), 0o700); err != nil {
+			return fmt.Errorf("sqlite: create directory: %w", err)
+		}
+		dsn, err := db.dsn(false)
+		if err != nil {
+			return err
+		}
+		if db.wdb, err = sql.Open("sqlite", dsn); err != nil {
+			return fmt.Errorf("sqlite: open %s: %w", db.Path, err)
+		}
+		db.wdb.SetMaxOpenConns(1)
+		db.wdb.SetMaxIdleConns(1)
+		db.wdb.SetConnMaxLifetime(0)
+		db.wdb.SetConnMaxIdleTime(0)
+		if err := db.migrate(ctx); err != nil {
+			return err
+		}
+		if err := db.ensureCursorKey(ctx); err != nil {
+			return err
+		}
+	}
+
+	dsn, err := db.dsn(true)
+	if err != nil {
+		return err
+	}
+	if db.rdb, err = sql.Open("sqlite", dsn); err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", db.Path, err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	db.rdb.SetMaxOpenConns(n)
+	db.rdb.SetMaxIdleConns(n)
+
+	if db.ReadOnly {
+		v, err := db.version(ctx)
+		if err != nil {
+			return err
+		}
+		if v < SchemaVersion {
+			return fmt.Errorf("sqlite: %s has schema version %d, this binary needs %d: open it once read-write (revguard serve) to migrate", db.Path, v, SchemaVersion)
+		}
+	}
+	if err := db.rdb.QueryRowContext(ctx, `SELECT cursor_key FROM ledger_meta WHERE id = 1`).Scan(&db.cursorKey); err != nil {
+		return fmt.Errorf("sqlite: read cursor key: %w", err)
+	}
+	if len(db.cursorKey) != cursorKeySize {
+		return fmt.Errorf("sqlite: cursor key of %s is %d bytes, want %d", db.Path, len(db.cursorKey), cursorKeySize)
+	}
+	return nil
+}
+
+// migrate applies the embedded migrations that the file lacks.
+func (db *DB) migrate(ctx context.Context) error {
+	p, err := newMigrator(db.wdb, db.Logger)
+	if err != nil {
+		return err
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlite: migrate %s: %w", db.Path, err)
+	}
+	for _, r := range results {
+		db.Logger.Info("sqlite: applied migration", "file", r.Source.Path, "version", r.Source.Version, "duration", r.Duration)
+	}
+	return nil
+}
+
+// newMigrator returns the goose provider of the embedded migrations on conn.
+func newMigrator(conn *sql.DB, logger *slog.Logger) (*goose.Provider, error) {
+	sub, err := fs.Sub(migrationFS, "migration")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, conn, sub,
+		goose.WithDisableGlobalRegistry(true),
+		goose.WithSlog(logger),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	return p, nil
+}
+
+// version returns the schema version recorded in the file, 0 for none.
+func (db *DB) version(ctx context.Context) (int64, error) {
+	var v sql.NullInt64
+	err := db.rdb.QueryRowContext(ctx, `SELECT max(version_id) FROM goose_db_version WHERE is_applied`).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: %s holds no revguard ledger: %w", db.Path, err)
+	}
+	return v.Int64, nil
+}
+
+// ensureCursorKey gives the database its random cursor key on first use. The key lives
+// in the file so that cursors survive restarts and work for every reader of the file.
+func (db *DB) ensureCursorKey(ctx context.Context) error {
+	key := make([]byte, cursorKeySize)
+	rand.Read(key)
+	_, err := db.wdb.ExecContext(ctx, `UPDATE ledger_meta SET cursor_key = ? WHERE id = 1 AND cursor_key IS NULL`, key)
+	if err != nil {
+		return fmt.Errorf("sqlite: set cursor key: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database. It is safe to call more than once.
+func (db *DB) Close() error {
+	var errs []error
+	if db.rdb != nil {
+		errs = append(errs, db.rdb.Close())
+		db.rdb = nil
+	}
+	if db.wdb != nil {
+		errs = append(errs, db.wdb.Close())
+		db.wdb = nil
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sqlite: close: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that the database answers (for /readyz).
+func (db *DB) Ping(ctx context.Context) error {
+	if db.rdb == nil {
+		return errors.New("sqlite: not open")
+	}
+	var one int
+	if err := db.rdb.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	return nil
+}
+
+// writer returns the write pool, or an error when the DB is read-only or closed.
+func (db *DB) writer() (*sql.DB, error) {
+	if db.wdb == nil {
+		if db.ReadOnly {
+			return nil, errors.New("sqlite: database opened read-only")
+		}
+		return nil, errors.New("sqlite: not open")
+	}
+	return db.wdb, nil
+}
+
+// reader returns the read pool, or an error when the DB is closed.
+func (db *DB) reader() (*sql.DB, error) {
+	if db.rdb == nil {
+		return nil, errors.New("sqlite: not open")
+	}
+	return db.rdb, nil
+}
+
+// nanos returns t as unix nanoseconds, or nil (SQL NULL) for the zero time.
+func nanos(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+// fromNanos is the inverse of nanos: NULL is the zero time, anything else is UTC.
+func fromNanos(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.Unix(0, n.Int64).UTC()
+}
