@@ -1,0 +1,153 @@
+package loadtest_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/revenueguard/revguard/loadtest"
+)
+
+// smallScenario is a sale of a second or two: enough customers to sell out, double
+// clicks, bots, confirms, releases and abandoned holds.
+func smallScenario() loadtest.Scenario {
+	s := loadtest.DefaultScenario()
+	s.Customers = 150
+	s.Stock = 40
+	s.HoldSeconds = 1
+	s.Arrival = loadtest.ArrivalBurst
+	s.Bots = 0.2
+	s.Confirm, s.ConfirmDelay = 0.5, 20*time.Millisecond
+	s.Release, s.ReleaseDelay = 0.2, 10*time.Millisecond
+	s.Duration = 5 * time.Second
+	s.Connections = 16
+	s.Seed = 7
+	return s
+}
+
+// mustRun runs s against shop and returns the report and its text.
+func mustRun(t *testing.T, shop *fakeShop, s loadtest.Scenario) (*loadtest.Report, string) {
+	t.Helper()
+	url := MustStartFakeShop(t, shop)
+	r := loadtest.NewRunner(s, shop.admin, url)
+	r.Tokens = shop
+	r.LedgerWait = 3 * time.Second
+	r.SampleEvery = 20 * time.Millisecond
+	rep, err := r.Run(t.Context())
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var b bytes.Buffer
+	if err := rep.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	return rep, b.String()
+}
+
+func check(rep *loadtest.Report, name string) loadtest.Check {
+	for _, c := range rep.Checks {
+		if c.Name == name {
+			return c
+		}
+	}
+	return loadtest.Check{Name: name, Detail: "missing from the report"}
+}
+
+func TestRunner(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		rep, text := mustRun(t, &fakeShop{}, smallScenario())
+		if err := rep.Err(); err != nil {
+			t.Fatalf("a correct shop failed: %v\n%s", err, text)
+		}
+		sa := rep.Sale
+		if sa.Reserved < 40 || sa.SoldOut == 0 || sa.Confirmed == 0 || sa.Released == 0 || sa.Bots != 30 {
+			t.Errorf("the sale did not sell out with confirms, releases and bots: %+v\n%s", sa, text)
+		}
+		if rep.SKU == nil || rep.SKU.Sold != sa.Confirmed {
+			t.Errorf("final sku %+v, confirmed %d", rep.SKU, sa.Confirmed)
+		}
+		if rep.Ledger == nil || rep.Ledger.Items != sa.Holds {
+			t.Errorf("ledger %+v, holds %d", rep.Ledger, sa.Holds)
+		}
+		for _, c := range rep.Checks {
+			if c.Skipped {
+				t.Errorf("check %s skipped: %s", c.Name, c.Detail)
+			}
+		}
+		if !strings.Contains(text, "PASS: all 7 checks") {
+			t.Errorf("text report lacks the verdict:\n%s", text)
+		}
+		var b bytes.Buffer
+		if err := rep.WriteJSON(&b); err != nil {
+			t.Fatal(err)
+		}
+		var back loadtest.Report
+		if err := json.Unmarshal(b.Bytes(), &back); err != nil || len(back.Checks) != 7 || back.Sale != sa {
+			t.Errorf("JSON report does not round-trip: %v", err)
+		}
+	})
+	t.Run("OKPlentyOfStock", func(t *testing.T) {
+		s := smallScenario()
+		s.Stock, s.Limit, s.Quantity, s.OverLimit = 1000, 3, 2, 1 // attempts of 2, 2, 2 against a limit of 3
+		rep, text := mustRun(t, &fakeShop{}, s)
+		if err := rep.Err(); err != nil {
+			t.Fatalf("a correct shop failed: %v\n%s", err, text)
+		}
+		if !strings.Contains(text, "409 limit_exceeded") || rep.Sale.SoldOut != 0 || rep.Sale.Holds != 120 {
+			t.Errorf("want one hold per human and the rest refused limit_exceeded:\n%s", text)
+		}
+	})
+	plenty := func(s *loadtest.Scenario) { s.Stock = 1000 }
+	// Each broken shop must fail the check that names its bug, with a clear line.
+	for _, tc := range []struct {
+		name  string
+		shop  *fakeShop
+		tweak func(*loadtest.Scenario)
+		check string
+		want  string
+	}{
+		{"ErrOversell", &fakeShop{oversell: true}, nil, loadtest.CheckOversell, "the stock is 40"},
+		{"ErrLimit", &fakeShop{ignoreLimit: true}, plenty, loadtest.CheckLimit, "over the limit of 1"},
+		{"ErrBotAdmitted", &fakeShop{admitBots: true}, nil, loadtest.CheckBots, "bot attempts got a 201"},
+		{"ErrLedgerLost", &fakeShop{loseOne: true}, nil, loadtest.CheckLedger, "1 acknowledged reservations missing"},
+		{"ErrSoldOutWhileFree", &fakeShop{staleSoldOut: true}, nil, loadtest.CheckDemand, "sold_out refusals came while units were free"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := smallScenario()
+			if tc.tweak != nil {
+				tc.tweak(&s)
+			}
+			rep, text := mustRun(t, tc.shop, s)
+			c := check(rep, tc.check)
+			if c.OK {
+				t.Fatalf("check %s passed against a shop that breaks it:\n%s", tc.check, text)
+			}
+			if !strings.Contains(c.Detail, tc.want) {
+				t.Errorf("check %s detail %q, want it to say %q", tc.check, c.Detail, tc.want)
+			}
+			t.Logf("%s: %s", c.Name, c.Detail)
+			line := "FAIL: check " + tc.check + " broke: "
+			if !strings.Contains(text, line) {
+				t.Errorf("report lacks the line %q:\n%s", line, text)
+			}
+			if err := rep.Err(); err == nil || !strings.Contains(err.Error(), tc.check) {
+				t.Errorf("Err() = %v, want it to name %s", err, tc.check)
+			}
+		})
+	}
+}
+
+func TestRunnerErrSetup(t *testing.T) {
+	shop := &fakeShop{}
+	url := MustStartFakeShop(t, shop)
+	r := loadtest.NewRunner(smallScenario(), "wrong-admin-token", url)
+	if _, err := r.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "create sku") {
+		t.Fatalf("Run with a wrong admin token: %v, want a create sku error", err)
+	}
+	r = loadtest.NewRunner(smallScenario(), shop.admin, "http://127.0.0.1:1")
+	if _, err := r.Run(t.Context()); err == nil {
+		t.Fatal("Run against a closed port succeeded")
+	}
+}
