@@ -1,0 +1,109 @@
+package httpapi
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"net/http"
+	"strings"
+
+	"github.com/revenueguard/revguard"
+)
+
+// maxTokenLen bounds a bearer token; session tokens are 43 characters.
+const maxTokenLen = 1024
+
+// caller is an authenticated client: the admin, or a customer with a session.
+type caller struct {
+	admin      bool
+	customerID string // "" for the admin
+	token      string // the bearer token as sent
+}
+
+// The WWW-Authenticate challenges of RFC 6750: a bare one when no credentials were
+// sent, one naming the error when a token was sent but refused.
+var (
+	challengeInvalidToken = []string{`Bearer error="invalid_token"`}
+)
+
+// authenticate identifies the caller from "Authorization: Bearer <token>": the admin
+// token (compared in constant time through hashes, so neither content nor length
+// leaks), else a live session. On failure it has written the 401 (or the store's error).
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (caller, bool) {
+	vals := r.Header["Authorization"]
+	if len(vals) == 0 {
+		s.writeProblem(w, r, revguard.CodeUnauthenticated, "missing Authorization: Bearer <token>")
+		return caller{}, false
+	}
+	token, ok := bearerToken(vals)
+	if !ok {
+		w.Header()["Www-Authenticate"] = challengeInvalidToken
+		s.writeProblem(w, r, revguard.CodeUnauthenticated, "the Authorization header must be Bearer <token>")
+		return caller{}, false
+	}
+	if s.AdminToken != "" {
+		h := sha256.Sum256([]byte(token))
+		if subtle.ConstantTimeCompare(h[:], s.adminHash[:]) == 1 {
+			return caller{admin: true, token: token}, true
+		}
+	}
+	sess, err := s.Sessions.FindSession(r.Context(), token)
+	if err != nil {
+		if revguard.ErrorCode(err) == revguard.CodeUnauthenticated {
+			w.Header()["Www-Authenticate"] = challengeInvalidToken
+			s.writeProblem(w, r, revguard.CodeUnauthenticated, "the token is unknown, expired or revoked")
+			return caller{}, false
+		}
+		s.writeError(w, r, err)
+		return caller{}, false
+	}
+	return caller{customerID: sess.CustomerID, token: token}, true
+}
+
+// bearerToken extracts the token of a single "Bearer <token>" header (the scheme is
+// case-insensitive, RFC 9110 11.1).
+func bearerToken(vals []string) (string, bool) {
+	if len(vals) != 1 {
+		return "", false
+	}
+	v := vals[0]
+	const scheme = "bearer "
+	if len(v) <= len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
+		return "", false
+	}
+	token := strings.TrimLeft(v[len(scheme):], " ")
+	if token == "" || len(token) > maxTokenLen {
+		return "", false
+	}
+	for i := 0; i < len(token); i++ {
+		if token[i] <= ' ' || token[i] > '~' {
+			return "", false
+		}
+	}
+	return token, true
+}
+
+// requireAdmin authenticates an admin endpoint: a customer gets 403 forbidden.
+func (s *Server) requireAdmin(w http.ResponseWriter, r *http.Request) bool {
+	c, ok := s.authenticate(w, r)
+	if !ok {
+		return false
+	}
+	if !c.admin {
+		s.writeProblem(w, r, revguard.CodeForbidden, "this endpoint needs the admin token")
+		return false
+	}
+	return true
+}
+
+// requireCustomer authenticates a customer-only endpoint: the admin gets 403 forbidden.
+func (s *Server) requireCustomer(w http.ResponseWriter, r *http.Request) (caller, bool) {
+	c, ok := s.authenticate(w, r)
+	if !ok {
+		return c, false
+	}
+	if c.admin {
+		s.writeProblem(w, r, revguard.CodeForbidden, "this endpoint needs a customer session token")
+		return c, false
+	}
+	return c, true
+}

@@ -1,0 +1,97 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/revenueguard/revguard"
+)
+
+// clientIP returns the address of the client: the socket's peer, or, when that peer is
+// a trusted proxy, the rightmost address of X-Forwarded-For that is not a trusted proxy
+// (addresses left of it could be forged by the client).
+func (s *Server) clientIP(r *http.Request) string {
+	host := remoteHost(r.RemoteAddr)
+	if len(s.TrustedProxies) == 0 {
+		return host
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !s.trusted(peer.Unmap()) {
+		return host
+	}
+	client := peer.Unmap()
+	hops := r.Header.Values("X-Forwarded-For")
+	for i := len(hops) - 1; i >= 0; i-- {
+		parts := strings.Split(hops[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				return client.String() // a malformed hop: trust nothing left of it
+			}
+			client = a.Unmap()
+			if !s.trusted(client) {
+				return client.String()
+			}
+		}
+	}
+	return client.String()
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// remoteHost strips the port (and IPv6 brackets) from a RemoteAddr without allocating.
+func remoteHost(addr string) string {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return addr
+	}
+	host := addr[:i]
+	if len(host) >= 2 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	return host
+}
+
+// rateLimit takes a token from the customer's bucket and the client IP's bucket. When
+// either is empty it sets Retry-After (whole seconds, rounded up, at least 1) and fails
+// with CodeRateLimited; the request must then change nothing.
+func (s *Server) rateLimit(ctx context.Context, w http.ResponseWriter, customerID, ip string) error {
+	if s.CustomerLimiter != nil && customerID != "" {
+		if err := limit(ctx, w, s.CustomerLimiter, customerID, "customer"); err != nil {
+			return err
+		}
+	}
+	if s.IPLimiter != nil {
+		if err := limit(ctx, w, s.IPLimiter, ip, "client address"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func limit(ctx context.Context, w http.ResponseWriter, l revguard.RateLimiter, key, what string) error {
+	ok, retry, err := l.Allow(ctx, key)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return nil
+	}
+	secs := int64((retry + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header()["Retry-After"] = []string{strconv.FormatInt(secs, 10)}
+	return revguard.Errorf(revguard.CodeRateLimited, "too many requests for this %s; retry in %d s", what, secs)
+}

@@ -1,0 +1,101 @@
+package httpapi
+
+import (
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/revenueguard/revguard"
+)
+
+// maxRequestIDLen bounds an X-Request-Id the server echoes.
+const maxRequestIDLen = 128
+
+// serveHTTP wraps every request: it assigns the request id (echoing the client's when it
+// is of sane form), turns a panic into a logged 500, records the route's metrics and,
+// at debug level, writes an access log line.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-Id")
+	if !validRequestID(id) {
+		id = s.idPrefix + strconv.FormatUint(s.idSeq.Add(1), 10)
+	}
+	h := w.Header()
+	h["X-Request-Id"] = []string{id}
+	h["X-Content-Type-Options"] = noSniff
+	rw := &responseWriter{ResponseWriter: w}
+	r = r.WithContext(revguard.WithRequestID(r.Context(), id))
+
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.Logger.LogAttrs(r.Context(), slog.LevelError, "httpapi: panic serving request",
+				slog.String("request_id", id), slog.String("method", r.Method),
+				slog.String("path", r.URL.Path), slog.Any("panic", v),
+				slog.String("stack", string(debug.Stack())))
+			if rw.status == 0 {
+				s.writeProblem(rw, r, revguard.CodeInternal, "")
+			}
+		}
+		if rw.status == 0 {
+			rw.status = http.StatusOK // a handler that wrote nothing
+		}
+		elapsed := time.Since(start)
+		s.metrics.observeRequest(r.Pattern, rw.status, elapsed)
+		if s.Logger.Enabled(r.Context(), slog.LevelDebug) {
+			s.Logger.LogAttrs(r.Context(), slog.LevelDebug, "httpapi: request",
+				slog.String("request_id", id), slog.String("method", r.Method),
+				slog.String("path", r.URL.Path), slog.String("route", r.Pattern),
+				slog.Int("status", rw.status), slog.Duration("duration", elapsed),
+				slog.String("remote", r.RemoteAddr))
+		}
+	}()
+	s.mux.ServeHTTP(rw, r)
+}
+
+// validRequestID reports whether a client's X-Request-Id is safe to echo and log: 1 to
+// 128 characters from [A-Za-z0-9._:-].
+func validRequestID(id string) bool {
+	if len(id) == 0 || len(id) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// responseWriter records the status a handler sent.
+type responseWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+// WriteHeader records the first final status.
+func (w *responseWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Write records an implicit 200.
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,202 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/revenueguard/revguard"
+)
+
+// reserveOutcome is the result of one pass through the reserve pipeline, shared by the
+// requests that wait on the same idempotency key.
+type reserveOutcome struct {
+	res      revguard.Reservation
+	replayed bool
+	err      error
+}
+
+// handleReserve is the hot path: POST /v1/skus/{sku}/reservations.
+//
+// The order of checks is API.md's: session; request shape (SKU id, body, Idempotency-Key);
+// rate limits; an idempotent replay (which costs no bot check and no stock); the SKU
+// exists and is open; the sold-out fast path (no bot check, no trip to the serialisation
+// point); the quantity against the SKU's own per-customer limit; the bot check; and the
+// serialisation point, which answers only once the hold is durable.
+func (s *Server) handleReserve(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	c, ok := s.requireCustomer(w, r)
+	if !ok {
+		return
+	}
+	skuID, ok := s.skuID(w, r)
+	if !ok {
+		return
+	}
+	var body reserveRequest
+	err := withBody(r, func(b []byte) (err error) {
+		body, err = decodeReserve(b)
+		return err
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	key, err := idempotencyKey(r.Header)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ip := s.clientIP(r)
+	if err := s.rateLimit(ctx, w, c.customerID, ip); err != nil {
+		s.metrics.observeReservation(string(revguard.ErrorCode(err)))
+		s.writeError(w, r, err)
+		return
+	}
+	req := revguard.ReserveRequest{SKU: skuID, CustomerID: c.customerID, Quantity: body.Quantity, IdempotencyKey: key}
+	token := r.Header.Get("Cf-Turnstile-Response")
+	if token == "" {
+		token = body.TurnstileToken
+	}
+	var out reserveOutcome
+	if key == "" {
+		out = s.reserve(ctx, &req, token, ip)
+	} else {
+		out = s.reserveOnce(ctx, &req, token, ip)
+	}
+	if out.err != nil {
+		s.metrics.observeReservation(string(revguard.ErrorCode(out.err)))
+		s.writeError(w, r, out.err)
+		return
+	}
+	h := w.Header()
+	if out.replayed {
+		s.metrics.observeReservation(outcomeReplayed)
+		h["Idempotent-Replayed"] = replayedTrue
+	} else {
+		s.metrics.observeReservation(outcomeReserved)
+	}
+	h["Location"] = []string{"/v1/reservations/" + out.res.ID}
+	s.writeReservation(w, http.StatusCreated, &out.res)
+}
+
+var replayedTrue = []string{"true"}
+
+// idempotencyKey returns the optional Idempotency-Key: one header of 1 to 255 printable
+// ASCII characters.
+func idempotencyKey(h http.Header) (string, error) {
+	vals := h["Idempotency-Key"]
+	switch {
+	case len(vals) == 0:
+		return "", nil
+	case len(vals) > 1:
+		return "", revguard.Errorf(revguard.CodeInvalidRequest, "send at most one Idempotency-Key header")
+	case !revguard.ValidIdempotencyKey(vals[0]):
+		return "", revguard.Errorf(revguard.CodeInvalidRequest, "Idempotency-Key must be 1 to %d printable ASCII characters", revguard.MaxIdempotencyKeyLen)
+	}
+	return vals[0], nil
+}
+
+// reserveOnce runs the pipeline once for all concurrent requests of one customer with
+// one idempotency key: the first runs it, the others wait and get its outcome as a
+// replay. The shared run is detached from the first client's context, so that its
+// leaving does not fail the others; each caller still stops waiting when its own
+// context ends. A waiter whose SKU or quantity differs from the first runs the pipeline
+// itself afterwards, which finds the key and refuses it as reused (or, if the first
+// failed, reserves normally).
+func (s *Server) reserveOnce(ctx context.Context, req *revguard.ReserveRequest, token, ip string) reserveOutcome {
+	type flight struct {
+		req revguard.ReserveRequest
+		out reserveOutcome
+	}
+	leader := false
+	ch := s.flights.DoChan(req.CustomerID+"\x00"+req.IdempotencyKey, func() (any, error) {
+		leader = true
+		return flight{req: *req, out: s.reserve(context.WithoutCancel(ctx), req, token, ip)}, nil
+	})
+	select {
+	case <-ctx.Done():
+		return reserveOutcome{err: ctx.Err()}
+	case res := <-ch:
+		f := res.Val.(flight)
+		if leader {
+			return f.out
+		}
+		if f.req.SKU != req.SKU || f.req.Quantity != req.Quantity {
+			return s.reserve(ctx, req, token, ip)
+		}
+		if f.out.err == nil {
+			f.out.replayed = true
+		}
+		return f.out
+	}
+}
+
+// reserve runs the checks after the rate limit, then the serialisation point.
+func (s *Server) reserve(ctx context.Context, req *revguard.ReserveRequest, token, ip string) reserveOutcome {
+	if req.IdempotencyKey != "" {
+		res, found, err := s.Inventory.FindIdempotent(ctx, *req)
+		if err != nil {
+			return reserveOutcome{err: err}
+		}
+		if found {
+			return reserveOutcome{res: res, replayed: true}
+		}
+	}
+	av, err := s.Inventory.Availability(ctx, req.SKU)
+	if err != nil {
+		return reserveOutcome{err: err}
+	}
+	if !av.OpensAt.IsZero() && s.Now().Before(av.OpensAt) {
+		return reserveOutcome{err: revguard.Errorf(revguard.CodeSaleNotOpen,
+			"the sale opens at %s", av.OpensAt.UTC().Format(time.RFC3339))}
+	}
+	if av.Available < req.Quantity {
+		return reserveOutcome{err: soldOut(av.Available, req.Quantity)}
+	}
+	if req.Quantity > 1 {
+		// Only a multi-unit request can exceed a limit, which is at least 1; the
+		// limit is not in the cheap public view, so ask for the SKU's settings.
+		sku, err := s.Inventory.FindSKU(ctx, req.SKU)
+		if err != nil {
+			return reserveOutcome{err: err}
+		}
+		if req.Quantity > sku.PerCustomerLimit {
+			return reserveOutcome{err: revguard.Errorf(revguard.CodeInvalidRequest,
+				"quantity must be between 1 and the SKU's per_customer_limit (%d)", sku.PerCustomerLimit)}
+		}
+	}
+	if s.BotChecker != nil {
+		if token == "" {
+			err := revguard.Errorf(revguard.CodeBotCheckFailed, "a Turnstile token is required: send the CF-Turnstile-Response header or the turnstile_token field")
+			s.metrics.countBotCheck(string(revguard.CodeBotCheckFailed))
+			return reserveOutcome{err: err}
+		}
+		start := time.Now()
+		err := s.BotChecker.Verify(ctx, token, ip)
+		s.metrics.observeBotCheck(err, time.Since(start))
+		if err != nil {
+			return reserveOutcome{err: err}
+		}
+	}
+	res, replayed, err := s.Inventory.Reserve(ctx, *req)
+	return reserveOutcome{res: res, replayed: replayed, err: err}
+}
+
+// soldOut is the refusal of a request for more units than are available.
+func soldOut(available, quantity int64) error {
+	if available <= 0 {
+		return &revguard.Error{Code: revguard.CodeSoldOut, Detail: "no units are available"}
+	}
+	return &revguard.Error{Code: revguard.CodeSoldOut, Detail: "only " + strconv.FormatInt(available, 10) +
+		" units are available, fewer than the " + strconv.FormatInt(quantity, 10) + " requested"}
+}
+
+// writeReservation sends the reservation object.
+func (s *Server) writeReservation(w http.ResponseWriter, status int, res *revguard.Reservation) {
+	bp := getBuf()
+	*bp = append(appendReservation((*bp)[:0], res), '\n')
+	writeJSON(w, status, *bp)
+	putBuf(bp)
+}

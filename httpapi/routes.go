@@ -1,0 +1,66 @@
+package httpapi
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/revenueguard/revguard"
+)
+
+// routes registers the whole API on mux and returns its patterns (the route labels of
+// the metrics).
+func (s *Server) routes(mux *http.ServeMux) []string {
+	var patterns []string
+	handle := func(pattern string, h http.HandlerFunc) {
+		mux.Handle(pattern, h)
+		patterns = append(patterns, pattern)
+	}
+
+	// Admin (admin token).
+	handle("PUT /v1/skus/{sku}", s.handlePutSKU)
+	handle("GET /v1/skus/{sku}", s.handleGetSKU)
+	handle("POST /v1/sessions", s.handleCreateSession)
+	handle("GET /v1/orders", s.handleListOrders)
+
+	// Customer (session token; GET and release of a reservation also the admin).
+	handle("DELETE /v1/sessions/current", s.handleLogout)
+	handle("POST /v1/skus/{sku}/reservations", s.handleReserve)
+	handle("GET /v1/reservations/{id}", s.handleGetReservation)
+	handle("POST /v1/reservations/{id}/confirm", s.handleConfirm)
+	handle("POST /v1/reservations/{id}/release", s.handleRelease)
+	handle("GET /v1/me/reservations", s.handleMyReservations)
+
+	// Public.
+	handle("GET /v1/skus/{sku}/availability", s.handleAvailability)
+	handle("GET /healthz", s.handleHealthz)
+	handle("GET /readyz", s.handleReadyz)
+	handle("GET /metrics", s.handleMetrics)
+
+	// Everything else: 404, or 405 with Allow when the path exists for other methods.
+	mux.HandleFunc("/", s.handleNoRoute)
+	return patterns
+}
+
+// probeMethods are the methods the API serves on some path, in the order Allow lists
+// them. HEAD is allowed wherever GET is.
+var probeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete}
+
+// handleNoRoute answers a request that no API pattern matched. The standard mux would
+// answer 404 or 405 in text/plain; this answers a problem document instead, with the
+// Allow header of RFC 9110 computed the way the mux does it: by asking which methods
+// match the path.
+func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range probeMethods {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		s.writeProblem(w, r, revguard.CodeNotFound, "no such endpoint")
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	s.writeProblem(w, r, revguard.CodeMethodNotAllowed, r.Method+" is not allowed here; allowed: "+strings.Join(allow, ", "))
+}
