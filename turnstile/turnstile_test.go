@@ -12,10 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/turnstile"
 	"github.com/revenueguard/revguard/turnstile/turnstiletest"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // attemptTimeout is short so that the hanging-verifier cases stay quick.
 const attemptTimeout = 250 * time.Millisecond

@@ -343,7 +343,11 @@ func parseRequest(w http.ResponseWriter, r *http.Request) (Request, error) {
 		return Request{Secret: body.Secret, Token: body.Response, RemoteIP: body.RemoteIP,
 			IdempotencyKey: body.IdempotencyKey}, nil
 	case "application/x-www-form-urlencoded", "multipart/form-data":
-		if err := r.ParseMultipartForm(maxRequestBody); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		parse := r.ParseForm
+		if ct == "multipart/form-data" {
+			parse = func() error { return r.ParseMultipartForm(maxRequestBody) }
+		}
+		if err := parse(); err != nil {
 			return Request{}, err
 		}
 		return Request{Secret: r.PostFormValue("secret"), Token: r.PostFormValue("response"),
