@@ -199,6 +199,9 @@ func (an *analysis) checkDemand() Check {
 		}
 		return pass(CheckDemand, "reserved %d units = min(demand %d, stock %d); %d sold-out refusals", taken, demand, an.s.Stock, refusals)
 	}
+	if refusals == 0 {
+		return pass(CheckDemand, "reserved %d units against demand %d and stock %d; no sold-out refusal", taken, demand, an.s.Stock)
+	}
 	return pass(CheckDemand, "reserved %d units in all against demand %d and stock %d, units coming back by release or expiry; each of %d sold-out refusals came while fewer units than asked were free",
 		taken, demand, an.s.Stock, refusals)
 }

@@ -33,7 +33,7 @@ func mustRun(t *testing.T, shop *fakeShop, s loadtest.Scenario) (*loadtest.Repor
 	url := MustStartFakeShop(t, shop)
 	r := loadtest.NewRunner(s, shop.admin, url)
 	r.Tokens = shop
-	r.LedgerWait = 3 * time.Second
+	r.LedgerWait = 1500 * time.Millisecond
 	r.SampleEvery = 20 * time.Millisecond
 	rep, err := r.Run(t.Context())
 	if err != nil {
@@ -91,6 +91,7 @@ func TestRunner(t *testing.T) {
 	t.Run("OKPlentyOfStock", func(t *testing.T) {
 		s := smallScenario()
 		s.Stock, s.Limit, s.Quantity, s.OverLimit = 1000, 3, 2, 1 // attempts of 2, 2, 2 against a limit of 3
+		s.HoldSeconds = 60                                        // no hold expires before a later attempt
 		rep, text := mustRun(t, &fakeShop{}, s)
 		if err := rep.Err(); err != nil {
 			t.Fatalf("a correct shop failed: %v\n%s", err, text)

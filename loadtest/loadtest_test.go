@@ -1,0 +1,82 @@
+package loadtest_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/revenueguard/revguard/loadtest"
+)
+
+func TestScenarioValidate(t *testing.T) {
+	if err := loadtest.DefaultScenario().Validate(); err != nil {
+		t.Fatalf("DefaultScenario().Validate() = %v", err)
+	}
+	for _, tc := range []struct {
+		name  string
+		tweak func(*loadtest.Scenario)
+		want  string // in the error; "" for valid
+	}{
+		{"OKSteady", func(s *loadtest.Scenario) { s.Arrival = loadtest.ArrivalSteady; s.Rate = 50 }, ""},
+		{"OKBurstNoShares", func(s *loadtest.Scenario) { s.Arrival = "burst"; s.Bots, s.Confirm, s.Release = 0, 0, 0 }, ""},
+		{"ErrSKU", func(s *loadtest.Scenario) { s.SKU = "no spaces" }, "invalid sku"},
+		{"ErrCustomers", func(s *loadtest.Scenario) { s.Customers = 0 }, "customers"},
+		{"ErrStock", func(s *loadtest.Scenario) { s.Stock = -1 }, "stock"},
+		{"ErrLimit", func(s *loadtest.Scenario) { s.Limit = 0 }, "limit"},
+		{"ErrHold", func(s *loadtest.Scenario) { s.HoldSeconds = 86_401 }, "hold seconds"},
+		{"ErrQuantityOverLimit", func(s *loadtest.Scenario) { s.Quantity = 2 }, "quantity"},
+		{"ErrTooManyAttempts", func(s *loadtest.Scenario) { s.Limit = 5000 }, "attempts"},
+		{"ErrArrival", func(s *loadtest.Scenario) { s.Arrival = "wave" }, "invalid arrival"},
+		{"ErrRamp", func(s *loadtest.Scenario) { s.Ramp = 0 }, "ramp"},
+		{"ErrRate", func(s *loadtest.Scenario) { s.Arrival = loadtest.ArrivalSteady; s.Rate = 0 }, "rate"},
+		{"ErrBots", func(s *loadtest.Scenario) { s.Bots = 1.5 }, "bots"},
+		{"ErrShares", func(s *loadtest.Scenario) { s.Confirm, s.Release = 0.7, 0.4 }, "add up to at most 1"},
+		{"ErrDelay", func(s *loadtest.Scenario) { s.ConfirmDelay = -time.Second }, "delays"},
+		{"ErrDuration", func(s *loadtest.Scenario) { s.Duration = 0 }, "duration"},
+		{"ErrConnections", func(s *loadtest.Scenario) { s.Connections = 0 }, "connections"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := loadtest.DefaultScenario()
+			tc.tweak(&s)
+			err := s.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("Validate() = %v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseArrival(t *testing.T) {
+	for _, s := range []string{"burst", "ramp", "steady"} {
+		if a, err := loadtest.ParseArrival(s); err != nil || string(a) != s {
+			t.Errorf("ParseArrival(%q) = %q, %v", s, a, err)
+		}
+	}
+	for _, s := range []string{"", "Burst", "wave"} {
+		if _, err := loadtest.ParseArrival(s); err == nil {
+			t.Errorf("ParseArrival(%q) succeeded", s)
+		}
+	}
+}
+
+// TestRunnerSteadyArrivals checks that a steady rate spreads the customers and that
+// those who would arrive after the duration never come.
+func TestRunnerSteadyArrivals(t *testing.T) {
+	s := smallScenario()
+	s.Arrival, s.Rate, s.Duration = loadtest.ArrivalSteady, 100, 500*time.Millisecond
+	s.Stock, s.Bots = 1000, 0
+	rep, text := mustRun(t, &fakeShop{}, s)
+	if err := rep.Err(); err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	// 100 customers per second for half a second: 50 arrive, one hold each.
+	if rep.Sale.Customers != 50 || rep.Sale.Holds != 50 {
+		t.Errorf("customers %d, holds %d, want 50 and 50\n%s", rep.Sale.Customers, rep.Sale.Holds, text)
+	}
+	if rep.SaleSeconds < 0.45 {
+		t.Errorf("the sale took %.2fs, want about 0.5s", rep.SaleSeconds)
+	}
+}
