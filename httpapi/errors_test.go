@@ -1,0 +1,198 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/httpapi"
+	"github.com/revenueguard/revguard/mock"
+)
+
+// These tests inject failures that the real backends cannot be made to produce on
+// demand (a store that breaks, a panic) through package mock. Everything else is tested
+// end to end against the real backends.
+
+const (
+	mockAdmin    = "admin-secret-token"
+	mockCustomer = "customer-token"
+)
+
+// syncBuffer is a log sink safe for the server's concurrent handlers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// mockServer serves an httpapi.Server over inv and ledger, with a session store that
+// knows mockCustomer as customer c1.
+func mockServer(t *testing.T, inv *mock.Inventory, ledger *mock.Ledger, edit func(*httpapi.Server)) (*client, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	s := httpapi.NewServer()
+	s.Inventory = inv
+	s.Ledger = ledger
+	s.Sessions = &mock.Sessions{FindSessionFn: func(_ context.Context, token string) (revguard.Session, error) {
+		if token == mockCustomer {
+			return revguard.Session{CustomerID: "c1", ExpiresAt: time.Now().Add(time.Hour)}, nil
+		}
+		return revguard.Session{}, revguard.Errorf(revguard.CodeUnauthenticated, "unknown token")
+	}}
+	s.AdminToken = mockAdmin
+	s.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if edit != nil {
+		edit(s)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return &client{tb: t, base: srv.URL, hc: srv.Client()}, logs
+}
+
+func TestInternalErrors(t *testing.T) {
+	secret := errors.New("sqlite: disk I/O error at /var/lib/revguard/revguard.db")
+	inv := &mock.Inventory{
+		FindSKUFn: func(context.Context, string) (revguard.SKU, error) {
+			return revguard.SKU{}, fmt.Errorf("inproc: find sku: %w", secret)
+		},
+		AvailabilityFn: func(context.Context, string) (revguard.Availability, error) {
+			panic("availability exploded at /src/inproc/inventory.go:42")
+		},
+		FindReservationFn: func(context.Context, string) (revguard.Reservation, error) {
+			return revguard.Reservation{}, context.DeadlineExceeded
+		},
+	}
+	ledger := &mock.Ledger{FindOrdersFn: func(context.Context, revguard.OrderFilter) (revguard.OrderPage, error) {
+		return revguard.OrderPage{}, revguard.Errorf(revguard.CodeUnavailable, "ledger is restarting")
+	}}
+	c, logs := mockServer(t, inv, ledger, nil)
+
+	t.Run("ErrInternal", func(t *testing.T) {
+		r := c.do(req{Method: "GET", Path: "/v1/skus/a", Token: mockAdmin, Header: map[string]string{"X-Request-Id": "trace-123"}})
+		p := r.wantProblem(t, 500, revguard.CodeInternal)
+		if p.RequestID != "trace-123" || r.Header.Get("X-Request-Id") != "trace-123" {
+			t.Fatalf("request id: body %q header %q, want trace-123", p.RequestID, r.Header.Get("X-Request-Id"))
+		}
+		if strings.Contains(string(r.Body), "sqlite") || strings.Contains(string(r.Body), "/var/lib") {
+			t.Fatalf("internal error text leaked: %s", r.Body)
+		}
+		if l := logs.String(); !strings.Contains(l, `"request_id":"trace-123"`) || !strings.Contains(l, "disk I/O error") {
+			t.Fatalf("log lacks the request id or the error: %s", l)
+		}
+	})
+	t.Run("ErrPanic", func(t *testing.T) {
+		r := c.do(req{Method: "GET", Path: "/v1/skus/a/availability"})
+		p := r.wantProblem(t, 500, revguard.CodeInternal)
+		if p.RequestID == "" || p.RequestID != r.Header.Get("X-Request-Id") {
+			t.Fatalf("request id %q, header %q", p.RequestID, r.Header.Get("X-Request-Id"))
+		}
+		if strings.Contains(string(r.Body), "exploded") || strings.Contains(string(r.Body), ".go") {
+			t.Fatalf("panic text leaked: %s", r.Body)
+		}
+		if l := logs.String(); !strings.Contains(l, p.RequestID) || !strings.Contains(l, "availability exploded") {
+			t.Fatalf("log lacks the panic: %s", l)
+		}
+	})
+	t.Run("ErrDeadline", func(t *testing.T) {
+		r := c.do(req{Method: "GET", Path: "/v1/reservations/01ABC", Token: mockCustomer})
+		r.wantProblem(t, 503, revguard.CodeUnavailable)
+	})
+	t.Run("ErrUnavailable", func(t *testing.T) {
+		r := c.do(req{Method: "GET", Path: "/v1/orders", Token: mockAdmin})
+		p := r.wantProblem(t, 503, revguard.CodeUnavailable)
+		if p.Detail != "ledger is restarting" || p.RequestID != "" {
+			t.Fatalf("detail %q request_id %q", p.Detail, p.RequestID)
+		}
+	})
+	t.Run("ErrUnknownCode", func(t *testing.T) {
+		inv.FindSKUFn = nil
+		c2, _ := mockServer(t, &mock.Inventory{FindSKUFn: func(context.Context, string) (revguard.SKU, error) {
+			return revguard.SKU{}, revguard.Errorf("made_up_code", "x")
+		}}, ledger, nil)
+		c2.do(req{Method: "GET", Path: "/v1/skus/a", Token: mockAdmin}).wantProblem(t, 500, revguard.CodeInternal)
+	})
+}
+
+func TestSessionStoreDown(t *testing.T) {
+	c, _ := mockServer(t, &mock.Inventory{}, &mock.Ledger{}, func(s *httpapi.Server) {
+		s.Sessions = &mock.Sessions{FindSessionFn: func(context.Context, string) (revguard.Session, error) {
+			return revguard.Session{}, errors.New("database is locked")
+		}}
+	})
+	r := c.do(req{Method: "POST", Path: "/v1/skus/a/reservations", Token: "whatever"})
+	r.wantProblem(t, 500, revguard.CodeInternal)
+	// The admin token is recognised without asking the broken store.
+	r = c.do(req{Method: "GET", Path: "/v1/me/reservations", Token: mockAdmin})
+	r.wantProblem(t, 403, revguard.CodeForbidden)
+}
+
+func TestRateLimiterDown(t *testing.T) {
+	reserved := false
+	inv := &mock.Inventory{ReserveFn: func(context.Context, revguard.ReserveRequest) (revguard.Reservation, bool, error) {
+		reserved = true
+		return revguard.Reservation{}, false, nil
+	}}
+	c, _ := mockServer(t, inv, &mock.Ledger{}, func(s *httpapi.Server) {
+		s.CustomerLimiter = &mock.RateLimiter{AllowFn: func(context.Context, string) (bool, time.Duration, error) {
+			return false, 0, revguard.Errorf(revguard.CodeUnavailable, "rate limiter unreachable")
+		}}
+	})
+	c.do(req{Method: "POST", Path: "/v1/skus/a/reservations", Token: mockCustomer}).wantProblem(t, 503, revguard.CodeUnavailable)
+	if reserved {
+		t.Fatal("a request refused by a broken rate limiter reserved")
+	}
+}
+
+// TestBotCheckerErrorCodes checks that whatever code a BotChecker fails with reaches the
+// client, and that nothing is reserved after a failed check.
+func TestBotCheckerErrorCodes(t *testing.T) {
+	for _, code := range []revguard.Code{revguard.CodeBotCheckFailed, revguard.CodeBotCheckUnavailable, revguard.CodeInternal} {
+		t.Run(string(code), func(t *testing.T) {
+			inv := &mock.Inventory{
+				AvailabilityFn: func(_ context.Context, id string) (revguard.Availability, error) {
+					return revguard.Availability{SKU: id, Available: 5}, nil
+				},
+				ReserveFn: func(context.Context, revguard.ReserveRequest) (revguard.Reservation, bool, error) {
+					t.Fatal("reserved after a failed bot check")
+					return revguard.Reservation{}, false, nil
+				},
+			}
+			var gotIP string
+			c, _ := mockServer(t, inv, &mock.Ledger{}, func(s *httpapi.Server) {
+				s.BotChecker = &mock.BotChecker{VerifyFn: func(_ context.Context, token, ip string) error {
+					gotIP = ip
+					if code == revguard.CodeInternal {
+						return errors.New("verifier client bug")
+					}
+					return revguard.Errorf(code, "no")
+				}}
+			})
+			r := c.do(req{Method: "POST", Path: "/v1/skus/a/reservations", Token: mockCustomer,
+				Header: map[string]string{"CF-Turnstile-Response": "tok"}})
+			status := map[revguard.Code]int{revguard.CodeBotCheckFailed: 403, revguard.CodeBotCheckUnavailable: 503, revguard.CodeInternal: 500}[code]
+			r.wantProblem(t, status, code)
+			if gotIP != "127.0.0.1" {
+				t.Fatalf("remote ip given to the verifier %q, want 127.0.0.1", gotIP)
+			}
+		})
+	}
+}
