@@ -1,0 +1,125 @@
+package sqlite
+
+import (
+	"database/sql"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/revenueguard/revguard"
+)
+
+// TestMigrate_Upgrade makes a database with the first schema only, as the first release
+// did, fills it, then opens it with this binary: the newer migrations are applied and
+// the data is intact and usable.
+func TestMigrate_Upgrade(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "revguard.db")
+
+	old := NewDB(path)
+	dsn, err := old.dsn(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetMaxOpenConns(1)
+	p, err := newMigrator(conn, old.Logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 1); err != nil {
+		t.Fatalf("migrate to version 1: %v", err)
+	}
+	// Rows written by a version-1 binary (which had no cursor key yet either).
+	if _, err := conn.ExecContext(ctx, `INSERT INTO reservations
+		(id, sku, customer_id, quantity, status, created_at, expires_at, confirmed_at, order_ref, seq)
+		VALUES ('01OLD', 'shoe', 'alice', 2, 'confirmed', 1000, 2000, 1500, 'o-1', 7)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, `UPDATE ledger_meta SET last_applied = 7`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, `INSERT INTO sessions VALUES (zeroblob(32), 'bob', 0, 10)`); err != nil {
+		t.Fatal(err)
+	}
+	if n := indexCount(t, conn); n != 0 {
+		t.Fatalf("version 1 has %d of version 2's indexes", n)
+	}
+	conn.Close()
+
+	db := NewDB(path)
+	if err := db.Open(ctx); err != nil {
+		t.Fatalf("open a version-1 database: %v", err)
+	}
+	defer db.Close()
+	if v, err := db.version(ctx); err != nil || v != SchemaVersion {
+		t.Fatalf("version after upgrade = %d, %v; want %d", v, err, SchemaVersion)
+	}
+	if n := indexCount(t, db.rdb); n != 2 {
+		t.Fatalf("after upgrade: %d of version 2's indexes, want 2", n)
+	}
+	l := NewLedger(db)
+	if n, err := l.LastApplied(ctx); err != nil || n != 7 {
+		t.Fatalf("LastApplied after upgrade = %d, %v; want 7", n, err)
+	}
+	page, err := l.FindOrders(ctx, revguard.OrderFilter{Status: revguard.StatusConfirmed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := revguard.Reservation{ID: "01OLD", SKU: "shoe", CustomerID: "alice", Quantity: 2,
+		Status: revguard.StatusConfirmed, CreatedAt: time.Unix(0, 1000).UTC(), ExpiresAt: time.Unix(0, 2000).UTC(),
+		ConfirmedAt: time.Unix(0, 1500).UTC(), OrderRef: "o-1"}
+	if len(page.Items) != 1 || page.Items[0] != want {
+		t.Fatalf("after upgrade: %+v, want [%+v]", page.Items, want)
+	}
+	// The upgraded ledger goes on from where it was.
+	ev := revguard.Event{Seq: 8, Type: revguard.EventReserved, Time: time.Unix(5, 0), SKU: "shoe",
+		ReservationID: "01NEW", CustomerID: "carol", Quantity: 1, ExpiresAt: time.Unix(600, 0)}
+	if err := l.ApplyEvents(ctx, []revguard.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSessions(db).PurgeExpired(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// indexCount counts the indexes that migration 2 adds.
+func indexCount(tb testing.TB, conn *sql.DB) int {
+	tb.Helper()
+	var n int
+	err := conn.QueryRowContext(tb.Context(), `SELECT count(*) FROM sqlite_master
+		WHERE type = 'index' AND name IN ('sessions_expires_at', 'reservations_status_id')`).Scan(&n)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+// TestOpen_ReadOnlyOldSchema refuses to read a database this binary would have to
+// migrate, rather than migrate it from a read-only command.
+func TestOpen_ReadOnlyOldSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "revguard.db")
+	old := NewDB(path)
+	dsn, _ := old.dsn(false)
+	conn, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := newMigrator(conn, old.Logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	db := NewDB(path)
+	db.ReadOnly = true
+	if err := db.Open(t.Context()); err == nil {
+		db.Close()
+		t.Fatal("read-only Open of a version-1 database: no error")
+	}
+}
