@@ -1,0 +1,160 @@
+package inproc
+
+import (
+	"math"
+	"sync"
+	"time"
+)
+
+// expirer is the one engine-wide hold timer: a min-heap of (deadline, SKU) with an
+// entry for each SKU that has holds, served by one goroutine with one time.Timer. An
+// idle SKU has no entry, so it costs nothing, and expiry never scans the SKUs.
+//
+// A SKU registers its earliest hold's deadline, and registers again only when it
+// gets an earlier one (sku.timerAt tells which entry is current). An entry may fire
+// early, when the hold it stood for ended otherwise; the SKU then registers its new
+// earliest deadline. Superseded entries fire harmlessly.
+type expirer struct {
+	// mu guards heap. Lock order: a sku.mu may be held while taking mu (armTimer);
+	// mu is never held while taking a sku.mu.
+	mu   sync.Mutex
+	heap []timerEntry
+	wake chan struct{} // capacity 1: the earliest deadline changed
+}
+
+type timerEntry struct {
+	at int64 // Unix ns
+	s  *sku
+}
+
+// maxSleep bounds the expirer's sleep so that a jump of the wall clock (or of an
+// injected clock) delays an expiry by at most this much. It costs one wake-up per
+// maxSleep while some hold exists, and nothing when none does.
+const maxSleep = time.Second
+
+// armTimer publishes the deadline of s's earliest hold and makes sure the expirer
+// will look at s by then. Under s.mu.
+func (inv *Inventory) armTimer(s *sku) {
+	next := int64(math.MaxInt64)
+	if b := s.book; b != nil && len(b.holds) > 0 {
+		next = b.holds[0].at
+	}
+	s.nextExpiry.Store(next)
+	if next == math.MaxInt64 || inv.ReadOnly || (s.timerAt != 0 && s.timerAt <= next) {
+		return
+	}
+	s.timerAt = next
+	inv.exp.push(timerEntry{at: next, s: s})
+}
+
+func (e *expirer) push(t timerEntry) {
+	e.mu.Lock()
+	e.heap = append(e.heap, t)
+	h := e.heap
+	i := len(h) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if h[p].at <= h[i].at {
+			break
+		}
+		h[p], h[i] = h[i], h[p]
+		i = p
+	}
+	first := i == 0
+	e.mu.Unlock()
+	if first {
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// popDue appends to due the entries at or before now, and returns the earliest
+// deadline left (0: none).
+func (e *expirer) popDue(now int64, due []timerEntry) ([]timerEntry, int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	h := e.heap
+	for len(h) > 0 && h[0].at <= now {
+		due = append(due, h[0])
+		n := len(h) - 1
+		h[0] = h[n]
+		h[n] = timerEntry{}
+		h = h[:n]
+		for i := 0; ; {
+			l := 2*i + 1
+			if l >= n {
+				break
+			}
+			m := l
+			if r := l + 1; r < n && h[r].at < h[l].at {
+				m = r
+			}
+			if h[i].at <= h[m].at {
+				break
+			}
+			h[i], h[m] = h[m], h[i]
+			i = m
+		}
+	}
+	e.heap = h
+	if len(h) == 0 {
+		return due, 0
+	}
+	return due, h[0].at
+}
+
+// runExpirer is the expirer goroutine. Open starts it (not when ReadOnly); it exits
+// when Close closes inv.stop.
+func (inv *Inventory) runExpirer() {
+	defer inv.wg.Done()
+	timer := time.NewTimer(maxSleep)
+	defer timer.Stop()
+	var due []timerEntry
+	for {
+		now := inv.now()
+		var next int64
+		due, next = inv.exp.popDue(now, due[:0])
+		for _, t := range due {
+			inv.expireSKU(t)
+		}
+		clear(due)
+		if len(due) > 0 {
+			continue // the expiries took time: look again
+		}
+		var wait <-chan time.Time
+		if next != 0 {
+			timer.Reset(min(time.Duration(next-now), maxSleep))
+			wait = timer.C
+		}
+		select {
+		case <-inv.stop:
+			return
+		case <-inv.exp.wake:
+			timer.Stop()
+		case <-wait:
+		}
+	}
+}
+
+// expireSKU serves the expirer entry t: it expires the due holds of its SKU and
+// registers the SKU's next deadline. It does not wait for the fsync: the next answer
+// about the SKU does (the output gate).
+func (inv *Inventory) expireSKU(t timerEntry) {
+	s := t.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.timerAt == t.at {
+		s.timerAt = 0
+	}
+	now := inv.now()
+	if err := inv.expireDue(s, now); err != nil {
+		inv.Logger.Error("inproc: expire holds", "sku", s.id, "err", err)
+		// Try again in a second rather than spin on a failed journal.
+		s.timerAt = now + int64(time.Second)
+		inv.exp.push(timerEntry{at: s.timerAt, s: s})
+		return
+	}
+	inv.armTimer(s)
+}

@@ -1,0 +1,209 @@
+package inproc
+
+import (
+	"context"
+	"time"
+
+	"github.com/revenueguard/revguard"
+)
+
+// pendingReserve marks an idempotency key whose first Reserve is in flight. Later
+// calls with the key wait for done, then look again: they find the reservation, or
+// nothing when the first call failed (a failed reserve is not remembered).
+type pendingReserve struct {
+	done chan struct{}
+}
+
+// idemKey is the key of the idempotency map. Customer ids are printable, so the NUL
+// separator keeps distinct pairs distinct.
+func idemKey(customer, key string) string { return customer + "\x00" + key }
+
+// Reserve implements revguard.Inventory.
+func (inv *Inventory) Reserve(ctx context.Context, req revguard.ReserveRequest) (revguard.Reservation, bool, error) {
+	if err := inv.writable(ctx); err != nil {
+		return revguard.Reservation{}, false, err
+	}
+	if err := checkReserve(req); err != nil {
+		return revguard.Reservation{}, false, err
+	}
+	if req.IdempotencyKey != "" {
+		return inv.reserveOnce(ctx, req)
+	}
+	r, seq, err := inv.reserveStep(req)
+	if err = inv.settle(ctx, seq, err); err != nil {
+		return revguard.Reservation{}, false, err
+	}
+	return r.createdView(), false, nil
+}
+
+// checkReserve refuses requests that the gateway would never send; the bounds keep a
+// journal record small.
+func checkReserve(req revguard.ReserveRequest) error {
+	switch {
+	case req.Quantity < 1:
+		return revguard.Errorf(revguard.CodeInvalidRequest, "quantity must be at least 1")
+	case req.CustomerID == "" || len(req.CustomerID) > 4*revguard.MaxCustomerIDLen:
+		return revguard.Errorf(revguard.CodeInvalidRequest, "invalid customer id")
+	case req.IdempotencyKey != "" && !revguard.ValidIdempotencyKey(req.IdempotencyKey):
+		return revguard.Errorf(revguard.CodeInvalidRequest, "invalid idempotency key")
+	}
+	return nil
+}
+
+// reserveOnce runs a Reserve with an idempotency key: the first call with the key
+// reserves; concurrent calls wait for its outcome; later calls replay it.
+func (inv *Inventory) reserveOnce(ctx context.Context, req revguard.ReserveRequest) (revguard.Reservation, bool, error) {
+	k := idemKey(req.CustomerID, req.IdempotencyKey)
+	for {
+		v, found := inv.idem.Load(k)
+		var mine *pendingReserve
+		if !found {
+			mine = &pendingReserve{done: make(chan struct{})}
+			v, found = inv.idem.LoadOrStore(k, mine)
+		}
+		if !found {
+			r, seq, err := inv.reserveStep(req)
+			if r != nil {
+				// Remembered as soon as it is journaled, even if the wait below fails:
+				// a retry must replay it, never reserve twice.
+				inv.idem.Store(k, r)
+			} else {
+				inv.idem.CompareAndDelete(k, mine)
+			}
+			close(mine.done)
+			if err = inv.settle(ctx, seq, err); err != nil {
+				return revguard.Reservation{}, false, err
+			}
+			return r.createdView(), false, nil
+		}
+		switch v := v.(type) {
+		case *reservation:
+			res, err := inv.replay(ctx, v, req)
+			return res, err == nil, err
+		case *pendingReserve:
+			select {
+			case <-v.done:
+			case <-ctx.Done():
+				return revguard.Reservation{}, false, ctx.Err()
+			}
+		}
+	}
+}
+
+// replay returns r as it was created, for a request with r's idempotency key.
+func (inv *Inventory) replay(ctx context.Context, r *reservation, req revguard.ReserveRequest) (revguard.Reservation, error) {
+	if r.sku.id != req.SKU || int64(r.qty) != req.Quantity {
+		return revguard.Reservation{}, revguard.Errorf(revguard.CodeIdempotencyKeyReused,
+			"idempotency key already used for %d units of SKU %s", r.qty, r.sku.id)
+	}
+	// r is in the map only once journaled, so the SKU's last seq covers it.
+	if err := inv.gate(ctx, r.sku); err != nil {
+		return revguard.Reservation{}, err
+	}
+	return r.createdView(), nil
+}
+
+// FindIdempotent implements revguard.Inventory. A key whose first Reserve is in flight
+// is waited for.
+func (inv *Inventory) FindIdempotent(ctx context.Context, req revguard.ReserveRequest) (revguard.Reservation, bool, error) {
+	if req.IdempotencyKey == "" {
+		return revguard.Reservation{}, false, nil
+	}
+	k := idemKey(req.CustomerID, req.IdempotencyKey)
+	for {
+		v, ok := inv.idem.Load(k)
+		if !ok {
+			return revguard.Reservation{}, false, nil
+		}
+		switch v := v.(type) {
+		case *reservation:
+			res, err := inv.replay(ctx, v, req)
+			return res, err == nil, err
+		case *pendingReserve:
+			select {
+			case <-v.done:
+			case <-ctx.Done():
+				return revguard.Reservation{}, false, ctx.Err()
+			}
+		}
+	}
+}
+
+// reserveStep runs one reservation at the SKU's serialisation point. It returns the
+// new reservation (nil when refused) and the seq to wait for before answering.
+func (inv *Inventory) reserveStep(req revguard.ReserveRequest) (*reservation, uint64, error) {
+	s := inv.lookup(req.SKU)
+	if s == nil || !s.exists.Load() {
+		return nil, 0, errSKUNotFound(req.SKU)
+	}
+
+	// The sold-out fast path: no lock, no allocation. It is exact: no hold is due (so
+	// none would be expired first), the sale is open, and the units are not there. The
+	// loads are in the reverse order of publish's stores.
+	now := inv.now()
+	if s.nextExpiry.Load() > now && s.opensAt.Load() <= now && s.avail.Load() < req.Quantity {
+		return nil, s.lastSeq.Load(), inv.errSoldOut
+	}
+
+	s.mu.Lock()
+	r, err := inv.reserveLocked(s, req, inv.now())
+	seq := s.lastSeq.Load()
+	s.mu.Unlock()
+	return r, seq, err
+}
+
+func (inv *Inventory) reserveLocked(s *sku, req revguard.ReserveRequest, now int64) (*reservation, error) {
+	if err := inv.expireDue(s, now); err != nil {
+		return nil, err
+	}
+	if opens := s.opensAt.Load(); now < opens {
+		return nil, revguard.Errorf(revguard.CodeSaleNotOpen, "the sale of %s opens at %s",
+			s.id, unixTime(opens).Format(time.RFC3339))
+	}
+	if s.available() < req.Quantity {
+		return nil, inv.errSoldOut
+	}
+	if owned := s.owned(req.CustomerID); req.Quantity > s.limit-owned {
+		return nil, revguard.Errorf(revguard.CodeLimitExceeded,
+			"the limit is %d units per customer; %d already held or bought", s.limit, owned)
+	}
+	r := &reservation{
+		sku:       s,
+		customer:  req.CustomerID,
+		createdAt: now,
+		expiresAt: now + s.holdNanos,
+		qty:       int32(req.Quantity), // <= limit <= MaxPerCustomerLimit
+		state:     stHeld,
+	}
+	if req.IdempotencyKey != "" {
+		r.extra = &resExtra{idemKey: req.IdempotencyKey}
+	}
+	for {
+		r.id = newID(now)
+		if inv.res.insert(r) {
+			break
+		}
+	}
+	ev := revguard.Event{
+		Type:           revguard.EventReserved,
+		Time:           unixTime(now),
+		SKU:            s.id,
+		ReservationID:  r.id.String(),
+		CustomerID:     r.customer,
+		Quantity:       req.Quantity,
+		ExpiresAt:      unixTime(r.expiresAt),
+		IdempotencyKey: req.IdempotencyKey,
+	}
+	seq, err := inv.append(&ev)
+	if err != nil {
+		inv.res.remove(r.id)
+		return nil, err
+	}
+	inv.applyReserve(s, r)
+	inv.publish(s, seq)
+	return r, nil
+}
+
+func errSKUNotFound(id string) error {
+	return revguard.Errorf(revguard.CodeSKUNotFound, "no SKU %q", id)
+}

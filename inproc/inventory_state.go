@@ -1,0 +1,332 @@
+package inproc
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/revenueguard/revguard"
+)
+
+// sku is one SKU's serialisation point. Its mutex is the only lock a decision takes:
+// every change to the SKU and to its reservations happens under it, one at a time.
+//
+// Lock order: sku.mu, then a resShard.mu or expirer.mu (each held briefly, never
+// while taking a sku.mu). No two sku.mu are ever held together.
+type sku struct {
+	mu sync.Mutex
+
+	id string
+
+	// Published for lock-free readers (Availability, the sold-out fast path, the output
+	// gate); written only under mu. A change stores lastSeq before avail, and avail
+	// before nextExpiry, so that a reader who sees a value also sees the seq to wait for.
+	lastSeq    atomic.Uint64 // seq of the last change applied; the output gate waits for it
+	avail      atomic.Int64  // stock - held - sold
+	nextExpiry atomic.Int64  // deadline of the earliest hold (Unix ns); math.MaxInt64: none
+	opensAt    atomic.Int64  // Unix ns; 0: open at once
+
+	stock, held, sold int64
+	limit             int64 // per-customer limit
+	holdNanos         int64 // hold duration
+	timerAt           int64 // deadline registered with the expirer; 0: none
+	book              *book // reservations; nil until the first one (idle SKUs stay small)
+
+	exists atomic.Bool // the creating PutSKU has been applied
+}
+
+// book holds the reservations of one SKU, guarded by the SKU's mutex.
+type book struct {
+	all       []*reservation   // every reservation, final ones included, in creation order
+	holds     holdHeap         // by deadline; entries that are no longer held are skipped when popped
+	customers map[string]int64 // units held or confirmed per customer; no zero entries
+}
+
+func newSKU(id string) *sku {
+	s := &sku{id: id}
+	s.nextExpiry.Store(math.MaxInt64)
+	return s
+}
+
+func (s *sku) available() int64 { return s.stock - s.held - s.sold }
+
+func (s *sku) bookOrNew() *book {
+	if s.book == nil {
+		s.book = &book{customers: make(map[string]int64)}
+	}
+	return s.book
+}
+
+// owned returns the units customer holds or owns of s. Under s.mu.
+func (s *sku) owned(customer string) int64 {
+	if s.book == nil {
+		return 0
+	}
+	return s.book.customers[customer]
+}
+
+func (s *sku) addOwned(customer string, n int64) {
+	b := s.bookOrNew()
+	if v := b.customers[customer] + n; v != 0 {
+		b.customers[customer] = v
+	} else {
+		delete(b.customers, customer)
+	}
+}
+
+// view returns the public state of s. Under s.mu.
+func (s *sku) view() revguard.SKU {
+	return revguard.SKU{
+		ID:               s.id,
+		Stock:            s.stock,
+		Available:        s.available(),
+		Held:             s.held,
+		Sold:             s.sold,
+		PerCustomerLimit: s.limit,
+		HoldSeconds:      s.holdNanos / int64(time.Second),
+		OpensAt:          unixTime(s.opensAt.Load()),
+	}
+}
+
+// resState is the compact form of revguard.Status.
+type resState uint8
+
+const (
+	stHeld resState = iota + 1
+	stConfirmed
+	stReleased
+	stExpired
+)
+
+func (st resState) status() revguard.Status {
+	switch st {
+	case stHeld:
+		return revguard.StatusHeld
+	case stConfirmed:
+		return revguard.StatusConfirmed
+	case stReleased:
+		return revguard.StatusReleased
+	case stExpired:
+		return revguard.StatusExpired
+	}
+	return ""
+}
+
+// reservation is one hold. Its id, sku, customer, qty, createdAt, expiresAt and the
+// idempotency key never change; the rest is changed only under sku.mu. It is kept
+// compact (80 bytes): a million holds must fit in a few hundred megabytes.
+type reservation struct {
+	id        ulid.ULID
+	sku       *sku
+	customer  string
+	createdAt int64     // Unix ns
+	expiresAt int64     // Unix ns
+	doneAt    int64     // Unix ns of the confirm or release; 0 otherwise
+	extra     *resExtra // nil unless an idempotency key or order ref is set
+	qty       int32     // at most revguard.MaxPerCustomerLimit
+	state     resState
+}
+
+// resExtra holds the rarely set strings of a reservation.
+type resExtra struct {
+	idemKey  string // immutable
+	orderRef string // set on the first successful confirm
+}
+
+func (r *reservation) idemKey() string {
+	if r.extra == nil {
+		return ""
+	}
+	return r.extra.idemKey
+}
+
+func (r *reservation) orderRef() string {
+	if r.extra == nil {
+		return ""
+	}
+	return r.extra.orderRef
+}
+
+// createdView is r as it was created. It reads only immutable fields, so it needs no
+// lock: an idempotent replay returns it.
+func (r *reservation) createdView() revguard.Reservation {
+	return revguard.Reservation{
+		ID:         r.id.String(),
+		SKU:        r.sku.id,
+		CustomerID: r.customer,
+		Quantity:   int64(r.qty),
+		Status:     revguard.StatusHeld,
+		CreatedAt:  unixTime(r.createdAt),
+		ExpiresAt:  unixTime(r.expiresAt),
+	}
+}
+
+// view is r in its current state. Under r.sku.mu.
+func (r *reservation) view() revguard.Reservation {
+	v := r.createdView()
+	v.Status = r.state.status()
+	switch r.state {
+	case stConfirmed:
+		v.ConfirmedAt = unixTime(r.doneAt)
+	case stReleased:
+		v.ReleasedAt = unixTime(r.doneAt)
+	}
+	v.OrderRef = r.orderRef()
+	return v
+}
+
+// newID returns a ULID: the creation time in milliseconds, then 80 random bits from
+// math/rand/v2's per-thread generator (no global lock). Ids sort by creation time;
+// within one millisecond the random bits make a collision (which the caller checks
+// for anyway) vanishingly unlikely.
+func newID(nowNanos int64) ulid.ULID {
+	var id ulid.ULID
+	var ms uint64
+	if nowNanos > 0 {
+		ms = uint64(nowNanos / int64(time.Millisecond))
+	}
+	var t [8]byte
+	binary.BigEndian.PutUint64(t[:], ms)
+	copy(id[:6], t[2:])
+	binary.BigEndian.PutUint64(id[6:14], rand.Uint64())
+	binary.BigEndian.PutUint16(id[14:], uint16(rand.Uint32()))
+	return id
+}
+
+// parseID parses a reservation id as the API shows it.
+func parseID(s string) (ulid.ULID, bool) {
+	if len(s) != ulid.EncodedSize {
+		return ulid.ULID{}, false
+	}
+	id, err := ulid.ParseStrict(s)
+	return id, err == nil
+}
+
+// unixTime converts Unix nanoseconds to a UTC time; 0 is the zero time.
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}
+
+// unixNanos converts t to Unix nanoseconds; the zero time is 0.
+func unixNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// Times that unixNanos represents exactly (and that are not 0).
+var (
+	minTime = time.Unix(0, 1)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+func representable(t time.Time) bool {
+	return t.IsZero() || (!t.Before(minTime) && !t.After(maxTime))
+}
+
+// holdEntry is a hold's deadline in a SKU's heap.
+type holdEntry struct {
+	at int64
+	r  *reservation
+}
+
+// holdHeap is a min-heap of holds by deadline. New holds usually have the latest
+// deadline, so a push costs one comparison.
+type holdHeap []holdEntry
+
+func (h *holdHeap) push(e holdEntry) {
+	*h = append(*h, e)
+	a := *h
+	i := len(a) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if a[p].at <= a[i].at {
+			break
+		}
+		a[p], a[i] = a[i], a[p]
+		i = p
+	}
+}
+
+// pop removes the earliest entry.
+func (h *holdHeap) pop() {
+	a := *h
+	n := len(a) - 1
+	a[0] = a[n]
+	a[n] = holdEntry{} // no stale pointer in the spare capacity
+	a = a[:n]
+	*h = a
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && a[r].at < a[l].at {
+			m = r
+		}
+		if a[i].at <= a[m].at {
+			break
+		}
+		a[i], a[m] = a[m], a[i]
+		i = m
+	}
+}
+
+// resTable maps reservation ids to reservations. It is sharded by the id's random
+// bits so that concurrent lookups of unrelated reservations do not contend.
+type resTable struct {
+	shards [resShards]resShard
+}
+
+const resShards = 64
+
+type resShard struct {
+	mu sync.RWMutex
+	m  map[ulid.ULID]*reservation
+	_  [32]byte // keep shards on separate cache lines
+}
+
+func (t *resTable) init() {
+	for i := range t.shards {
+		t.shards[i].m = make(map[ulid.ULID]*reservation)
+	}
+}
+
+func (t *resTable) shard(id ulid.ULID) *resShard { return &t.shards[id[15]%resShards] }
+
+func (t *resTable) load(id ulid.ULID) *reservation {
+	sh := t.shard(id)
+	sh.mu.RLock()
+	r := sh.m[id]
+	sh.mu.RUnlock()
+	return r
+}
+
+// insert adds r and reports whether its id was free.
+func (t *resTable) insert(r *reservation) bool {
+	sh := t.shard(r.id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, taken := sh.m[r.id]; taken {
+		return false
+	}
+	sh.m[r.id] = r
+	return true
+}
+
+func (t *resTable) remove(id ulid.ULID) {
+	sh := t.shard(id)
+	sh.mu.Lock()
+	delete(sh.m, id)
+	sh.mu.Unlock()
+}

@@ -1,0 +1,239 @@
+package inproc
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// A snapshot is the whole state (SKUs and every reservation) at about one moment, so
+// that recovery replays only the journal's events after it and the journal can be
+// compacted. It is taken without stopping the engine: S0 is the journal's durable
+// seq when it starts; then each SKU is copied under its own lock together with the
+// SKU's last seq. Recovery loads it and replays the events with seq > S0, skipping,
+// for each SKU, those at or below the SKU's copied last seq. The file is renamed into
+// place only once every change it contains is durable in the journal, so it never
+// holds a change the journal could lose.
+//
+// File snapshot-<S0, 20 digits>.snap in Inventory.Dir:
+//
+//	"RGSNAP01" | uvarint S0 | SKU records | 'E' uvarint SKUs uvarint reservations |
+//	u32 little-endian CRC-32C (Castagnoli) of everything before it
+//
+// A SKU record is 'S' str(id) varint(stock, limit, hold seconds, opens_at ns)
+// uvarint(last seq) varint(held, sold) uvarint(reservations) and that many
+// reservations: 16 id bytes, str(customer), uvarint(qty), state byte, varint(created,
+// expires, done ns), str(idempotency key), str(order ref). str is a uvarint length and
+// the bytes. The two newest snapshots are kept: a damaged newest one falls back to the
+// one before, whose events the journal still holds.
+
+const snapMagic = "RGSNAP01"
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func snapName(s0 uint64) string { return fmt.Sprintf("snapshot-%020d.snap", s0) }
+
+// listSnapshots returns the S0 of every snapshot file in dir, newest first.
+func listSnapshots(dir string) ([]uint64, error) {
+	ents, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inproc: list snapshots: %w", err)
+	}
+	var seqs []uint64
+	for _, e := range ents {
+		num, ok := strings.CutPrefix(e.Name(), "snapshot-")
+		if num, ok = strings.CutSuffix(num, ".snap"); !ok || len(num) != 20 {
+			continue
+		}
+		if s0, err := strconv.ParseUint(num, 10, 64); err == nil {
+			seqs = append(seqs, s0)
+		}
+	}
+	slices.Sort(seqs)
+	slices.Reverse(seqs)
+	return seqs, nil
+}
+
+// runSnapshotter is the snapshot goroutine. Open starts it (not when ReadOnly); it
+// exits when Close closes inv.stop. Changes kick it every SnapshotEvery seqs.
+func (inv *Inventory) runSnapshotter() {
+	defer inv.wg.Done()
+	for {
+		select {
+		case <-inv.stop:
+			return
+		case <-inv.snapKick:
+			if err := inv.snapshot(context.Background()); err != nil {
+				inv.Logger.Error("inproc: snapshot", "err", err)
+			}
+		}
+	}
+}
+
+// snapshot writes a snapshot unless nothing changed since the last one, then deletes
+// all but the two newest and compacts the journal up to the older of them.
+func (inv *Inventory) snapshot(ctx context.Context) (err error) {
+	inv.snapMu.Lock()
+	defer inv.snapMu.Unlock()
+	last := inv.Journal.LastSeq()
+	if last <= inv.lastSnap {
+		return nil
+	}
+	defer func() {
+		if err != nil { // retry after the next SnapshotEvery changes, not at once
+			inv.snapNext.Store(last + uint64(inv.SnapshotEvery))
+		}
+	}()
+	// S0 above the previous snapshot's keeps file names distinct.
+	if err := inv.wait(ctx, last); err != nil {
+		return err
+	}
+	s0 := inv.Journal.Durable()
+	name := filepath.Join(inv.Dir, snapName(s0))
+	maxSeq, err := inv.writeSnapshot(name+".tmp", s0)
+	if err != nil {
+		os.Remove(name + ".tmp")
+		return err
+	}
+	// Publish only what the journal holds durably.
+	if err := inv.wait(ctx, maxSeq); err != nil {
+		os.Remove(name + ".tmp")
+		return err
+	}
+	if err := os.Rename(name+".tmp", name); err != nil {
+		return fmt.Errorf("inproc: publish snapshot: %w", err)
+	}
+	if err := syncDir(inv.Dir); err != nil {
+		return err
+	}
+	inv.prevSnap, inv.lastSnap = inv.lastSnap, s0
+	inv.snapNext.Store(s0 + uint64(inv.SnapshotEvery))
+
+	seqs, err := listSnapshots(inv.Dir)
+	if err != nil {
+		return err
+	}
+	for _, seq := range seqs {
+		if seq != inv.lastSnap && seq != inv.prevSnap {
+			if err := os.Remove(filepath.Join(inv.Dir, snapName(seq))); err != nil {
+				return fmt.Errorf("inproc: remove old snapshot: %w", err)
+			}
+		}
+	}
+	if inv.prevSnap > 0 {
+		if err := inv.Journal.Compact(inv.prevSnap); err != nil {
+			return fmt.Errorf("inproc: compact journal to %d: %w", inv.prevSnap, err)
+		}
+	}
+	return nil
+}
+
+// writeSnapshot writes and fsyncs the snapshot file path; it returns the highest
+// last seq of the SKUs it copied.
+func (inv *Inventory) writeSnapshot(path string, s0 uint64) (uint64, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return 0, fmt.Errorf("inproc: create snapshot: %w", err)
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	var crc uint32
+	write := func(p []byte) {
+		crc = crc32.Update(crc, castagnoli, p)
+		w.Write(p) // the error is sticky: Flush reports it
+	}
+	buf := binary.AppendUvarint([]byte(snapMagic), s0)
+	write(buf)
+	maxSeq := s0
+	var nSKUs, nRes uint64
+	inv.skus.Range(func(_, v any) bool {
+		s := v.(*sku)
+		s.mu.Lock()
+		if !s.exists.Load() {
+			s.mu.Unlock()
+			return true
+		}
+		buf = appendSKURecord(buf[:0], s)
+		seq := s.lastSeq.Load()
+		if s.book != nil {
+			nRes += uint64(len(s.book.all))
+		}
+		s.mu.Unlock()
+		maxSeq = max(maxSeq, seq)
+		nSKUs++
+		write(buf)
+		return true
+	})
+	buf = append(buf[:0], 'E')
+	buf = binary.AppendUvarint(buf, nSKUs)
+	buf = binary.AppendUvarint(buf, nRes)
+	write(buf)
+	w.Write(binary.LittleEndian.AppendUint32(nil, crc))
+	if err := w.Flush(); err != nil {
+		return 0, fmt.Errorf("inproc: write snapshot: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return 0, fmt.Errorf("inproc: sync snapshot: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return 0, fmt.Errorf("inproc: close snapshot: %w", err)
+	}
+	return maxSeq, nil
+}
+
+// appendSKURecord encodes s and its reservations. Under s.mu.
+func appendSKURecord(buf []byte, s *sku) []byte {
+	buf = append(buf, 'S')
+	buf = appendStr(buf, s.id)
+	buf = binary.AppendVarint(buf, s.stock)
+	buf = binary.AppendVarint(buf, s.limit)
+	buf = binary.AppendVarint(buf, s.holdNanos/1e9)
+	buf = binary.AppendVarint(buf, s.opensAt.Load())
+	buf = binary.AppendUvarint(buf, s.lastSeq.Load())
+	buf = binary.AppendVarint(buf, s.held)
+	buf = binary.AppendVarint(buf, s.sold)
+	if s.book == nil {
+		return binary.AppendUvarint(buf, 0)
+	}
+	buf = binary.AppendUvarint(buf, uint64(len(s.book.all)))
+	for _, r := range s.book.all {
+		buf = append(buf, r.id[:]...)
+		buf = appendStr(buf, r.customer)
+		buf = binary.AppendUvarint(buf, uint64(r.qty))
+		buf = append(buf, byte(r.state))
+		buf = binary.AppendVarint(buf, r.createdAt)
+		buf = binary.AppendVarint(buf, r.expiresAt)
+		buf = binary.AppendVarint(buf, r.doneAt)
+		buf = appendStr(buf, r.idemKey())
+		buf = appendStr(buf, r.orderRef())
+	}
+	return buf
+}
+
+func appendStr(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+// syncDir fsyncs dir, so that a rename or removal in it is durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("inproc: sync dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("inproc: sync dir: %w", err)
+	}
+	return nil
+}
