@@ -181,41 +181,49 @@ func testIdempotencyFailureForgotten(f *invFixture) {
 }
 
 func testIdempotencyConcurrent(f *invFixture) {
-	f.put("sku-1", 10, 3, 60)
-	req := revguard.ReserveRequest{SKU: "sku-1", CustomerID: "c1", Quantity: 2, IdempotencyKey: "key-1"}
-	const n = 64
-	var wg sync.WaitGroup
-	ids := make([]string, n)
-	fresh := make([]bool, n)
-	errs := make([]error, n)
-	for i := range n {
-		wg.Go(func() {
-			var r revguard.Reservation
-			var replayed bool
-			if i%2 == 0 {
-				r, replayed, errs[i] = f.inv.Reserve(f.ctx, req)
-			} else { // the gateway's look-up before the bot check, then the reserve
-				if r, replayed, errs[i] = f.inv.FindIdempotent(f.ctx, req); errs[i] == nil && !replayed {
+	const (
+		rounds = 10 // each with its own customer and key
+		n      = 32 // concurrent calls per round
+	)
+	f.put("sku-1", 1000, 2, 60)
+	for round := range rounds {
+		req := revguard.ReserveRequest{SKU: "sku-1", CustomerID: fmt.Sprintf("c%d", round), Quantity: 2, IdempotencyKey: "key-1"}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		ids := make([]string, n)
+		fresh := make([]bool, n)
+		errs := make([]error, n)
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				var r revguard.Reservation
+				var replayed bool
+				if i%2 == 0 {
 					r, replayed, errs[i] = f.inv.Reserve(f.ctx, req)
+				} else { // the gateway's look-up before the bot check, then the reserve
+					if r, replayed, errs[i] = f.inv.FindIdempotent(f.ctx, req); errs[i] == nil && !replayed {
+						r, replayed, errs[i] = f.inv.Reserve(f.ctx, req)
+					}
 				}
+				ids[i], fresh[i] = r.ID, !replayed
+			})
+		}
+		close(start)
+		wg.Wait()
+		created := 0
+		for i := range n {
+			if errs[i] != nil || ids[i] == "" || ids[i] != ids[0] {
+				f.t.Fatalf("round %d, call %d: id %q, %v; want every call to return id %q", round, i, ids[i], errs[i], ids[0])
 			}
-			ids[i], fresh[i] = r.ID, !replayed
-		})
-	}
-	wg.Wait()
-	created := 0
-	for i := range n {
-		if errs[i] != nil || ids[i] == "" || ids[i] != ids[0] {
-			f.t.Fatalf("call %d: id %q, %v; want every call to return id %q", i, ids[i], errs[i], ids[0])
+			if fresh[i] {
+				created++
+			}
 		}
-		if fresh[i] {
-			created++
+		if created != 1 {
+			f.t.Fatalf("round %d: %d calls reported a new reservation, want exactly 1", round, created)
 		}
 	}
-	if created != 1 {
-		f.t.Fatalf("%d calls reported a new reservation, want exactly 1", created)
-	}
-	f.counts("sku-1", 10, 8, 2, 0)
+	f.counts("sku-1", 1000, 1000-2*rounds, 2*rounds, 0)
 }
 
 func testConfirmOK(f *invFixture) {
