@@ -1,0 +1,351 @@
+package httpapi_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/httpapi"
+)
+
+// The end-to-end tests drive the API over real connections to a Server on the real
+// embedded backends (see env). This file: health, routing, authentication, SKUs and
+// sessions.
+
+func TestHealth(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		e := mustOpenEnv(t, envOptions{botCheck: true})
+		r := e.do(req{Method: "GET", Path: "/healthz"})
+		var h struct{ Status string }
+		r.json(t, 200, &h)
+		r = e.do(req{Method: "GET", Path: "/readyz"})
+		var ready struct {
+			Status   string `json:"status"`
+			BotCheck string `json:"bot_check"`
+		}
+		r.json(t, 200, &ready)
+		if h.Status != "ok" || ready.Status != "ready" || ready.BotCheck != "on" {
+			t.Fatalf("healthz %+v readyz %+v", h, ready)
+		}
+		golden(t, "readyz_ok", r.Body)
+	})
+	t.Run("BotCheckOff", func(t *testing.T) {
+		e := mustOpenEnv(t, envOptions{})
+		r := e.do(req{Method: "GET", Path: "/readyz"})
+		var ready struct {
+			Status   string `json:"status"`
+			BotCheck string `json:"bot_check"`
+			Warning  string `json:"warning"`
+		}
+		r.json(t, 200, &ready)
+		if ready.BotCheck != "off" || !strings.Contains(ready.Warning, "BOT CHECK IS OFF") {
+			t.Fatalf("readyz without a bot checker: %s", r.Body)
+		}
+	})
+	t.Run("ErrNotReady", func(t *testing.T) {
+		e := mustOpenEnv(t, envOptions{edit: func(s *httpapi.Server) {
+			s.Ready = func(ctx context.Context) error { return errors.New("recovery running: secret detail") }
+		}})
+		r := e.do(req{Method: "GET", Path: "/readyz"})
+		r.wantProblem(t, 503, revguard.CodeUnavailable)
+		if strings.Contains(string(r.Body), "secret detail") || !strings.Contains(string(r.Body), `"bot_check":"off"`) {
+			t.Fatalf("readyz 503 body: %s", r.Body)
+		}
+		golden(t, "readyz_unavailable", r.Body)
+		e.do(req{Method: "GET", Path: "/healthz"}).json(t, 200, &struct{ Status string }{})
+	})
+	t.Run("Metrics", func(t *testing.T) {
+		e := mustOpenEnv(t, envOptions{})
+		e.do(req{Method: "GET", Path: "/v1/skus/nope/availability"})
+		e.do(req{Method: "GET", Path: "/no/such/path"})
+		r := e.do(req{Method: "GET", Path: "/metrics"})
+		body := string(r.Body)
+		for _, want := range []string{
+			`revguard_http_requests_total{route="GET /v1/skus/{sku}/availability",status="404"} 1`,
+			`revguard_http_requests_total{route="unmatched",status="404"} 1`,
+			`revguard_http_request_duration_seconds_bucket{route="GET /v1/skus/{sku}/availability",status="404"`,
+			"revguard_reservations_total", "revguard_bot_checks_total", "revguard_bot_check_duration_seconds",
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+		if r.Status != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") {
+			t.Fatalf("/metrics: %d %s", r.Status, r.Header.Get("Content-Type"))
+		}
+	})
+}
+
+func TestRouting(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{})
+	t.Run("ErrNotFound", func(t *testing.T) {
+		for _, path := range []string{"/", "/v1", "/v1/nope", "/v1/skus/", "/v1/skus/a/b/c", "/v2/skus/a"} {
+			e.do(req{Method: "GET", Path: path, Token: e.admin}).wantProblem(t, 404, revguard.CodeNotFound)
+		}
+		golden(t, "problem_not_found", e.do(req{Method: "GET", Path: "/v1/nope"}).Body)
+	})
+	t.Run("ErrMethodNotAllowed", func(t *testing.T) {
+		tests := []struct{ method, path, allow string }{
+			{"DELETE", "/v1/skus/a", "GET, HEAD, PUT"},
+			{"POST", "/v1/skus/a", "GET, HEAD, PUT"},
+			{"GET", "/v1/skus/a/reservations", "POST"},
+			{"PUT", "/v1/skus/a/availability", "GET, HEAD"},
+			{"GET", "/v1/sessions", "POST"},
+			{"GET", "/v1/sessions/current", "DELETE"},
+			{"POST", "/v1/orders", "GET, HEAD"},
+			{"DELETE", "/v1/reservations/x", "GET, HEAD"},
+			{"GET", "/v1/reservations/x/confirm", "POST"},
+			{"PATCH", "/v1/reservations/x/release", "POST"},
+			{"POST", "/healthz", "GET, HEAD"},
+			{"OPTIONS", "/metrics", "GET, HEAD"},
+		}
+		for _, tt := range tests {
+			r := e.do(req{Method: tt.method, Path: tt.path, Token: e.admin})
+			p := r.wantProblem(t, 405, revguard.CodeMethodNotAllowed)
+			if got := r.Header.Get("Allow"); got != tt.allow {
+				t.Errorf("%s %s: Allow %q, want %q (%s)", tt.method, tt.path, got, tt.allow, p.Detail)
+			}
+		}
+		golden(t, "problem_method_not_allowed", e.do(req{Method: "DELETE", Path: "/v1/skus/a"}).Body)
+	})
+	t.Run("Head", func(t *testing.T) {
+		e.putSKU("head", `{"stock":1}`)
+		r := e.do(req{Method: "HEAD", Path: "/v1/skus/head/availability"})
+		if r.Status != 200 || len(r.Body) != 0 {
+			t.Fatalf("HEAD availability: %d %q", r.Status, r.Body)
+		}
+	})
+}
+
+func TestRequestID(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{})
+	r := e.do(req{Method: "GET", Path: "/healthz", Header: map[string]string{"X-Request-Id": "client-id_1.2:3"}})
+	if got := r.Header.Get("X-Request-Id"); got != "client-id_1.2:3" {
+		t.Fatalf("sane request id not echoed: %q", got)
+	}
+	seen := map[string]bool{}
+	for _, bad := range []string{"has space", "semi;colon", strings.Repeat("a", 129), "ü"} {
+		r := e.do(req{Method: "GET", Path: "/healthz", Header: map[string]string{"X-Request-Id": bad}})
+		got := r.Header.Get("X-Request-Id")
+		if got == bad || got == "" || seen[got] {
+			t.Fatalf("request id %q answered with %q", bad, got)
+		}
+		seen[got] = true
+	}
+	// Every answer has one, errors included.
+	r = e.do(req{Method: "GET", Path: "/nope"})
+	if r.Header.Get("X-Request-Id") == "" {
+		t.Fatal("404 without X-Request-Id")
+	}
+}
+
+func TestAuthentication(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{})
+	e.putSKU("auth", `{"stock":5}`)
+	cust := e.session("c-auth")
+
+	t.Run("ErrMissing", func(t *testing.T) {
+		r := e.do(req{Method: "GET", Path: "/v1/skus/auth"})
+		r.wantProblem(t, 401, revguard.CodeUnauthenticated)
+		if got := r.Header.Get("WWW-Authenticate"); got != "Bearer" {
+			t.Fatalf("WWW-Authenticate %q, want Bearer", got)
+		}
+		golden(t, "problem_unauthenticated", r.Body)
+	})
+	t.Run("ErrInvalid", func(t *testing.T) {
+		for _, h := range []string{"Bearer nope", "Basic YWRtaW46eA==", "Bearer", "Bearer  ", e.admin, "Bearer " + e.admin + "x", "Bearer a b"} {
+			r := e.do(req{Method: "GET", Path: "/v1/skus/auth", Header: map[string]string{"Authorization": h}})
+			r.wantProblem(t, 401, revguard.CodeUnauthenticated)
+			if got := r.Header.Get("WWW-Authenticate"); !strings.HasPrefix(got, "Bearer") {
+				t.Fatalf("WWW-Authenticate %q", got)
+			}
+		}
+	})
+	t.Run("SchemeCaseInsensitive", func(t *testing.T) {
+		r := e.do(req{Method: "GET", Path: "/v1/skus/auth", Header: map[string]string{"Authorization": "bearer " + e.admin}})
+		r.json(t, 200, &sku{})
+	})
+	t.Run("ErrForbidden", func(t *testing.T) {
+		for _, rq := range []req{
+			{Method: "PUT", Path: "/v1/skus/auth", Body: `{"stock":5}`},
+			{Method: "GET", Path: "/v1/skus/auth"},
+			{Method: "POST", Path: "/v1/sessions", Body: `{"customer_id":"x"}`},
+			{Method: "GET", Path: "/v1/orders"},
+		} {
+			rq.Token = cust
+			e.do(rq).wantProblem(t, 403, revguard.CodeForbidden)
+		}
+		for _, rq := range []req{
+			{Method: "POST", Path: "/v1/skus/auth/reservations"},
+			{Method: "POST", Path: "/v1/reservations/x/confirm"},
+			{Method: "DELETE", Path: "/v1/sessions/current"},
+			{Method: "GET", Path: "/v1/me/reservations"},
+		} {
+			rq.Token = e.admin
+			e.do(rq).wantProblem(t, 403, revguard.CodeForbidden)
+		}
+		golden(t, "problem_forbidden", e.do(req{Method: "GET", Path: "/v1/orders", Token: cust}).Body)
+	})
+	t.Run("Logout", func(t *testing.T) {
+		tok := e.session("c-logout")
+		e.do(req{Method: "GET", Path: "/v1/me/reservations", Token: tok}).json(t, 200, &orderPage{})
+		r := e.do(req{Method: "DELETE", Path: "/v1/sessions/current", Token: tok})
+		if r.Status != 204 || len(r.Body) != 0 {
+			t.Fatalf("logout: %d %s", r.Status, r.Body)
+		}
+		e.do(req{Method: "GET", Path: "/v1/me/reservations", Token: tok}).wantProblem(t, 401, revguard.CodeUnauthenticated)
+		e.do(req{Method: "DELETE", Path: "/v1/sessions/current", Token: tok}).wantProblem(t, 401, revguard.CodeUnauthenticated)
+	})
+}
+
+func TestSessionExpiry(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{clock: true})
+	var out struct {
+		Token      string `json:"token"`
+		CustomerID string `json:"customer_id"`
+		ExpiresAt  string `json:"expires_at"`
+	}
+	r := e.do(req{Method: "POST", Path: "/v1/sessions", Token: e.admin, Body: `{"customer_id":"c-exp","ttl_seconds":60}`})
+	r.json(t, 201, &out)
+	if out.ExpiresAt != "2026-11-27T09:01:00Z" || r.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("session %+v, Cache-Control %q", out, r.Header.Get("Cache-Control"))
+	}
+	golden(t, "session_created", r.Body)
+	e.do(req{Method: "GET", Path: "/v1/me/reservations", Token: out.Token}).json(t, 200, &orderPage{})
+	e.clock.Advance(61e9)
+	e.do(req{Method: "GET", Path: "/v1/me/reservations", Token: out.Token}).wantProblem(t, 401, revguard.CodeUnauthenticated)
+}
+
+func TestSessionsErrors(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{})
+	for _, body := range []string{``, `{}`, `{"customer_id":""}`, `{"customer_id":"c","ttl_seconds":59}`,
+		`{"customer_id":"c","ttl_seconds":604801}`, `{"customer_id":"c","extra":1}`, `{"customer_id":"a","customer_id":"b"}`} {
+		e.do(req{Method: "POST", Path: "/v1/sessions", Token: e.admin, Body: body}).wantProblem(t, 400, revguard.CodeInvalidRequest)
+	}
+}
+
+func TestSKUs(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{})
+	t.Run("Create", func(t *testing.T) {
+		r := e.do(req{Method: "PUT", Path: "/v1/skus/drop-1", Token: e.admin,
+			Body: `{"stock":100,"per_customer_limit":2,"hold_seconds":300,"opens_at":"2026-01-01T10:00:00+01:00"}`})
+		var s sku
+		r.json(t, 201, &s)
+		if r.Header.Get("Location") != "/v1/skus/drop-1" || s.Available != 100 || s.OpensAt == nil || *s.OpensAt != "2026-01-01T09:00:00Z" {
+			t.Fatalf("created %+v, Location %q", s, r.Header.Get("Location"))
+		}
+		golden(t, "sku_created", r.Body)
+	})
+	t.Run("Update", func(t *testing.T) {
+		r := e.do(req{Method: "PUT", Path: "/v1/skus/drop-1", Token: e.admin, Body: `{"stock":120}`})
+		var s sku
+		r.json(t, 200, &s)
+		want := sku{SKU: "drop-1", Stock: 120, Available: 120, PerCustomerLimit: 1, HoldSeconds: 600}
+		if s != want {
+			t.Fatalf("updated %+v, want %+v (PUT replaces the whole configuration)", s, want)
+		}
+		golden(t, "sku_updated", r.Body)
+	})
+	t.Run("Get", func(t *testing.T) {
+		r := e.do(req{Method: "GET", Path: "/v1/skus/drop-1", Token: e.admin})
+		r.json(t, 200, &sku{})
+		golden(t, "sku", r.Body)
+	})
+	t.Run("Availability", func(t *testing.T) {
+		r := e.do(req{Method: "GET", Path: "/v1/skus/drop-1/availability"})
+		var a struct {
+			SKU       string  `json:"sku"`
+			Available int64   `json:"available"`
+			SoldOut   bool    `json:"sold_out"`
+			OpensAt   *string `json:"opens_at"`
+		}
+		r.json(t, 200, &a)
+		if a.SKU != "drop-1" || a.Available != 120 || a.SoldOut || r.Header.Get("Cache-Control") != "max-age=1" {
+			t.Fatalf("availability %+v, Cache-Control %q", a, r.Header.Get("Cache-Control"))
+		}
+		golden(t, "availability", r.Body)
+	})
+	t.Run("ErrSKUNotFound", func(t *testing.T) {
+		e.do(req{Method: "GET", Path: "/v1/skus/nope", Token: e.admin}).wantProblem(t, 404, revguard.CodeSKUNotFound)
+		r := e.do(req{Method: "GET", Path: "/v1/skus/nope/availability"})
+		r.wantProblem(t, 404, revguard.CodeSKUNotFound)
+		golden(t, "problem_sku_not_found", r.Body)
+	})
+	t.Run("ErrInvalidSKU", func(t *testing.T) {
+		for _, id := range []string{"bad!id", strings.Repeat("x", 129), "sp%20ace", "sl%2Fash", "%C3%BC"} {
+			e.do(req{Method: "PUT", Path: "/v1/skus/" + id, Token: e.admin, Body: `{"stock":1}`}).wantProblem(t, 400, revguard.CodeInvalidSKU)
+			e.do(req{Method: "GET", Path: "/v1/skus/" + id + "/availability"}).wantProblem(t, 400, revguard.CodeInvalidSKU)
+		}
+		e.putSKU(strings.Repeat("x", 128), `{"stock":1}`)
+		e.putSKU("A-z_0.9:x", `{"stock":1}`)
+		golden(t, "problem_invalid_sku", e.do(req{Method: "GET", Path: "/v1/skus/bad!id", Token: e.admin}).Body)
+	})
+	t.Run("ErrInvalidRequest", func(t *testing.T) {
+		for name, body := range map[string]string{
+			"unknown_field": `{"stock":1,"price":5}`,
+			"duplicate_key": `{"stock":1,"stock":2}`,
+			"trailing_data": `{"stock":1}{"stock":2}`,
+			"wrong_type":    `{"stock":"1"}`,
+			"missing_stock": `{"hold_seconds":5}`,
+			"bad_opens_at":  `{"stock":1,"opens_at":"27/11/2026"}`,
+			"zero_limit":    `{"stock":1,"per_customer_limit":0}`,
+			"stock_range":   `{"stock":1000000001}`,
+		} {
+			r := e.do(req{Method: "PUT", Path: "/v1/skus/bad-body", Token: e.admin, Body: body})
+			r.wantProblem(t, 400, revguard.CodeInvalidRequest)
+			golden(t, "problem_invalid_request_"+name, r.Body)
+		}
+		e.do(req{Method: "PUT", Path: "/v1/skus/bad-body", Token: e.admin}).wantProblem(t, 400, revguard.CodeInvalidRequest)
+		e.do(req{Method: "GET", Path: "/v1/skus/bad-body", Token: e.admin}).wantProblem(t, 404, revguard.CodeSKUNotFound)
+	})
+	t.Run("ErrUnsupportedMediaType", func(t *testing.T) {
+		r := e.do(req{Method: "PUT", Path: "/v1/skus/media", Token: e.admin, Body: `{"stock":1}`, NoCType: true})
+		r.wantProblem(t, 415, revguard.CodeUnsupportedMediaType)
+		golden(t, "problem_unsupported_media_type", r.Body)
+		r = e.do(req{Method: "PUT", Path: "/v1/skus/media", Token: e.admin, Body: `stock=1`,
+			Header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}})
+		r.wantProblem(t, 415, revguard.CodeUnsupportedMediaType)
+		r = e.do(req{Method: "PUT", Path: "/v1/skus/media", Token: e.admin, Body: `{"stock":1}`,
+			Header: map[string]string{"Content-Type": "application/json; charset=utf-8"}})
+		r.json(t, 201, &sku{})
+	})
+	t.Run("ErrBodyTooLarge", func(t *testing.T) {
+		big := `{"stock":1,"opens_at":null` + strings.Repeat(" ", httpapi.MaxBodyBytes) + `}`
+		r := e.do(req{Method: "PUT", Path: "/v1/skus/big", Token: e.admin, Body: big})
+		r.wantProblem(t, 413, revguard.CodeBodyTooLarge)
+		golden(t, "problem_body_too_large", r.Body)
+		// Without a Content-Length (chunked), the limit holds too.
+		hr, _ := http.NewRequest("PUT", e.base+"/v1/skus/big", io.MultiReader(strings.NewReader(big)))
+		hr.Header.Set("Authorization", "Bearer "+e.admin)
+		hr.Header.Set("Content-Type", "application/json")
+		resp, err := e.hc.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 413 || resp.ContentLength < 0 && resp.TransferEncoding == nil {
+			t.Fatalf("chunked oversized body: %d", resp.StatusCode)
+		}
+		e.do(req{Method: "GET", Path: "/v1/skus/big", Token: e.admin}).wantProblem(t, 404, revguard.CodeSKUNotFound)
+	})
+	t.Run("ErrStockBelowCommitted", func(t *testing.T) {
+		e.putSKU("committed", `{"stock":3,"per_customer_limit":3}`)
+		tok := e.session("c-commit")
+		e.mustReserve(tok, "committed", `{"quantity":2}`, nil)
+		r := e.do(req{Method: "PUT", Path: "/v1/skus/committed", Token: e.admin, Body: `{"stock":1,"per_customer_limit":3}`})
+		r.wantProblem(t, 409, revguard.CodeStockBelowCommitted)
+		golden(t, "problem_stock_below_committed", r.Body)
+		if s := e.checkInvariant("committed"); s.Stock != 3 || s.Held != 2 {
+			t.Fatalf("refused PUT changed the SKU: %+v", s)
+		}
+		// A restock makes the new units available at once.
+		e.putSKU("committed", `{"stock":10,"per_customer_limit":3}`)
+		if s := e.checkInvariant("committed"); s.Available != 8 || s.Held != 2 {
+			t.Fatalf("after restock %+v", s)
+		}
+	})
+}
