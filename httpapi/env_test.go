@@ -32,14 +32,14 @@ type env struct {
 	journal  *journal.Journal
 	ledger   *sqlite.Ledger
 	writer   *revguard.LedgerWriter
-	clock    *revguardtest.Clock      // nil: the real clock
-	verifier *turnstiletest.Server    // nil: bot check off
-	admin    string                   // the admin token
-	sessions revguard.Sessions        // the store behind the API
-	ipLimit  *inproc.RateLimiter      // nil: off
-	custLim  *inproc.RateLimiter      // nil: off
-	srv      *httptest.Server         // the listener
-	extra    func(s *httpapi.Server)  // applied before Handler
+	clock    *revguardtest.Clock     // nil: the real clock
+	verifier *turnstiletest.Server   // nil: bot check off
+	admin    string                  // the admin token
+	sessions revguard.Sessions       // the store behind the API
+	ipLimit  *inproc.RateLimiter     // nil: off
+	custLim  *inproc.RateLimiter     // nil: off
+	srv      *httptest.Server        // the listener
+	extra    func(s *httpapi.Server) // applied before Handler
 }
 
 // envOptions chooses what mustOpenEnv turns on.
