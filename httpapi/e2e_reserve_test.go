@@ -1,0 +1,304 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/turnstile/turnstiletest"
+)
+
+// The reserve endpoint end to end: every error code in API.md's order of checks, the
+// bot check against the fake verifier, idempotency and rate limits.
+
+// tokenHeader returns a fresh, valid Turnstile token header.
+func (e *env) tokenHeader() map[string]string {
+	return map[string]string{"CF-Turnstile-Response": e.verifier.Token()}
+}
+
+func TestReserve(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{botCheck: true, clock: true})
+	e.putSKU("shoe", `{"stock":3,"per_customer_limit":1,"hold_seconds":600}`)
+	e.putSKU("many", `{"stock":10,"per_customer_limit":2}`)
+	alice, bob, carol, dave := e.session("alice"), e.session("bob"), e.session("carol"), e.session("dave")
+
+	t.Run("OK", func(t *testing.T) {
+		r := e.reserve(alice, "shoe", ``, e.tokenHeader())
+		var res reservation
+		r.json(t, 201, &res)
+		if r.Header.Get("Location") != "/v1/reservations/"+res.ID || res.ID == "" {
+			t.Fatalf("Location %q for id %q", r.Header.Get("Location"), res.ID)
+		}
+		want := reservation{ID: res.ID, SKU: "shoe", CustomerID: "alice", Quantity: 1, Status: "held",
+			CreatedAt: "2026-11-27T09:00:00Z", ExpiresAt: "2026-11-27T09:10:00Z"}
+		if res != want {
+			t.Fatalf("reservation %+v, want %+v", res, want)
+		}
+		if r.Header.Get("Idempotent-Replayed") != "" {
+			t.Fatal("a first reservation is marked replayed")
+		}
+		golden(t, "reservation_held", r.Body)
+	})
+	t.Run("TokenInBody", func(t *testing.T) {
+		body := `{"quantity":1,"turnstile_token":"` + e.verifier.Token() + `"}`
+		e.mustReserve(bob, "shoe", body, nil)
+	})
+	t.Run("HeaderWins", func(t *testing.T) {
+		e.mustReserve(carol, "shoe", `{"turnstile_token":"forged"}`, e.tokenHeader())
+		if s := e.checkInvariant("shoe"); s.Available != 0 || s.Held != 3 {
+			t.Fatalf("after three holds: %+v", s)
+		}
+	})
+	t.Run("ErrSoldOut", func(t *testing.T) {
+		calls := e.verifier.Calls()
+		r := e.reserve(dave, "shoe", ``, e.tokenHeader())
+		r.wantProblem(t, 409, revguard.CodeSoldOut)
+		golden(t, "problem_sold_out", r.Body)
+		if got := e.verifier.Calls(); got != calls {
+			t.Fatalf("a sold-out refusal spent %d bot checks", got-calls)
+		}
+		// Even without a token: sold out is refused before the bot check.
+		e.reserve(dave, "shoe", ``, nil).wantProblem(t, 409, revguard.CodeSoldOut)
+		// More than the available units is sold out too.
+		e.reserve(dave, "many", `{"quantity":2}`, nil)
+		e.checkInvariant("shoe")
+	})
+	t.Run("ErrLimitExceeded", func(t *testing.T) {
+		tok := e.session("erin")
+		e.mustReserve(tok, "many", `{"quantity":2}`, e.tokenHeader())
+		r := e.reserve(tok, "many", `{"quantity":1}`, e.tokenHeader())
+		r.wantProblem(t, 409, revguard.CodeLimitExceeded)
+		golden(t, "problem_limit_exceeded", r.Body)
+		e.checkInvariant("many")
+	})
+	t.Run("ErrInvalidRequest", func(t *testing.T) {
+		before := e.checkInvariant("many")
+		calls := e.verifier.Calls()
+		for name, body := range map[string]string{
+			"zero": `{"quantity":0}`, "over_limit": `{"quantity":3}`, "string": `{"quantity":"1"}`,
+			"unknown": `{"quantity":1,"sku":"x"}`, "duplicate": `{"quantity":1,"quantity":1}`,
+			"trailing": `{"quantity":1}]`, "array": `[{"quantity":1}]`,
+		} {
+			r := e.reserve(dave, "many", body, e.tokenHeader())
+			p := r.wantProblem(t, 400, revguard.CodeInvalidRequest)
+			if name == "over_limit" && !strings.Contains(p.Detail, "per_customer_limit (2)") {
+				t.Fatalf("over the limit: %s", p.Detail)
+			}
+		}
+		for _, key := range []string{strings.Repeat("k", 256), "caf\u00e9"} {
+			e.reserve(dave, "many", ``, map[string]string{"Idempotency-Key": key}).wantProblem(t, 400, revguard.CodeInvalidRequest)
+		}
+		if got := e.verifier.Calls(); got != calls {
+			t.Fatalf("malformed requests spent %d bot checks", got-calls)
+		}
+		if after := e.checkInvariant("many"); after != before {
+			t.Fatalf("malformed requests changed the SKU: %+v -> %+v", before, after)
+		}
+	})
+	t.Run("ErrOrderOfChecks", func(t *testing.T) {
+		// Session before shape, shape before the SKU's existence.
+		e.reserve("", "bad!sku", `{"quantity":0}`, nil).wantProblem(t, 401, revguard.CodeUnauthenticated)
+		e.reserve(dave, "bad!sku", `{"quantity":1}`, nil).wantProblem(t, 400, revguard.CodeInvalidSKU)
+		e.reserve(dave, "no-such-sku", `{"quantity":0}`, nil).wantProblem(t, 400, revguard.CodeInvalidRequest)
+		r := e.reserve(dave, "no-such-sku", ``, nil)
+		r.wantProblem(t, 404, revguard.CodeSKUNotFound)
+	})
+	t.Run("ErrSaleNotOpen", func(t *testing.T) {
+		e.putSKU("later", `{"stock":5,"opens_at":"2026-11-27T09:30:00Z"}`)
+		calls := e.verifier.Calls()
+		r := e.reserve(dave, "later", ``, e.tokenHeader())
+		r.wantProblem(t, 409, revguard.CodeSaleNotOpen)
+		golden(t, "problem_sale_not_open", r.Body)
+		if e.verifier.Calls() != calls {
+			t.Fatal("a closed sale spent a bot check")
+		}
+		e.clock.Set(time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC))
+		e.mustReserve(dave, "later", ``, e.tokenHeader())
+	})
+	t.Run("ErrBotCheckFailed", func(t *testing.T) {
+		e.putSKU("bots", `{"stock":5}`)
+		tok := e.session("frank")
+		calls := e.verifier.Calls()
+		r := e.reserve(tok, "bots", ``, nil)
+		r.wantProblem(t, 403, revguard.CodeBotCheckFailed)
+		golden(t, "problem_bot_check_failed", r.Body)
+		if e.verifier.Calls() != calls {
+			t.Fatal("a missing token reached the verifier")
+		}
+		e.reserve(tok, "bots", ``, map[string]string{"CF-Turnstile-Response": "forged-token"}).wantProblem(t, 403, revguard.CodeBotCheckFailed)
+		used := e.verifier.Token()
+		e.mustReserve(e.session("grace"), "bots", ``, map[string]string{"CF-Turnstile-Response": used})
+		e.reserve(tok, "bots", ``, map[string]string{"CF-Turnstile-Response": used}).wantProblem(t, 403, revguard.CodeBotCheckFailed)
+		if s := e.checkInvariant("bots"); s.Held != 1 {
+			t.Fatalf("failed bot checks reserved: %+v", s)
+		}
+	})
+	t.Run("ErrBotCheckUnavailable", func(t *testing.T) {
+		e.putSKU("down", `{"stock":5}`)
+		tok := e.session("heidi")
+		for _, m := range []turnstiletest.Mode{turnstiletest.ModeRefuse, turnstiletest.ModeError, turnstiletest.ModeHang} {
+			if err := e.verifier.SetMode(m); err != nil {
+				t.Fatal(err)
+			}
+			r := e.reserve(tok, "down", ``, e.tokenHeader())
+			r.wantProblem(t, 503, revguard.CodeBotCheckUnavailable)
+			if m == turnstiletest.ModeRefuse {
+				golden(t, "problem_bot_check_unavailable", r.Body)
+			}
+		}
+		if err := e.verifier.SetMode(turnstiletest.ModeUp); err != nil {
+			t.Fatal(err)
+		}
+		if s := e.checkInvariant("down"); s.Available != 5 {
+			t.Fatalf("reserved while the verifier was down: %+v", s)
+		}
+		e.mustReserve(tok, "down", ``, e.tokenHeader())
+	})
+}
+
+func TestIdempotency(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{botCheck: true})
+	e.putSKU("idem", `{"stock":100,"per_customer_limit":50}`)
+	e.putSKU("other", `{"stock":100,"per_customer_limit":50}`)
+	alice, bob := e.session("alice"), e.session("bob")
+	key := map[string]string{"Idempotency-Key": "order-123"}
+	withKey := func(k string, tok bool) map[string]string {
+		h := map[string]string{"Idempotency-Key": k}
+		if tok {
+			h["CF-Turnstile-Response"] = e.verifier.Token()
+		}
+		return h
+	}
+
+	first := e.reserve(alice, "idem", `{"quantity":2}`, withKey("order-123", true))
+	var res reservation
+	first.json(t, 201, &res)
+	calls := e.verifier.Calls()
+
+	t.Run("Replay", func(t *testing.T) {
+		// No bot token at all: a replay needs none and spends none.
+		r := e.reserve(alice, "idem", `{"quantity":2}`, key)
+		if r.Status != 201 || r.Header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(r.Body, first.Body) ||
+			r.Header.Get("Location") != first.Header.Get("Location") {
+			t.Fatalf("replay: %d %v %s, want the first answer %s", r.Status, r.Header, r.Body, first.Body)
+		}
+		if e.verifier.Calls() != calls {
+			t.Fatal("a replay spent a bot check")
+		}
+		if s := e.checkInvariant("idem"); s.Held != 2 {
+			t.Fatalf("a replay took stock: %+v", s)
+		}
+	})
+	t.Run("ErrIdempotencyKeyReused", func(t *testing.T) {
+		r := e.reserve(alice, "idem", `{"quantity":1}`, withKey("order-123", true))
+		r.wantProblem(t, 422, revguard.CodeIdempotencyKeyReused)
+		golden(t, "problem_idempotency_key_reused", r.Body)
+		e.reserve(alice, "other", `{"quantity":2}`, withKey("order-123", true)).wantProblem(t, 422, revguard.CodeIdempotencyKeyReused)
+		if s := e.checkInvariant("other"); s.Held != 0 {
+			t.Fatalf("a reused key reserved: %+v", s)
+		}
+	})
+	t.Run("ScopedToCustomer", func(t *testing.T) {
+		var b reservation
+		r := e.reserve(bob, "idem", `{"quantity":2}`, withKey("order-123", true))
+		r.json(t, 201, &b)
+		if b.ID == res.ID || r.Header.Get("Idempotent-Replayed") != "" {
+			t.Fatalf("another customer's key replayed %s", b.ID)
+		}
+	})
+	t.Run("FailureNotRemembered", func(t *testing.T) {
+		e.putSKU("gone", `{"stock":0}`)
+		e.reserve(alice, "gone", ``, withKey("retry-me", true)).wantProblem(t, 409, revguard.CodeSoldOut)
+		e.putSKU("gone", `{"stock":1}`)
+		r := e.reserve(alice, "gone", ``, withKey("retry-me", true))
+		r.json(t, 201, &reservation{})
+		if r.Header.Get("Idempotent-Replayed") != "" {
+			t.Fatal("a retry after a refusal was marked replayed")
+		}
+	})
+	t.Run("Concurrent", func(t *testing.T) {
+		before := e.checkInvariant("idem")
+		const n = 24
+		var wg sync.WaitGroup
+		answers := make([]*response, n)
+		hdrs := make([]map[string]string, n)
+		for i := range hdrs {
+			hdrs[i] = withKey("concurrent-key", true)
+		}
+		for i := range n {
+			wg.Go(func() { answers[i] = e.reserve(bob, "idem", `{"quantity":3}`, hdrs[i]) })
+		}
+		wg.Wait()
+		var id string
+		fresh := 0
+		for _, r := range answers {
+			var got reservation
+			r.json(t, 201, &got)
+			if id == "" {
+				id = got.ID
+			}
+			if got.ID != id {
+				t.Fatalf("concurrent requests with one key got two reservations: %s and %s", id, got.ID)
+			}
+			if r.Header.Get("Idempotent-Replayed") == "" {
+				fresh++
+			}
+		}
+		if fresh != 1 {
+			t.Fatalf("%d answers were not marked replayed, want exactly 1", fresh)
+		}
+		if after := e.checkInvariant("idem"); after.Held != before.Held+3 {
+			t.Fatalf("one key held %d units, want 3", after.Held-before.Held)
+		}
+	})
+}
+
+func TestRateLimits(t *testing.T) {
+	t.Run("Customer", func(t *testing.T) {
+		e := mustOpenEnv(t, envOptions{botCheck: true, clock: true, customerRate: revguard.Rate{N: 2, Per: time.Minute}})
+		e.putSKU("rl", `{"stock":10,"per_customer_limit":10}`)
+		alice, bob := e.session("alice"), e.session("bob")
+		e.mustReserve(alice, "rl", ``, e.tokenHeader())
+		res := e.mustReserve(alice, "rl", ``, e.tokenHeader())
+		calls := e.verifier.Calls()
+		r := e.reserve(alice, "rl", ``, e.tokenHeader())
+		r.wantProblem(t, 429, revguard.CodeRateLimited)
+		golden(t, "problem_rate_limited", r.Body)
+		if got := r.Header.Get("Retry-After"); got != "30" {
+			t.Fatalf("Retry-After %q, want 30 (2/m refills one token every 30 s)", got)
+		}
+		if e.verifier.Calls() != calls {
+			t.Fatal("a rate-limited request spent a bot check")
+		}
+		if s := e.checkInvariant("rl"); s.Held != 2 {
+			t.Fatalf("a rate-limited request reserved: %+v", s)
+		}
+		// Confirm and release count against the same bucket; other customers do not.
+		e.do(req{Method: "POST", Path: "/v1/reservations/" + res.ID + "/confirm", Token: alice}).wantProblem(t, 429, revguard.CodeRateLimited)
+		e.mustReserve(bob, "rl", ``, e.tokenHeader())
+		// The admin is never limited.
+		e.do(req{Method: "POST", Path: "/v1/reservations/" + res.ID + "/release", Token: e.admin}).json(t, 200, &reservation{})
+		e.clock.Advance(30 * time.Second)
+		e.mustReserve(alice, "rl", ``, e.tokenHeader())
+	})
+	t.Run("IP", func(t *testing.T) {
+		e := mustOpenEnv(t, envOptions{clock: true, ipRate: revguard.Rate{N: 1, Per: time.Second}})
+		e.putSKU("rl", `{"stock":10}`)
+		e.mustReserve(e.session("alice"), "rl", ``, nil)
+		r := e.reserve(e.session("bob"), "rl", ``, nil)
+		r.wantProblem(t, 429, revguard.CodeRateLimited)
+		if r.Header.Get("Retry-After") != "1" {
+			t.Fatalf("Retry-After %q, want 1", r.Header.Get("Retry-After"))
+		}
+		// Reads are not limited.
+		e.do(req{Method: "GET", Path: "/v1/skus/rl/availability"}).json(t, 200, &struct {
+			SKU       string  `json:"sku"`
+			Available int64   `json:"available"`
+			SoldOut   bool    `json:"sold_out"`
+			OpensAt   *string `json:"opens_at"`
+		}{})
+	})
+}
