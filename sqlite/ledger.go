@@ -86,13 +86,20 @@ func (l *Ledger) ApplyEvents(ctx context.Context, events []revguard.Event) error
 	if err := tx.QueryRowContext(ctx, `SELECT last_applied FROM ledger_meta WHERE id = 1`).Scan(&last); err != nil {
 		return fmt.Errorf("sqlite: apply events: read last applied: %w", err)
 	}
-	a := applier{ctx: ctx, tx: tx}
+	// The statements run without ctx's cancellation: the driver watches a cancellable
+	// context with one goroutine and a progress callback per statement, which costs
+	// more than the statement itself. The transaction still ends with ctx (database/sql
+	// rolls it back), and the loop checks ctx between events.
+	a := applier{ctx: context.WithoutCancel(ctx), tx: tx}
 	defer a.close()
 	applied := false
 	for i := range events {
 		ev := &events[i]
 		if ev.Seq <= uint64(last) {
 			continue
+		}
+		if i%256 == 255 && ctx.Err() != nil {
+			return fmt.Errorf("sqlite: apply events: %w", ctx.Err())
 		}
 		if err := a.apply(ev); err != nil {
 			return err
@@ -136,7 +143,7 @@ func (a *applier) exec(t revguard.EventType, query string, args ...any) (int64, 
 	s := a.stmts[t]
 	if s == nil {
 		var err error
-		if s, err = a.tx.PrepareContext(a.ctx, query); err != nil {
+		if s, err = a.tx.PrepareContext(a.ctx, query); err != nil { // once per batch and type
 			return 0, fmt.Errorf("prepare: %w", err)
 		}
 		a.stmts[t] = s
