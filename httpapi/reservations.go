@@ -21,6 +21,17 @@ func (s *Server) reservationID(w http.ResponseWriter, r *http.Request) (string, 
 
 const notFoundDetail = "no such reservation"
 
+// writeReservationError answers err of a reservation endpoint. Every not-found answer is
+// the same, whatever the store's detail, so that another customer's reservation cannot
+// be told apart from one that does not exist.
+func (s *Server) writeReservationError(w http.ResponseWriter, r *http.Request, err error) {
+	if revguard.ErrorCode(err) == revguard.CodeReservationNotFound {
+		s.writeProblem(w, r, revguard.CodeReservationNotFound, notFoundDetail)
+		return
+	}
+	s.writeError(w, r, err)
+}
+
 // handleGetReservation answers a reservation to its owner or the admin; to anyone else
 // it does not exist (404, never 403: existence is not revealed).
 func (s *Server) handleGetReservation(w http.ResponseWriter, r *http.Request) {
@@ -37,7 +48,7 @@ func (s *Server) handleGetReservation(w http.ResponseWriter, r *http.Request) {
 		err = &revguard.Error{Code: revguard.CodeReservationNotFound, Detail: notFoundDetail}
 	}
 	if err != nil {
-		s.writeError(w, r, err)
+		s.writeReservationError(w, r, err)
 		return
 	}
 	s.writeReservation(w, http.StatusOK, &res)
@@ -71,7 +82,7 @@ func (s *Server) handleConfirm(w http.ResponseWriter, r *http.Request) {
 		ID: id, CustomerID: c.customerID, OrderRef: body.OrderRef, Revive: body.Revive,
 	})
 	if err != nil {
-		s.writeError(w, r, err)
+		s.writeReservationError(w, r, err)
 		return
 	}
 	s.writeReservation(w, http.StatusOK, &res)
@@ -100,7 +111,7 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.Inventory.Release(r.Context(), id, c.customerID)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.writeReservationError(w, r, err)
 		return
 	}
 	s.writeReservation(w, http.StatusOK, &res)
