@@ -1,0 +1,249 @@
+package inproc
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/revenueguard/revguard"
+)
+
+// Defaults of a SessionCache.
+const (
+	// DefaultSessionCacheTTL caps how long a session stays cached. Revocations made
+	// through the cache take effect at once; this bounds how long one made behind its
+	// back (another process, an operator in the database) goes unseen.
+	DefaultSessionCacheTTL = time.Minute
+
+	// DefaultNegativeTTL is how long a token the store refused is refused from memory.
+	DefaultNegativeTTL = 5 * time.Second
+
+	// MaxCachedSessions bounds the sessions held in memory (a few hundred bytes each).
+	MaxCachedSessions = 100_000
+
+	// maxNegative bounds the refused tokens held in memory.
+	maxNegative = 10_000
+
+	// sessionLoadTimeout bounds a store read shared by concurrent callers, which runs
+	// detached from any one caller's context.
+	sessionLoadTimeout = 5 * time.Second
+
+	sessionStripes = 64
+)
+
+// SessionCache is a revguard.Sessions that keeps live sessions of another
+// revguard.Sessions (the store: SQLite in embedded mode) in memory, so that a hot
+// session costs no store read.
+//
+//   - Entries are keyed by the token's SHA-256 hash (revguard.HashSessionToken); the raw
+//     token is never kept.
+//   - A cached session is served only while Now is before both its ExpiresAt and the
+//     moment it was cached plus TTL, so expiry is exact and the store is read again at
+//     least every TTL.
+//   - DeleteSession revokes at once: when it returns, no cache entry for the token is
+//     left and none can be added by a store read that raced with it.
+//   - Concurrent misses of one token share one store read (singleflight), so a crowd
+//     arriving with a cold cache reads each session once.
+//   - Refused tokens (CodeUnauthenticated from the store) are remembered for a short
+//     NegativeTTL in a separate, small cache: a client retrying a revoked or expired
+//     token does not hit the store each time, while a flood of random tokens can neither
+//     grow memory past maxNegative entries nor evict live sessions. A refused token can
+//     never become valid (tokens are 256-bit random and never reissued), so remembering
+//     the refusal is safe; it is kept short only to bound memory.
+type SessionCache struct {
+	// TTL caps how long a session stays cached; NewSessionCache sets
+	// DefaultSessionCacheTTL.
+	TTL time.Duration
+
+	// NegativeTTL is how long a refused token is refused from memory; NewSessionCache
+	// sets DefaultNegativeTTL. Zero or less disables negative caching.
+	NegativeTTL time.Duration
+
+	// Now is the clock; NewSessionCache sets time.Now. Use the store's clock.
+	Now func() time.Time
+
+	store   revguard.Sessions
+	live    *otter.Cache[[32]byte, cachedSession]
+	refused *otter.Cache[[32]byte, time.Time] // value: until when the token is refused
+	loads   singleflight.Group
+
+	// stripes order cache fills against revocations, see fill and DeleteSession. A
+	// stripe's mutex is a leaf lock: nothing else is locked while it is held, except
+	// otter's internal locks inside Set and Invalidate.
+	stripes [sessionStripes]stripe
+}
+
+type stripe struct {
+	mu  sync.Mutex
+	gen uint64 // incremented by every revocation of a token of this stripe
+	_   [48]byte
+}
+
+type cachedSession struct {
+	s     revguard.Session
+	until time.Time // min(s.ExpiresAt, cached at + TTL)
+}
+
+var _ revguard.Sessions = (*SessionCache)(nil)
+
+// NewSessionCache returns a cache in front of store. Call Close when done with it.
+func NewSessionCache(store revguard.Sessions) *SessionCache {
+	c := &SessionCache{
+		TTL:         DefaultSessionCacheTTL,
+		NegativeTTL: DefaultNegativeTTL,
+		Now:         time.Now,
+		store:       store,
+	}
+	// Otter expires entries on its own clock, only to free memory; whether an entry
+	// may be served is decided on c.Now, against the deadline stored in it.
+	c.live = otter.Must(&otter.Options[[32]byte, cachedSession]{
+		MaximumSize: MaxCachedSessions,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[[32]byte, cachedSession]) time.Duration {
+			return max(e.Value.until.Sub(c.Now()), time.Nanosecond)
+		}),
+	})
+	c.refused = otter.Must(&otter.Options[[32]byte, time.Time]{
+		MaximumSize: maxNegative,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[[32]byte, time.Time]) time.Duration {
+			return max(e.Value.Sub(c.Now()), time.Nanosecond)
+		}),
+	})
+	return c
+}
+
+// Close stops the caches' background clean-up. It does not close the store.
+func (c *SessionCache) Close() error {
+	c.live.StopAllGoroutines()
+	c.refused.StopAllGoroutines()
+	return nil
+}
+
+// Len reports about how many sessions are cached (for the "cached sessions" metric).
+func (c *SessionCache) Len() int { return c.live.EstimatedSize() }
+
+// CreateSession issues a session in the store and caches it, since a new session is
+// usually used right away.
+func (c *SessionCache) CreateSession(ctx context.Context, customerID string, ttl time.Duration) (string, revguard.Session, error) {
+	token, s, err := c.store.CreateSession(ctx, customerID, ttl)
+	if err != nil {
+		return "", revguard.Session{}, err
+	}
+	h := revguard.HashSessionToken(token)
+	st := c.stripe(h)
+	st.mu.Lock()
+	gen := st.gen
+	st.mu.Unlock()
+	c.fill(h, gen, s, c.Now())
+	return token, s, nil
+}
+
+// FindSession returns the live session of token from memory when it is there, and from
+// the store otherwise. It fails with CodeUnauthenticated for an unknown, revoked or
+// expired token.
+func (c *SessionCache) FindSession(ctx context.Context, token string) (revguard.Session, error) {
+	if token == "" {
+		return revguard.Session{}, errUnknownSession()
+	}
+	h := revguard.HashSessionToken(token)
+	now := c.Now()
+	if e, ok := c.live.GetIfPresent(h); ok && now.Before(e.until) {
+		return e.s, nil
+	}
+	if until, ok := c.refused.GetIfPresent(h); ok && now.Before(until) {
+		return revguard.Session{}, errUnknownSession()
+	}
+	return c.miss(ctx, h, token)
+}
+
+// miss waits for the one store read of token that concurrent misses share. (A function
+// of its own, so that FindSession's hit path allocates nothing for the closure.)
+func (c *SessionCache) miss(ctx context.Context, h [32]byte, token string) (revguard.Session, error) {
+	ch := c.loads.DoChan(string(h[:]), func() (any, error) { return c.load(ctx, h, token) })
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return revguard.Session{}, r.Err
+		}
+		return r.Val.(revguard.Session), nil
+	case <-ctx.Done():
+		return revguard.Session{}, fmt.Errorf("inproc: find session: %w", context.Cause(ctx))
+	}
+}
+
+// load reads token from the store and caches the answer. It runs once for all the
+// concurrent misses of one token, detached from the first caller's cancellation.
+func (c *SessionCache) load(ctx context.Context, h [32]byte, token string) (revguard.Session, error) {
+	st := c.stripe(h)
+	st.mu.Lock()
+	gen := st.gen // a revocation after this point keeps what we read out of the cache
+	st.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sessionLoadTimeout)
+	defer cancel()
+	s, err := c.store.FindSession(ctx, token)
+	now := c.Now()
+	if err != nil {
+		if revguard.ErrorCode(err) == revguard.CodeUnauthenticated && c.NegativeTTL > 0 {
+			c.refused.Set(h, now.Add(c.NegativeTTL))
+		}
+		return revguard.Session{}, err
+	}
+	if !now.Before(s.ExpiresAt) {
+		return revguard.Session{}, errUnknownSession() // fail closed on a clock disagreement
+	}
+	c.fill(h, gen, s, now)
+	return s, nil
+}
+
+// fill caches s unless the token was revoked since gen was read.
+func (c *SessionCache) fill(h [32]byte, gen uint64, s revguard.Session, now time.Time) {
+	until := s.ExpiresAt
+	if limit := now.Add(c.TTL); c.TTL > 0 && limit.Before(until) {
+		until = limit
+	}
+	if !now.Before(until) {
+		return
+	}
+	st := c.stripe(h)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.gen != gen {
+		return
+	}
+	c.live.Set(h, cachedSession{s: s, until: until})
+}
+
+// DeleteSession revokes token in the store and in memory. When it returns, the token
+// is refused by FindSession, even if a store read that began before the revocation
+// finishes after it.
+func (c *SessionCache) DeleteSession(ctx context.Context, token string) error {
+	h := revguard.HashSessionToken(token)
+	err := c.store.DeleteSession(ctx, token)
+	// After the store forgot the token: any read that still saw it began before this
+	// point, read gen before this increment, and so will not cache it (fill); an entry
+	// cached earlier goes now; and a FindSession that starts from now on does not join
+	// such a read (Forget) but reads the store afresh.
+	st := c.stripe(h)
+	st.mu.Lock()
+	st.gen++
+	c.live.Invalidate(h)
+	c.loads.Forget(string(h[:]))
+	st.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if c.NegativeTTL > 0 {
+		c.refused.Set(h, c.Now().Add(c.NegativeTTL))
+	}
+	return nil
+}
+
+func (c *SessionCache) stripe(h [32]byte) *stripe { return &c.stripes[h[0]%sessionStripes] }
+
+func errUnknownSession() error {
+	return revguard.Errorf(revguard.CodeUnauthenticated, "unknown or expired session")
+}
