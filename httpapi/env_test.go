@@ -49,6 +49,7 @@ type envOptions struct {
 	customerRate revguard.Rate // zero: off
 	ipRate       revguard.Rate // zero: off
 	noSync       bool          // journal without fsync (benchmarks of the gateway alone)
+	botTimeout   time.Duration // per verifier attempt; 0: 500 ms
 	edit         func(*httpapi.Server)
 }
 
@@ -114,6 +115,9 @@ func mustOpenEnv(tb testing.TB, o envOptions) *env {
 		bc := turnstile.NewBotChecker(turnstiletest.DefaultSecret)
 		bc.URL = e.verifier.URL()
 		bc.Timeout = 500 * time.Millisecond
+		if o.botTimeout > 0 {
+			bc.Timeout = o.botTimeout
+		}
 		api.BotChecker = bc
 	}
 	if !o.customerRate.Off() {
