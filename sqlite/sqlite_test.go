@@ -1,6 +1,8 @@
 package sqlite_test
 
 import (
+	"io"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ func MustOpenDBAt(tb testing.TB, path string, now func() time.Time) *sqlite.DB {
 	tb.Helper()
 	db := sqlite.NewDB(path)
 	db.Now = now
+	db.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	if err := db.Open(tb.Context()); err != nil {
 		tb.Fatalf("open %s: %v", path, err)
 	}
