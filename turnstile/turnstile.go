@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -101,6 +102,10 @@ type BotChecker struct {
 
 	// newKey returns a fresh idempotency key (a random UUID).
 	newKey func() string
+
+	// throttles keep an outage, a misconfiguration or an attack, seen on every request,
+	// from flooding the log.
+	throttles [numLogKinds]logThrottle
 }
 
 var _ revguard.BotChecker = (*BotChecker)(nil)
@@ -166,7 +171,7 @@ func (c *BotChecker) verify(ctx context.Context, token, remoteIP string) (string
 
 	a := c.attempt(ctx, body)
 	if a.retry && ctx.Err() == nil {
-		c.logger().Warn("turnstile: siteverify attempt failed, retrying",
+		c.logger().Debug("turnstile: siteverify attempt failed, retrying",
 			"idempotency_key", key, "err", a.err)
 		t := time.NewTimer(retryDelay)
 		select {
@@ -179,11 +184,11 @@ func (c *BotChecker) verify(ctx context.Context, token, remoteIP string) (string
 		}
 	}
 	if a.retry {
-		c.logger().Warn("turnstile: siteverify unavailable", "idempotency_key", key, "err", a.err)
+		c.log(logUnavailable, slog.LevelWarn, "turnstile: siteverify unavailable", "idempotency_key", key, "err", a.err)
 		return OutcomeUnavailable, revguard.Errorf(revguard.CodeBotCheckUnavailable, "bot check verifier unavailable")
 	}
 	if a.err != nil {
-		c.logger().Warn("turnstile: untrusted siteverify answer", "idempotency_key", key, "err", a.err)
+		c.log(logUntrusted, slog.LevelWarn, "turnstile: untrusted siteverify answer", "idempotency_key", key, "err", a.err)
 		return OutcomeInvalidResponse, revguard.Errorf(revguard.CodeBotCheckFailed, "bot check failed")
 	}
 	return c.judge(a.resp, key)
@@ -193,23 +198,23 @@ func (c *BotChecker) verify(ctx context.Context, token, remoteIP string) (string
 func (c *BotChecker) judge(r *response, key string) (string, error) {
 	if !r.Success {
 		if r.has(codeMissingSecret) || r.has(codeInvalidSecret) {
-			c.logger().Error("turnstile: the verifier rejected our secret key: check --turnstile-secret; every bot check fails until it is fixed",
+			c.log(logMisconfigured, slog.LevelError, "turnstile: the verifier rejected our secret key: check --turnstile-secret; every bot check fails until it is fixed",
 				"error_codes", r.ErrorCodes, "idempotency_key", key)
 			return OutcomeMisconfigured, revguard.Errorf(revguard.CodeBotCheckUnavailable, "bot check misconfigured")
 		}
 		if r.has(codeBadRequest) {
-			c.logger().Warn("turnstile: the verifier called our request malformed",
+			c.log(logBadRequest, slog.LevelWarn, "turnstile: the verifier called our request malformed",
 				"error_codes", r.ErrorCodes, "idempotency_key", key)
 		}
 		return OutcomeFailed, revguard.Errorf(revguard.CodeBotCheckFailed, "bot check failed: %s", r.reason())
 	}
 	if c.Hostname != "" && !strings.EqualFold(r.Hostname, c.Hostname) {
-		c.logger().Warn("turnstile: token solved on an unexpected hostname",
+		c.log(logMismatch, slog.LevelWarn, "turnstile: token solved on an unexpected hostname",
 			"hostname", r.Hostname, "want", c.Hostname, "idempotency_key", key)
 		return OutcomeMismatch, revguard.Errorf(revguard.CodeBotCheckFailed, "bot check failed: hostname mismatch")
 	}
 	if c.Action != "" && r.Action != c.Action {
-		c.logger().Warn("turnstile: token solved for an unexpected action",
+		c.log(logMismatch, slog.LevelWarn, "turnstile: token solved for an unexpected action",
 			"action", r.Action, "want", c.Action, "idempotency_key", key)
 		return OutcomeMismatch, revguard.Errorf(revguard.CodeBotCheckFailed, "bot check failed: action mismatch")
 	}
@@ -282,6 +287,38 @@ func (c *BotChecker) client() *http.Client {
 		return http.DefaultClient
 	}
 	return c.Client
+}
+
+// The kinds of log message that are throttled, each on its own.
+const (
+	logUnavailable = iota
+	logUntrusted
+	logMisconfigured
+	logBadRequest
+	logMismatch
+	numLogKinds
+)
+
+// logThrottle lets one message of its kind through per second; the next one that passes
+// reports how many were suppressed in between.
+type logThrottle struct {
+	next       atomic.Int64 // unix nanoseconds before which messages are suppressed
+	suppressed atomic.Int64
+}
+
+// log writes a message of the given kind unless one went out less than a second ago.
+func (c *BotChecker) log(kind int, level slog.Level, msg string, args ...any) {
+	t := &c.throttles[kind]
+	now := time.Now().UnixNano()
+	next := t.next.Load()
+	if now < next || !t.next.CompareAndSwap(next, now+int64(time.Second)) {
+		t.suppressed.Add(1)
+		return
+	}
+	if n := t.suppressed.Swap(0); n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	c.logger().Log(context.Background(), level, msg, args...)
 }
 
 func (c *BotChecker) logger() *slog.Logger {

@@ -460,3 +460,19 @@ func TestVerifyInProcessClient(t *testing.T) {
 		t.Fatalf("Verify with the in-process fake refusing = %v, want %q", err, revguard.CodeBotCheckUnavailable)
 	}
 }
+
+// TestVerifyLogThrottled checks that a misconfiguration seen on every request is logged
+// loudly once, not once per request.
+func TestVerifyLogThrottled(t *testing.T) {
+	fake, _ := MustStartFake(t)
+	c, logs, _ := MustNewChecker(t, fake.URL(), "0x-wrong-secret")
+	for range 20 {
+		err := c.Verify(t.Context(), fake.Token(), "")
+		if got := revguard.ErrorCode(err); got != revguard.CodeBotCheckUnavailable {
+			t.Fatalf("Verify = %v, want %q", err, revguard.CodeBotCheckUnavailable)
+		}
+	}
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
+		t.Fatalf("%d error lines for 20 checks with a wrong secret, want 1:\n%s", n, logs)
+	}
+}
