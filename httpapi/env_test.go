@@ -87,7 +87,11 @@ func mustOpenEnv(tb testing.TB, o envOptions) *env {
 	}
 	tb.Cleanup(func() { db.Close() })
 	e.ledger = sqlite.NewLedger(db)
-	e.sessions = sqlite.NewSessions(db)
+	// Sessions as the server keeps them: the SQLite store behind the in-memory cache.
+	cache := inproc.NewSessionCache(sqlite.NewSessions(db))
+	cache.Now = now
+	tb.Cleanup(func() { cache.Close() })
+	e.sessions = cache
 
 	// The ledger writer follows the journal until cleanup cancels it.
 	e.writer = &revguard.LedgerWriter{Feed: e.journal, Ledger: e.ledger}
