@@ -100,9 +100,6 @@ type BotChecker struct {
 	// Now is the clock used to time Verify.
 	Now func() time.Time
 
-	// newKey returns a fresh idempotency key (a random UUID).
-	newKey func() string
-
 	// throttles keep an outage, a misconfiguration or an attack, seen on every request,
 	// from flooding the log.
 	throttles [numLogKinds]logThrottle
@@ -128,7 +125,6 @@ func NewBotChecker(secret string) *BotChecker {
 		},
 		Logger: slog.Default(),
 		Now:    time.Now,
-		newKey: uuid.NewString,
 	}
 }
 
@@ -161,11 +157,7 @@ func (c *BotChecker) verify(ctx context.Context, token, remoteIP string) (string
 	}
 	// One key for both attempts: the retry is the same request as far as Cloudflare is
 	// concerned, so a token consumed by a first attempt whose answer got lost still passes.
-	newKey := c.newKey
-	if newKey == nil {
-		newKey = uuid.NewString
-	}
-	key := newKey()
+	key := uuid.NewString() // random (version 4), from crypto/rand
 	form.Set("idempotency_key", key)
 	body := form.Encode()
 
