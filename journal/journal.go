@@ -123,7 +123,7 @@ type Journal struct {
 	// file and active are the last segment, open for appending, and its bookkeeping.
 	// Open sets them; afterwards only the flusher touches them (active's fields are
 	// also written under segMu, for readers).
-	file   *os.File
+	file   segmentFile
 	active *segment
 
 	// segMu guards segs, the contents of the segments in it, and notify.
@@ -148,6 +148,14 @@ const (
 	stateClosing
 	stateClosed
 )
+
+// segmentFile is what the flusher needs of the active segment file (an *os.File);
+// tests wrap it to inject write and fsync failures.
+type segmentFile interface {
+	Write(p []byte) (int, error)
+	Sync() error
+	Close() error
+}
 
 // Stats are counters of a journal since Open.
 type Stats struct {
