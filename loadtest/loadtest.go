@@ -56,15 +56,15 @@ type Scenario struct {
 	Release      float64       `json:"release"`       // share of holds released
 	ReleaseDelay time.Duration `json:"release_delay"` // from the hold to the release
 	Duration     time.Duration `json:"duration"`      // cap on the sale; later steps are skipped
-	Connections  int           `json:"connections"`   // requests in flight at most
+	Connections  int           `json:"connections"`   // reservation attempts in flight at most (confirms and releases get a quarter more)
 	Seed         int64         `json:"seed"`          // 0 picks one; the report shows it
 }
 
 // DefaultScenario returns the scenario that `revguard loadtest` runs with no flags.
 func DefaultScenario() Scenario {
 	return Scenario{
-		Customers:    10_000,
-		Stock:        1_000,
+		Customers:    4_000,
+		Stock:        500,
 		Limit:        1,
 		HoldSeconds:  5,
 		Quantity:     1,

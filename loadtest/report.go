@@ -29,6 +29,10 @@ type Report struct {
 	SKU               *SKUState    `json:"sku,omitempty"`    // the final read; nil when it failed
 	Ledger            *LedgerState `json:"ledger,omitempty"` // nil when it never caught up
 	Checks            []Check      `json:"checks"`
+
+	// Baselines are the stores a shop would otherwise use, driven with the same
+	// scenario after the sale; the caller adds them.
+	Baselines []*BaselineReport `json:"baselines,omitempty"`
 }
 
 // SaleSummary counts what happened to the customers and the units.
@@ -74,9 +78,18 @@ func (r *Report) Failed() []Check {
 	return f
 }
 
-// Err returns an error naming the failed checks, or nil.
+// Err returns an error naming the failed checks of the sale and of the baselines, or
+// nil.
 func (r *Report) Err() error {
 	f := r.Failed()
+	for _, b := range r.Baselines {
+		for _, c := range b.Checks {
+			if !c.OK {
+				c.Name = "baseline " + b.Store + " " + c.Name
+				f = append(f, c)
+			}
+		}
+	}
 	if len(f) == 0 {
 		return nil
 	}
@@ -84,7 +97,7 @@ func (r *Report) Err() error {
 	for i, c := range f {
 		names[i] = c.Name
 	}
-	return fmt.Errorf("loadtest: %d of %d checks failed: %s", len(f), len(r.Checks), strings.Join(names, ", "))
+	return fmt.Errorf("loadtest: %d checks failed: %s", len(f), strings.Join(names, ", "))
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -142,15 +155,68 @@ func summarizeSale(an *analysis, at time.Time) SaleSummary {
 	return s
 }
 
-// WriteText writes the report for a human.
+// WriteText writes the report for a human: the sale's, then the baselines' and a
+// comparison.
 func (r *Report) WriteText(w io.Writer) error {
-	s := r.Scenario
 	var b strings.Builder
+	if len(r.Checks) > 0 {
+		r.writeSale(&b)
+	}
+	for _, bl := range r.Baselines {
+		b.WriteString("\n")
+		if err := bl.WriteText(&b); err != nil {
+			return err
+		}
+	}
+	if len(r.Baselines) > 0 {
+		r.writeComparison(&b)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeComparison tabulates the reserve path of the sale and of each baseline.
+func (r *Report) writeComparison(b *strings.Builder) {
+	fmt.Fprintln(b, "\ncomparison of the reserve path (same arrivals and connections)")
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\treserves/s\tp50 ms\tp99 ms\tp99.9 ms\toversell check\t")
+	verdict := func(cs []Check) string {
+		for _, c := range cs {
+			if c.Name == CheckOversell {
+				if c.OK {
+					return "pass"
+				}
+				return "FAIL"
+			}
+		}
+		return "-"
+	}
+	if len(r.Checks) > 0 {
+		for _, l := range r.Latency {
+			if l.Op == opReserve {
+				name := "revguard"
+				if r.Mode != "" {
+					name += " " + r.Mode
+				}
+				fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%s\t\n", name, r.ReserveThroughput, l.P50, l.P99, l.P999, verdict(r.Checks))
+			}
+		}
+	}
+	for _, bl := range r.Baselines {
+		l := bl.Latency
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%s\t\n", bl.Store, bl.Throughput, l.P50, l.P99, l.P999, verdict(bl.Checks))
+	}
+	tw.Flush()
+}
+
+// writeSale writes the sale's part of the report.
+func (r *Report) writeSale(b *strings.Builder) {
+	s := r.Scenario
 	mode := ""
 	if r.Mode != "" {
 		mode = " (" + r.Mode + ")"
 	}
-	fmt.Fprintf(&b, "revguard loadtest: sku %s on %s%s, seed %d\n", s.SKU, strings.Join(r.Targets, ", "), mode, s.Seed)
+	fmt.Fprintf(b, "revguard loadtest: sku %s on %s%s, seed %d\n", s.SKU, strings.Join(r.Targets, ", "), mode, s.Seed)
 	arrival := string(s.Arrival)
 	switch s.Arrival {
 	case ArrivalRamp:
@@ -158,22 +224,22 @@ func (r *Report) WriteText(w io.Writer) error {
 	case ArrivalSteady:
 		arrival = fmt.Sprintf("steady %g/s", s.Rate)
 	}
-	fmt.Fprintf(&b, "scenario: %d customers (%.0f%% bots), stock %d, limit %d, quantity %d, hold %ds, %s, %d connections\n",
+	fmt.Fprintf(b, "scenario: %d customers (%.0f%% bots), stock %d, limit %d, quantity %d, hold %ds, %s, %d connections\n",
 		s.Customers, s.Bots*100, s.Stock, s.Limit, s.Quantity, s.HoldSeconds, arrival, s.Connections)
-	fmt.Fprintf(&b, "          confirm %.0f%% after %s, release %.0f%% after %s, %d attempts per buyer, duration cap %s\n",
+	fmt.Fprintf(b, "          confirm %.0f%% after %s, release %.0f%% after %s, %d attempts per buyer, duration cap %s\n",
 		s.Confirm*100, s.ConfirmDelay, s.Release*100, s.ReleaseDelay, s.Attempts(), s.Duration)
-	fmt.Fprintf(&b, "setup: sessions in %.1fs\n", r.SetupSeconds)
-	fmt.Fprintf(&b, "sale: %.1fs, %d requests, %.0f requests/s (%.0f reserves/s)\n\n",
+	fmt.Fprintf(b, "setup: sessions in %.1fs\n", r.SetupSeconds)
+	fmt.Fprintf(b, "sale: %.1fs, %d requests, %.0f requests/s (%.0f reserves/s)\n\n",
 		r.SaleSeconds, r.Requests, r.Throughput, r.ReserveThroughput)
 
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "latency (ms)\tcount\tmean\tp50\tp90\tp99\tp99.9\tmax\t")
 	for _, l := range r.Latency {
 		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", l.Op, l.Count, l.Mean, l.P50, l.P90, l.P99, l.P999, l.Max)
 	}
 	tw.Flush()
-	fmt.Fprintln(&b, "\noutcomes")
-	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(b, "\noutcomes")
+	tw = tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
 	for _, o := range r.Outcomes {
 		who := "humans"
 		switch {
@@ -190,15 +256,15 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	tw.Flush()
 	sa := r.Sale
-	fmt.Fprintf(&b, "\nunits: demand %d, reserved %d in %d holds (%d by bots): confirmed %d, released %d, expired %d, still held %d; %d sold-out refusals, %d attempts unresolved\n",
+	fmt.Fprintf(b, "\nunits: demand %d, reserved %d in %d holds (%d by bots): confirmed %d, released %d, expired %d, still held %d; %d sold-out refusals, %d attempts unresolved\n",
 		sa.Demand, sa.Reserved, sa.Holds, sa.BotHolds, sa.Confirmed, sa.Released, sa.Expired, sa.Held, sa.SoldOut, sa.Unresolved)
 	if k := r.SKU; k != nil {
-		fmt.Fprintf(&b, "sku at the end: stock %d, available %d, held %d, sold %d\n", k.Stock, k.Available, k.Held, k.Sold)
+		fmt.Fprintf(b, "sku at the end: stock %d, available %d, held %d, sold %d\n", k.Stock, k.Available, k.Held, k.Sold)
 	}
 	if l := r.Ledger; l != nil {
-		fmt.Fprintf(&b, "ledger: %d reservations, caught up in %.1fs\n", l.Items, l.CaughtUpSeconds)
+		fmt.Fprintf(b, "ledger: %d reservations, caught up in %.1fs\n", l.Items, l.CaughtUpSeconds)
 	}
-	fmt.Fprintln(&b, "\nchecks")
+	fmt.Fprintln(b, "\nchecks")
 	for _, c := range r.Checks {
 		verdict := "PASS"
 		switch {
@@ -207,15 +273,13 @@ func (r *Report) WriteText(w io.Writer) error {
 		case c.Skipped:
 			verdict = "SKIP"
 		}
-		fmt.Fprintf(&b, "  %s  %-16s %s: %s\n", verdict, c.Name, c.Title, c.Detail)
+		fmt.Fprintf(b, "  %s  %-16s %s: %s\n", verdict, c.Name, c.Title, c.Detail)
 	}
 	if f := r.Failed(); len(f) > 0 {
 		for _, c := range f {
-			fmt.Fprintf(&b, "FAIL: check %s broke: %s\n", c.Name, c.Detail)
+			fmt.Fprintf(b, "FAIL: check %s broke: %s\n", c.Name, c.Detail)
 		}
 	} else {
-		fmt.Fprintf(&b, "PASS: all %d checks\n", len(r.Checks))
+		fmt.Fprintf(b, "PASS: all %d checks\n", len(r.Checks))
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
 }

@@ -105,14 +105,15 @@ type hold struct {
 
 // sale is the state of one run.
 type sale struct {
-	r        *Runner
-	s        Scenario
-	c        *client
-	rec      *recorder
-	sem      chan struct{} // one slot per request in flight
-	start    time.Time
-	deadline time.Time
-	runID    string
+	r         *Runner
+	s         Scenario
+	c         *client
+	rec       *recorder
+	sem       chan struct{} // one slot per reservation attempt in flight
+	followSem chan struct{} // one slot per confirm or release in flight
+	start     time.Time
+	deadline  time.Time
+	runID     string
 
 	spentOnce sync.Once
 	spentCh   chan struct{} // closed when the first token is known spent
@@ -161,10 +162,11 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	}
 	sl := &sale{
 		r: r, s: s, runID: runID, rec: newRecorder(),
-		c:       &client{targets: targets, admin: r.AdminToken, http: hc, timeout: r.RequestTimeout, now: now},
-		sem:     make(chan struct{}, s.Connections),
-		spentCh: make(chan struct{}),
-		rng:     mrand.New(mrand.NewPCG(uint64(s.Seed), 0x5eed)),
+		c:         &client{targets: targets, admin: r.AdminToken, http: hc, timeout: r.RequestTimeout, now: now},
+		sem:       make(chan struct{}, s.Connections),
+		followSem: make(chan struct{}, followConns(s.Connections)),
+		spentCh:   make(chan struct{}),
+		rng:       mrand.New(mrand.NewPCG(uint64(s.Seed), 0x5eed)),
 	}
 	rep := &Report{Scenario: s, Targets: targets, Started: now().UTC()}
 
@@ -187,14 +189,20 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	return rep, nil
 }
 
-// newTransport returns a keep-alive transport for conns requests in flight (plus the
-// sampler's).
+// followConns is how many confirms and releases may be in flight on top of the
+// reservation attempts: buyers who already hold units do not queue behind the crowd's
+// first clicks in the load generator (they may still queue in the server).
+func followConns(conns int) int { return max(2, conns/4) }
+
+// newTransport returns a keep-alive transport for conns reservation attempts in flight,
+// plus the confirms and releases and the sampler's reads.
 func newTransport(conns int) *http.Transport {
+	n := conns + followConns(conns) + 4
 	return &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        conns + 4,
-		MaxIdleConnsPerHost: conns + 4,
-		MaxConnsPerHost:     conns + 4,
+		MaxIdleConns:        n,
+		MaxIdleConnsPerHost: n,
+		MaxConnsPerHost:     n,
 		IdleConnTimeout:     90 * time.Second,
 	}
 }

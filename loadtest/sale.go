@@ -76,15 +76,15 @@ func (sl *sale) play(ctx context.Context, c *customer) {
 	sl.mu.Unlock()
 }
 
-// send runs one request in a connection slot, records it, and returns its answer and
-// the lower bound of the server's clock when it was sent.
-func (sl *sale) send(op string, bot bool, f func() answer) (answer, time.Time) {
-	sl.sem <- struct{}{}
+// send runs one request in a slot of sem, records it, and returns its answer and the
+// lower bound of the server's clock when it was sent.
+func (sl *sale) send(sem chan struct{}, op string, bot bool, f func() answer) (answer, time.Time) {
+	sem <- struct{}{}
 	lo := sl.c.serverNow()
 	t0 := sl.c.now()
 	a := f()
 	d := sl.c.now().Sub(t0)
-	<-sl.sem
+	<-sem
 	sl.rec.record(op, bot, a, d)
 	return a, lo
 }
@@ -105,7 +105,7 @@ func (sl *sale) reserve(ctx context.Context, c *customer, i int, arrived time.Ti
 	for try := 0; ; try++ {
 		token := sl.token(ctx, c, a)
 		var ans answer
-		ans, a.lo = sl.send(opReserve, c.bot, func() answer {
+		ans, a.lo = sl.send(sl.sem, opReserve, c.bot, func() answer {
 			ans := sl.c.reserve(ctx, sl.s.SKU, c.session, token, key, a.qty)
 			if ans.status == http.StatusCreated {
 				if _, err := decodeReservation(ans.body); err != nil {
@@ -198,7 +198,7 @@ func (sl *sale) follow(ctx context.Context, h *hold, p plan) {
 	}
 	h.tried = p
 	for try := 0; ; try++ {
-		ans, lo := sl.send(op, false, func() answer {
+		ans, lo := sl.send(sl.followSem, op, false, func() answer {
 			if p == planConfirm {
 				return sl.c.confirm(ctx, h.cust.session, h.res.ID, "lt-order-"+h.res.ID)
 			}
