@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/inproc"
+	"github.com/revenueguard/revguard/journal"
+	"github.com/revenueguard/revguard/sqlite"
+)
+
+// VerifyCommand is `revguard verify`: it compares the ledger with the state of the
+// serialisation points (the engine, rebuilt read-only from the snapshots and the
+// journal) and prints every difference. It fails, so that the binary exits 1, on any
+// difference, or when the ledger does not catch up with the engine in time.
+//
+// Both sides are compared at the same journal position E, the engine's: verify waits
+// until the ledger has applied every event up to E, then reads one snapshot of the
+// ledger, and leaves out the reservations whose ledger row a later event changed (their
+// row's seq is above E) — beside a running server the ledger moves on meanwhile. Every
+// other reservation must be in both, once, with equal fields.
+type VerifyCommand struct {
+	Getenv         func(string) string
+	Stdout, Stderr io.Writer
+
+	// Poll is how often the ledger's position is read while waiting; default 50ms.
+	Poll time.Duration
+}
+
+// Usage returns the help of `revguard verify`.
+func (c *VerifyCommand) Usage() string {
+	return `Usage: revguard verify [flags]
+
+Compares the ledger (<data-dir>/revguard.db) with the reservation engine's state, rebuilt
+read-only from <data-dir>/snapshots and <data-dir>/journal, and prints every difference
+(missing, extra, duplicate, or a field that differs), one per line. Exits 1 on any
+difference, or when the ledger is still behind the engine after --wait (a stopped server's
+ledger catches up when the server starts again). Writes nothing: run it on a stopped
+server's data or beside a running server.
+
+Flags:
+  --data-dir dir
+      embedded mode's files, as given to revguard serve
+      env REVGUARD_DATA_DIR; default: ./revguard-data
+  --wait duration
+      how long to wait for the ledger to catch up with the engine; default: 10s
+  --redis-url, --postgres-url url
+      distributed mode (env REVGUARD_REDIS_URL, REVGUARD_POSTGRES_URL): not available in
+      this build
+`
+}
+
+// Run verifies the ledger.
+func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
+	dataDir := "./revguard-data"
+	wait := 10 * time.Second
+	fs := flag.NewFlagSet("revguard verify", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	stores := bindStoreFlags(fs, &dataDir, c.Getenv)
+	fs.DurationVar(&wait, "wait", wait, "how long to wait for the ledger")
+	if err := parseFlags(fs, "verify", args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(c.Stdout, c.Usage())
+		}
+		return err
+	}
+	if err := stores.check("verify"); err != nil {
+		return err
+	}
+	if wait < 0 {
+		return usageErrorf("verify: --wait must not be negative")
+	}
+
+	quiet := slog.New(slog.DiscardHandler)
+	journalDir := filepath.Join(dataDir, journalDirName)
+	if _, err := os.Stat(journalDir); err != nil {
+		return fmt.Errorf("verify: no journal at %s (is --data-dir right?): %w", journalDir, err)
+	}
+	j := journal.New(journalDir)
+	j.ReadOnly = true
+	j.Logger = quiet
+	if err := j.Open(ctx); err != nil {
+		return fmt.Errorf("verify: open journal: %w", err)
+	}
+	defer j.Close()
+	inv := inproc.NewInventory(j, filepath.Join(dataDir, snapshotsDirName))
+	inv.ReadOnly = true
+	inv.Logger = quiet
+	if err := inv.Open(ctx); err != nil {
+		return fmt.Errorf("verify: open engine: %w", err)
+	}
+	defer inv.Close()
+	engineSeq := inv.AppliedSeq()
+
+	db, err := openLedgerReadOnly(ctx, dataDir)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	defer db.Close()
+	ledger := sqlite.NewLedger(db)
+	if err := c.waitLedger(ctx, ledger, engineSeq, wait); err != nil {
+		return err
+	}
+
+	scan, err := ledger.Scan(ctx, sqlite.ScanFilter{})
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	defer scan.Close()
+	var ledgerRows []revguard.Reservation
+	newer := map[string]bool{} // changed after the engine's position: not comparable
+	for scan.Next() {
+		if scan.Seq() > engineSeq {
+			newer[scan.Reservation().ID] = true
+			continue
+		}
+		ledgerRows = append(ledgerRows, scan.Reservation())
+	}
+	if err := scan.Err(); err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	var engineRows []revguard.Reservation
+	inv.ForEachReservation(func(r revguard.Reservation) bool {
+		if !newer[r.ID] {
+			engineRows = append(engineRows, r)
+		}
+		return true
+	})
+
+	diffs := revguard.DiffLedger(engineRows, ledgerRows)
+	for _, d := range diffs {
+		fmt.Fprintln(c.Stdout, d)
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("verify: %d differences between the ledger and the engine at journal seq %d", len(diffs), engineSeq)
+	}
+	fmt.Fprintf(c.Stderr, "verify: ledger matches the engine: %d reservations at journal seq %d", len(engineRows), engineSeq)
+	if len(newer) > 0 {
+		fmt.Fprintf(c.Stderr, " (%d changed since, not compared)", len(newer))
+	}
+	fmt.Fprintln(c.Stderr)
+	return nil
+}
+
+// waitLedger waits until the ledger has applied every event up to seq, for at most
+// wait.
+func (c *VerifyCommand) waitLedger(ctx context.Context, l *sqlite.Ledger, seq uint64, wait time.Duration) error {
+	poll := c.Poll
+	if poll <= 0 {
+		poll = 50 * time.Millisecond
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		last, err := l.LastApplied(ctx)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if last >= seq {
+			return nil
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("verify: the ledger has applied events up to seq %d, the engine is at %d, still behind after %s: "+
+				"a running server's ledger writer may be failing (see its log and ledger lag metrics); "+
+				"a stopped server's ledger catches up when revguard serve starts again", last, seq, wait)
+		}
+		t := time.NewTimer(min(poll, time.Until(deadline)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("verify: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
