@@ -40,24 +40,24 @@ const (
 // Scenario is a flash sale to simulate. DefaultScenario is a meaningful sale of about
 // twenty seconds.
 type Scenario struct {
-	SKU          string        `json:"sku"`           // "" picks a fresh one per run
-	Customers    int           `json:"customers"`     // humans and bots
-	Stock        int64         `json:"stock"`         // units for sale
-	Limit        int64         `json:"limit"`         // per-customer limit
-	HoldSeconds  int64         `json:"hold_seconds"`  // how long a hold lasts
-	Quantity     int64         `json:"quantity"`      // units per reservation, 1 to Limit
-	OverLimit    int           `json:"over_limit"`    // attempts each human fires beyond its limit
-	Arrival      Arrival       `json:"arrival"`       // burst, ramp or steady
-	Ramp         time.Duration `json:"ramp"`          // ArrivalRamp: spread of the arrivals
-	Rate         float64       `json:"rate"`          // ArrivalSteady: customers per second
-	Bots         float64       `json:"bots"`          // share of customers that are bots
-	Confirm      float64       `json:"confirm"`       // share of holds confirmed
-	ConfirmDelay time.Duration `json:"confirm_delay"` // from the hold to the confirm
-	Release      float64       `json:"release"`       // share of holds released
-	ReleaseDelay time.Duration `json:"release_delay"` // from the hold to the release
-	Duration     time.Duration `json:"duration"`      // cap on the sale; later steps are skipped
-	Connections  int           `json:"connections"`   // reservation attempts in flight at most (confirms and releases get a quarter more)
-	Seed         int64         `json:"seed"`          // 0 picks one; the report shows it
+	SKU          string        `json:"sku"`              // "" picks a fresh one per run
+	Customers    int           `json:"customers"`        // humans and bots
+	Stock        int64         `json:"stock"`            // units for sale
+	Limit        int64         `json:"limit"`            // per-customer limit
+	HoldSeconds  int64         `json:"hold_seconds"`     // how long a hold lasts
+	Quantity     int64         `json:"quantity"`         // units per reservation, 1 to Limit
+	OverLimit    int           `json:"over_limit"`       // attempts each human fires beyond its limit
+	Arrival      Arrival       `json:"arrival"`          // burst, ramp or steady
+	Ramp         time.Duration `json:"ramp_ns"`          // ArrivalRamp: spread of the arrivals
+	Rate         float64       `json:"rate"`             // ArrivalSteady: customers per second
+	Bots         float64       `json:"bots"`             // share of customers that are bots
+	Confirm      float64       `json:"confirm"`          // share of holds confirmed
+	ConfirmDelay time.Duration `json:"confirm_delay_ns"` // from the hold to the confirm
+	Release      float64       `json:"release"`          // share of holds released
+	ReleaseDelay time.Duration `json:"release_delay_ns"` // from the hold to the release
+	Duration     time.Duration `json:"duration_ns"`      // cap on the sale; later steps are skipped
+	Connections  int           `json:"connections"`      // reservation attempts in flight at most (confirms and releases get a quarter more)
+	Seed         int64         `json:"seed"`             // 0 picks one; the report shows it
 }
 
 // DefaultScenario returns the scenario that `revguard loadtest` runs with no flags.

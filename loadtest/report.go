@@ -97,7 +97,11 @@ func (r *Report) Err() error {
 	for i, c := range f {
 		names[i] = c.Name
 	}
-	return fmt.Errorf("loadtest: %d checks failed: %s", len(f), strings.Join(names, ", "))
+	noun := "checks"
+	if len(f) == 1 {
+		noun = "check"
+	}
+	return fmt.Errorf("loadtest: %d %s failed: %s", len(f), noun, strings.Join(names, ", "))
 }
 
 // WriteJSON writes the report as indented JSON.

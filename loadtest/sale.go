@@ -57,11 +57,15 @@ func (sl *sale) play(ctx context.Context, c *customer) {
 	attempts := make([]*attempt, len(c.plans))
 	var wg sync.WaitGroup
 	for i := range attempts {
+		// One goroutine per attempt, all at once (a double click); each exits when its
+		// attempt has a final answer or the sale closed.
 		wg.Go(func() { attempts[i] = sl.reserve(ctx, c, i, arrived) })
 	}
 	wg.Wait()
 	for i, a := range attempts {
 		if a.hold != nil && c.plans[i] != planAbandon {
+			// One goroutine per hold to confirm or release; it exits when that is
+			// answered, or when the sale closed before its delay.
 			wg.Go(func() { sl.follow(ctx, a.hold, c.plans[i]) })
 		}
 	}

@@ -3,10 +3,17 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
 	"os"
+	"strings"
 	"testing"
 
+	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/loadtest"
+	"github.com/revenueguard/revguard/turnstile/turnstiletest"
 )
 
 // smallSale is a sale of a second or two on the real embedded server: a crowd with
@@ -52,4 +59,143 @@ func TestLoadtestEmbedded(t *testing.T) {
 		t.Errorf("the embedded server's folder was left behind: %v", left)
 	}
 	t.Logf("%s", stderr)
+}
+
+// MustStartTarget starts a server on 127.0.0.1:0 with a temporary data directory and
+// the per-IP rate limit off; configure adjusts its configuration first.
+func MustStartTarget(tb testing.TB, configure func(*Config)) *Main {
+	tb.Helper()
+	m := NewMain()
+	m.Config.Addr = "127.0.0.1:0"
+	m.Config.DataDir = tb.TempDir()
+	m.Config.AdminToken = "loadtest-admin-token"
+	m.Config.RateLimitIP = revguard.Rate{}
+	if configure != nil {
+		configure(&m.Config)
+	}
+	if err := m.Open(tb.Context()); err != nil {
+		tb.Fatalf("open server: %v", err)
+	}
+	tb.Cleanup(func() { m.Close() })
+	return m
+}
+
+// freeLoopbackAddr returns a 127.0.0.1 address with a port that was free a moment ago.
+func freeLoopbackAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestLoadtestTargetFakeVerifier walks the --target flow: the command runs the fake
+// verifier on the address given, prints the flags that point a server at it, and drives
+// a server started with those flags.
+func TestLoadtestTargetFakeVerifier(t *testing.T) {
+	addr := freeLoopbackAddr(t)
+	srv := MustStartTarget(t, func(c *Config) {
+		c.TurnstileURL = "http://" + addr + turnstiletest.Path
+		c.TurnstileSecret = turnstiletest.DefaultSecret
+	})
+	stdout, stderr, err := runLoadtest(t, append(smallSale, "--target", srv.URL(), "--admin-token", "loadtest-admin-token", "--fake-verifier", addr)...)
+	if err != nil {
+		t.Fatalf("loadtest failed: %v\n%s\n%s", err, stdout, stderr)
+	}
+	want := fmt.Sprintf("--turnstile-url http://%s%s --turnstile-secret %s", addr, turnstiletest.Path, turnstiletest.DefaultSecret)
+	if !strings.Contains(stderr, want) {
+		t.Errorf("stderr lacks the serve flags %q:\n%s", want, stderr)
+	}
+	for _, s := range []string{"(target)", "PASS: all 7 checks", "403 bot_check_failed"} {
+		if !strings.Contains(stdout, s) {
+			t.Errorf("report lacks %q:\n%s", s, stdout)
+		}
+	}
+}
+
+// TestLoadtestErrBotCheckOff: against a server whose bot check is off, bots get in, and
+// the load test must fail naming the check.
+func TestLoadtestErrBotCheckOff(t *testing.T) {
+	srv := MustStartTarget(t, nil)
+	stdout, stderr, err := runLoadtest(t, append(smallSale, "--target", srv.URL()+","+srv.URL(),
+		"--admin-token", "loadtest-admin-token", "--turnstile-token", "anything", "--bots", "0.2")...)
+	if err == nil || !strings.Contains(err.Error(), "no-bot-admitted") || exitCode(err) != exitError {
+		t.Fatalf("err = %v (exit %d), want a failure naming no-bot-admitted with exit 1\n%s\n%s", err, exitCode(err), stdout, stderr)
+	}
+	if !strings.Contains(stdout, "FAIL: check no-bot-admitted broke: ") {
+		t.Errorf("report lacks the FAIL line:\n%s", stdout)
+	}
+	if strings.Count(stdout, "FAIL: check") != 1 {
+		t.Errorf("want only the bot check to fail:\n%s", stdout)
+	}
+}
+
+func TestLoadtestUsage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"ErrArrival", []string{"--arrival", "wave"}, "invalid arrival"},
+		{"ErrQuantity", []string{"--quantity", "2"}, "quantity"},
+		{"ErrBots", []string{"--bots", "lots"}, "not a number"},
+		{"ErrShares", []string{"--confirm", "0.8", "--release", "0.5"}, "add up to at most 1"},
+		{"ErrTargetURL", []string{"--target", "127.0.0.1:8080", "--admin-token", "t"}, "want a base URL"},
+		{"ErrNoAdminToken", []string{"--target", "http://127.0.0.1:8080"}, "needs --admin-token"},
+		{"ErrVerifierNotLoopback", []string{"--target", "http://127.0.0.1:8080", "--admin-token", "t", "--fake-verifier", "10.0.0.1:8099"}, "not a loopback address"},
+		{"ErrVerifierEmbedded", []string{"--fake-verifier", "127.0.0.1:8099"}, "are for --target"},
+		{"ErrVerifierAndToken", []string{"--target", "http://x", "--admin-token", "t", "--fake-verifier", "127.0.0.1:1", "--turnstile-token", "x"}, "not both"},
+		{"ErrBaseline", []string{"--baseline", "mongo"}, "unknown baseline"},
+		{"ErrBaselineURL", []string{"--baseline", "redis"}, "needs --redis-url"},
+		{"ErrBaselineOnly", []string{"--baseline-only"}, "needs --baseline"},
+		{"ErrArgument", []string{"now"}, "unexpected argument"},
+		{"ErrFlag", []string{"--stonks"}, "flag provided but not defined"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := runLoadtest(t, tc.args...)
+			if _, ok := errors.AsType[*usageError](err); !ok || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want a usage error about %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("Help", func(t *testing.T) {
+		stdout, _, err := runLoadtest(t, "--help")
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("err = %v, want flag.ErrHelp", err)
+		}
+		for _, f := range []string{"-target", "-admin-token", "-customers", "-stock", "-limit", "-hold-seconds", "-quantity",
+			"-arrival", "-ramp", "-rate", "-bots", "-confirm", "-confirm-delay", "-release", "-duration", "-connections",
+			"-sku", "-json", "-seed", "-fake-verifier", "-baseline", "REVGUARD_ADMIN_TOKEN"} {
+			if !strings.Contains(stdout, f) {
+				t.Errorf("help lacks %s", f)
+			}
+		}
+	})
+}
+
+func TestLoadtestBaselines(t *testing.T) {
+	var env []string
+	for _, k := range []string{"REVGUARD_TEST_REDIS_URL", "REVGUARD_TEST_POSTGRES_URL"} {
+		if os.Getenv(k) == "" {
+			if os.Getenv("REVGUARD_TEST_REQUIRE_ALL") == "1" {
+				t.Fatalf("%s is unset and REVGUARD_TEST_REQUIRE_ALL=1", k)
+			}
+			t.Skipf("%s is unset: skipping the baselines against real servers", k)
+		}
+		env = append(env, k)
+	}
+	var stdout, stderr bytes.Buffer
+	lc := &LoadtestCommand{Getenv: os.Getenv, Stdout: &stdout, Stderr: &stderr}
+	err := lc.Run(t.Context(), []string{"--baseline-only", "--baseline", "redis,postgres",
+		"--customers", "400", "--stock", "100", "--arrival", "burst", "--connections", "8"})
+	if err != nil {
+		t.Fatalf("baselines failed: %v\n%s", err, stdout.String())
+	}
+	for _, s := range []string{"baseline redis-lua:", "baseline postgres:", "comparison of the reserve path", "reserved 100, 0 left"} {
+		if !strings.Contains(stdout.String(), s) {
+			t.Errorf("output lacks %q:\n%s", s, stdout.String())
+		}
+	}
 }
