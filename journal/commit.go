@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -39,6 +40,13 @@ func (j *Journal) Append(ev *revguard.Event) (uint64, error) {
 	if !validType(ev.Type) {
 		return 0, fmt.Errorf("journal: append: unknown event type %d", ev.Type)
 	}
+	// Encode all but the seq before taking the lock, on the stack for a usual event,
+	// so that the lock covers only a copy and a checksum.
+	var scratch [256]byte
+	body := appendBody(scratch[:0], ev)
+	if size := len(body) + binary.MaxVarintLen64; size > MaxRecordSize {
+		return 0, fmt.Errorf("journal: append: record of up to %d bytes exceeds %d", size, MaxRecordSize)
+	}
 	j.mu.Lock()
 	if j.err != nil || j.state != stateOpen || j.ReadOnly {
 		err := j.stateErr()
@@ -46,17 +54,9 @@ func (j *Journal) Append(ev *revguard.Event) (uint64, error) {
 		return 0, err
 	}
 	seq := j.lastSeq + 1
-	prevSeq := ev.Seq
 	ev.Seq = seq
 	b := j.cur
-	start := len(b.buf)
-	b.buf = EncodeEvent(b.buf, ev)
-	if size := len(b.buf) - start - recordHeaderSize; size > MaxRecordSize {
-		b.buf = b.buf[:start]
-		ev.Seq = prevSeq
-		j.mu.Unlock()
-		return 0, fmt.Errorf("journal: append: record of %d bytes exceeds %d", size, MaxRecordSize)
-	}
+	b.buf = appendRecord(b.buf, seq, body)
 	j.lastSeq = seq
 	b.last = seq
 	if j.idle {

@@ -58,14 +58,32 @@ const maxUnixSec = math.MaxInt64 - 62135596800
 func EncodeEvent(dst []byte, ev *revguard.Event) []byte {
 	start := len(dst)
 	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0)
-	dst = appendPayload(dst, ev)
-	p := dst[start+recordHeaderSize:]
-	binary.LittleEndian.PutUint32(dst[start:], uint32(len(p)))
-	binary.LittleEndian.PutUint32(dst[start+4:], crc32.Checksum(p, castagnoli))
+	dst = binary.AppendUvarint(dst, ev.Seq)
+	dst = appendBody(dst, ev)
+	sealRecord(dst[start:])
 	return dst
 }
 
-func appendPayload(dst []byte, ev *revguard.Event) []byte {
+// appendRecord appends the record whose payload is seq followed by body, an encoding
+// by appendBody. Append encodes the body before taking its lock and this under it.
+func appendRecord(dst []byte, seq uint64, body []byte) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0)
+	dst = binary.AppendUvarint(dst, seq)
+	dst = append(dst, body...)
+	sealRecord(dst[start:])
+	return dst
+}
+
+// sealRecord fills in the frame of a record whose payload is in place.
+func sealRecord(rec []byte) {
+	p := rec[recordHeaderSize:]
+	binary.LittleEndian.PutUint32(rec, uint32(len(p)))
+	binary.LittleEndian.PutUint32(rec[4:], crc32.Checksum(p, castagnoli))
+}
+
+// appendBody appends the payload of ev without its leading seq.
+func appendBody(dst []byte, ev *revguard.Event) []byte {
 	var mask uint64
 	var id [16]byte
 	hasTime := !ev.Time.IsZero()
@@ -112,7 +130,6 @@ func appendPayload(dst []byte, ev *revguard.Event) []byte {
 		mask |= fOpensAt
 	}
 
-	dst = binary.AppendUvarint(dst, ev.Seq)
 	dst = append(dst, byte(ev.Type))
 	dst = binary.AppendUvarint(dst, mask)
 
@@ -236,7 +253,8 @@ func (d *decoder) uvarint(what string) uint64 {
 		d.fail("bad varint for %s", what)
 		return 0
 	}
-	if n != uvarintLen(v) {
+	if n > 1 && d.p[n-1] == 0 {
+		// A longer encoding than needed: its last byte adds nothing.
 		d.fail("non-canonical varint for %s", what)
 		return 0
 	}
@@ -422,13 +440,4 @@ func payloadSeq(p []byte) (uint64, bool) {
 
 func validType(t revguard.EventType) bool {
 	return t >= revguard.EventSKUPut && t <= revguard.EventExpired
-}
-
-func uvarintLen(v uint64) int {
-	n := 1
-	for v >= 0x80 {
-		v >>= 7
-		n++
-	}
-	return n
 }
