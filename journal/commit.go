@@ -117,10 +117,14 @@ func (j *Journal) Wait(ctx context.Context, seq uint64) error {
 	done := b.done
 	j.mu.Unlock()
 
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("journal: wait for seq %d: %w", seq, ctx.Err())
+	if ctxDone := ctx.Done(); ctxDone == nil {
+		<-done
+	} else {
+		select {
+		case <-done:
+		case <-ctxDone:
+			return fmt.Errorf("journal: wait for seq %d: %w", seq, ctx.Err())
+		}
 	}
 	if seq <= j.durable.Load() {
 		return nil

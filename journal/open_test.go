@@ -1,6 +1,8 @@
 package journal_test
 
 import (
+	"context"
+	"encoding/binary"
 	"errors"
 	"maps"
 	"os"
@@ -9,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/revenueguard/revguard/journal"
 )
@@ -236,3 +239,151 @@ func TestTornHeader(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestReadOnly(t *testing.T) {
+	t.Run("StoppedData", func(t *testing.T) {
+		dir := t.TempDir()
+		w := MustOpenJournal(t, dir, segmentSize(1024))
+		appendN(t, w, 1, 60)
+		w.Close()
+		files := segmentFiles(t, dir)
+		lastFile := files[len(files)-1]
+		tearLastRecord(t, lastFile)
+		before := snapshotDir(t, dir)
+
+		r := MustOpenJournal(t, dir, readOnly)
+		if r.LastSeq() != 59 || r.Durable() != 59 {
+			t.Fatalf("read-only view LastSeq %d, Durable %d; want 59", r.LastSeq(), r.Durable())
+		}
+		if got, want := replayAll(t, r, 0), seqRange(1, 59); !slices.Equal(got, want) {
+			t.Fatalf("Replay = %v, want %v", got, want)
+		}
+		ev := testEvent(60)
+		if _, err := r.Append(&ev); err == nil {
+			t.Error("Append on a read-only journal succeeded")
+		}
+		r.Consumed(59)
+		if err := r.Compact(59); err == nil {
+			t.Error("Compact on a read-only journal succeeded")
+		}
+		r.Close()
+		if after := snapshotDir(t, dir); !maps.Equal(before, after) {
+			t.Fatal("the read-only journal changed the directory")
+		}
+	})
+	t.Run("MissingDir", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "none")
+		r := MustOpenJournal(t, dir, readOnly)
+		if r.LastSeq() != 0 {
+			t.Fatalf("LastSeq = %d", r.LastSeq())
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("the read-only journal created its directory: %v", err)
+		}
+	})
+	t.Run("BesideWriter", func(t *testing.T) {
+		dir := t.TempDir()
+		const n = 3000
+		w := MustOpenJournal(t, dir, segmentSize(4096))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 1; i <= n; i++ {
+				ev := testEvent(i)
+				if _, err := w.Append(&ev); err != nil {
+					t.Errorf("Append: %v", err)
+					return
+				}
+				if i%10 == 0 {
+					w.Wait(context.Background(), uint64(i))
+				}
+			}
+			w.Wait(context.Background(), n)
+		}()
+
+		// Fresh read-only opens while the writer runs see growing prefixes.
+		var prev uint64
+		for range 5 {
+			r, err := openJournal(t, dir, readOnly)
+			if err != nil {
+				t.Fatalf("read-only Open beside a writer: %v", err)
+			}
+			seqs := replayAll(t, r, 0)
+			if !slices.Equal(seqs, seqRange(1, uint64(len(seqs)))) || uint64(len(seqs)) < prev {
+				t.Fatalf("read-only replay saw %d events (before: %d), not a growing prefix", len(seqs), prev)
+			}
+			prev = uint64(len(seqs))
+			r.Close()
+		}
+
+		// A follower on a read-only journal reads everything, in order.
+		r := MustOpenJournal(t, dir, readOnly)
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		var after uint64
+		for after < n {
+			evs, err := r.ReadEvents(ctx, after, 500)
+			if err != nil {
+				t.Fatalf("ReadEvents(%d) beside a writer: %v", after, err)
+			}
+			for _, ev := range evs {
+				if ev.Seq != after+1 {
+					t.Fatalf("ReadEvents after %d gave seq %d", after, ev.Seq)
+				}
+				after = ev.Seq
+			}
+		}
+		<-done
+	})
+}
+
+// tearLastRecord cuts the last record of a segment file in half.
+func tearLastRecord(tb testing.TB, path string) {
+	tb.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	off := lastRecordOffset(tb, data)
+	if err := os.Truncate(path, off+(int64(len(data))-off)/2); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// recordOffsets returns the offsets of the records of a segment file's content.
+func recordOffsets(tb testing.TB, data []byte) []int64 {
+	tb.Helper()
+	var offs []int64
+	for off := 24; off < len(data); {
+		n := int(binary.LittleEndian.Uint32(data[off:]))
+		if _, err := journal.DecodeEvent(data[off : off+8+n]); err != nil {
+			tb.Fatalf("record at %d: %v", off, err)
+		}
+		offs = append(offs, int64(off))
+		off += 8 + n
+	}
+	return offs
+}
+
+func lastRecordOffset(tb testing.TB, data []byte) int64 {
+	offs := recordOffsets(tb, data)
+	return offs[len(offs)-1]
+}
+
+// snapshotDir returns every file of dir and its content.
+func snapshotDir(tb testing.TB, dir string) map[string]string {
+	tb.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m := make(map[string]string)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		m[e.Name()] = string(b)
+	}
+	return m
+}
