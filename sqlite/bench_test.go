@@ -11,8 +11,9 @@ import (
 )
 
 // eventGen makes batches of a realistic event mix: half of each batch creates holds,
-// the other half ends them (60% confirmed, 20% released, 20% expired), with journal
-// seqs and ULID-like ids that keep increasing across batches.
+// the other half ends earlier ones (60% confirmed, 20% released, 20% expired), with
+// journal seqs and ULID-like ids that keep increasing across batches, and customers
+// spread over the customer index.
 type eventGen struct {
 	seq uint64
 	n   int
@@ -22,21 +23,29 @@ type eventGen struct {
 func (g *eventGen) batch(dst []revguard.Event, size int) []revguard.Event {
 	dst = dst[:0]
 	half := size / 2
-	first := g.n
+	// The second half ends the holds made by the previous batch: holds last minutes, so
+	// a reservation and its outcome rarely share a batch.
+	prev := g.n - half
 	for range half {
 		g.seq++
 		g.n++
 		dst = append(dst, revguard.Event{Seq: g.seq, Type: revguard.EventReserved, Time: g.t.Add(time.Duration(g.seq)),
-			SKU: fmt.Sprintf("sku-%d", g.n%100), ReservationID: fmt.Sprintf("01BENCH%019d", g.n),
-			CustomerID: fmt.Sprintf("cust-%d", g.n), Quantity: 1, ExpiresAt: g.t.Add(10 * time.Minute),
+			SKU: fmt.Sprintf("sku-%d", g.n%100), ReservationID: benchID(g.n),
+			CustomerID: fmt.Sprintf("cust-%d", g.n*7919%1000003), Quantity: 1, ExpiresAt: g.t.Add(10 * time.Minute),
 			IdempotencyKey: "k"})
 	}
 	for i := range size - half {
 		g.seq++
-		r := dst[i%half]
-		ev := revguard.Event{Seq: g.seq, Time: g.t.Add(time.Duration(g.seq)), SKU: r.SKU,
-			ReservationID: r.ReservationID, CustomerID: r.CustomerID, Quantity: 1}
-		switch (first + i) % 5 {
+		n := prev + 1 + i
+		if n < 1 { // the first batch: nothing to end yet, more holds instead
+			g.n++
+			dst = append(dst, revguard.Event{Seq: g.seq, Type: revguard.EventReserved, Time: g.t.Add(time.Duration(g.seq)),
+				SKU: "sku-0", ReservationID: benchID(g.n), CustomerID: "first", Quantity: 1, ExpiresAt: g.t.Add(10 * time.Minute)})
+			continue
+		}
+		ev := revguard.Event{Seq: g.seq, Time: g.t.Add(time.Duration(g.seq)), SKU: fmt.Sprintf("sku-%d", n%100),
+			ReservationID: benchID(n), Quantity: 1}
+		switch n % 5 {
 		case 0, 1, 2:
 			ev.Type, ev.OrderRef = revguard.EventConfirmed, "order"
 		case 3:
@@ -48,6 +57,10 @@ func (g *eventGen) batch(dst []revguard.Event, size int) []revguard.Event {
 	}
 	return dst
 }
+
+// benchID returns the n-th reservation id: fixed width, so that ids sort in creation
+// order as ULIDs do.
+func benchID(n int) string { return fmt.Sprintf("01BENCH%019d", n) }
 
 // BenchmarkLedger_ApplyEvents measures the ledger's apply throughput, one transaction
 // (one fsync, synchronous=FULL) per batch, on a real file.
