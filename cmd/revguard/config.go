@@ -1,0 +1,365 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/revenueguard/revguard"
+)
+
+// DefaultTurnstileURL is Cloudflare's siteverify endpoint.
+const DefaultTurnstileURL = "https://challenges.cloudflare.com/turnstile/v0/siteverify"
+
+// Config is the configuration of `revguard serve` (API.md, "Configuration"). Each field
+// has a flag and a REVGUARD_* environment variable; the flag wins.
+type Config struct {
+	Addr    string // listen address; port 0 picks a free port
+	DataDir string // embedded mode's files: journal/, snapshots/, revguard.db
+
+	// AdminToken is the admin bearer token; empty means generate one and print it once.
+	AdminToken string
+
+	TurnstileSecret   string // empty: bot check off (warned loudly at start)
+	TurnstileURL      string // the siteverify endpoint
+	TurnstileHostname string // optional: the hostname the challenge must have been solved on
+	TurnstileAction   string // optional: the action the widget must have been given
+
+	RedisURL    string // distributed mode; not available in this build
+	PostgresURL string // distributed mode; not available in this build
+
+	RateLimitCustomer revguard.Rate  // reserve, confirm and release requests per customer
+	RateLimitIP       revguard.Rate  // requests per client IP
+	TrustedProxies    []netip.Prefix // peers whose X-Forwarded-For is honoured
+
+	LogLevel        slog.Level
+	ShutdownTimeout time.Duration // how long in-flight requests get to finish at shutdown
+}
+
+// DefaultConfig returns the configuration of API.md's defaults.
+func DefaultConfig() Config {
+	return Config{
+		Addr:              "127.0.0.1:8080",
+		DataDir:           "./revguard-data",
+		TurnstileURL:      DefaultTurnstileURL,
+		RateLimitCustomer: revguard.Rate{N: 10, Per: time.Second},
+		RateLimitIP:       revguard.Rate{N: 100, Per: time.Second},
+		LogLevel:          slog.LevelInfo,
+		ShutdownTimeout:   20 * time.Second,
+	}
+}
+
+// Validate checks every field, naming the flag and its environment variable in the
+// error. Distributed mode (a Redis or PostgreSQL URL) is refused: this build has only the
+// embedded mode, and silently ignoring the setting would run a different system than the
+// one asked for.
+func (c *Config) Validate() error {
+	if err := validateAddr(c.Addr); err != nil {
+		return fmt.Errorf("--addr (REVGUARD_ADDR): %w", err)
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		return errors.New("--data-dir (REVGUARD_DATA_DIR) must not be empty")
+	}
+	if c.AdminToken != "" && !validBearerToken(c.AdminToken) {
+		return errors.New("--admin-token (REVGUARD_ADMIN_TOKEN) must be printable ASCII without spaces")
+	}
+	if err := validateURL(c.TurnstileURL, "http", "https"); err != nil {
+		return fmt.Errorf("--turnstile-url (REVGUARD_TURNSTILE_URL): %w", err)
+	}
+	if err := validateRate(c.RateLimitCustomer); err != nil {
+		return fmt.Errorf("--rate-limit-customer (REVGUARD_RATE_LIMIT_CUSTOMER): %w", err)
+	}
+	if err := validateRate(c.RateLimitIP); err != nil {
+		return fmt.Errorf("--rate-limit-ip (REVGUARD_RATE_LIMIT_IP): %w", err)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return errors.New("--shutdown-timeout (REVGUARD_SHUTDOWN_TIMEOUT) must be positive")
+	}
+	if c.RedisURL != "" {
+		if err := validateURL(c.RedisURL, "redis", "rediss", "unix"); err != nil {
+			return fmt.Errorf("--redis-url (REVGUARD_REDIS_URL): %w", err)
+		}
+	}
+	if c.PostgresURL != "" {
+		if err := validateURL(c.PostgresURL, "postgres", "postgresql"); err != nil {
+			return fmt.Errorf("--postgres-url (REVGUARD_POSTGRES_URL): %w", err)
+		}
+	}
+	if c.RedisURL != "" || c.PostgresURL != "" {
+		return errors.New("distributed mode (--redis-url / --postgres-url, REVGUARD_REDIS_URL / " +
+			"REVGUARD_POSTGRES_URL) is not available in this build; unset them to run in embedded mode")
+	}
+	return nil
+}
+
+// validateAddr accepts host:port with a numeric port; an empty host means every
+// interface.
+func validateAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("invalid listen address %q: want host:port", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("invalid port %q in %q: want 0 to 65535", port, addr)
+	}
+	if strings.ContainsAny(host, " /?#@") {
+		return fmt.Errorf("invalid host %q in %q", host, addr)
+	}
+	return nil
+}
+
+// validateURL checks that s is an absolute URL with one of schemes and a host (a path,
+// for unix sockets). The URL itself is not echoed: it may carry a password.
+func validateURL(s string, schemes ...string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a valid URL")
+	}
+	for _, scheme := range schemes {
+		if u.Scheme != scheme {
+			continue
+		}
+		if u.Host == "" && !(scheme == "unix" && u.Path != "") {
+			return errors.New("the URL has no host")
+		}
+		return nil
+	}
+	return fmt.Errorf("the URL's scheme must be %s", strings.Join(schemes, " or "))
+}
+
+// validateRate checks a Rate built in code; ParseRate already guarantees this for flags.
+func validateRate(r revguard.Rate) error {
+	if r.Off() {
+		return nil
+	}
+	if r.N < 1 || (r.Per != time.Second && r.Per != time.Minute) {
+		return fmt.Errorf("invalid rate %d per %v: want N/s, N/m or off", r.N, r.Per)
+	}
+	return nil
+}
+
+// validBearerToken reports whether tok can travel in an Authorization: Bearer header.
+func validBearerToken(tok string) bool {
+	for i := 0; i < len(tok); i++ {
+		if tok[i] <= ' ' || tok[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// option is one configuration setting: its flag, environment variable and help text.
+type option struct {
+	name   string     // flag name, used as --name
+	env    string     // environment variable
+	arg    string     // placeholder of the value in the help
+	usage  string     // what it means
+	defDoc string     // the default as the help states it; "" means the value's own String
+	value  flag.Value // bound to a Config field
+}
+
+// options binds every setting of c to its flag and environment variable. The order is
+// the help's.
+func (c *Config) options() []option {
+	return []option{
+		{"addr", "REVGUARD_ADDR", "host:port", "listen address (port 0 picks a free port)", "",
+			(*stringValue)(&c.Addr)},
+		{"data-dir", "REVGUARD_DATA_DIR", "dir", "embedded mode's files (journal, snapshots, SQLite ledger and sessions)", "",
+			(*stringValue)(&c.DataDir)},
+		{"admin-token", "REVGUARD_ADMIN_TOKEN", "token", "admin bearer token", "generated, printed once at start",
+			(*stringValue)(&c.AdminToken)},
+		{"turnstile-secret", "REVGUARD_TURNSTILE_SECRET", "secret", "Cloudflare Turnstile secret key", "empty: bot check off, with a loud warning at start",
+			(*stringValue)(&c.TurnstileSecret)},
+		{"turnstile-url", "REVGUARD_TURNSTILE_URL", "url", "Turnstile siteverify endpoint", "",
+			(*stringValue)(&c.TurnstileURL)},
+		{"turnstile-hostname", "REVGUARD_TURNSTILE_HOSTNAME", "host", "if set, refuse Turnstile tokens solved on another hostname", "empty: not checked",
+			(*stringValue)(&c.TurnstileHostname)},
+		{"turnstile-action", "REVGUARD_TURNSTILE_ACTION", "action", "if set, refuse Turnstile tokens issued for another widget action", "empty: not checked",
+			(*stringValue)(&c.TurnstileAction)},
+		{"redis-url", "REVGUARD_REDIS_URL", "url", "distributed mode: inventory and sessions in Redis (not available in this build)", "empty",
+			(*stringValue)(&c.RedisURL)},
+		{"postgres-url", "REVGUARD_POSTGRES_URL", "url", "distributed mode: ledger in PostgreSQL (not available in this build)", "empty",
+			(*stringValue)(&c.PostgresURL)},
+		{"rate-limit-customer", "REVGUARD_RATE_LIMIT_CUSTOMER", "rate", "reserve, confirm and release requests per customer: N/s, N/m or off", "",
+			rateValue{&c.RateLimitCustomer}},
+		{"rate-limit-ip", "REVGUARD_RATE_LIMIT_IP", "rate", "requests per client IP: N/s, N/m or off", "",
+			rateValue{&c.RateLimitIP}},
+		{"trusted-proxies", "REVGUARD_TRUSTED_PROXIES", "cidrs", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client IP", "empty: the socket's address is the client IP",
+			prefixesValue{&c.TrustedProxies}},
+		{"log-level", "REVGUARD_LOG_LEVEL", "level", "debug, info, warn or error", "",
+			levelValue{&c.LogLevel}},
+		{"shutdown-timeout", "REVGUARD_SHUTDOWN_TIMEOUT", "duration", "how long in-flight requests may take to finish at SIGTERM/SIGINT", "",
+			durationValue{&c.ShutdownTimeout}},
+	}
+}
+
+// defaultOptions returns the options bound to a DefaultConfig, for the help text.
+func defaultOptions() []option {
+	c := DefaultConfig()
+	return c.options()
+}
+
+// bindFlags registers the options on fs, after setting each one whose environment
+// variable is non-empty: so the environment gives the defaults and a flag wins.
+func bindFlags(fs *flag.FlagSet, opts []option, getenv func(string) string) error {
+	for _, o := range opts {
+		if v := getenv(o.env); v != "" {
+			if err := o.value.Set(v); err != nil {
+				return fmt.Errorf("%s: %w", o.env, err)
+			}
+		}
+		fs.Var(o.value, o.name, o.usage)
+	}
+	return nil
+}
+
+// writeOptions writes the help's list of options with their variables and defaults.
+func writeOptions(w io.Writer, opts []option) {
+	for _, o := range opts {
+		def := o.defDoc
+		if def == "" {
+			def = o.value.String()
+		}
+		fmt.Fprintf(w, "  --%s %s\n      %s\n      env %s; default: %s\n", o.name, o.arg, o.usage, o.env, def)
+	}
+}
+
+// parseServeConfig builds the configuration of `revguard serve` from the defaults, the
+// environment and args, in that order of precedence (last wins), and validates it.
+func parseServeConfig(args []string, getenv func(string) string) (Config, error) {
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet("revguard serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned, help is printed by the caller
+	if err := bindFlags(fs, cfg.options(), getenv); err != nil {
+		return cfg, usageErrorf("serve: %v", err)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
+		// The flag package names flags with one dash; the help uses two.
+		msg := strings.NewReplacer("for flag -", "for flag --", "not defined: -", "not defined: --").Replace(err.Error())
+		return cfg, usageErrorf("serve: %s", msg)
+	}
+	if fs.NArg() > 0 {
+		return cfg, usageErrorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, usageErrorf("serve: %v", err)
+	}
+	return cfg, nil
+}
+
+// stringValue is a flag.Value for a string field.
+type stringValue string
+
+func (v *stringValue) String() string     { return string(*v) }
+func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+
+// rateValue is a flag.Value for a rate: N/s, N/m or off.
+type rateValue struct{ r *revguard.Rate }
+
+func (v rateValue) String() string {
+	if v.r == nil {
+		return ""
+	}
+	return v.r.String()
+}
+
+func (v rateValue) Set(s string) error {
+	r, err := revguard.ParseRate(strings.TrimSpace(s))
+	if err != nil {
+		return err
+	}
+	*v.r = r
+	return nil
+}
+
+// prefixesValue is a flag.Value for a comma-separated list of CIDRs; a bare address is
+// a one-address prefix.
+type prefixesValue struct{ p *[]netip.Prefix }
+
+func (v prefixesValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	s := make([]string, len(*v.p))
+	for i, p := range *v.p {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (v prefixesValue) Set(s string) error {
+	var out []netip.Prefix
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil || a.Zone() != "" {
+			return fmt.Errorf("invalid CIDR or address %q", f)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	*v.p = out
+	return nil
+}
+
+// levelValue is a flag.Value for a log level.
+type levelValue struct{ l *slog.Level }
+
+func (v levelValue) String() string {
+	if v.l == nil {
+		return ""
+	}
+	return strings.ToLower(v.l.String())
+}
+
+func (v levelValue) Set(s string) error {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "debug":
+		*v.l = slog.LevelDebug
+	case "info":
+		*v.l = slog.LevelInfo
+	case "warn", "warning":
+		*v.l = slog.LevelWarn
+	case "error":
+		*v.l = slog.LevelError
+	default:
+		return fmt.Errorf("invalid log level %q: want debug, info, warn or error", s)
+	}
+	return nil
+}
+
+// durationValue is a flag.Value for a time.Duration.
+type durationValue struct{ d *time.Duration }
+
+func (v durationValue) String() string {
+	if v.d == nil {
+		return ""
+	}
+	return v.d.String()
+}
+
+func (v durationValue) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: want e.g. 20s", s)
+	}
+	*v.d = d
+	return nil
+}

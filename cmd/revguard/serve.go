@@ -1,0 +1,418 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/httpapi"
+	"github.com/revenueguard/revguard/inproc"
+	"github.com/revenueguard/revguard/journal"
+	"github.com/revenueguard/revguard/sqlite"
+	"github.com/revenueguard/revguard/turnstile"
+)
+
+// The data directory's layout, fixed so that export and verify find the same files.
+const (
+	journalDirName   = "journal"     // journal segments
+	snapshotsDirName = "snapshots"   // inventory snapshots
+	dbFileName       = "revguard.db" // SQLite: ledger and sessions
+)
+
+// Timings of the server's background work and HTTP limits.
+const (
+	sessionPurgeInterval = time.Minute
+	ledgerDrainTimeout   = 10 * time.Second // at Close, how long the ledger writer may catch up
+	readHeaderTimeout    = 5 * time.Second
+	readTimeout          = 15 * time.Second
+	writeTimeout         = 30 * time.Second
+	idleTimeout          = 2 * time.Minute
+	maxHeaderBytes       = 64 << 10
+)
+
+// ServeCommand implements `revguard serve`.
+type ServeCommand struct {
+	Getenv func(string) string
+	Stdout io.Writer
+	Stderr io.Writer // the log, and the operator's notices: generated token, warnings, address
+}
+
+// Run parses the configuration, opens the server and serves until ctx ends (SIGTERM or
+// SIGINT), then shuts down gracefully and returns nil. A listener failure ends it with
+// an error.
+func (c *ServeCommand) Run(ctx context.Context, args []string) error {
+	cfg, err := parseServeConfig(args, c.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(c.Stdout, c.Usage())
+		return err
+	}
+	if err != nil {
+		return err
+	}
+
+	m := NewMain()
+	m.Config = cfg
+	m.Logger = slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	generated := cfg.AdminToken == ""
+	if err := m.Open(ctx); err != nil {
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			return nil // a signal during start-up: nothing was served, nothing is lost
+		}
+		return err
+	}
+	if generated {
+		fmt.Fprintf(c.Stderr, "revguard: admin token (generated; shown only this once, set --admin-token to choose one): %s\n", m.Config.AdminToken)
+	}
+	if m.Config.TurnstileSecret == "" {
+		fmt.Fprintf(c.Stderr, "revguard: WARNING: %s\n", botCheckOffWarning)
+	}
+	fmt.Fprintf(c.Stderr, "revguard: listening on %s\n", m.URL())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		m.Logger.Info("shutting down", "reason", context.Cause(ctx))
+	case serveErr = <-m.Done():
+		m.Logger.Error("server failed", "err", serveErr)
+	}
+	if err := m.Close(); err != nil {
+		return errors.Join(serveErr, err)
+	}
+	return serveErr
+}
+
+// Usage returns the help text of `revguard serve`: every flag with its environment
+// variable and default.
+func (c *ServeCommand) Usage() string {
+	var b strings.Builder
+	b.WriteString(`Usage: revguard serve [flags]
+
+Runs the Revenue Guard server in embedded mode: the reservation journal, inventory
+snapshots and the SQLite ledger and sessions live under --data-dir. SIGTERM or SIGINT
+shut it down gracefully (stop accepting, finish in-flight requests, flush, exit 0).
+
+Flags (each has an environment variable; the flag wins):
+`)
+	writeOptions(&b, defaultOptions())
+	return b.String()
+}
+
+// botCheckOffWarning is said at start and in /readyz's body when no Turnstile secret is
+// configured.
+const botCheckOffWarning = "BOT CHECK IS OFF: no --turnstile-secret (REVGUARD_TURNSTILE_SECRET) is set, " +
+	"so reservations are served without verifying that a human is behind them"
+
+// Main is the server: it opens the stores in order, builds the HTTP server, and closes
+// everything in reverse order (benbjohnson/wtf cmd/wtfd). The end-to-end tests and the
+// load generator reuse it.
+type Main struct {
+	Config Config
+	Logger *slog.Logger
+	Now    func() time.Time
+
+	// Set by Open.
+	Journal    *journal.Journal
+	Inventory  *inproc.Inventory
+	DB         *sqlite.DB
+	Ledger     *sqlite.Ledger
+	Sessions   *inproc.SessionCache
+	Writer     *revguard.LedgerWriter
+	BotChecker *turnstile.BotChecker // nil when the bot check is off
+	Registry   *prometheus.Registry
+	API        *httpapi.Server
+	HTTPServer *http.Server
+
+	rawSessions *sqlite.Sessions
+	ln          net.Listener
+	ready       atomic.Bool
+
+	// cancel stops the background goroutines (ledger writer, session purge); they are
+	// tracked by wg. serveDone receives http.Server.Serve's error, unless it is the
+	// ErrServerClosed of a shutdown. writerDone is closed when the ledger writer exits,
+	// and writerErr then holds its error.
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	serveDone  chan error
+	writerDone chan struct{}
+	writerErr  error
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewMain returns a Main with the default configuration.
+func NewMain() *Main {
+	return &Main{
+		Config:    DefaultConfig(),
+		Logger:    slog.New(slog.DiscardHandler),
+		Now:       time.Now,
+		serveDone: make(chan error, 1),
+	}
+}
+
+// Open opens, in order: the data directory, the journal, the inventory (recovery:
+// snapshot then journal replay), the SQLite ledger and sessions, the session cache, the
+// ledger writer and the session purge loop, the bot check, the rate limiters, the metrics,
+// the HTTP API and its listener. On failure it closes what it opened. A generated admin
+// token is left in m.Config.AdminToken.
+func (m *Main) Open(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, m.Close())
+		}
+	}()
+	cfg := &m.Config
+	if err := cfg.Validate(); err != nil {
+		return usageErrorf("serve: %v", err)
+	}
+	if cfg.AdminToken == "" {
+		cfg.AdminToken = revguard.NewSessionToken()
+	}
+	log := m.Logger
+	bg, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+
+	journalDir := filepath.Join(cfg.DataDir, journalDirName)
+	snapshotsDir := filepath.Join(cfg.DataDir, snapshotsDirName)
+	for _, dir := range []string{cfg.DataDir, journalDir, snapshotsDir} {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("serve: create data directory: %w", err)
+		}
+	}
+	m.Registry = prometheus.NewRegistry()
+	met := newServerMetrics(m.Registry)
+
+	start := time.Now()
+	m.Journal = journal.New(journalDir)
+	m.Journal.Logger = log.With("component", "journal")
+	m.Journal.Now = m.Now
+	m.Journal.OnFlush = met.observeFlush
+	if err := m.Journal.Open(ctx); err != nil {
+		return fmt.Errorf("serve: open journal: %w", err)
+	}
+
+	m.Inventory = inproc.NewInventory(m.Journal, snapshotsDir)
+	m.Inventory.Logger = log.With("component", "inventory")
+	m.Inventory.Now = m.Now
+	if err := m.Inventory.Open(ctx); err != nil {
+		return fmt.Errorf("serve: recover inventory: %w", err)
+	}
+	log.Info("inventory recovered", "journal_seq", m.Journal.LastSeq(), "took", time.Since(start).Round(time.Millisecond))
+
+	m.DB = sqlite.NewDB(filepath.Join(cfg.DataDir, dbFileName))
+	m.DB.Logger = log.With("component", "sqlite")
+	m.DB.Now = m.Now
+	if err := m.DB.Open(ctx); err != nil {
+		return fmt.Errorf("serve: open database: %w", err)
+	}
+	m.Ledger = sqlite.NewLedger(m.DB)
+	m.rawSessions = sqlite.NewSessions(m.DB)
+	m.Sessions = inproc.NewSessionCache(m.rawSessions)
+	m.Sessions.Now = m.Now
+
+	m.Writer = &revguard.LedgerWriter{Feed: m.Journal, Ledger: m.Ledger, Logger: log.With("component", "ledger"), Now: m.Now}
+	m.writerDone = make(chan struct{})
+	m.wg.Add(2)
+	// The ledger writer follows the journal until Close cancels bg (after letting it catch up).
+	go func() {
+		defer m.wg.Done()
+		defer close(m.writerDone)
+		if err := m.Writer.Run(bg); err != nil && bg.Err() == nil {
+			m.writerErr = err
+			log.Error("ledger writer stopped: the ledger no longer follows the journal", "err", err)
+		}
+	}()
+	// The purge loop deletes expired sessions every minute until Close cancels bg.
+	go func() {
+		defer m.wg.Done()
+		_ = m.rawSessions.RunPurge(bg, sessionPurgeInterval) // returns nil when bg ends
+	}()
+
+	var bot revguard.BotChecker
+	if cfg.TurnstileSecret != "" {
+		m.BotChecker = turnstile.NewBotChecker(cfg.TurnstileSecret)
+		m.BotChecker.URL = cfg.TurnstileURL
+		m.BotChecker.Hostname = cfg.TurnstileHostname
+		m.BotChecker.Action = cfg.TurnstileAction
+		m.BotChecker.Logger = log.With("component", "turnstile")
+		bot = m.BotChecker
+	} else {
+		log.Warn(botCheckOffWarning)
+	}
+
+	met.registerStores(m)
+
+	m.API = httpapi.NewServer()
+	m.API.Inventory = m.Inventory
+	m.API.Ledger = m.Ledger
+	m.API.Sessions = m.Sessions
+	m.API.BotChecker = bot
+	m.API.CustomerLimiter = newLimiter(cfg.RateLimitCustomer)
+	m.API.IPLimiter = newLimiter(cfg.RateLimitIP)
+	m.API.AdminToken = cfg.AdminToken
+	m.API.TrustedProxies = cfg.TrustedProxies
+	m.API.Registerer = m.Registry
+	m.API.Gatherer = m.Registry
+	m.API.Ready = m.Ready
+	if bot == nil {
+		m.API.BotCheckOff = botCheckOffWarning
+	}
+	m.API.Logger = log.With("component", "http")
+	m.API.Now = m.Now
+
+	m.HTTPServer = &http.Server{
+		Handler:           m.API.Handler(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return bg },
+	}
+	var lc net.ListenConfig
+	m.ln, err = lc.Listen(ctx, "tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("serve: listen on %s: %w", cfg.Addr, err)
+	}
+	// Serve runs until Close shuts the server down; any other end is reported on Done.
+	go func() {
+		if err := m.HTTPServer.Serve(m.ln); !errors.Is(err, http.ErrServerClosed) {
+			m.serveDone <- fmt.Errorf("serve: %w", err)
+		}
+	}()
+	m.ready.Store(true)
+	log.Info("serving", "addr", m.ln.Addr().String(), "data_dir", cfg.DataDir,
+		"bot_check", bot != nil, "version", versionString(version, readBuildInfo()))
+	return nil
+}
+
+// newLimiter returns a rate limiter for r, or nil (no limit) when r is off.
+func newLimiter(r revguard.Rate) revguard.RateLimiter {
+	if r.Off() {
+		return nil
+	}
+	return inproc.NewRateLimiter(r)
+}
+
+// Ready reports whether the server can serve: recovery finished, the ledger writer runs
+// and the database answers.
+func (m *Main) Ready(ctx context.Context) error {
+	if !m.ready.Load() {
+		return revguard.Errorf(revguard.CodeUnavailable, "starting or stopping")
+	}
+	select {
+	case <-m.writerDone:
+		return revguard.Errorf(revguard.CodeUnavailable, "the ledger writer stopped")
+	default:
+	}
+	if err := m.DB.Ping(ctx); err != nil {
+		return revguard.Errorf(revguard.CodeUnavailable, "the database does not answer")
+	}
+	return nil
+}
+
+// Addr returns the address the server listens on; nil before Open.
+func (m *Main) Addr() net.Addr {
+	if m.ln == nil {
+		return nil
+	}
+	return m.ln.Addr()
+}
+
+// URL returns the server's base URL, e.g. http://127.0.0.1:8080.
+func (m *Main) URL() string {
+	if m.ln == nil {
+		return ""
+	}
+	return "http://" + m.ln.Addr().String()
+}
+
+// Done receives an error if the HTTP server stops serving by itself.
+func (m *Main) Done() <-chan error { return m.serveDone }
+
+// Close closes everything Open opened, in reverse order: it stops accepting and lets
+// in-flight requests finish (up to Config.ShutdownTimeout), lets the ledger writer catch
+// up with the journal, then closes the inventory (final snapshot), the journal and the
+// database. It is safe to call more than once.
+func (m *Main) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Main) close() error {
+	m.ready.Store(false)
+	var errs []error
+	if m.HTTPServer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+		if err := m.HTTPServer.Shutdown(ctx); err != nil {
+			m.Logger.Warn("in-flight requests did not finish in time; closing their connections", "err", err)
+			errs = append(errs, m.HTTPServer.Close())
+		}
+		cancel()
+	} else if m.ln != nil {
+		errs = append(errs, m.ln.Close())
+	}
+	if m.Writer != nil {
+		m.drainLedger()
+	}
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.wg.Wait()
+	if m.Inventory != nil {
+		if err := m.Inventory.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close inventory: %w", err))
+		}
+	}
+	if m.Journal != nil {
+		if err := m.Journal.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close journal: %w", err))
+		}
+	}
+	if m.Sessions != nil {
+		if err := m.Sessions.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close session cache: %w", err))
+		}
+	}
+	if m.DB != nil {
+		if err := m.DB.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close database: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// drainLedger waits, for a bounded time, until the ledger writer has applied every
+// durable event, so that a graceful stop leaves the ledger caught up. Nothing is lost if
+// it cannot: the journal keeps the events until the ledger has consumed them.
+func (m *Main) drainLedger() {
+	target := m.Journal.Durable()
+	ctx, cancel := context.WithTimeout(context.Background(), ledgerDrainTimeout)
+	defer cancel()
+	go func() { // ends the wait early if the writer has stopped; exits with ctx
+		select {
+		case <-m.writerDone:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := m.Writer.WaitApplied(ctx, target); err != nil {
+		m.Logger.Warn("the ledger did not catch up before shutdown; it will at the next start",
+			"applied", m.Writer.Applied(), "durable", target)
+	}
+}
