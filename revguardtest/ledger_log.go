@@ -137,4 +137,3 @@ func CheckReservations(tb testing.TB, got, want []revguard.Reservation) {
 		}
 	}
 }
-
