@@ -277,7 +277,7 @@ func (f *fakeShop) orders(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.expire(time.Now())
-	var match []*fakeRes
+	match := []*fakeRes{} // an empty page is [], never null
 	for i, x := range f.res {
 		if (i == 0 && f.loseOne) || x.SKU != r.URL.Query().Get("sku") {
 			continue

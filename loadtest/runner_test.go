@@ -100,6 +100,20 @@ func TestRunner(t *testing.T) {
 			t.Errorf("want one hold per human and the rest refused limit_exceeded:\n%s", text)
 		}
 	})
+	t.Run("OKNothingForSale", func(t *testing.T) {
+		s := smallScenario()
+		s.Stock = 0
+		rep, text := mustRun(t, &fakeShop{}, s)
+		if err := rep.Err(); err != nil {
+			t.Fatalf("%v\n%s", err, text)
+		}
+		if rep.Sale.Holds != 0 || rep.Sale.SoldOut != rep.Sale.Attempts || rep.SaleSeconds > 4 {
+			t.Errorf("want every attempt refused sold_out, quickly: %+v in %.1fs", rep.Sale, rep.SaleSeconds)
+		}
+		if c := check(rep, loadtest.CheckDemand); !strings.Contains(c.Detail, "reserved 0 units = min(demand 270, stock 0)") {
+			t.Errorf("sold-to-demand: %s", c.Detail)
+		}
+	})
 	plenty := func(s *loadtest.Scenario) { s.Stock = 1000 }
 	// Each broken shop must fail the check that names its bug, with a clear line.
 	for _, tc := range []struct {

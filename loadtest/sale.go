@@ -97,10 +97,7 @@ func (sl *sale) send(sem chan struct{}, op string, bot bool, f func() answer) (a
 // outcome is unknown (transport error, 500) or the request was refused for load (429,
 // 503): a retry of a request that did reserve returns that reservation.
 func (sl *sale) reserve(ctx context.Context, c *customer, i int, arrived time.Time) *attempt {
-	a := &attempt{cust: c, qty: sl.s.Quantity}
-	if c.bot {
-		a.qty = min(sl.s.Limit, sl.s.Quantity) // bots ask what humans ask
-	}
+	a := &attempt{cust: c, qty: sl.s.Quantity} // bots ask what humans ask
 	key := ""
 	if !c.bot {
 		key = fmt.Sprintf("%s-%d", c.id, i)
@@ -166,11 +163,13 @@ func (sl *sale) token(ctx context.Context, c *customer, a *attempt) string {
 		return sl.r.Tokens.Token()
 	}
 	if c.replay {
-		// Wait, within the sale, for a human's token to be spent.
+		// Wait briefly, within the sale, for a human's token to be spent; with none,
+		// the bot invents one.
+		wait := min(sl.deadline.Sub(sl.c.now()), replayWait)
 		select {
 		case <-sl.spentCh:
 		case <-ctx.Done():
-		case <-time.After(time.Until(sl.deadline)):
+		case <-time.After(wait):
 		}
 		sl.mu.Lock()
 		defer sl.mu.Unlock()
@@ -181,6 +180,9 @@ func (sl *sale) token(ctx context.Context, c *customer, a *attempt) string {
 	}
 	return "bot-" + randomHex(16)
 }
+
+// replayWait bounds how long a replaying bot waits for a spent token.
+const replayWait = 2 * time.Second
 
 // spend remembers a token that a human's 201 certainly spent at the verifier.
 func (sl *sale) spend(token string) {

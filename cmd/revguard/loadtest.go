@@ -257,7 +257,7 @@ func (lc *LoadtestCommand) sale(ctx context.Context, c loadtestConfig, progress 
 	s := c.scenario
 	switch {
 	case len(targets) == 0:
-		srv, err := startEmbedded(ctx, c.dataDir)
+		srv, err := startEmbedded(ctx, c.dataDir, lc.Stderr)
 		if err != nil {
 			return nil, err
 		}
@@ -318,8 +318,9 @@ type embedded struct {
 // startEmbedded starts a fake verifier on 127.0.0.1 and a server on 127.0.0.1:0 with its
 // data in a fresh temporary folder under parent ("" for the system's), its bot check
 // pointed at the verifier, the per-IP rate limit off (every simulated customer comes
-// from 127.0.0.1) and the per-customer one at its default.
-func startEmbedded(ctx context.Context, parent string) (*embedded, error) {
+// from 127.0.0.1) and the per-customer one at its default. The server logs errors to
+// log.
+func startEmbedded(ctx context.Context, parent string, log io.Writer) (*embedded, error) {
 	dir, err := os.MkdirTemp(parent, "revguard-loadtest-")
 	if err != nil {
 		return nil, fmt.Errorf("loadtest: embedded server: %w", err)
@@ -336,7 +337,7 @@ func startEmbedded(ctx context.Context, parent string) (*embedded, error) {
 	m.Config.TurnstileSecret = e.verifier.Secret
 	m.Config.TurnstileURL = e.verifier.URL()
 	m.Config.RateLimitIP = revguard.Rate{}
-	m.Logger = slog.New(slog.DiscardHandler)
+	m.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelError}))
 	if err := m.Open(ctx); err != nil {
 		e.verifier.Close()
 		os.RemoveAll(dir)
