@@ -1,0 +1,342 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/revenueguard/revguard/turnstile/turnstiletest"
+)
+
+// TestServe_Smoke walks a sale through the real binary's code path and a real
+// listener, with the bot check on against the fake verifier.
+func TestServe_Smoke(t *testing.T) {
+	verifier := turnstiletest.New()
+	if err := verifier.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(verifier.Close)
+	srv := MustRunServer(t, t.TempDir(), nil,
+		"--turnstile-secret", verifier.Secret, "--turnstile-url", verifier.URL())
+	c := newClient(t, srv.URL, 4)
+
+	var sku skuJSON
+	c.must(t, http.StatusCreated, &sku, "PUT", "/v1/skus/drop-1", testAdminToken,
+		map[string]any{"stock": 5, "per_customer_limit": 2, "hold_seconds": 600})
+	if sku.SKU != "drop-1" || sku.Stock != 5 || sku.Available != 5 || sku.PerCustomerLimit != 2 || sku.OpensAt != nil {
+		t.Fatalf("created SKU = %+v", sku)
+	}
+	c.must(t, http.StatusOK, &sku, "PUT", "/v1/skus/drop-1", testAdminToken,
+		map[string]any{"stock": 6, "per_customer_limit": 2})
+	token := c.mustSession(t, "c-42")
+
+	// A reservation without a bot token is refused and spends nothing.
+	c.mustProblem(t, http.StatusForbidden, "bot_check_failed", "POST", "/v1/skus/drop-1/reservations", token, map[string]any{"quantity": 1})
+	bot := verifier.Token()
+	var res reservationJSON
+	r := c.must(t, http.StatusCreated, &res, "POST", "/v1/skus/drop-1/reservations", token,
+		map[string]any{"quantity": 2}, "CF-Turnstile-Response", bot)
+	if res.ID == "" || res.SKU != "drop-1" || res.CustomerID != "c-42" || res.Quantity != 2 || res.Status != "held" {
+		t.Fatalf("reservation = %+v", res)
+	}
+	if loc := r.Header.Get("Location"); loc != "/v1/reservations/"+res.ID {
+		t.Errorf("Location = %q, want /v1/reservations/%s", loc, res.ID)
+	}
+	if r.Header.Get("X-Request-Id") == "" {
+		t.Error("no X-Request-Id")
+	}
+	// The bot token is single-use.
+	c.mustProblem(t, http.StatusForbidden, "bot_check_failed", "POST", "/v1/skus/drop-1/reservations", token,
+		map[string]any{"quantity": 1}, "CF-Turnstile-Response", bot)
+	checkSKU(t, c, "drop-1", 6, 4, 2, 0)
+
+	c.must(t, http.StatusOK, &res, "POST", "/v1/reservations/"+res.ID+"/confirm", token, map[string]any{"order_ref": "order-1"})
+	if res.Status != "confirmed" || res.OrderRef == nil || *res.OrderRef != "order-1" || res.ConfirmedAt == nil {
+		t.Fatalf("confirmed reservation = %+v", res)
+	}
+	checkSKU(t, c, "drop-1", 6, 4, 0, 2)
+	// The public view may lag by up to a second.
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		var avail struct {
+			SKU       string `json:"sku"`
+			Available int64  `json:"available"`
+			SoldOut   bool   `json:"sold_out"`
+		}
+		c.must(t, http.StatusOK, &avail, "GET", "/v1/skus/drop-1/availability", "", nil)
+		if avail.SKU == "drop-1" && avail.Available == 4 && !avail.SoldOut {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("availability = %+v, want 4 available", avail)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The ledger catches up with the confirmed reservation, once.
+	items := c.waitLedger(t, "sku=drop-1", map[string]string{res.ID: "confirmed"})
+	if *items[0].OrderRef != "order-1" || items[0].Quantity != 2 {
+		t.Errorf("ledger item = %+v", items[0])
+	}
+	var mine pageJSON
+	c.must(t, http.StatusOK, &mine, "GET", "/v1/me/reservations", token, nil)
+	if len(mine.Items) != 1 || mine.Items[0].ID != res.ID {
+		t.Errorf("my reservations = %+v", mine)
+	}
+
+	c.must(t, http.StatusOK, nil, "GET", "/healthz", "", nil)
+	c.must(t, http.StatusOK, nil, "GET", "/readyz", "", nil)
+	metrics := c.must(t, http.StatusOK, nil, "GET", "/metrics", "", nil)
+	for _, name := range []string{
+		"revguard_journal_batch_events", "revguard_journal_fsync_seconds", "revguard_ledger_lag_events",
+		"revguard_ledger_lag_seconds", "revguard_sessions_cached", "revguard_skus", "revguard_holds",
+		"go_goroutines", "process_cpu_seconds_total",
+	} {
+		if !strings.Contains(string(metrics.Body), "\n"+name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+
+	// Log out: the token is refused at once.
+	c.must(t, http.StatusNoContent, nil, "DELETE", "/v1/sessions/current", token, nil)
+	c.mustProblem(t, http.StatusUnauthorized, "unauthenticated", "GET", "/v1/me/reservations", token, nil)
+	c.mustProblem(t, http.StatusUnauthorized, "unauthenticated", "GET", "/v1/reservations/"+res.ID, token, nil)
+}
+
+// TestServe_GeneratedAdminToken checks that without --admin-token a token is generated,
+// printed once, and works; and that running without a bot check is announced loudly.
+func TestServe_GeneratedAdminToken(t *testing.T) {
+	s, err := startServer(t.TempDir(), nil, []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir()})
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, s.Log)
+	}
+	defer func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	}()
+	log := s.Log.String()
+	const prefix = "revguard: admin token (generated; shown only this once"
+	if n := strings.Count(log, prefix); n != 1 {
+		t.Fatalf("admin token line printed %d times:\n%s", n, log)
+	}
+	line := log[strings.Index(log, prefix):]
+	line = line[:strings.IndexByte(line, '\n')]
+	token := line[strings.LastIndex(line, " ")+1:]
+	if len(token) < 32 || strings.Count(log, token) != 1 {
+		t.Fatalf("generated token %q too short or repeated in the log:\n%s", token, log)
+	}
+	if !strings.Contains(log, "WARNING: BOT CHECK IS OFF") {
+		t.Errorf("no loud warning about the bot check being off:\n%s", log)
+	}
+	c := newClient(t, s.URL, 1)
+	c.must(t, http.StatusCreated, nil, "PUT", "/v1/skus/x", token, map[string]any{"stock": 1})
+	c.mustProblem(t, http.StatusUnauthorized, "unauthenticated", "PUT", "/v1/skus/x", testAdminToken, map[string]any{"stock": 1})
+}
+
+// TestServe_EnvAndFlags checks that REVGUARD_* variables configure the server and that a
+// flag wins over its variable.
+func TestServe_EnvAndFlags(t *testing.T) {
+	env := map[string]string{
+		"REVGUARD_ADDR":          "not an address", // the flag below wins, else start fails
+		"REVGUARD_ADMIN_TOKEN":   "env-admin-token-abcdef",
+		"REVGUARD_RATE_LIMIT_IP": "2/m",
+		"REVGUARD_DATA_DIR":      filepath.Join(t.TempDir(), "env-dir"),
+	}
+	dir := t.TempDir()
+	s, err := startServer(dir, env, []string{"serve", "--addr", "127.0.0.1:0", "--rate-limit-customer", "off"})
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, s.Log)
+	}
+	defer s.Stop()
+	c := newClient(t, s.URL, 1)
+	const admin = "env-admin-token-abcdef" // from REVGUARD_ADMIN_TOKEN
+	c.must(t, http.StatusCreated, nil, "PUT", "/v1/skus/x", admin, map[string]any{"stock": 10, "per_customer_limit": 10})
+	token := c.mustSession(t, "c-env", admin)
+	// REVGUARD_RATE_LIMIT_IP allows at most 2 requests a minute from this address: a 429
+	// comes by the third reservation at the latest (sooner if every endpoint counts).
+	limited := false
+	for i := 0; i < 3 && !limited; i++ {
+		r, err := c.do(t.Context(), "POST", "/v1/skus/x/reservations", token, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch r.Status {
+		case http.StatusCreated:
+		case http.StatusTooManyRequests:
+			limited = true
+			if r.Header.Get("Retry-After") == "" {
+				t.Errorf("429 without Retry-After: %s", r)
+			}
+		default:
+			t.Fatalf("reservation %d: %s", i, r)
+		}
+	}
+	if !limited {
+		t.Error("REVGUARD_RATE_LIMIT_IP=2/m was not applied: 3 reservations in a row succeeded")
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The data went to REVGUARD_DATA_DIR: no --data-dir flag was given.
+	if m, _ := filepath.Glob(filepath.Join(env["REVGUARD_DATA_DIR"], "revguard.db")); len(m) != 1 {
+		t.Errorf("no revguard.db under REVGUARD_DATA_DIR %s", env["REVGUARD_DATA_DIR"])
+	}
+}
+
+// TestServe_InvalidConfig checks that bad configuration stops the start with exit code 2
+// and a message naming the setting.
+func TestServe_InvalidConfig(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"RateFlag", []string{"--rate-limit-customer", "ten"}, nil, `invalid rate "ten"`},
+		{"RateEnv", nil, map[string]string{"REVGUARD_RATE_LIMIT_IP": "100/h"}, "REVGUARD_RATE_LIMIT_IP"},
+		{"TurnstileURL", []string{"--turnstile-url", "siteverify"}, nil, "--turnstile-url"},
+		{"TrustedProxies", []string{"--trusted-proxies", "10.0.0.0/99"}, nil, "trusted-proxies"},
+		{"Distributed", []string{"--postgres-url", "postgres://postgres@127.0.0.1:5432/test"}, nil, "distributed mode"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dir}, tt.args...)
+			var stderr strings.Builder
+			err := run(t.Context(), args, envMap(tt.env), &stderr, &stderr)
+			if code := exitCode(err); code != exitUsage {
+				t.Fatalf("exit code %d (err %v), want %d", code, err, exitUsage)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not mention %q", err, tt.want)
+			}
+			if m, _ := filepath.Glob(dir); len(m) != 0 {
+				t.Errorf("an invalid configuration created the data dir %s", dir)
+			}
+		})
+	}
+}
+
+// TestServe_Restart checks that a server restarted on the same data dir keeps SKUs,
+// reservations in their states, sessions and the ledger.
+func TestServe_Restart(t *testing.T) {
+	dir := t.TempDir()
+	srv := MustRunServer(t, dir, nil)
+	c := newClient(t, srv.URL, 1)
+	c.must(t, http.StatusCreated, nil, "PUT", "/v1/skus/restart", testAdminToken, map[string]any{"stock": 10, "per_customer_limit": 5})
+	token := c.mustSession(t, "c-restart")
+	want := map[string]string{}
+	var ids []string
+	for range 4 {
+		var res reservationJSON
+		c.must(t, http.StatusCreated, &res, "POST", "/v1/skus/restart/reservations", token, nil)
+		ids = append(ids, res.ID)
+		want[res.ID] = "held"
+	}
+	c.must(t, http.StatusOK, nil, "POST", "/v1/reservations/"+ids[0]+"/confirm", token, nil)
+	c.must(t, http.StatusOK, nil, "POST", "/v1/reservations/"+ids[1]+"/release", token, nil)
+	want[ids[0]], want[ids[1]] = "confirmed", "released"
+	if err := srv.Stop(); err != nil {
+		t.Fatalf("stop: %v\n%s", err, srv.Log)
+	}
+
+	for restart := range 2 {
+		srv = MustRunServer(t, dir, nil)
+		c = newClient(t, srv.URL, 1)
+		checkSKU(t, c, "restart", 10, 7, 2, 1)
+		for _, id := range ids {
+			var res reservationJSON
+			c.must(t, http.StatusOK, &res, "GET", "/v1/reservations/"+id, token, nil) // the session survived too
+			if res.Status != want[id] {
+				t.Errorf("restart %d: reservation %s is %s, want %s", restart, id, res.Status, want[id])
+			}
+		}
+		c.waitLedger(t, "sku=restart", want)
+		if err := srv.Stop(); err != nil {
+			t.Fatalf("stop: %v\n%s", err, srv.Log)
+		}
+	}
+}
+
+// TestServe_RaceForStock is issue 3's race through HTTP: 2,000 customers race for 100
+// units with 256 requests in flight. Exactly 100 holds, every other answer sold_out,
+// exact counts, and the ledger converges to exactly the reserved ids (issue 4).
+func TestServe_RaceForStock(t *testing.T) {
+	const customers, stock, inFlight = 2000, 100, 256
+	srv := MustRunServer(t, t.TempDir(), nil)
+	c := newClient(t, srv.URL, inFlight)
+	c.must(t, http.StatusCreated, nil, "PUT", "/v1/skus/hot", testAdminToken, map[string]any{"stock": stock})
+
+	start := time.Now()
+	tokens := make([]string, customers)
+	parallel(t, customers, 32, func(i int) error {
+		r, err := c.do(t.Context(), "POST", "/v1/sessions", testAdminToken, map[string]any{"customer_id": fmt.Sprintf("racer-%04d", i)})
+		if err != nil {
+			return err
+		}
+		var s sessionJSON
+		if r.Status != http.StatusCreated || json.Unmarshal(r.Body, &s) != nil {
+			return fmt.Errorf("session %d: %s", i, r)
+		}
+		tokens[i] = s.Token
+		return nil
+	})
+
+	t.Logf("%d sessions in %v", customers, time.Since(start))
+	start = time.Now()
+	var (
+		mu       sync.Mutex
+		reserved = map[string]string{} // id → customer
+		soldOut  atomic.Int64
+	)
+	parallel(t, customers, inFlight, func(i int) error {
+		r, err := c.do(t.Context(), "POST", "/v1/skus/hot/reservations", tokens[i], nil)
+		if err != nil {
+			return err
+		}
+		switch r.Status {
+		case http.StatusCreated:
+			var res reservationJSON
+			if err := json.Unmarshal(r.Body, &res); err != nil || res.Status != "held" || res.Quantity != 1 {
+				return fmt.Errorf("customer %d: bad reservation %s", i, r)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if _, dup := reserved[res.ID]; dup {
+				return fmt.Errorf("reservation id %s issued twice", res.ID)
+			}
+			reserved[res.ID] = fmt.Sprintf("racer-%04d", i)
+		case http.StatusConflict:
+			var p problemJSON
+			if err := json.Unmarshal(r.Body, &p); err != nil || p.Code != "sold_out" {
+				return fmt.Errorf("customer %d: 409 that is not sold_out: %s", i, r)
+			}
+			soldOut.Add(1)
+		default:
+			return fmt.Errorf("customer %d: unexpected answer %s", i, r)
+		}
+		return nil
+	})
+	t.Logf("%d reservations in %v", customers, time.Since(start))
+	if len(reserved) != stock || soldOut.Load() != customers-stock {
+		t.Fatalf("%d reserved and %d sold out, want %d and %d", len(reserved), soldOut.Load(), stock, customers-stock)
+	}
+	checkSKU(t, c, "hot", stock, 0, stock, 0)
+
+	want := make(map[string]string, len(reserved))
+	for id := range reserved {
+		want[id] = "held"
+	}
+	items := c.waitLedger(t, "sku=hot", want)
+	for _, it := range items {
+		if it.CustomerID != reserved[it.ID] {
+			t.Errorf("ledger: reservation %s belongs to %s, the API said %s", it.ID, it.CustomerID, reserved[it.ID])
+		}
+	}
+}

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/journal"
+	"github.com/revenueguard/revguard/turnstile/turnstiletest"
+)
+
+// TestBinary_ExitCodes runs the real binary: usage mistakes exit 2 with a clear message,
+// help and version exit 0.
+func TestBinary_ExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string // in stdout
+		stderr string // in stderr
+	}{
+		{"BadRate", []string{"serve", "--data-dir", dir, "--rate-limit-ip", "bogus"}, exitUsage, "", `invalid rate "bogus"`},
+		{"Distributed", []string{"serve", "--data-dir", dir, "--redis-url", "redis://127.0.0.1:6379/0"}, exitUsage, "", "distributed mode"},
+		{"NoCommand", nil, exitUsage, "", "no command given"},
+		{"UnknownCommand", []string{"launch"}, exitUsage, "", `unknown command "launch"`},
+		{"Help", []string{"--help"}, exitOK, "--rate-limit-customer rate", ""},
+		{"ServeHelp", []string{"serve", "--help"}, exitOK, "env REVGUARD_TURNSTILE_SECRET", ""},
+		{"Version", []string{"version"}, exitOK, "revguard ", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ch, err := startChild(tt.args, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code := ch.wait(30 * time.Second); code != tt.code {
+				t.Fatalf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, ch.Stdout, ch.Log)
+			}
+			if !strings.Contains(ch.Stdout.String(), tt.stdout) || !strings.Contains(ch.Log.String(), tt.stderr) {
+				t.Errorf("stdout %q, stderr %q; want %q and %q in them", ch.Stdout, ch.Log, tt.stdout, tt.stderr)
+			}
+			if tt.code == exitUsage && !strings.Contains(ch.Log.String(), "revguard help") {
+				t.Errorf("usage error without a hint to the help: %q", ch.Log)
+			}
+		})
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("a refused configuration wrote to the data dir: %v", entries)
+	}
+}
+
+// TestBinary_GracefulShutdown sends SIGTERM to the real binary while a reservation is
+// in flight (held up in the bot check): the server stops accepting connections, the
+// reservation still gets its 201, the process exits 0, and the reservation is there
+// after a restart.
+func TestBinary_GracefulShutdown(t *testing.T) {
+	verifier := turnstiletest.New()
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	slow := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		verifier.ServeHTTP(w, r)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go slow.Serve(ln) // ends at slow.Close below
+	defer slow.Close()
+
+	dir := t.TempDir()
+	ch, err := startChild([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dir,
+		"--admin-token", testAdminToken, "--rate-limit-ip", "off", "--turnstile-secret", verifier.Secret,
+		"--turnstile-url", "http://" + ln.Addr().String() + turnstiletest.Path}, true)
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, ch.Log)
+	}
+	defer ch.kill()
+	c := newClient(t, ch.URL, 2)
+	c.must(t, http.StatusCreated, nil, "PUT", "/v1/skus/late", testAdminToken, map[string]any{"stock": 3})
+	token := c.mustSession(t, "c-late")
+
+	var (
+		wg   sync.WaitGroup
+		res  *apiResponse
+		rerr error
+	)
+	wg.Go(func() {
+		res, rerr = c.do(t.Context(), "POST", "/v1/skus/late/reservations", token, nil,
+			"CF-Turnstile-Response", verifier.Token())
+	})
+	<-arrived // the reservation is inside the server, waiting for the verifier
+	if err := ch.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The server stops accepting new connections while the reservation is in flight.
+	addr := strings.TrimPrefix(ch.URL, "http://")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			break
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("still accepting connections 10 s after SIGTERM")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-ch.exited:
+		t.Fatalf("exited with a request in flight:\n%s", ch.Log)
+	default:
+	}
+	close(release)
+	wg.Wait()
+	if rerr != nil || res.Status != http.StatusCreated {
+		t.Fatalf("in-flight reservation: %v %v", res, rerr)
+	}
+	if code := ch.wait(30 * time.Second); code != exitOK {
+		t.Fatalf("exit code %d after SIGTERM, want 0\n%s", code, ch.Log)
+	}
+
+	srv := MustRunServer(t, dir, nil)
+	checkSKU(t, newClient(t, srv.URL, 1), "late", 3, 2, 1, 0)
+}
+
+// newTestMain returns a Main on a temporary data dir and 127.0.0.1:0.
+func newTestMain(dir string) *Main {
+	m := NewMain()
+	m.Config.Addr = "127.0.0.1:0"
+	m.Config.DataDir = dir
+	m.Config.AdminToken = testAdminToken
+	return m
+}
+
+func TestMain_OpenClose(t *testing.T) {
+	dir := t.TempDir()
+	m := newTestMain(dir)
+	if err := m.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"journal", "snapshots", "revguard.db"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
+			t.Errorf("data dir layout: %v", err)
+		}
+	}
+	if err := m.Ready(t.Context()); err != nil {
+		t.Errorf("Ready after Open: %v", err)
+	}
+	if m.Addr() == nil || !strings.HasPrefix(m.URL(), "http://127.0.0.1:") {
+		t.Errorf("URL %q", m.URL())
+	}
+	// A second server on the same data dir is refused: two writers would interleave the
+	// journal.
+	m2 := newTestMain(dir)
+	if err := m2.Open(t.Context()); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("second Open on the same data dir: %v, want an error saying it is in use", err)
+		m2.Close()
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Ready(t.Context()); err == nil {
+		t.Error("Ready after Close: nil")
+	}
+	if err := m.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	// Close released everything: the data dir opens again.
+	m3 := newTestMain(dir)
+	if err := m3.Open(t.Context()); err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	if err := m3.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMain_OpenErrors(t *testing.T) {
+	t.Run("DataDirIsAFile", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "file")
+		if err := os.WriteFile(file, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m := newTestMain(file)
+		if err := m.Open(t.Context()); err == nil || !strings.Contains(err.Error(), "data directory") {
+			t.Errorf("Open = %v, want a data directory error", err)
+		}
+	})
+	t.Run("CorruptJournal", func(t *testing.T) {
+		dir := t.TempDir()
+		m := newTestMain(dir)
+		if err := m.Open(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := m.Inventory.PutSKU(t.Context(), "x", revguard.SKUUpdate{Stock: 1, PerCustomerLimit: 1, HoldSeconds: 60}); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		seg, _ := filepath.Glob(filepath.Join(dir, "journal", "*.log"))
+		if len(seg) == 0 {
+			t.Fatal("no journal segment")
+		}
+		if err := os.WriteFile(seg[0], []byte("this is not a journal segment at all"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m = newTestMain(dir)
+		err := m.Open(t.Context())
+		if err == nil || !errors.Is(err, journal.ErrCorrupt) {
+			t.Fatalf("Open on a corrupt journal = %v, want journal.ErrCorrupt", err)
+		}
+	})
+	t.Run("AddrInUse", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		dir := t.TempDir()
+		m := newTestMain(dir)
+		m.Config.Addr = ln.Addr().String()
+		if err := m.Open(t.Context()); err == nil || !strings.Contains(err.Error(), "listen") {
+			t.Fatalf("Open on a used port = %v, want a listen error", err)
+		}
+		// The failed Open closed the stores: the data dir opens again.
+		m = newTestMain(dir)
+		if err := m.Open(t.Context()); err != nil {
+			t.Fatalf("Open after a failed Open: %v", err)
+		}
+		m.Close()
+	})
+	t.Run("Distributed", func(t *testing.T) {
+		m := newTestMain(t.TempDir())
+		m.Config.RedisURL = "redis://127.0.0.1:6379/0"
+		err := m.Open(t.Context())
+		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "not available in this build") {
+			t.Fatalf("Open in distributed mode = %v, want a usage error", err)
+		}
+	})
+}
+
+func TestLedgerLagEvents(t *testing.T) {
+	for _, tt := range []struct{ durable, applied, want uint64 }{
+		{10, 10, 0},
+		{10, 12, 0}, // applied read after a later durable: never negative
+		{15, 10, 5},
+		{0, 0, 0},
+	} {
+		if got := ledgerLagEvents(tt.durable, tt.applied); got != tt.want {
+			t.Errorf("ledgerLagEvents(%d, %d) = %d, want %d", tt.durable, tt.applied, got, tt.want)
+		}
+	}
+}
