@@ -33,6 +33,7 @@ func TestLifecycle(t *testing.T) {
 	held := e.mustReserve(alice, "tee", ``, nil)
 
 	t.Run("Get", func(t *testing.T) {
+		e := e.with(t)
 		var got reservation
 		e.getReservation(alice, held.ID).json(t, 200, &got)
 		if !reflect.DeepEqual(got, held) {
@@ -41,6 +42,7 @@ func TestLifecycle(t *testing.T) {
 		e.getReservation(e.admin, held.ID).json(t, 200, &got)
 	})
 	t.Run("ErrReservationNotFound", func(t *testing.T) {
+		e := e.with(t)
 		r := e.getReservation(bob, held.ID)
 		r.wantProblem(t, 404, revguard.CodeReservationNotFound)
 		golden(t, "problem_reservation_not_found", r.Body)
@@ -59,6 +61,7 @@ func TestLifecycle(t *testing.T) {
 		e.getReservation("", held.ID).wantProblem(t, 401, revguard.CodeUnauthenticated)
 	})
 	t.Run("Confirm", func(t *testing.T) {
+		e := e.with(t)
 		e.confirm(alice, held.ID, `{"order_ref":"x","bogus":1}`).wantProblem(t, 400, revguard.CodeInvalidRequest)
 		e.confirm(alice, held.ID, `{"order_ref":"`+strings.Repeat("r", 129)+`"}`).wantProblem(t, 400, revguard.CodeInvalidRequest)
 		e.confirm(e.admin, held.ID, ``).wantProblem(t, 403, revguard.CodeForbidden)
@@ -80,12 +83,14 @@ func TestLifecycle(t *testing.T) {
 		}
 	})
 	t.Run("ErrAlreadyConfirmed", func(t *testing.T) {
+		e := e.with(t)
 		r := e.release(alice, held.ID, ``)
 		r.wantProblem(t, 409, revguard.CodeAlreadyConfirmed)
 		golden(t, "problem_already_confirmed", r.Body)
 		e.release(e.admin, held.ID, ``).wantProblem(t, 409, revguard.CodeAlreadyConfirmed)
 	})
 	t.Run("Release", func(t *testing.T) {
+		e := e.with(t)
 		h := e.mustReserve(alice, "tee", ``, nil)
 		e.release(alice, h.ID, `{"x":1}`).wantProblem(t, 400, revguard.CodeInvalidRequest)
 		e.release(alice, h.ID, `{}`+`{}`).wantProblem(t, 400, revguard.CodeInvalidRequest)
@@ -108,6 +113,7 @@ func TestLifecycle(t *testing.T) {
 		}
 	})
 	t.Run("ExpiryAndRevive", func(t *testing.T) {
+		e := e.with(t)
 		h := e.mustReserve(bob, "tee", ``, nil)
 		e.clock.Advance(61 * time.Second)
 		var got reservation
@@ -131,6 +137,7 @@ func TestLifecycle(t *testing.T) {
 		}
 	})
 	t.Run("ErrReviveSoldOut", func(t *testing.T) {
+		e := e.with(t)
 		e.putSKU("one", `{"stock":1,"hold_seconds":60}`)
 		carol, dave := e.session("carol"), e.session("dave")
 		h := e.mustReserve(carol, "one", ``, nil)
@@ -145,6 +152,7 @@ func TestLifecycle(t *testing.T) {
 		e.checkInvariant("one")
 	})
 	t.Run("ErrReviveLimitExceeded", func(t *testing.T) {
+		e := e.with(t)
 		e.putSKU("lim", `{"stock":5,"per_customer_limit":1,"hold_seconds":60}`)
 		erin := e.session("erin")
 		h := e.mustReserve(erin, "lim", ``, nil)
@@ -209,6 +217,7 @@ func TestOrders(t *testing.T) {
 	}
 
 	t.Run("All", func(t *testing.T) {
+		e := e.with(t)
 		got := list(t, e.admin, "/v1/orders")
 		if !reflect.DeepEqual(got, all) {
 			t.Fatalf("orders:\n got %+v\nwant %+v", got, all)
@@ -222,6 +231,7 @@ func TestOrders(t *testing.T) {
 		golden(t, "orders_page", r.Body)
 	})
 	t.Run("Filters", func(t *testing.T) {
+		e := e.with(t)
 		if got := list(t, e.admin, "/v1/orders?sku=b"); !slices.Equal(ids(got), pick(func(r reservation) bool { return r.SKU == "b" })) {
 			t.Fatalf("sku=b: %v", ids(got))
 		}
@@ -238,6 +248,7 @@ func TestOrders(t *testing.T) {
 		}
 	})
 	t.Run("Me", func(t *testing.T) {
+		e := e.with(t)
 		got := list(t, bob, "/v1/me/reservations?limit=1")
 		want := pick(func(r reservation) bool { return r.CustomerID == "bob" })
 		slices.Reverse(want)
@@ -250,6 +261,7 @@ func TestOrders(t *testing.T) {
 		e.do(req{Method: "GET", Path: "/v1/me/reservations?customer_id=alice", Token: bob}).wantProblem(t, 400, revguard.CodeInvalidRequest)
 	})
 	t.Run("ErrInvalidQuery", func(t *testing.T) {
+		e := e.with(t)
 		for _, q := range []string{"limit=0", "limit=1001", "limit=x", "limit=1&limit=2", "status=bogus", "status=",
 			"customer_id=", "customer_id=%01", "cursor=garbage", "cursor=" + strings.Repeat("A", 300), "page=2", "sku=a%zz"} {
 			e.do(req{Method: "GET", Path: "/v1/orders?" + q, Token: e.admin}).wantProblem(t, 400, revguard.CodeInvalidRequest)

@@ -26,6 +26,7 @@ func TestReserve(t *testing.T) {
 	alice, bob, carol, dave := e.session("alice"), e.session("bob"), e.session("carol"), e.session("dave")
 
 	t.Run("OK", func(t *testing.T) {
+		e := e.with(t)
 		r := e.reserve(alice, "shoe", ``, e.tokenHeader())
 		var res reservation
 		r.json(t, 201, &res)
@@ -43,16 +44,19 @@ func TestReserve(t *testing.T) {
 		golden(t, "reservation_held", r.Body)
 	})
 	t.Run("TokenInBody", func(t *testing.T) {
+		e := e.with(t)
 		body := `{"quantity":1,"turnstile_token":"` + e.verifier.Token() + `"}`
 		e.mustReserve(bob, "shoe", body, nil)
 	})
 	t.Run("HeaderWins", func(t *testing.T) {
+		e := e.with(t)
 		e.mustReserve(carol, "shoe", `{"turnstile_token":"forged"}`, e.tokenHeader())
 		if s := e.checkInvariant("shoe"); s.Available != 0 || s.Held != 3 {
 			t.Fatalf("after three holds: %+v", s)
 		}
 	})
 	t.Run("ErrSoldOut", func(t *testing.T) {
+		e := e.with(t)
 		calls := e.verifier.Calls()
 		r := e.reserve(dave, "shoe", ``, e.tokenHeader())
 		r.wantProblem(t, 409, revguard.CodeSoldOut)
@@ -67,6 +71,7 @@ func TestReserve(t *testing.T) {
 		e.checkInvariant("shoe")
 	})
 	t.Run("ErrLimitExceeded", func(t *testing.T) {
+		e := e.with(t)
 		tok := e.session("erin")
 		e.mustReserve(tok, "many", `{"quantity":2}`, e.tokenHeader())
 		r := e.reserve(tok, "many", `{"quantity":1}`, e.tokenHeader())
@@ -75,6 +80,7 @@ func TestReserve(t *testing.T) {
 		e.checkInvariant("many")
 	})
 	t.Run("ErrInvalidRequest", func(t *testing.T) {
+		e := e.with(t)
 		before := e.checkInvariant("many")
 		calls := e.verifier.Calls()
 		for name, body := range map[string]string{
@@ -99,6 +105,7 @@ func TestReserve(t *testing.T) {
 		}
 	})
 	t.Run("ErrOrderOfChecks", func(t *testing.T) {
+		e := e.with(t)
 		// Session before shape, shape before the SKU's existence.
 		e.reserve("", "bad!sku", `{"quantity":0}`, nil).wantProblem(t, 401, revguard.CodeUnauthenticated)
 		e.reserve(dave, "bad!sku", `{"quantity":1}`, nil).wantProblem(t, 400, revguard.CodeInvalidSKU)
@@ -107,6 +114,7 @@ func TestReserve(t *testing.T) {
 		r.wantProblem(t, 404, revguard.CodeSKUNotFound)
 	})
 	t.Run("ErrSaleNotOpen", func(t *testing.T) {
+		e := e.with(t)
 		e.putSKU("later", `{"stock":5,"opens_at":"2026-11-27T09:30:00Z"}`)
 		calls := e.verifier.Calls()
 		r := e.reserve(dave, "later", ``, e.tokenHeader())
@@ -119,6 +127,7 @@ func TestReserve(t *testing.T) {
 		e.mustReserve(dave, "later", ``, e.tokenHeader())
 	})
 	t.Run("ErrBotCheckFailed", func(t *testing.T) {
+		e := e.with(t)
 		e.putSKU("bots", `{"stock":5}`)
 		tok := e.session("frank")
 		calls := e.verifier.Calls()
@@ -137,6 +146,7 @@ func TestReserve(t *testing.T) {
 		}
 	})
 	t.Run("ErrBotCheckUnavailable", func(t *testing.T) {
+		e := e.with(t)
 		e.putSKU("down", `{"stock":5}`)
 		tok := e.session("heidi")
 		for _, m := range []turnstiletest.Mode{turnstiletest.ModeRefuse, turnstiletest.ModeError, turnstiletest.ModeHang} {
@@ -179,6 +189,7 @@ func TestIdempotency(t *testing.T) {
 	calls := e.verifier.Calls()
 
 	t.Run("Replay", func(t *testing.T) {
+		e := e.with(t)
 		// No bot token at all: a replay needs none and spends none.
 		r := e.reserve(alice, "idem", `{"quantity":2}`, key)
 		if r.Status != 201 || r.Header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(r.Body, first.Body) ||
@@ -193,6 +204,7 @@ func TestIdempotency(t *testing.T) {
 		}
 	})
 	t.Run("ErrIdempotencyKeyReused", func(t *testing.T) {
+		e := e.with(t)
 		r := e.reserve(alice, "idem", `{"quantity":1}`, withKey("order-123", true))
 		r.wantProblem(t, 422, revguard.CodeIdempotencyKeyReused)
 		golden(t, "problem_idempotency_key_reused", r.Body)
@@ -202,6 +214,7 @@ func TestIdempotency(t *testing.T) {
 		}
 	})
 	t.Run("ScopedToCustomer", func(t *testing.T) {
+		e := e.with(t)
 		var b reservation
 		r := e.reserve(bob, "idem", `{"quantity":2}`, withKey("order-123", true))
 		r.json(t, 201, &b)
@@ -210,6 +223,7 @@ func TestIdempotency(t *testing.T) {
 		}
 	})
 	t.Run("FailureNotRemembered", func(t *testing.T) {
+		e := e.with(t)
 		e.putSKU("gone", `{"stock":0}`)
 		e.reserve(alice, "gone", ``, withKey("retry-me", true)).wantProblem(t, 409, revguard.CodeSoldOut)
 		e.putSKU("gone", `{"stock":1}`)
@@ -220,6 +234,7 @@ func TestIdempotency(t *testing.T) {
 		}
 	})
 	t.Run("Concurrent", func(t *testing.T) {
+		e := e.with(t)
 		before := e.checkInvariant("idem")
 		const n = 24
 		var wg sync.WaitGroup

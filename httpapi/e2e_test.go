@@ -83,12 +83,15 @@ func TestHealth(t *testing.T) {
 func TestRouting(t *testing.T) {
 	e := mustOpenEnv(t, envOptions{})
 	t.Run("ErrNotFound", func(t *testing.T) {
-		for _, path := range []string{"/", "/v1", "/v1/nope", "/v1/skus/", "/v1/skus/a/b/c", "/v2/skus/a"} {
+		e := e.with(t)
+		for _, path := range []string{"/", "/v1", "/v1/nope", "/v1/skus/", "/v1/skus/a/b/c", "/v2/skus/a",
+			"/v1/skus/.", "/v1/skus/%2E%2E", "/v1//skus/a", "/v1/skus/./a/availability", "/healthz/.."} {
 			e.do(req{Method: "GET", Path: path, Token: e.admin}).wantProblem(t, 404, revguard.CodeNotFound)
 		}
 		golden(t, "problem_not_found", e.do(req{Method: "GET", Path: "/v1/nope"}).Body)
 	})
 	t.Run("ErrMethodNotAllowed", func(t *testing.T) {
+		e := e.with(t)
 		tests := []struct{ method, path, allow string }{
 			{"DELETE", "/v1/skus/a", "GET, HEAD, PUT"},
 			{"POST", "/v1/skus/a", "GET, HEAD, PUT"},
@@ -113,6 +116,7 @@ func TestRouting(t *testing.T) {
 		golden(t, "problem_method_not_allowed", e.do(req{Method: "DELETE", Path: "/v1/skus/a"}).Body)
 	})
 	t.Run("Head", func(t *testing.T) {
+		e := e.with(t)
 		e.putSKU("head", `{"stock":1}`)
 		r := e.do(req{Method: "HEAD", Path: "/v1/skus/head/availability"})
 		if r.Status != 200 || len(r.Body) != 0 {
@@ -149,6 +153,7 @@ func TestAuthentication(t *testing.T) {
 	cust := e.session("c-auth")
 
 	t.Run("ErrMissing", func(t *testing.T) {
+		e := e.with(t)
 		r := e.do(req{Method: "GET", Path: "/v1/skus/auth"})
 		r.wantProblem(t, 401, revguard.CodeUnauthenticated)
 		if got := r.Header.Get("WWW-Authenticate"); got != "Bearer" {
@@ -157,6 +162,7 @@ func TestAuthentication(t *testing.T) {
 		golden(t, "problem_unauthenticated", r.Body)
 	})
 	t.Run("ErrInvalid", func(t *testing.T) {
+		e := e.with(t)
 		for _, h := range []string{"Bearer nope", "Basic YWRtaW46eA==", "Bearer", "Bearer  ", e.admin, "Bearer " + e.admin + "x", "Bearer a b"} {
 			r := e.do(req{Method: "GET", Path: "/v1/skus/auth", Header: map[string]string{"Authorization": h}})
 			r.wantProblem(t, 401, revguard.CodeUnauthenticated)
@@ -166,10 +172,12 @@ func TestAuthentication(t *testing.T) {
 		}
 	})
 	t.Run("SchemeCaseInsensitive", func(t *testing.T) {
+		e := e.with(t)
 		r := e.do(req{Method: "GET", Path: "/v1/skus/auth", Header: map[string]string{"Authorization": "bearer " + e.admin}})
 		r.json(t, 200, &sku{})
 	})
 	t.Run("ErrForbidden", func(t *testing.T) {
+		e := e.with(t)
 		for _, rq := range []req{
 			{Method: "PUT", Path: "/v1/skus/auth", Body: `{"stock":5}`},
 			{Method: "GET", Path: "/v1/skus/auth"},
@@ -191,6 +199,7 @@ func TestAuthentication(t *testing.T) {
 		golden(t, "problem_forbidden", e.do(req{Method: "GET", Path: "/v1/orders", Token: cust}).Body)
 	})
 	t.Run("Logout", func(t *testing.T) {
+		e := e.with(t)
 		tok := e.session("c-logout")
 		e.do(req{Method: "GET", Path: "/v1/me/reservations", Token: tok}).json(t, 200, &orderPage{})
 		r := e.do(req{Method: "DELETE", Path: "/v1/sessions/current", Token: tok})
@@ -231,6 +240,7 @@ func TestSessionsErrors(t *testing.T) {
 func TestSKUs(t *testing.T) {
 	e := mustOpenEnv(t, envOptions{})
 	t.Run("Create", func(t *testing.T) {
+		e := e.with(t)
 		r := e.do(req{Method: "PUT", Path: "/v1/skus/drop-1", Token: e.admin,
 			Body: `{"stock":100,"per_customer_limit":2,"hold_seconds":300,"opens_at":"2026-01-01T10:00:00+01:00"}`})
 		var s sku
@@ -241,6 +251,7 @@ func TestSKUs(t *testing.T) {
 		golden(t, "sku_created", r.Body)
 	})
 	t.Run("Update", func(t *testing.T) {
+		e := e.with(t)
 		r := e.do(req{Method: "PUT", Path: "/v1/skus/drop-1", Token: e.admin, Body: `{"stock":120}`})
 		var s sku
 		r.json(t, 200, &s)
@@ -251,11 +262,13 @@ func TestSKUs(t *testing.T) {
 		golden(t, "sku_updated", r.Body)
 	})
 	t.Run("Get", func(t *testing.T) {
+		e := e.with(t)
 		r := e.do(req{Method: "GET", Path: "/v1/skus/drop-1", Token: e.admin})
 		r.json(t, 200, &sku{})
 		golden(t, "sku", r.Body)
 	})
 	t.Run("Availability", func(t *testing.T) {
+		e := e.with(t)
 		r := e.do(req{Method: "GET", Path: "/v1/skus/drop-1/availability"})
 		var a struct {
 			SKU       string  `json:"sku"`
@@ -270,12 +283,14 @@ func TestSKUs(t *testing.T) {
 		golden(t, "availability", r.Body)
 	})
 	t.Run("ErrSKUNotFound", func(t *testing.T) {
+		e := e.with(t)
 		e.do(req{Method: "GET", Path: "/v1/skus/nope", Token: e.admin}).wantProblem(t, 404, revguard.CodeSKUNotFound)
 		r := e.do(req{Method: "GET", Path: "/v1/skus/nope/availability"})
 		r.wantProblem(t, 404, revguard.CodeSKUNotFound)
 		golden(t, "problem_sku_not_found", r.Body)
 	})
 	t.Run("ErrInvalidSKU", func(t *testing.T) {
+		e := e.with(t)
 		for _, id := range []string{"bad!id", strings.Repeat("x", 129), "sp%20ace", "sl%2Fash", "%C3%BC"} {
 			e.do(req{Method: "PUT", Path: "/v1/skus/" + id, Token: e.admin, Body: `{"stock":1}`}).wantProblem(t, 400, revguard.CodeInvalidSKU)
 			e.do(req{Method: "GET", Path: "/v1/skus/" + id + "/availability"}).wantProblem(t, 400, revguard.CodeInvalidSKU)
@@ -285,6 +300,7 @@ func TestSKUs(t *testing.T) {
 		golden(t, "problem_invalid_sku", e.do(req{Method: "GET", Path: "/v1/skus/bad!id", Token: e.admin}).Body)
 	})
 	t.Run("ErrInvalidRequest", func(t *testing.T) {
+		e := e.with(t)
 		for name, body := range map[string]string{
 			"unknown_field": `{"stock":1,"price":5}`,
 			"duplicate_key": `{"stock":1,"stock":2}`,
@@ -303,6 +319,7 @@ func TestSKUs(t *testing.T) {
 		e.do(req{Method: "GET", Path: "/v1/skus/bad-body", Token: e.admin}).wantProblem(t, 404, revguard.CodeSKUNotFound)
 	})
 	t.Run("ErrUnsupportedMediaType", func(t *testing.T) {
+		e := e.with(t)
 		r := e.do(req{Method: "PUT", Path: "/v1/skus/media", Token: e.admin, Body: `{"stock":1}`, NoCType: true})
 		r.wantProblem(t, 415, revguard.CodeUnsupportedMediaType)
 		golden(t, "problem_unsupported_media_type", r.Body)
@@ -314,6 +331,7 @@ func TestSKUs(t *testing.T) {
 		r.json(t, 201, &sku{})
 	})
 	t.Run("ErrBodyTooLarge", func(t *testing.T) {
+		e := e.with(t)
 		big := `{"stock":1,"opens_at":null` + strings.Repeat(" ", httpapi.MaxBodyBytes) + `}`
 		r := e.do(req{Method: "PUT", Path: "/v1/skus/big", Token: e.admin, Body: big})
 		r.wantProblem(t, 413, revguard.CodeBodyTooLarge)
@@ -333,6 +351,7 @@ func TestSKUs(t *testing.T) {
 		e.do(req{Method: "GET", Path: "/v1/skus/big", Token: e.admin}).wantProblem(t, 404, revguard.CodeSKUNotFound)
 	})
 	t.Run("ErrStockBelowCommitted", func(t *testing.T) {
+		e := e.with(t)
 		e.putSKU("committed", `{"stock":3,"per_customer_limit":3}`)
 		tok := e.session("c-commit")
 		e.mustReserve(tok, "committed", `{"quantity":2}`, nil)

@@ -221,3 +221,14 @@ func (e *env) waitLedger() {
 		e.tb.Fatalf("ledger did not catch up: %v", err)
 	}
 }
+
+// with returns a view of e whose helpers report to tb: a subtest or a fuzz input must
+// not fail through its parent's testing.TB.
+func (e *env) with(tb testing.TB) *env {
+	c := *e
+	cl := *e.client
+	cl.tb = tb
+	c.client = &cl
+	c.tb = tb
+	return &c
+}

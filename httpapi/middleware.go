@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/revenueguard/revguard"
@@ -54,7 +55,35 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				slog.String("remote", r.RemoteAddr))
 		}
 	}()
+	if !canonicalPath(r.URL.Path) {
+		// The mux would redirect to the cleaned path in text/plain. An API client
+		// does not send dot segments or empty segments (a SKU id "." cannot be
+		// addressed), so the answer is the not-found problem instead.
+		s.writeProblem(rw, r, revguard.CodeNotFound, "no such endpoint: the path has empty or dot segments")
+		return
+	}
 	s.mux.ServeHTTP(rw, r)
+}
+
+// canonicalPath reports whether p has no empty, "." or ".." segment (a trailing slash
+// aside), so that the mux serves it without a redirect.
+func canonicalPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for i := 1; i <= len(p); {
+		j := strings.IndexByte(p[i:], '/')
+		if j < 0 {
+			j = len(p) - i
+		}
+		seg := p[i : i+j]
+		last := i+j >= len(p)
+		if seg == "." || seg == ".." || seg == "" && !last {
+			return false
+		}
+		i += j + 1
+	}
+	return true
 }
 
 // validRequestID reports whether a client's X-Request-Id is safe to echo and log: 1 to
