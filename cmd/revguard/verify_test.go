@@ -154,3 +154,35 @@ func TestVerify(t *testing.T) {
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// TestRun_ExportVerify runs both commands through run, as the binary does, and checks
+// the exit codes the main maps their results to.
+func TestRun_ExportVerify(t *testing.T) {
+	dir := t.TempDir()
+	s := openLedgerStack(t, dir, true)
+	rs := s.sale(t, "shoe", 4)
+	s.catchUp(t)
+	s.close(t)
+	env := envMap(nil)
+	run1 := func(args ...string) (string, int) {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), args, env, &stdout, &stderr)
+		return stdout.String(), exitCode(err)
+	}
+	if out, code := run1("export", "--data-dir", dir, "--format", "jsonl"); code != 0 || strings.Count(out, "\n") != 4 {
+		t.Fatalf("export: exit %d, output %q", code, out)
+	}
+	if out, code := run1("verify", "--data-dir", dir); code != 0 || out != "" {
+		t.Fatalf("verify: exit %d, output %q", code, out)
+	}
+	if _, code := run1("verify", "--data-dir", dir, "--bogus"); code != 2 {
+		t.Fatalf("verify with a bad flag: exit %d, want 2", code)
+	}
+	if _, code := run1("export", "--help"); code != 0 {
+		t.Fatalf("export --help: exit %d, want 0", code)
+	}
+	tamper(t, dir, `UPDATE reservations SET status = 'expired' WHERE id = '`+rs[3].ID+`'`)
+	if out, code := run1("verify", "--data-dir", dir); code != 1 || !strings.Contains(out, rs[3].ID+": status differs") {
+		t.Fatalf("verify of a damaged ledger: exit %d, output %q; want 1 and the difference", code, out)
+	}
+}
