@@ -1,7 +1,9 @@
 package sqlite_test
 
 import (
+	"database/sql"
 	"fmt"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -90,4 +92,47 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkSQLiteBaseline is the yardstick of the machine: plain 256-row transactions
+// into a table without secondary indexes, through the same driver and pragmas
+// (STYLE.md quotes about 360,000 rows/s for this on an idle machine of this kind).
+// Compare BenchmarkLedger_ApplyEvents with it in the same run on a shared machine.
+func BenchmarkSQLiteBaseline(b *testing.B) {
+	dsn := "file:" + filepath.Join(b.TempDir(), "base.db") +
+		"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec(`CREATE TABLE t (id TEXT PRIMARY KEY, sku TEXT, customer_id TEXT, quantity INTEGER, created_at INTEGER)`); err != nil {
+		b.Fatal(err)
+	}
+	const rows = 256
+	n := 0
+	cpu0 := cpuTime()
+	for b.Loop() {
+		tx, err := db.Begin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, err := tx.Prepare(`INSERT INTO t VALUES (?, ?, ?, ?, ?)`)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range rows {
+			n++
+			if _, err := st.Exec(benchID(n), "sku", "cust", 1, n); err != nil {
+				b.Fatal(err)
+			}
+		}
+		st.Close()
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N*rows), "cpu-ns/row")
 }
