@@ -207,6 +207,7 @@ func (j *Journal) Open(ctx context.Context) error {
 		}
 		close(j.flusherDone)
 		j.lastSeq = j.durable.Load()
+		j.openSeq = j.lastSeq
 		j.state = stateOpen
 		return nil
 	}

@@ -159,13 +159,15 @@ func (j *Journal) ReadEvents(ctx context.Context, after uint64, max int) ([]revg
 	if err := j.readable(); err != nil {
 		return nil, err
 	}
-	var out []revguard.Event
+	// Typical records are under 128 bytes; the reader grows its buffer for larger ones.
+	bufSize := min(256<<10, max*128)
+	out := make([]revguard.Event, 0, min(max, 1024))
 	collect := func(ev *revguard.Event) error {
 		out = append(out, *ev)
 		return nil
 	}
 	for {
-		if err := j.each(after, max, 256<<10, collect); err != nil {
+		if err := j.each(after, max, bufSize, collect); err != nil {
 			return nil, err
 		}
 		if len(out) > 0 {
@@ -211,7 +213,7 @@ func (j *Journal) ReadEvents(ctx context.Context, after uint64, max int) ([]revg
 		case <-j.quit:
 			// Close flushes what is pending: return it before reporting the close.
 			<-j.flusherDone
-			if err := j.each(after, max, 256<<10, collect); err != nil || len(out) > 0 {
+			if err := j.each(after, max, bufSize, collect); err != nil || len(out) > 0 {
 				return out, err
 			}
 			return nil, ErrClosed
