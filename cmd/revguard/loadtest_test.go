@@ -19,7 +19,7 @@ import (
 // smallSale is a sale of a second or two on the real embedded server: a crowd with
 // double clicks, bots, confirms, releases and abandoned holds.
 var smallSale = []string{
-	"--customers", "300", "--stock", "60", "--arrival", "burst", "--hold-seconds", "2",
+	"--customers", "150", "--stock", "30", "--arrival", "burst", "--hold-seconds", "2",
 	"--confirm", "0.5", "--confirm-delay", "100ms", "--release", "0.2", "--release-delay", "50ms",
 	"--bots", "0.2", "--connections", "16", "--duration", "10s", "--ledger-wait", "10s", "--seed", "3",
 }
@@ -47,7 +47,7 @@ func TestLoadtestEmbedded(t *testing.T) {
 		t.Errorf("mode %q, checks %+v", rep.Mode, rep.Checks)
 	}
 	sa := rep.Sale
-	if sa.Reserved < 60 || sa.SoldOut == 0 || sa.Confirmed == 0 || sa.Bots != 60 || sa.BotHolds != 0 {
+	if sa.Reserved < 30 || sa.SoldOut == 0 || sa.Confirmed == 0 || sa.Bots != 30 || sa.BotHolds != 0 {
 		t.Errorf("want a sold-out sale with confirms and refused bots: %+v", sa)
 	}
 	for _, c := range rep.Checks {
