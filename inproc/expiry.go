@@ -113,6 +113,11 @@ func (inv *Inventory) runExpirer() {
 	defer timer.Stop()
 	var due []timerEntry
 	for {
+		select {
+		case <-inv.stop:
+			return
+		default:
+		}
 		now := inv.now()
 		var next int64
 		due, next = inv.exp.popDue(now, due[:0])
@@ -147,6 +152,9 @@ func (inv *Inventory) expireSKU(t timerEntry) {
 	defer s.mu.Unlock()
 	if s.timerAt == t.at {
 		s.timerAt = 0
+	}
+	if inv.state.Load() != stateOpen {
+		return // closing: expireDue would do nothing, and re-arming would spin
 	}
 	now := inv.now()
 	if err := inv.expireDue(s, now); err != nil {

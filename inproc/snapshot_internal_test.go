@@ -1,0 +1,310 @@
+package inproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/journal"
+	"github.com/revenueguard/revguard/revguardtest"
+)
+
+// testEngine opens an Inventory on dir with the given clock and settings.
+func testEngine(t *testing.T, dir string, clock *revguardtest.Clock, edit func(j *journal.Journal, inv *Inventory)) (*Inventory, error) {
+	t.Helper()
+	j := journal.New(filepath.Join(dir, "journal"))
+	j.Logger = slog.New(slog.DiscardHandler)
+	inv := NewInventory(j, filepath.Join(dir, "snapshots"))
+	inv.Logger = slog.New(slog.DiscardHandler)
+	inv.Now = clock.Now
+	if edit != nil {
+		edit(j, inv)
+	}
+	if err := j.Open(context.Background()); err != nil {
+		return nil, err
+	}
+	if err := inv.Open(context.Background()); err != nil {
+		j.Close()
+		return nil, err
+	}
+	return inv, nil
+}
+
+func mustEngine(t *testing.T, dir string, clock *revguardtest.Clock, edit func(j *journal.Journal, inv *Inventory)) *Inventory {
+	t.Helper()
+	inv, err := testEngine(t, dir, clock, edit)
+	if err != nil {
+		t.Fatalf("open engine: %v", err)
+	}
+	return inv
+}
+
+// crash stops inv as a SIGKILL would, as far as the files go: no final snapshot; the
+// journal is closed (what was appended is flushed, as it would be by the fsync that
+// acknowledged it).
+func crash(inv *Inventory) {
+	inv.state.Store(stateClosed)
+	close(inv.stop)
+	inv.wg.Wait()
+	inv.Journal.Close()
+}
+
+// state is everything an Inventory knows, in a comparable form.
+type state struct {
+	SKUs  []revguard.SKU
+	Res   []revguard.Reservation
+	Stats Stats
+}
+
+// dump expires the holds that are due (as any read would), then reads everything.
+func dump(inv *Inventory) state {
+	var st state
+	inv.ForEachSKU(func(s revguard.SKU) bool {
+		inv.FindSKU(context.Background(), s.ID)
+		return true
+	})
+	inv.ForEachSKU(func(s revguard.SKU) bool { st.SKUs = append(st.SKUs, s); return true })
+	inv.ForEachReservation(func(r revguard.Reservation) bool { st.Res = append(st.Res, r); return true })
+	slices.SortFunc(st.SKUs, func(a, b revguard.SKU) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(st.Res, func(a, b revguard.Reservation) int { return strings.Compare(a.ID, b.ID) })
+	st.Stats = inv.Stats()
+	return st
+}
+
+func sameState(t *testing.T, what string, got, want state) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%s: recovered state differs:\n got %d SKUs %d reservations %+v\nwant %d SKUs %d reservations %+v",
+			what, len(got.SKUs), len(got.Res), got.Stats, len(want.SKUs), len(want.Res), want.Stats)
+	}
+	if len(want.Res) == 0 {
+		t.Fatalf("%s: the workload made no reservation", what)
+	}
+}
+
+// workload makes every kind of change on a few SKUs, from several goroutines,
+// including idempotency keys, expiries (the clock moves), revives and restocks.
+func workload(t *testing.T, inv *Inventory, clock *revguardtest.Clock, tag string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range 4 { // create or restock
+		id := fmt.Sprintf("sku-%d", i)
+		old, _ := inv.FindSKU(ctx, id)
+		if _, _, err := inv.PutSKU(ctx, id, revguard.SKUUpdate{Stock: old.Stock + int64(20+n), PerCustomerLimit: 3, HoldSeconds: 5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range n {
+				customer := fmt.Sprintf("%s-c%d", tag, (g*n+i)%7)
+				req := revguard.ReserveRequest{SKU: fmt.Sprintf("sku-%d", (g+i)%4), CustomerID: customer, Quantity: 1}
+				if i%3 == 0 {
+					req.IdempotencyKey = fmt.Sprintf("%s-k%d-%d", tag, g, i)
+				}
+				r, _, err := inv.Reserve(ctx, req)
+				if err != nil {
+					continue
+				}
+				switch i % 5 {
+				case 0:
+					inv.Confirm(ctx, revguard.ConfirmRequest{ID: r.ID, CustomerID: customer, OrderRef: "o-" + r.ID})
+				case 1:
+					inv.Release(ctx, r.ID, "")
+				case 2:
+					clock.Advance(time.Second)
+					if _, err := inv.Confirm(ctx, revguard.ConfirmRequest{ID: r.ID, CustomerID: customer}); revguard.ErrorCode(err) == revguard.CodeHoldExpired {
+						inv.Confirm(ctx, revguard.ConfirmRequest{ID: r.ID, CustomerID: customer, Revive: true})
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestRecoverFromJournalOnly(t *testing.T) {
+	dir, clock := t.TempDir(), revguardtest.NewClock(time.Time{})
+	inv := mustEngine(t, dir, clock, nil)
+	workload(t, inv, clock, "a", 60)
+	want := dump(inv)
+	crash(inv)
+	if seqs, _ := listSnapshots(filepath.Join(dir, "snapshots")); len(seqs) != 0 {
+		t.Fatalf("snapshots %v written, want none", seqs)
+	}
+	inv = mustEngine(t, dir, clock, nil)
+	defer crash(inv)
+	sameState(t, "replay", dump(inv), want)
+	// Idempotency keys survive the restart.
+	r := want.Res[0]
+	inv.idem.Range(func(k, v any) bool {
+		if rr, ok := v.(*reservation); ok {
+			r = rr.createdView()
+			return false
+		}
+		return true
+	})
+	key := inv.findRes(r.ID).idemKey()
+	got, found, err := inv.FindIdempotent(t.Context(), revguard.ReserveRequest{SKU: r.SKU, CustomerID: r.CustomerID, Quantity: r.Quantity, IdempotencyKey: key})
+	if err != nil || !found || got.ID != r.ID {
+		t.Fatalf("FindIdempotent after restart = %s, %v, %v; want %s", got.ID, found, err, r.ID)
+	}
+}
+
+func TestRecoverFromSnapshotAndJournal(t *testing.T) {
+	dir, clock := t.TempDir(), revguardtest.NewClock(time.Time{})
+	inv := mustEngine(t, dir, clock, nil)
+	workload(t, inv, clock, "a", 40)
+	if err := inv.Close(); err != nil { // final snapshot
+		t.Fatal(err)
+	}
+	inv.Journal.Close()
+
+	inv = mustEngine(t, dir, clock, nil)
+	if inv.lastSnap == 0 {
+		t.Fatal("no snapshot loaded")
+	}
+	workload(t, inv, clock, "b", 40) // after the snapshot: replayed from the journal
+	want := dump(inv)
+	crash(inv)
+	inv = mustEngine(t, dir, clock, nil)
+	defer crash(inv)
+	sameState(t, "snapshot + replay", dump(inv), want)
+}
+
+// TestRecoverSkipsEventsInSnapshot takes a snapshot whose S0 is older than the SKUs it
+// copied, as happens when changes run while it is written: recovery must skip, per
+// SKU, the events after S0 that the snapshot already holds.
+func TestRecoverSkipsEventsInSnapshot(t *testing.T) {
+	dir, clock := t.TempDir(), revguardtest.NewClock(time.Time{})
+	inv := mustEngine(t, dir, clock, nil)
+	workload(t, inv, clock, "a", 30)
+	s0 := inv.Journal.Durable()
+	workload(t, inv, clock, "b", 30) // these changes are in the journal after S0 and in the snapshot
+	name := filepath.Join(inv.Dir, snapName(s0))
+	if _, err := inv.writeSnapshot(name, s0); err != nil {
+		t.Fatal(err)
+	}
+	workload(t, inv, clock, "c", 30) // and these only in the journal
+	want := dump(inv)
+	crash(inv)
+	inv = mustEngine(t, dir, clock, nil)
+	defer crash(inv)
+	if inv.lastSnap != s0 {
+		t.Fatalf("loaded snapshot %d, want %d", inv.lastSnap, s0)
+	}
+	sameState(t, "snapshot older than its SKUs", dump(inv), want)
+}
+
+func TestSnapshotDamagedFallsBack(t *testing.T) {
+	dir, clock := t.TempDir(), revguardtest.NewClock(time.Time{})
+	var want state
+	for round, tag := range []string{"a", "b", "c"} { // three snapshots; two are kept
+		inv := mustEngine(t, dir, clock, nil)
+		workload(t, inv, clock, tag, 30)
+		want = dump(inv)
+		if round == 2 {
+			crash(inv) // the last changes are in the journal only
+			break
+		}
+		if err := inv.Close(); err != nil {
+			t.Fatal(err)
+		}
+		inv.Journal.Close()
+	}
+	snapDir := filepath.Join(dir, "snapshots")
+	seqs, _ := listSnapshots(snapDir)
+	if len(seqs) != 2 {
+		t.Fatalf("snapshots %v, want the newest 2", seqs)
+	}
+	// Flip one byte in the middle of the newest snapshot.
+	newest := filepath.Join(snapDir, snapName(seqs[0]))
+	data, err := os.ReadFile(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x40
+	if err := os.WriteFile(newest, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inv := mustEngine(t, dir, clock, nil)
+	defer crash(inv)
+	if inv.lastSnap != seqs[1] {
+		t.Fatalf("loaded snapshot %d, want the older %d", inv.lastSnap, seqs[1])
+	}
+	sameState(t, "fallback to the older snapshot", dump(inv), want)
+}
+
+// TestJournalCompactedAndBounded runs many changes with frequent snapshots and a
+// follower that consumes everything: the journal must shrink, recovery must still be
+// exact, and with every snapshot damaged Open must fail clearly rather than lose data.
+func TestJournalCompactedAndBounded(t *testing.T) {
+	dir, clock := t.TempDir(), revguardtest.NewClock(time.Time{})
+	small := func(j *journal.Journal, inv *Inventory) {
+		j.SegmentSize = 8 << 10
+		inv.SnapshotEvery = 200
+	}
+	inv := mustEngine(t, dir, clock, small)
+	stop := make(chan struct{})
+	var follower sync.WaitGroup
+	follower.Go(func() { // a ledger that keeps up
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+				inv.Journal.Consumed(inv.Journal.Durable())
+			}
+		}
+	})
+	for round := range 5 {
+		workload(t, inv, clock, fmt.Sprintf("r%d", round), 100)
+	}
+	close(stop)
+	follower.Wait()
+	inv.Journal.Consumed(inv.Journal.Durable())
+	if err := inv.snapshot(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := inv.snapshot(t.Context()); err != nil { // nothing new: no snapshot
+		t.Fatal(err)
+	}
+	workload(t, inv, clock, "last", 20)
+	if err := inv.snapshot(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	last, first := inv.Journal.LastSeq(), inv.Journal.FirstSeq()
+	if first <= 1 || last-first > 2*200+2000 {
+		t.Fatalf("journal holds seqs %d to %d after compaction; want it bounded by about two snapshot intervals", first, last)
+	}
+	want := dump(inv)
+	crash(inv)
+
+	inv = mustEngine(t, dir, clock, small)
+	sameState(t, "after compaction", dump(inv), want)
+	crash(inv)
+
+	// Damage every snapshot: the journal no longer has the early events.
+	snapDir := filepath.Join(dir, "snapshots")
+	seqs, _ := listSnapshots(snapDir)
+	for _, s := range seqs {
+		if err := os.WriteFile(filepath.Join(snapDir, snapName(s)), []byte("garbage"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := testEngine(t, dir, clock, small)
+	if !errors.Is(err, journal.ErrCorrupt) || !strings.Contains(err.Error(), "damaged snapshots") {
+		t.Fatalf("Open with every snapshot damaged = %v; want a clear error wrapping journal.ErrCorrupt", err)
+	}
+}
