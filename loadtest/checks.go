@@ -153,7 +153,9 @@ func (an *analysis) checkOversell() Check {
 // every unit of an attempt whose outcome is unknown. When no units came back during
 // the sale and every attempt asked the same q, this is the count
 // reserved == min(demand, stock - stock mod q), demand being the units asked by the
-// attempts answered 201 or sold_out; that count is checked too.
+// attempts answered 201 or sold_out; that count is checked too. Server times of
+// several targets are compared as one clock: their clocks must agree well within the
+// second of slack (one machine, or NTP).
 func (an *analysis) checkDemand() Check {
 	var demand, taken, refusals int64
 	var wrong []*attempt
