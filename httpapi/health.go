@@ -54,9 +54,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	b = append(b, "}\n"...)
 	*bp = b
 	if err != nil {
-		h := w.Header()
-		h["Content-Type"] = problemContentType
-		h["Content-Length"] = []string{strconv.Itoa(len(b))}
+		w.Header()["Content-Type"] = problemContentType
 		w.WriteHeader(status)
 		w.Write(b)
 		return

@@ -21,7 +21,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.Header.Get("X-Request-Id")
 	if !validRequestID(id) {
-		id = s.idPrefix + strconv.FormatUint(s.idSeq.Add(1), 10)
+		var buf [48]byte
+		id = string(strconv.AppendUint(append(buf[:0], s.idPrefix...), s.idSeq.Add(1), 10))
 	}
 	h := w.Header()
 	h["X-Request-Id"] = []string{id}

@@ -116,7 +116,6 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, code revgu
 		h["Www-Authenticate"] = []string{"Bearer"}
 	}
 	h["Content-Type"] = problemContentType
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(info.status)
 	w.Write(b)
 	*bp = b

@@ -184,10 +184,14 @@ func (s *Server) reserve(ctx context.Context, req *revguard.ReserveRequest, toke
 	return reserveOutcome{res: res, replayed: replayed, err: err}
 }
 
+// errNoneLeft is the sold-out refusal of the crowd after the last unit; it is never
+// modified, and sharing it saves the hot refusal path an allocation.
+var errNoneLeft error = &revguard.Error{Code: revguard.CodeSoldOut, Detail: "no units are available"}
+
 // soldOut is the refusal of a request for more units than are available.
 func soldOut(available, quantity int64) error {
 	if available <= 0 {
-		return &revguard.Error{Code: revguard.CodeSoldOut, Detail: "no units are available"}
+		return errNoneLeft
 	}
 	return &revguard.Error{Code: revguard.CodeSoldOut, Detail: "only " + strconv.FormatInt(available, 10) +
 		" units are available, fewer than the " + strconv.FormatInt(quantity, 10) + " requested"}
