@@ -2,9 +2,9 @@ package httpapi_test
 
 import (
 	"fmt"
-	"sync/atomic"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
