@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -167,6 +168,44 @@ func TestReserve(t *testing.T) {
 		}
 		e.mustReserve(tok, "down", ``, e.tokenHeader())
 	})
+}
+
+// TestClientGivesUp checks that a client that leaves while its reservation waits on the
+// verifier leaves nothing behind: the check fails with the request's context, and
+// nothing is reserved.
+func TestClientGivesUp(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{botCheck: true, botTimeout: 2 * time.Second})
+	e.putSKU("leave", `{"stock":5}`)
+	tok := e.session("leaver")
+	if err := e.verifier.SetMode(turnstiletest.ModeHang); err != nil {
+		t.Fatal(err)
+	}
+	hr, _ := http.NewRequest("POST", e.base+"/v1/skus/leave/reservations", nil)
+	hr.Header.Set("Authorization", "Bearer "+tok)
+	hr.Header.Set("CF-Turnstile-Response", e.verifier.Token())
+	hc := *e.hc
+	hc.Timeout = 200 * time.Millisecond
+	if resp, err := hc.Do(hr); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the client did not give up: %d", resp.StatusCode)
+	}
+	// Wait until the server has finished the abandoned request (its metrics are
+	// recorded last), so that the verifier coming back cannot answer it.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(string(e.do(req{Method: "GET", Path: "/metrics"}).Body), `route="POST /v1/skus/{sku}/reservations"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned request never finished")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := e.verifier.SetMode(turnstiletest.ModeUp); err != nil {
+		t.Fatal(err)
+	}
+	// The next request of the same customer succeeds and is the only hold.
+	e.mustReserve(tok, "leave", ``, e.tokenHeader())
+	if s := e.checkInvariant("leave"); s.Held != 1 {
+		t.Fatalf("a request whose client left reserved: %+v", s)
+	}
 }
 
 func TestIdempotency(t *testing.T) {

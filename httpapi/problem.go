@@ -48,14 +48,6 @@ var problems = map[revguard.Code]problemInfo{
 	revguard.CodeInternal:             {http.StatusInternalServerError, "Internal server error"},
 }
 
-// statusOf returns the HTTP status of code (500 for a code missing from the table).
-func statusOf(code revguard.Code) int {
-	if p, ok := problems[code]; ok {
-		return p.status
-	}
-	return http.StatusInternalServerError
-}
-
 // writeError answers err as a problem document. A *revguard.Error is answered with its
 // code and detail. A context error means the deadline passed or the client left: 503
 // unavailable. Anything else is an internal failure: it is logged with the request id,

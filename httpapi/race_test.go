@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -63,6 +64,19 @@ func TestRaceForStock(t *testing.T) {
 		t.Fatalf("after the race: %+v", s)
 	}
 	t.Logf("verifier calls: %d of %d requests (the rest were refused as sold out first)", e.verifier.Calls(), customers)
+
+	metrics := string(e.do(req{Method: "GET", Path: "/metrics"}).Body)
+	for _, want := range []string{
+		fmt.Sprintf(`revguard_reservations_total{outcome="reserved"} %d`, stock),
+		fmt.Sprintf(`revguard_reservations_total{outcome="sold_out"} %d`, customers-stock),
+		fmt.Sprintf(`revguard_bot_checks_total{outcome="ok"} %d`, e.verifier.Calls()),
+		fmt.Sprintf(`revguard_bot_check_duration_seconds_count %d`, e.verifier.Calls()),
+		fmt.Sprintf(`revguard_http_requests_total{route="POST /v1/skus/{sku}/reservations",status="201"} %d`, stock),
+	} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 
 	e.waitLedger()
 	var ledger []string
