@@ -103,6 +103,11 @@ func (inv *Inventory) loadSnapshot(path string) error {
 	if err != nil {
 		return err
 	}
+	return inv.installSnapshot(st)
+}
+
+// installSnapshot makes the decoded state inv's own. On error, call resetState.
+func (inv *Inventory) installSnapshot(st *snapState) error {
 	for _, s := range st.skus {
 		if _, dup := inv.skus.LoadOrStore(s.id, s); dup {
 			return fmt.Errorf("%w: SKU %q twice", errBadSnapshot, s.id)

@@ -20,7 +20,7 @@ import (
 )
 
 // testEngine opens an Inventory on dir with the given clock and settings.
-func testEngine(t *testing.T, dir string, clock *revguardtest.Clock, edit func(j *journal.Journal, inv *Inventory)) (*Inventory, error) {
+func testEngine(t testing.TB, dir string, clock *revguardtest.Clock, edit func(j *journal.Journal, inv *Inventory)) (*Inventory, error) {
 	t.Helper()
 	j := journal.New(filepath.Join(dir, "journal"))
 	j.Logger = slog.New(slog.DiscardHandler)
@@ -40,7 +40,7 @@ func testEngine(t *testing.T, dir string, clock *revguardtest.Clock, edit func(j
 	return inv, nil
 }
 
-func mustEngine(t *testing.T, dir string, clock *revguardtest.Clock, edit func(j *journal.Journal, inv *Inventory)) *Inventory {
+func mustEngine(t testing.TB, dir string, clock *revguardtest.Clock, edit func(j *journal.Journal, inv *Inventory)) *Inventory {
 	t.Helper()
 	inv, err := testEngine(t, dir, clock, edit)
 	if err != nil {
@@ -94,7 +94,7 @@ func sameState(t *testing.T, what string, got, want state) {
 
 // workload makes every kind of change on a few SKUs, from several goroutines,
 // including idempotency keys, expiries (the clock moves), revives and restocks.
-func workload(t *testing.T, inv *Inventory, clock *revguardtest.Clock, tag string, n int) {
+func workload(t testing.TB, inv *Inventory, clock *revguardtest.Clock, tag string, n int) {
 	t.Helper()
 	ctx := context.Background()
 	for i := range 4 { // create or restock
