@@ -174,7 +174,7 @@ func TestReserve(t *testing.T) {
 // verifier leaves nothing behind: the check fails with the request's context, and
 // nothing is reserved.
 func TestClientGivesUp(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{botCheck: true, botTimeout: 2 * time.Second})
+	e := mustOpenEnv(t, envOptions{botCheck: true})
 	e.putSKU("leave", `{"stock":5}`)
 	tok := e.session("leaver")
 	if err := e.verifier.SetMode(turnstiletest.ModeHang); err != nil {
