@@ -105,6 +105,10 @@ func idempotencyKey(h http.Header) (string, error) {
 // context ends. A waiter whose SKU or quantity differs from the first runs the pipeline
 // itself afterwards, which finds the key and refuses it as reused (or, if the first
 // failed, reserves normally).
+//
+// Goroutine: singleflight.DoChan runs the shared pipeline in a goroutine of its own,
+// started by the first caller; it exits when the pipeline returns, which the
+// backends' own deadlines (the verifier's timeout, the journal's fsync) bound.
 func (s *Server) reserveOnce(ctx context.Context, req *revguard.ReserveRequest, token, ip string) reserveOutcome {
 	type flight struct {
 		req revguard.ReserveRequest
