@@ -42,6 +42,7 @@ const (
 	writeTimeout         = 30 * time.Second
 	idleTimeout          = 2 * time.Minute
 	maxHeaderBytes       = 64 << 10
+	minAdminTokenLen     = 16 // shorter admin tokens are accepted with a warning
 )
 
 // ServeCommand implements `revguard serve`.
@@ -179,10 +180,14 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return usageErrorf("serve: %v", err)
 	}
-	if cfg.AdminToken == "" {
-		cfg.AdminToken = revguard.NewSessionToken()
-	}
 	log := m.Logger
+	switch {
+	case cfg.AdminToken == "":
+		cfg.AdminToken = revguard.NewSessionToken()
+	case len(cfg.AdminToken) < minAdminTokenLen:
+		log.Warn("the admin token is short and may be guessed; use at least 32 random characters",
+			"length", len(cfg.AdminToken))
+	}
 	bg, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 
@@ -196,29 +201,33 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.Registry = prometheus.NewRegistry()
 	met := newServerMetrics(m.Registry)
 
+	// Each store is kept on m only once open, so that Close closes only what is open.
 	start := time.Now()
-	m.Journal = journal.New(journalDir)
-	m.Journal.Logger = log.With("component", "journal")
-	m.Journal.Now = m.Now
-	m.Journal.OnFlush = met.observeFlush
-	if err := m.Journal.Open(ctx); err != nil {
+	j := journal.New(journalDir)
+	j.Logger = log.With("component", "journal")
+	j.Now = m.Now
+	j.OnFlush = met.observeFlush
+	if err := j.Open(ctx); err != nil {
 		return fmt.Errorf("serve: open journal: %w", err)
 	}
+	m.Journal = j
 
-	m.Inventory = inproc.NewInventory(m.Journal, snapshotsDir)
-	m.Inventory.Logger = log.With("component", "inventory")
-	m.Inventory.Now = m.Now
-	if err := m.Inventory.Open(ctx); err != nil {
+	inv := inproc.NewInventory(m.Journal, snapshotsDir)
+	inv.Logger = log.With("component", "inventory")
+	inv.Now = m.Now
+	if err := inv.Open(ctx); err != nil {
 		return fmt.Errorf("serve: recover inventory: %w", err)
 	}
+	m.Inventory = inv
 	log.Info("inventory recovered", "journal_seq", m.Journal.LastSeq(), "took", time.Since(start).Round(time.Millisecond))
 
-	m.DB = sqlite.NewDB(filepath.Join(cfg.DataDir, dbFileName))
-	m.DB.Logger = log.With("component", "sqlite")
-	m.DB.Now = m.Now
-	if err := m.DB.Open(ctx); err != nil {
+	db := sqlite.NewDB(filepath.Join(cfg.DataDir, dbFileName))
+	db.Logger = log.With("component", "sqlite")
+	db.Now = m.Now
+	if err := db.Open(ctx); err != nil {
 		return fmt.Errorf("serve: open database: %w", err)
 	}
+	m.DB = db
 	m.Ledger = sqlite.NewLedger(m.DB)
 	m.rawSessions = sqlite.NewSessions(m.DB)
 	m.Sessions = inproc.NewSessionCache(m.rawSessions)
@@ -249,9 +258,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.BotChecker.Hostname = cfg.TurnstileHostname
 		m.BotChecker.Action = cfg.TurnstileAction
 		m.BotChecker.Logger = log.With("component", "turnstile")
+		m.BotChecker.Now = m.Now
 		bot = m.BotChecker
-	} else {
-		log.Warn(botCheckOffWarning)
 	}
 
 	met.registerStores(m)
