@@ -66,7 +66,10 @@ func TestBinary_GracefulShutdown(t *testing.T) {
 	arrived := make(chan struct{}, 1)
 	release := make(chan struct{})
 	slow := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		arrived <- struct{}{}
+		select {
+		case arrived <- struct{}{}:
+		default: // a retry after a timeout: the test fails on the 503 it gets
+		}
 		<-release
 		verifier.ServeHTTP(w, r)
 	})}
