@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/journal"
 	"github.com/revenueguard/revguard/turnstile/turnstiletest"
@@ -185,6 +187,27 @@ func TestMain_OpenClose(t *testing.T) {
 		t.Fatalf("reopen: %v", err)
 	}
 	if err := m3.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMain_CloseStopsGoroutines checks that Close ends every goroutine Open started
+// (ledger writer, session purge, journal flusher, expirer, snapshotter, session cache,
+// HTTP server), after requests have used them.
+func TestMain_CloseStopsGoroutines(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	m := newTestMain(t.TempDir())
+	if err := m.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{}
+	c := &apiClient{base: m.URL(), hc: &http.Client{Transport: tr}}
+	c.must(t, http.StatusCreated, nil, "PUT", "/v1/skus/leak", testAdminToken, map[string]any{"stock": 2})
+	token := c.mustSession(t, "c-leak")
+	c.must(t, http.StatusCreated, nil, "POST", "/v1/skus/leak/reservations", token, nil)
+	c.must(t, http.StatusOK, nil, "GET", "/metrics", "", nil)
+	tr.CloseIdleConnections()
+	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
 }
