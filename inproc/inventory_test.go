@@ -22,8 +22,7 @@ type engine struct {
 
 // openEngine opens the journal in dir/journal and the inventory with snapshots in
 // dir/snapshots. now may be nil (the real clock).
-func openEngine(tb testing.TB, dir string, now func() time.Time, edit func(*inproc.Inventory)) (*engine, error) {
-	tb.Helper()
+func openEngine(dir string, now func() time.Time, edit func(*inproc.Inventory)) (*engine, error) {
 	j := journal.New(filepath.Join(dir, "journal"))
 	j.Logger = slog.New(slog.DiscardHandler)
 	if err := j.Open(context.Background()); err != nil {
@@ -56,7 +55,7 @@ func (e *engine) close() error {
 // MustOpenEngine opens an engine on dir and closes it at the end of the test.
 func MustOpenEngine(tb testing.TB, dir string, now func() time.Time, edit func(*inproc.Inventory)) *engine {
 	tb.Helper()
-	e, err := openEngine(tb, dir, now, edit)
+	e, err := openEngine(dir, now, edit)
 	if err != nil {
 		tb.Fatalf("open engine: %v", err)
 	}
