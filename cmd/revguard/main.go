@@ -72,14 +72,16 @@ type command interface {
 // commandInfo names a subcommand in the help text.
 type commandInfo struct{ name, summary string }
 
-// commandList is the help text's list of subcommands, in display order.
-var commandList = []commandInfo{
-	{"serve", "run the server (embedded mode: everything under --data-dir)"},
-	{"export", "write the ledger as CSV or JSON lines"},
-	{"verify", "check that the ledger matches the reservation engine's state"},
-	{"loadtest", "run a simulated flash sale against a server and check the outcome"},
-	{"version", "print the version"},
-	{"help", "show this help, or a command's (revguard help serve)"},
+// commands lists the subcommands for the help text, in display order.
+func commands() []commandInfo {
+	return []commandInfo{
+		{"serve", "run the server (embedded mode: everything under --data-dir)"},
+		{"export", "write the ledger as CSV or JSON lines"},
+		{"verify", "check that the ledger matches the reservation engine's state"},
+		{"loadtest", "run a simulated flash sale against a server and check the outcome"},
+		{"version", "print the version"},
+		{"help", "show this help, or a command's (revguard help serve)"},
+	}
 }
 
 // newCommand builds the subcommand name, wiring it to the process's environment and
@@ -126,7 +128,7 @@ Usage:
 
 Commands:
 `)
-	for _, c := range commandList {
+	for _, c := range commands() {
 		fmt.Fprintf(&b, "  %-9s %s\n", c.name, c.summary)
 	}
 	b.WriteString(`

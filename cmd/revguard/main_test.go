@@ -98,6 +98,22 @@ func TestRun_MainHelpListsCommands(t *testing.T) {
 	}
 }
 
+// TestRun_Dispatch checks that every subcommand is reachable: its help names it.
+func TestRun_Dispatch(t *testing.T) {
+	for _, c := range commands() {
+		if c.name == "help" {
+			continue
+		}
+		for _, args := range [][]string{{"help", c.name}, {c.name, "--help"}} {
+			var stdout, stderr bytes.Buffer
+			err := run(t.Context(), args, envMap(nil), &stdout, &stderr)
+			if exitCode(err) != exitOK || !strings.Contains(stdout.String(), "revguard "+c.name) {
+				t.Errorf("run %q: err %v, stdout %q", args, err, stdout.String())
+			}
+		}
+	}
+}
+
 func TestRun_UsageErrors(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
