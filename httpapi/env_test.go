@@ -44,12 +44,14 @@ type env struct {
 
 // envOptions chooses what mustOpenEnv turns on.
 type envOptions struct {
-	botCheck     bool          // a turnstile.BotChecker against a fake verifier
-	clock        bool          // an injected clock shared by the inventory and the API
-	customerRate revguard.Rate // zero: off
-	ipRate       revguard.Rate // zero: off
-	noSync       bool          // journal without fsync (benchmarks of the gateway alone)
-	botTimeout   time.Duration // per verifier attempt; 0: 500 ms
+	botCheck     bool                                         // a turnstile.BotChecker against a fake verifier
+	clock        bool                                         // an injected clock shared by the inventory and the API
+	customerRate revguard.Rate                                // zero: off
+	ipRate       revguard.Rate                                // zero: off
+	noSync       bool                                         // journal without fsync (benchmarks of the gateway alone)
+	botTimeout   time.Duration                                // per verifier attempt; 0: 500 ms
+	onFlush      func(events, bytes int, fsync time.Duration) // the journal's group-commit hook
+	noLedger     bool                                         // no ledger writer (benchmarks of the hot path alone)
 	edit         func(*httpapi.Server)
 }
 
@@ -67,6 +69,7 @@ func mustOpenEnv(tb testing.TB, o envOptions) *env {
 
 	e.journal = journal.New(filepath.Join(dir, "journal"))
 	e.journal.NoSync = o.noSync
+	e.journal.OnFlush = o.onFlush
 	if err := e.journal.Open(ctx); err != nil {
 		tb.Fatalf("open journal: %v", err)
 	}
@@ -95,13 +98,15 @@ func mustOpenEnv(tb testing.TB, o envOptions) *env {
 
 	// The ledger writer follows the journal until cleanup cancels it.
 	e.writer = &revguard.LedgerWriter{Feed: e.journal, Ledger: e.ledger}
-	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e.writer.Run(wctx)
-	}()
-	tb.Cleanup(func() { cancel(); <-done })
+	if !o.noLedger {
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			e.writer.Run(wctx)
+		}()
+		tb.Cleanup(func() { cancel(); <-done })
+	}
 
 	api := httpapi.NewServer()
 	api.Inventory = e.inv
