@@ -24,6 +24,7 @@ import (
 var (
 	benchConns  = flag.Int("conns", 64, "keep-alive connections of the gateway benchmark's load generator")
 	benchBurst  = flag.Int("burst", 4096, "requests per variant per iteration of the gateway benchmark")
+	benchNoSync = flag.Bool("nosync", false, "journal without fsync in the gateway benchmark (to separate the disk's share)")
 	benchLedger = flag.Bool("ledger", false, "run the ledger writer (SQLite, cold path) during the gateway benchmark")
 	benchOnly   = flag.String("variants", "bare,reserve,soldout,botcheck", "variants of the gateway benchmark to run (for profiling one)")
 )
@@ -57,7 +58,7 @@ func BenchmarkGateway(b *testing.B) {
 	// long their fsyncs took (the hook runs on the journal's flusher goroutine).
 	var flushes, flushed atomic.Int64
 	var fsyncNanos atomic.Int64
-	api := mustOpenEnv(b, envOptions{noLedger: !*benchLedger, onFlush: func(events, _ int, fsync time.Duration) {
+	api := mustOpenEnv(b, envOptions{noLedger: !*benchLedger, noSync: *benchNoSync, onFlush: func(events, _ int, fsync time.Duration) {
 		flushes.Add(1)
 		flushed.Add(int64(events))
 		fsyncNanos.Add(int64(fsync))
