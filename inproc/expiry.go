@@ -36,8 +36,15 @@ const maxSleep = time.Second
 // will look at s by then. Under s.mu.
 func (inv *Inventory) armTimer(s *sku) {
 	next := int64(math.MaxInt64)
-	if b := s.book; b != nil && len(b.holds) > 0 {
-		next = b.holds[0].at
+	if b := s.book; b != nil {
+		// Drop the entries of holds that ended otherwise from the top, so that
+		// nextExpiry is exact: a SKU whose holds all ended looks idle at once.
+		for len(b.holds) > 0 && b.holds[0].r.state != stHeld {
+			b.holds.pop()
+		}
+		if len(b.holds) > 0 {
+			next = b.holds[0].at
+		}
 	}
 	s.nextExpiry.Store(next)
 	if next == math.MaxInt64 || inv.ReadOnly || (s.timerAt != 0 && s.timerAt <= next) {

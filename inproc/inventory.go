@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -39,7 +40,12 @@ type Inventory struct {
 	Journal *journal.Journal
 	// Dir is the folder of the snapshot files, created if missing.
 	Dir string
-	// Now is the clock: hold deadlines, sale opening, reservation times.
+	// Now is the clock: hold deadlines, sale opening, reservation times. Nil means
+	// the system clock; then the lock-free sold-out refusal and Availability do not
+	// read the clock (a read costs more than the rest of the refusal here) and leave
+	// holds that fall due to the expirer, which returns their units within a second,
+	// normally within a millisecond. With a clock set here every answer is exact at
+	// the clock's time.
 	Now func() time.Time
 	// Logger receives failures of the background goroutines and recovery notes.
 	Logger *slog.Logger
@@ -52,7 +58,8 @@ type Inventory struct {
 	// fails with CodeUnavailable.
 	ReadOnly bool
 
-	state atomic.Int32 // stateNew, stateOpen, stateClosed
+	state    atomic.Int32 // stateNew, stateOpen, stateClosed
+	sysClock bool         // Now was nil: the system clock, watched by the expirer
 
 	skus sync.Map // SKU id → *sku; never deleted
 	res  resTable // reservation id → *reservation; never deleted
@@ -89,7 +96,6 @@ func NewInventory(j *journal.Journal, dir string) *Inventory {
 	return &Inventory{
 		Journal:       j,
 		Dir:           dir,
-		Now:           time.Now,
 		Logger:        slog.Default(),
 		SnapshotEvery: DefaultSnapshotEvery,
 	}
@@ -108,7 +114,7 @@ func (inv *Inventory) Open(ctx context.Context) error {
 		return fmt.Errorf("inproc: open: inventory ReadOnly=%v needs a journal with the same mode", inv.ReadOnly)
 	}
 	if inv.Now == nil {
-		inv.Now = time.Now
+		inv.Now, inv.sysClock = time.Now, true
 	}
 	if inv.Logger == nil {
 		inv.Logger = slog.Default()
@@ -236,6 +242,18 @@ func (inv *Inventory) lookup(id string) *sku {
 }
 
 func (inv *Inventory) now() int64 { return inv.Now().UnixNano() }
+
+// settled reports, for a lock-free reader of a SKU whose earliest hold is due at next
+// and whose sale opens at opens, that the sale is open and that no hold is due, so
+// that the published counts are the answer. With the system clock, holds that fall
+// due are the expirer's (see Now), which saves the clock read.
+func (inv *Inventory) settled(next, opens int64) bool {
+	if opens == 0 && (next == math.MaxInt64 || inv.sysClock) {
+		return true
+	}
+	now := inv.now()
+	return opens <= now && (next > now || inv.sysClock)
+}
 
 // writable fails unless changes are allowed.
 func (inv *Inventory) writable(ctx context.Context) error {

@@ -1,8 +1,6 @@
 package inproc
 
 import (
-	"time"
-
 	"github.com/revenueguard/revguard"
 )
 
@@ -12,8 +10,8 @@ import (
 
 func (inv *Inventory) applyPut(s *sku, stock, limit, holdSeconds, opensAt int64) {
 	s.stock = stock
-	s.limit = limit
-	s.holdNanos = holdSeconds * int64(time.Second)
+	s.limit = int32(limit)          // validated: at most MaxPerCustomerLimit
+	s.holdSecs = int32(holdSeconds) // validated: at most MaxHoldSeconds
 	s.opensAt.Store(opensAt)
 	if !s.exists.Load() {
 		s.exists.Store(true)

@@ -90,15 +90,16 @@ func (inv *Inventory) FindSKU(ctx context.Context, id string) (revguard.SKU, err
 }
 
 // Availability implements revguard.Inventory. It takes no lock unless a hold of the
-// SKU is due (then it expires it first), and allocates nothing; its answer is exact.
+// SKU is due (then it expires it first; see Inventory.Now for the system clock), and
+// allocates nothing.
 func (inv *Inventory) Availability(ctx context.Context, id string) (revguard.Availability, error) {
 	s := inv.lookup(id)
 	if s == nil || !s.exists.Load() {
 		return revguard.Availability{}, errSKUNotFound(id)
 	}
-	if now := inv.now(); s.nextExpiry.Load() <= now {
+	if !inv.settled(s.nextExpiry.Load(), 0) {
 		s.mu.Lock()
-		err := inv.expireDue(s, now)
+		err := inv.expireDue(s, inv.now())
 		s.mu.Unlock()
 		if err != nil {
 			return revguard.Availability{}, err
@@ -193,7 +194,7 @@ func (inv *Inventory) confirmLocked(s *sku, r *reservation, req revguard.Confirm
 		if s.available() < q {
 			return revguard.Reservation{}, revguard.Errorf(revguard.CodeSoldOut, "the units of the expired hold are no longer available")
 		}
-		if owned := s.owned(r.customer); q > s.limit-owned {
+		if owned := s.owned(r.customer); q > int64(s.limit)-owned {
 			return revguard.Reservation{}, revguard.Errorf(revguard.CodeLimitExceeded,
 				"the limit is %d units per customer; %d already held or bought", s.limit, owned)
 		}

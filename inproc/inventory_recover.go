@@ -167,6 +167,10 @@ func (inv *Inventory) replayEvent(ev *revguard.Event) error {
 		return nil
 	}
 	if ev.Type == revguard.EventSKUPut {
+		u := revguard.SKUUpdate{Stock: ev.Stock, PerCustomerLimit: ev.PerCustomerLimit, HoldSeconds: ev.HoldSeconds}
+		if err := u.Validate(); err != nil || !representable(ev.OpensAt) {
+			return fmt.Errorf("settings out of range: %w", errReplay)
+		}
 		if s == nil {
 			if !revguard.ValidSKUID(ev.SKU) {
 				return fmt.Errorf("invalid SKU id: %w", errReplay)

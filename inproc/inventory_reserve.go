@@ -137,11 +137,12 @@ func (inv *Inventory) reserveStep(req revguard.ReserveRequest) (*reservation, ui
 		return nil, 0, errSKUNotFound(req.SKU)
 	}
 
-	// The sold-out fast path: no lock, no allocation. It is exact: no hold is due (so
-	// none would be expired first), the sale is open, and the units are not there. The
-	// loads are in the reverse order of publish's stores.
-	now := inv.now()
-	if s.nextExpiry.Load() > now && s.opensAt.Load() <= now && s.avail.Load() < req.Quantity {
+	// The sold-out fast path: no lock, no allocation, no clock read unless needed
+	// (settled). The units are not there, no hold is due (so none would be expired
+	// first), and the sale is open. The loads are in the reverse order of publish's
+	// stores.
+	next, opens := s.nextExpiry.Load(), s.opensAt.Load()
+	if s.avail.Load() < req.Quantity && inv.settled(next, opens) {
 		return nil, s.lastSeq.Load(), inv.errSoldOut
 	}
 
@@ -163,7 +164,7 @@ func (inv *Inventory) reserveLocked(s *sku, req revguard.ReserveRequest, now int
 	if s.available() < req.Quantity {
 		return nil, inv.errSoldOut
 	}
-	if owned := s.owned(req.CustomerID); req.Quantity > s.limit-owned {
+	if owned := s.owned(req.CustomerID); req.Quantity > int64(s.limit)-owned {
 		return nil, revguard.Errorf(revguard.CodeLimitExceeded,
 			"the limit is %d units per customer; %d already held or bought", s.limit, owned)
 	}
@@ -171,7 +172,7 @@ func (inv *Inventory) reserveLocked(s *sku, req revguard.ReserveRequest, now int
 		sku:       s,
 		customer:  req.CustomerID,
 		createdAt: now,
-		expiresAt: now + s.holdNanos,
+		expiresAt: now + s.holdNanos(),
 		qty:       int32(req.Quantity), // <= limit <= MaxPerCustomerLimit
 		state:     stHeld,
 	}

@@ -31,20 +31,33 @@ type sku struct {
 	opensAt    atomic.Int64  // Unix ns; 0: open at once
 
 	stock, held, sold int64
-	limit             int64 // per-customer limit
-	holdNanos         int64 // hold duration
 	timerAt           int64 // deadline registered with the expirer; 0: none
 	book              *book // reservations; nil until the first one (idle SKUs stay small)
+	limit             int32 // per-customer limit, at most revguard.MaxPerCustomerLimit
+	holdSecs          int32 // hold duration, at most revguard.MaxHoldSeconds
 
 	exists atomic.Bool // the creating PutSKU has been applied
 }
 
+func (s *sku) holdNanos() int64 { return int64(s.holdSecs) * int64(time.Second) }
+
 // book holds the reservations of one SKU, guarded by the SKU's mutex.
 type book struct {
-	all       []*reservation   // every reservation, final ones included, in creation order
-	holds     holdHeap         // by deadline; entries that are no longer held are skipped when popped
-	customers map[string]int64 // units held or confirmed per customer; no zero entries
+	all   []*reservation // every reservation, final ones included, in creation order
+	holds holdHeap       // by deadline; entries that are no longer held are skipped when popped
+	// Units held or confirmed per customer, without zero entries: a short list while
+	// few customers have any (most SKUs), a map beyond that.
+	few  []owner
+	many map[string]int64
 }
+
+type owner struct {
+	customer string
+	units    int64
+}
+
+// maxFew is the number of customers kept in book.few before it becomes a map.
+const maxFew = 8
 
 func newSKU(id string) *sku {
 	s := &sku{id: id}
@@ -56,26 +69,64 @@ func (s *sku) available() int64 { return s.stock - s.held - s.sold }
 
 func (s *sku) bookOrNew() *book {
 	if s.book == nil {
-		s.book = &book{customers: make(map[string]int64)}
+		s.book = &book{}
 	}
 	return s.book
 }
 
 // owned returns the units customer holds or owns of s. Under s.mu.
 func (s *sku) owned(customer string) int64 {
-	if s.book == nil {
+	b := s.book
+	switch {
+	case b == nil:
 		return 0
+	case b.many != nil:
+		return b.many[customer]
 	}
-	return s.book.customers[customer]
+	for _, o := range b.few {
+		if o.customer == customer {
+			return o.units
+		}
+	}
+	return 0
 }
 
+// addOwned adds n (possibly negative) to the units customer holds or owns of s.
 func (s *sku) addOwned(customer string, n int64) {
 	b := s.bookOrNew()
-	if v := b.customers[customer] + n; v != 0 {
-		b.customers[customer] = v
-	} else {
-		delete(b.customers, customer)
+	if b.many != nil {
+		if v := b.many[customer] + n; v != 0 {
+			b.many[customer] = v
+		} else {
+			delete(b.many, customer)
+		}
+		return
 	}
+	for i := range b.few {
+		if b.few[i].customer != customer {
+			continue
+		}
+		if b.few[i].units += n; b.few[i].units == 0 {
+			last := len(b.few) - 1
+			b.few[i] = b.few[last]
+			b.few[last] = owner{}
+			b.few = b.few[:last]
+		}
+		return
+	}
+	if n == 0 {
+		return
+	}
+	if len(b.few) < maxFew {
+		b.few = append(b.few, owner{customer, n})
+		return
+	}
+	b.many = make(map[string]int64, 2*maxFew)
+	for _, o := range b.few {
+		b.many[o.customer] = o.units
+	}
+	b.many[customer] = n
+	b.few = nil
 }
 
 // view returns the public state of s. Under s.mu.
@@ -86,8 +137,8 @@ func (s *sku) view() revguard.SKU {
 		Available:        s.available(),
 		Held:             s.held,
 		Sold:             s.sold,
-		PerCustomerLimit: s.limit,
-		HoldSeconds:      s.holdNanos / int64(time.Second),
+		PerCustomerLimit: int64(s.limit),
+		HoldSeconds:      int64(s.holdSecs),
 		OpensAt:          unixTime(s.opensAt.Load()),
 	}
 }

@@ -157,8 +157,8 @@ func decodeSKU(d *snapReader) *sku {
 	}
 	s := newSKU(id)
 	s.stock = d.rangeInt(0, revguard.MaxStock, "stock")
-	s.limit = d.rangeInt(1, revguard.MaxPerCustomerLimit, "per-customer limit")
-	s.holdNanos = d.rangeInt(1, revguard.MaxHoldSeconds, "hold seconds") * 1e9
+	s.limit = int32(d.rangeInt(1, revguard.MaxPerCustomerLimit, "per-customer limit"))
+	s.holdSecs = int32(d.rangeInt(1, revguard.MaxHoldSeconds, "hold seconds"))
 	s.opensAt.Store(d.rangeInt(0, math.MaxInt64, "opens_at"))
 	s.lastSeq.Store(d.uvarint("last seq"))
 	held := d.rangeInt(0, revguard.MaxStock, "held")
