@@ -63,21 +63,31 @@ func remoteHost(addr string) string {
 	return host
 }
 
-// rateLimit takes a token from the customer's bucket and the client IP's bucket. When
+// rateLimit takes a token from the client IP's bucket, then from the customer's. When
 // either is empty it sets Retry-After (whole seconds, rounded up, at least 1) and fails
-// with CodeRateLimited; the request must then change nothing.
+// with CodeRateLimited; the request must then change nothing. The IP bucket goes first so
+// that a crowd behind one address cannot drain its customers' own buckets.
 func (s *Server) rateLimit(ctx context.Context, w http.ResponseWriter, customerID, ip string) error {
+	if err := s.limitIP(ctx, w, ip); err != nil {
+		return err
+	}
 	if s.CustomerLimiter != nil && customerID != "" {
 		if err := limit(ctx, w, s.CustomerLimiter, customerID, "customer"); err != nil {
 			return err
 		}
 	}
-	if s.IPLimiter != nil {
-		if err := limit(ctx, w, s.IPLimiter, ip, "client address"); err != nil {
-			return err
-		}
-	}
 	return nil
+}
+
+// limitIP takes a token from the client IP's bucket. API.md's --rate-limit-ip bounds
+// every request of a client address, so reads (availability, a reservation, the caller's
+// list) and logout go through it too; only the admin (the merchant's backend, which
+// issues every session from a few addresses) is exempt.
+func (s *Server) limitIP(ctx context.Context, w http.ResponseWriter, ip string) error {
+	if s.IPLimiter == nil {
+		return nil
+	}
+	return limit(ctx, w, s.IPLimiter, ip, "client address")
 }
 
 func limit(ctx context.Context, w http.ResponseWriter, l revguard.RateLimiter, key, what string) error {

@@ -347,7 +347,18 @@ func TestRateLimits(t *testing.T) {
 		if r.Header.Get("Retry-After") != "1" {
 			t.Fatalf("Retry-After %q, want 1", r.Header.Get("Retry-After"))
 		}
-		// Reads are not limited.
+		// Every other request of that address draws on the same bucket: reads and logout
+		// too. The admin (the merchant's backend) is exempt.
+		carol := e.session("carol")
+		for _, rq := range []req{
+			{Method: "GET", Path: "/v1/skus/rl/availability"},
+			{Method: "GET", Path: "/v1/me/reservations", Token: carol},
+			{Method: "DELETE", Path: "/v1/sessions/current", Token: carol},
+		} {
+			e.do(rq).wantProblem(t, 429, revguard.CodeRateLimited)
+		}
+		e.do(req{Method: "GET", Path: "/v1/skus/rl", Token: e.admin}).json(t, 200, &sku{})
+		e.clock.Advance(time.Second)
 		e.do(req{Method: "GET", Path: "/v1/skus/rl/availability"}).json(t, 200, &struct {
 			SKU       string  `json:"sku"`
 			Available int64   `json:"available"`

@@ -34,6 +34,10 @@ func (s *Server) handleMyReservations(w http.ResponseWriter, r *http.Request) {
 	}
 	f.CustomerID = c.customerID
 	f.NewestFirst = true
+	if err := s.limitIP(r.Context(), w, s.clientIP(r)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	s.writeOrders(w, r, f)
 }
 

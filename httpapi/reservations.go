@@ -43,6 +43,12 @@ func (s *Server) handleGetReservation(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if !c.admin {
+		if err := s.limitIP(r.Context(), w, s.clientIP(r)); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	res, err := s.Inventory.FindReservation(r.Context(), id)
 	if err == nil && !c.admin && res.CustomerID != c.customerID {
 		err = &revguard.Error{Code: revguard.CodeReservationNotFound, Detail: notFoundDetail}

@@ -77,6 +77,10 @@ func (s *Server) handleAvailability(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if err := s.limitIP(r.Context(), w, s.clientIP(r)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	av, err := s.Inventory.Availability(r.Context(), id)
 	if err != nil {
 		s.writeError(w, r, err)
