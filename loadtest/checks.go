@@ -245,9 +245,10 @@ func (an *analysis) checkLimit() Check {
 	return pass(CheckLimit, "%d customers with holds, none over %d units", len(by), an.s.Limit)
 }
 
-// checkBots: no attempt by a bot got a 201.
+// checkBots: no attempt by a bot got a 201. It proves something only when bots reached
+// the bot check: one refused sold_out before it tells nothing.
 func (an *analysis) checkBots() Check {
-	var tried, admitted, replayedAdmitted, replayed int
+	var tried, admitted, replayedAdmitted, replayed, caught int
 	for _, a := range an.attempts {
 		if !a.cust.bot {
 			continue
@@ -256,11 +257,14 @@ func (an *analysis) checkBots() Check {
 		if a.replayed {
 			replayed++
 		}
-		if a.status == 201 {
+		switch {
+		case a.status == 201:
 			admitted++
 			if a.replayed {
 				replayedAdmitted++
 			}
+		case a.code == string(revguard.CodeBotCheckFailed):
+			caught++
 		}
 	}
 	switch {
@@ -269,8 +273,11 @@ func (an *analysis) checkBots() Check {
 	case admitted > 0:
 		return fail(CheckBots, "%d of %d bot attempts got a 201 (%d with replayed tokens, %d with invented ones): is the target's bot check on, and pointed at this verifier?",
 			admitted, tried, replayedAdmitted, admitted-replayedAdmitted)
+	case caught == 0:
+		return skip(CheckBots, "none of %d bot attempts reached the bot check (all refused before it, e.g. sold out)", tried)
 	}
-	return pass(CheckBots, "0 of %d bot attempts admitted (%d with replayed tokens)", tried, replayed)
+	return pass(CheckBots, "0 of %d bot attempts admitted: %d refused by the bot check (%d bots replayed spent tokens), %d refused before it",
+		tried, caught, replayed, tried-caught)
 }
 
 // checkAnswers: no 500, no malformed answer, no answer contradicting what the customer

@@ -136,6 +136,7 @@ func TestCheckBots(t *testing.T) {
 	}{
 		{"SkippedNoBots", []*attempt{{cust: human, status: 201}}, true, true},
 		{"OK", []*attempt{{cust: human, status: 201}, {cust: bot, status: 403, code: "bot_check_failed"}, {cust: bot, status: 409, code: "sold_out"}}, true, false},
+		{"SkippedNoneReached", []*attempt{{cust: bot, status: 409, code: "sold_out"}}, true, true},
 		{"ErrAdmitted", []*attempt{{cust: bot, status: 201, replayed: true}}, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

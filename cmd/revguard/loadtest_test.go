@@ -51,7 +51,8 @@ func TestLoadtestEmbedded(t *testing.T) {
 		t.Errorf("want a sold-out sale with confirms and refused bots: %+v", sa)
 	}
 	for _, c := range rep.Checks {
-		if c.Skipped {
+		// In a burst for scarce stock, bots may all come after the sell-out.
+		if c.Skipped && c.Name != loadtest.CheckBots {
 			t.Errorf("check %s skipped: %s", c.Name, c.Detail)
 		}
 	}
@@ -93,14 +94,16 @@ func freeLoopbackAddr(tb testing.TB) string {
 
 // TestLoadtestTargetFakeVerifier walks the --target flow: the command runs the fake
 // verifier on the address given, prints the flags that point a server at it, and drives
-// a server started with those flags.
+// a server started with those flags. The stock outlasts the crowd, so that every bot
+// meets the bot check.
 func TestLoadtestTargetFakeVerifier(t *testing.T) {
 	addr := freeLoopbackAddr(t)
 	srv := MustStartTarget(t, func(c *Config) {
 		c.TurnstileURL = "http://" + addr + turnstiletest.Path
 		c.TurnstileSecret = turnstiletest.DefaultSecret
 	})
-	stdout, stderr, err := runLoadtest(t, append(smallSale, "--target", srv.URL(), "--admin-token", "loadtest-admin-token", "--fake-verifier", addr)...)
+	stdout, stderr, err := runLoadtest(t, append(smallSale, "--target", srv.URL(), "--admin-token", "loadtest-admin-token",
+		"--fake-verifier", addr, "--stock", "1000")...)
 	if err != nil {
 		t.Fatalf("loadtest failed: %v\n%s\n%s", err, stdout, stderr)
 	}
@@ -108,7 +111,7 @@ func TestLoadtestTargetFakeVerifier(t *testing.T) {
 	if !strings.Contains(stderr, want) {
 		t.Errorf("stderr lacks the serve flags %q:\n%s", want, stderr)
 	}
-	for _, s := range []string{"(target)", "PASS: all 7 checks", "403 bot_check_failed"} {
+	for _, s := range []string{"(target)", "PASS: all 7 checks", "403 bot_check_failed", "PASS  no-bot-admitted"} {
 		if !strings.Contains(stdout, s) {
 			t.Errorf("report lacks %q:\n%s", s, stdout)
 		}
@@ -116,10 +119,11 @@ func TestLoadtestTargetFakeVerifier(t *testing.T) {
 }
 
 // TestLoadtestErrBotCheckOff: against a server whose bot check is off, bots get in, and
-// the load test must fail naming the check.
+// the load test must fail naming the check. The stock outlasts the crowd, so that bots
+// are not refused sold_out before the bot check.
 func TestLoadtestErrBotCheckOff(t *testing.T) {
 	srv := MustStartTarget(t, nil)
-	stdout, stderr, err := runLoadtest(t, append(smallSale, "--target", srv.URL()+","+srv.URL(),
+	stdout, stderr, err := runLoadtest(t, append(smallSale, "--target", srv.URL()+","+srv.URL(), "--stock", "1000",
 		"--admin-token", "loadtest-admin-token", "--turnstile-token", "anything", "--bots", "0.2")...)
 	if err == nil || !strings.Contains(err.Error(), "no-bot-admitted") || exitCode(err) != exitError {
 		t.Fatalf("err = %v (exit %d), want a failure naming no-bot-admitted with exit 1\n%s\n%s", err, exitCode(err), stdout, stderr)
