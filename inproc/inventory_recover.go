@@ -63,6 +63,8 @@ func (inv *Inventory) recover(ctx context.Context) error {
 			first, s0, damaged, journal.ErrCorrupt)
 	}
 	inv.applied.Store(s0)
+	// About half of a journal's events create reservations (the others end them).
+	inv.res.reserve(int(min(last-s0, 1<<30) / 2))
 	n := 0
 	err := inv.Journal.Replay(s0, func(ev *revguard.Event) error {
 		if n++; n%65536 == 0 {

@@ -353,6 +353,21 @@ func (t *resTable) init() {
 	}
 }
 
+// reserve makes room for about n more reservations, so that a recovery does not
+// rehash the shards again and again.
+func (t *resTable) reserve(n int) {
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		m := make(map[ulid.ULID]*reservation, len(sh.m)+n/resShards)
+		for k, v := range sh.m {
+			m[k] = v
+		}
+		sh.m = m
+		sh.mu.Unlock()
+	}
+}
+
 func (t *resTable) shard(id ulid.ULID) *resShard { return &t.shards[id[15]%resShards] }
 
 func (t *resTable) load(id ulid.ULID) *reservation {
