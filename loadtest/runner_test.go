@@ -16,7 +16,7 @@ func smallScenario() loadtest.Scenario {
 	s := loadtest.DefaultScenario()
 	s.Customers = 150
 	s.Stock = 40
-	s.HoldSeconds = 1
+	s.HoldSeconds = 3 // releases and confirms land well before expiry, even on a slow machine
 	s.Arrival = loadtest.ArrivalBurst
 	s.Bots = 0.2
 	s.Confirm, s.ConfirmDelay = 0.5, 20*time.Millisecond
@@ -118,6 +118,19 @@ func TestRunner(t *testing.T) {
 		}
 		if c := check(rep, loadtest.CheckDemand); !strings.Contains(c.Detail, "reserved 0 units = min(demand 270, stock 0)") {
 			t.Errorf("sold-to-demand: %s", c.Detail)
+		}
+	})
+	t.Run("OKExpiryResale", func(t *testing.T) {
+		s := smallScenario()
+		s.Customers, s.Stock, s.Bots = 100, 10, 0
+		s.Arrival, s.Ramp, s.HoldSeconds = loadtest.ArrivalRamp, 2500*time.Millisecond, 1
+		s.Confirm, s.Release = 0, 0 // every hold is abandoned and expires after a second
+		rep, text := mustRun(t, &fakeShop{}, s)
+		if err := rep.Err(); err != nil {
+			t.Fatalf("%v\n%s", err, text)
+		}
+		if rep.Sale.Reserved <= 10 || rep.Sale.Expired == 0 || rep.Sale.SoldOut == 0 {
+			t.Errorf("want expired units sold again, and sold-out refusals: %+v\n%s", rep.Sale, text)
 		}
 	})
 	plenty := func(s *loadtest.Scenario) { s.Stock = 1000 }
