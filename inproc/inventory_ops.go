@@ -139,6 +139,10 @@ func (inv *Inventory) FindReservation(ctx context.Context, id string) (revguard.
 	}
 	s := r.sku
 	s.mu.Lock()
+	if r.state == 0 { // being created: not there yet
+		s.mu.Unlock()
+		return revguard.Reservation{}, errResNotFound(id)
+	}
 	err := inv.expireDue(s, inv.now())
 	rv := r.view()
 	seq := s.lastSeq.Load()
@@ -173,6 +177,9 @@ func (inv *Inventory) Confirm(ctx context.Context, req revguard.ConfirmRequest) 
 }
 
 func (inv *Inventory) confirmLocked(s *sku, r *reservation, req revguard.ConfirmRequest) (revguard.Reservation, error) {
+	if r.state == 0 { // being created: not there yet
+		return revguard.Reservation{}, errResNotFound(req.ID)
+	}
 	now := inv.now()
 	if err := inv.expireDue(s, now); err != nil {
 		return revguard.Reservation{}, err
@@ -239,6 +246,9 @@ func (inv *Inventory) Release(ctx context.Context, id, customerID string) (revgu
 }
 
 func (inv *Inventory) releaseLocked(s *sku, r *reservation) (revguard.Reservation, error) {
+	if r.state == 0 { // being created: not there yet
+		return revguard.Reservation{}, errResNotFound(r.id.String())
+	}
 	now := inv.now()
 	if err := inv.expireDue(s, now); err != nil {
 		return revguard.Reservation{}, err

@@ -29,11 +29,11 @@ func (inv *Inventory) Reserve(ctx context.Context, req revguard.ReserveRequest) 
 	if req.IdempotencyKey != "" {
 		return inv.reserveOnce(ctx, req)
 	}
-	r, seq, err := inv.reserveStep(req)
+	r, idText, seq, err := inv.reserveStep(req)
 	if err = inv.settle(ctx, seq, err); err != nil {
 		return revguard.Reservation{}, false, err
 	}
-	return r.createdView(), false, nil
+	return r.createdViewID(idText), false, nil
 }
 
 // checkReserve refuses requests that the gateway would never send; the bounds keep a
@@ -62,7 +62,7 @@ func (inv *Inventory) reserveOnce(ctx context.Context, req revguard.ReserveReque
 			v, found = inv.idem.LoadOrStore(k, mine)
 		}
 		if !found {
-			r, seq, err := inv.reserveStep(req)
+			r, idText, seq, err := inv.reserveStep(req)
 			if r != nil {
 				// Remembered as soon as it is journaled, even if the wait below fails:
 				// a retry must replay it, never reserve twice.
@@ -74,7 +74,7 @@ func (inv *Inventory) reserveOnce(ctx context.Context, req revguard.ReserveReque
 			if err = inv.settle(ctx, seq, err); err != nil {
 				return revguard.Reservation{}, false, err
 			}
-			return r.createdView(), false, nil
+			return r.createdViewID(idText), false, nil
 		}
 		switch v := v.(type) {
 		case *reservation:
@@ -130,11 +130,12 @@ func (inv *Inventory) FindIdempotent(ctx context.Context, req revguard.ReserveRe
 }
 
 // reserveStep runs one reservation at the SKU's serialisation point. It returns the
-// new reservation (nil when refused) and the seq to wait for before answering.
-func (inv *Inventory) reserveStep(req revguard.ReserveRequest) (*reservation, uint64, error) {
+// new reservation (nil when refused), the text of its id, and the seq to wait for
+// before answering.
+func (inv *Inventory) reserveStep(req revguard.ReserveRequest) (*reservation, string, uint64, error) {
 	s := inv.lookup(req.SKU)
 	if s == nil || !s.exists.Load() {
-		return nil, 0, errSKUNotFound(req.SKU)
+		return nil, "", 0, errSKUNotFound(req.SKU)
 	}
 
 	// The sold-out fast path: no lock, no allocation, no clock read unless needed
@@ -143,39 +144,15 @@ func (inv *Inventory) reserveStep(req revguard.ReserveRequest) (*reservation, ui
 	// stores.
 	next, opens := s.nextExpiry.Load(), s.opensAt.Load()
 	if s.avail.Load() < req.Quantity && inv.settled(next, opens) {
-		return nil, s.lastSeq.Load(), inv.errSoldOut
+		return nil, "", s.lastSeq.Load(), inv.errSoldOut
 	}
 
-	s.mu.Lock()
-	r, err := inv.reserveLocked(s, req, inv.now())
-	seq := s.lastSeq.Load()
-	s.mu.Unlock()
-	return r, seq, err
-}
-
-func (inv *Inventory) reserveLocked(s *sku, req revguard.ReserveRequest, now int64) (*reservation, error) {
-	if err := inv.expireDue(s, now); err != nil {
-		return nil, err
-	}
-	if opens := s.opensAt.Load(); now < opens {
-		return nil, revguard.Errorf(revguard.CodeSaleNotOpen, "the sale of %s opens at %s",
-			s.id, unixTime(opens).Format(time.RFC3339))
-	}
-	if s.available() < req.Quantity {
-		return nil, inv.errSoldOut
-	}
-	if owned := s.owned(req.CustomerID); req.Quantity > int64(s.limit)-owned {
-		return nil, revguard.Errorf(revguard.CodeLimitExceeded,
-			"the limit is %d units per customer; %d already held or bought", s.limit, owned)
-	}
-	r := &reservation{
-		sku:       s,
-		customer:  req.CustomerID,
-		createdAt: now,
-		expiresAt: now + s.holdNanos(),
-		qty:       int32(req.Quantity), // <= limit <= MaxPerCustomerLimit
-		state:     stHeld,
-	}
+	// What needs no lock is done before taking it, to keep a hot SKU's critical
+	// section short: the clock read (the call's time, within its interval), the
+	// allocation, and the id, registered (so unique) but not usable until the
+	// reservation is applied (state 0 reads as unknown).
+	now := inv.now()
+	r := &reservation{sku: s, customer: req.CustomerID}
 	if req.IdempotencyKey != "" {
 		r.extra = &resExtra{idemKey: req.IdempotencyKey}
 	}
@@ -185,11 +162,42 @@ func (inv *Inventory) reserveLocked(s *sku, req revguard.ReserveRequest, now int
 			break
 		}
 	}
+	idText := r.id.String()
+
+	s.mu.Lock()
+	err := inv.reserveLocked(s, r, idText, req, now)
+	seq := s.lastSeq.Load()
+	s.mu.Unlock()
+	if err != nil {
+		inv.res.remove(r.id)
+		return nil, "", seq, err
+	}
+	return r, idText, seq, nil
+}
+
+func (inv *Inventory) reserveLocked(s *sku, r *reservation, idText string, req revguard.ReserveRequest, now int64) error {
+	if err := inv.expireDue(s, now); err != nil {
+		return err
+	}
+	if opens := s.opensAt.Load(); now < opens {
+		return revguard.Errorf(revguard.CodeSaleNotOpen, "the sale of %s opens at %s",
+			s.id, unixTime(opens).Format(time.RFC3339))
+	}
+	if s.available() < req.Quantity {
+		return inv.errSoldOut
+	}
+	if owned := s.owned(req.CustomerID); req.Quantity > int64(s.limit)-owned {
+		return revguard.Errorf(revguard.CodeLimitExceeded,
+			"the limit is %d units per customer; %d already held or bought", s.limit, owned)
+	}
+	r.createdAt = now
+	r.expiresAt = now + s.holdNanos()
+	r.qty = int32(req.Quantity) // <= limit <= MaxPerCustomerLimit
 	ev := revguard.Event{
 		Type:           revguard.EventReserved,
 		Time:           unixTime(now),
 		SKU:            s.id,
-		ReservationID:  r.id.String(),
+		ReservationID:  idText,
 		CustomerID:     r.customer,
 		Quantity:       req.Quantity,
 		ExpiresAt:      unixTime(r.expiresAt),
@@ -197,12 +205,12 @@ func (inv *Inventory) reserveLocked(s *sku, req revguard.ReserveRequest, now int
 	}
 	seq, err := inv.append(&ev)
 	if err != nil {
-		inv.res.remove(r.id)
-		return nil, err
+		return err
 	}
+	r.state = stHeld
 	inv.applyReserve(s, r)
 	inv.publish(s, seq)
-	return r, nil
+	return nil
 }
 
 func errSKUNotFound(id string) error {

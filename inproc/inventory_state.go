@@ -204,9 +204,12 @@ func (r *reservation) orderRef() string {
 
 // createdView is r as it was created. It reads only immutable fields, so it needs no
 // lock: an idempotent replay returns it.
-func (r *reservation) createdView() revguard.Reservation {
+func (r *reservation) createdView() revguard.Reservation { return r.createdViewID(r.id.String()) }
+
+// createdViewID is createdView with the text of r's id already at hand.
+func (r *reservation) createdViewID(idText string) revguard.Reservation {
 	return revguard.Reservation{
-		ID:         r.id.String(),
+		ID:         idText,
 		SKU:        r.sku.id,
 		CustomerID: r.customer,
 		Quantity:   int64(r.qty),
