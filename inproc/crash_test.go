@@ -258,7 +258,8 @@ func crashChild(dir string) {
 		fmt.Fprintln(os.Stderr, "child: open:", err)
 		os.Exit(2)
 	}
-	// A follower that consumes everything, so that snapshots compact the journal.
+	// A follower that consumes everything, so that snapshots compact the journal. It
+	// runs until the parent kills the process, like the load goroutines.
 	go func() {
 		for {
 			time.Sleep(5 * time.Millisecond)

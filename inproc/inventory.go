@@ -38,7 +38,8 @@ type Inventory struct {
 	// Journal makes changes durable. It must be open (and opened ReadOnly when the
 	// Inventory is ReadOnly).
 	Journal *journal.Journal
-	// Dir is the folder of the snapshot files, created if missing.
+	// Dir is the folder of the snapshot files, created if missing. Empty: no
+	// snapshots, so recovery replays the whole journal, which is never compacted.
 	Dir string
 	// Now is the clock: hold deadlines, sale opening, reservation times. Nil means
 	// the system clock; then the lock-free sold-out refusal and Availability do not

@@ -86,7 +86,7 @@ func (inv *Inventory) snapshot(ctx context.Context) (err error) {
 	inv.snapMu.Lock()
 	defer inv.snapMu.Unlock()
 	last := inv.Journal.LastSeq()
-	if last <= inv.lastSnap {
+	if inv.Dir == "" || last <= inv.lastSnap {
 		return nil
 	}
 	defer func() {

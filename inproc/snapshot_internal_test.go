@@ -258,7 +258,7 @@ func TestJournalCompactedAndBounded(t *testing.T) {
 	inv := mustEngine(t, dir, clock, small)
 	stop := make(chan struct{})
 	var follower sync.WaitGroup
-	follower.Go(func() { // a ledger that keeps up
+	follower.Go(func() { // a ledger that keeps up; exits when stop is closed
 		for {
 			select {
 			case <-stop:
