@@ -11,6 +11,7 @@ import (
 	"github.com/revenueguard/revguard/inproc"
 	"github.com/revenueguard/revguard/journal"
 	"github.com/revenueguard/revguard/revguardtest"
+	"go.uber.org/goleak"
 )
 
 // engine is an Inventory on its journal, both in one data directory.
@@ -71,4 +72,32 @@ func TestInventory(t *testing.T) {
 	revguardtest.TestInventory(t, func(tb testing.TB, clock *revguardtest.Clock) revguard.Inventory {
 		return MustOpenEngine(tb, tb.TempDir(), clock.Now, nil).Inv
 	})
+}
+
+func TestCloseStopsGoroutines(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	e, err := openEngine(t.TempDir(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, _, err := e.Inv.PutSKU(ctx, "sku-1", revguard.SKUUpdate{Stock: 5, PerCustomerLimit: 5, HoldSeconds: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.Inv.Reserve(ctx, revguard.ReserveRequest{SKU: "sku-1", CustomerID: "c1", Quantity: 2}); err != nil {
+		t.Fatal(err) // a hold: the expirer has a timer running
+	}
+	if err := e.close(); err != nil {
+		t.Fatal(err)
+	}
+	// Changes after Close are refused; reads still answer.
+	_, _, err = e.Inv.Reserve(ctx, revguard.ReserveRequest{SKU: "sku-1", CustomerID: "c2", Quantity: 1})
+	invWantCode(t, "Reserve after Close", err, revguard.CodeUnavailable)
+	if s, err := e.Inv.FindSKU(ctx, "sku-1"); err != nil || s.Held != 2 {
+		t.Fatalf("FindSKU after Close = %+v, %v", s, err)
+	}
+	if err := e.Inv.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	goleak.VerifyNone(t, before)
 }
