@@ -259,3 +259,39 @@ func BenchmarkRecover(b *testing.B) {
 	// other load on the machine does not inflate the way it does wall time.
 	b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 }
+
+// BenchmarkMemory measures the heap per idle SKU and per hold with 1,000,000 SKUs,
+// then one hold on each (distinct customers).
+func BenchmarkMemory(b *testing.B) {
+	const n = 1_000_000
+	for b.Loop() {
+		e := benchEngine(b, true) // memory does not depend on fsync
+		ctx := context.Background()
+		heap := func() uint64 {
+			runtime.GC()
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			return ms.HeapAlloc
+		}
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("sku-%07d", i)
+		}
+		h0 := heap()
+		parallel(n, 256, func(i int) { mustPutB(b, e.Inv, ids[i], 10, 1) })
+		h1 := heap()
+		parallel(n, 256, func(i int) {
+			if _, _, err := e.Inv.Reserve(ctx, revguard.ReserveRequest{SKU: ids[i], CustomerID: fmt.Sprintf("customer-%07d", i), Quantity: 1}); err != nil {
+				b.Error(err)
+			}
+		})
+		h2 := heap()
+		if st := e.Inv.Stats(); st.SKUs != n || st.Holds != n {
+			b.Fatalf("Stats = %+v, want %d SKUs and holds", st, n)
+		}
+		b.ReportMetric(float64(h1-h0)/n, "bytes/sku")
+		b.ReportMetric(float64(h2-h1)/n, "bytes/hold")
+		runtime.KeepAlive(ids)
+	}
+}
