@@ -187,7 +187,7 @@ func (sl *sale) finish(ctx context.Context, rep *Report) {
 			}
 		}
 	}
-	rep.Sale = summarizeSale(an, at)
+	rep.Sale = summarizeSale(an, at, sl.ledger)
 	rep.Checks = []Check{an.checkOversell(), an.checkDemand(), an.checkLimit(), an.checkBots(),
 		ledger, counts, an.checkAnswers(rep.Outcomes)}
 }
@@ -227,6 +227,10 @@ func (sl *sale) waitLedger(ctx context.Context, an *analysis, rep *Report) Check
 			last = "could not list the orders: " + err.Error()
 		} else if last = compareLedger(an.holds, an.attempts, items, at); last == "" {
 			sl.progressEnd()
+			sl.ledger = make(map[string]string, len(items))
+			for _, it := range items {
+				sl.ledger[it.ID] = it.Status
+			}
 			rep.Ledger = &LedgerState{Items: len(items), CaughtUpSeconds: sl.c.now().Sub(t0).Seconds(), Reads: polls}
 			return pass(CheckLedger, "%d reservations, each acknowledged once and in its final status, after %.1fs",
 				len(items), sl.c.now().Sub(t0).Seconds())

@@ -111,7 +111,10 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-func summarizeSale(an *analysis, at time.Time) SaleSummary {
+// summarizeSale counts the sale's units. A hold the customer left is counted expired
+// when the ledger (caught up, and read last) says so or when the final read at server
+// time at proves it, held otherwise.
+func summarizeSale(an *analysis, at time.Time, ledger map[string]string) SaleSummary {
 	var s SaleSummary
 	seen := make(map[*customer]bool)
 	for _, a := range an.attempts {
@@ -149,7 +152,8 @@ func summarizeSale(an *analysis, at time.Time) SaleSummary {
 		case string(revguard.StatusExpired):
 			s.Expired += q
 		default:
-			if want := h.expected(at); len(want) == 1 && want[0] == string(revguard.StatusExpired) {
+			want := h.expected(at)
+			if ledger[h.res.ID] == string(revguard.StatusExpired) || len(want) == 1 && want[0] == string(revguard.StatusExpired) {
 				s.Expired += q
 			} else {
 				s.Held += q

@@ -126,6 +126,8 @@ type sale struct {
 	samples  int
 	badSamp  []string
 	last     skuJSON // the latest sample
+
+	ledger map[string]string // reservation id → status, from the ledger once it matched
 }
 
 // Run plays the scenario: it creates the SKU and the sessions, runs the sale, waits for

@@ -129,7 +129,9 @@ func TestRunner(t *testing.T) {
 		if err := rep.Err(); err != nil {
 			t.Fatalf("%v\n%s", err, text)
 		}
-		if rep.Sale.Reserved <= 10 || rep.Sale.Expired == 0 || rep.Sale.SoldOut == 0 {
+		// Nothing is confirmed or released: more than 10 units reserved means expired
+		// units were sold again.
+		if rep.Sale.Reserved <= 10 || rep.Sale.SoldOut == 0 {
 			t.Errorf("want expired units sold again, and sold-out refusals: %+v\n%s", rep.Sale, text)
 		}
 	})
