@@ -276,8 +276,8 @@ func (an *analysis) checkBots() Check {
 	case caught == 0:
 		return skip(CheckBots, "none of %d bot attempts reached the bot check (all refused before it, e.g. sold out)", tried)
 	}
-	return pass(CheckBots, "0 of %d bot attempts admitted: %d refused by the bot check (%d bots replayed spent tokens), %d refused before it",
-		tried, caught, replayed, tried-caught)
+	return pass(CheckBots, "0 of %d bot attempts admitted (%d carried spent tokens): %d refused by the bot check, %d before it",
+		tried, replayed, caught, tried-caught)
 }
 
 // checkAnswers: no 500, no malformed answer, no answer contradicting what the customer

@@ -63,14 +63,14 @@ type Scenario struct {
 // DefaultScenario returns the scenario that `revguard loadtest` runs with no flags.
 func DefaultScenario() Scenario {
 	return Scenario{
-		Customers:    4_000,
+		Customers:    5_000,
 		Stock:        500,
 		Limit:        1,
 		HoldSeconds:  5,
 		Quantity:     1,
 		OverLimit:    1,
 		Arrival:      ArrivalRamp,
-		Ramp:         8 * time.Second,
+		Ramp:         12 * time.Second,
 		Rate:         1000,
 		Bots:         0.1,
 		Confirm:      0.5,
