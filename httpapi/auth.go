@@ -19,10 +19,14 @@ type caller struct {
 	token      string // the bearer token as sent
 }
 
-// The WWW-Authenticate challenges of RFC 6750: a bare one when no credentials were
-// sent, one naming the error when a token was sent but refused.
+// The WWW-Authenticate challenges of RFC 6750 (3.1): a bare one when no bearer token was
+// sent (no header, or another scheme such as Basic), one naming invalid_token when a
+// bearer token was sent but is malformed or refused, and insufficient_scope on a 403
+// (a valid token without the right to this endpoint).
 var (
-	challengeInvalidToken = []string{`Bearer error="invalid_token"`}
+	challengeBare              = []string{"Bearer"}
+	challengeInvalidToken      = []string{`Bearer error="invalid_token"`}
+	challengeInsufficientScope = []string{`Bearer error="insufficient_scope"`}
 )
 
 // authenticate identifies the caller from "Authorization: Bearer <token>": the admin
@@ -36,7 +40,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (caller, b
 	}
 	token, ok := bearerToken(vals)
 	if !ok {
-		w.Header()["Www-Authenticate"] = challengeInvalidToken
+		if len(vals) == 1 && !hasBearerScheme(vals[0]) {
+			w.Header()["Www-Authenticate"] = challengeBare
+		} else {
+			w.Header()["Www-Authenticate"] = challengeInvalidToken
+		}
 		s.writeProblem(w, r, revguard.CodeUnauthenticated, "the Authorization header must be Bearer <token>")
 		return caller{}, false
 	}
@@ -57,6 +65,14 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (caller, b
 		return caller{}, false
 	}
 	return caller{customerID: sess.CustomerID, token: token}, true
+}
+
+// hasBearerScheme reports whether an Authorization value uses the Bearer scheme
+// (case-insensitive), whatever follows it.
+func hasBearerScheme(v string) bool {
+	const scheme = "bearer"
+	return len(v) >= len(scheme) && strings.EqualFold(v[:len(scheme)], scheme) &&
+		(len(v) == len(scheme) || v[len(scheme)] == ' ')
 }
 
 // bearerToken extracts the token of a single "Bearer <token>" header (the scheme is
@@ -89,6 +105,7 @@ func (s *Server) requireAdmin(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	if !c.admin {
+		w.Header()["Www-Authenticate"] = challengeInsufficientScope
 		s.writeProblem(w, r, revguard.CodeForbidden, "this endpoint needs the admin token")
 		return false
 	}
@@ -102,6 +119,7 @@ func (s *Server) requireCustomer(w http.ResponseWriter, r *http.Request) (caller
 		return c, false
 	}
 	if c.admin {
+		w.Header()["Www-Authenticate"] = challengeInsufficientScope
 		s.writeProblem(w, r, revguard.CodeForbidden, "this endpoint needs a customer session token")
 		return c, false
 	}

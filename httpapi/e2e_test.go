@@ -163,11 +163,23 @@ func TestAuthentication(t *testing.T) {
 	})
 	t.Run("ErrInvalid", func(t *testing.T) {
 		e := e.with(t)
-		for _, h := range []string{"Bearer nope", "Basic YWRtaW46eA==", "Bearer", "Bearer  ", e.admin, "Bearer " + e.admin + "x", "Bearer a b"} {
-			r := e.do(req{Method: "GET", Path: "/v1/skus/auth", Header: map[string]string{"Authorization": h}})
+		// RFC 6750 3.1: a refused bearer token is invalid_token; another scheme (or
+		// none) lacks any bearer credential, so the challenge names no error.
+		tests := []struct{ auth, challenge string }{
+			{"Bearer nope", `Bearer error="invalid_token"`},
+			{"Bearer", `Bearer error="invalid_token"`},
+			{"Bearer  ", `Bearer error="invalid_token"`},
+			{"Bearer " + e.admin + "x", `Bearer error="invalid_token"`},
+			{"Bearer a b", `Bearer error="invalid_token"`},
+			{"Basic YWRtaW46eA==", "Bearer"},
+			{e.admin, "Bearer"},
+			{"Bearerx " + e.admin, "Bearer"},
+		}
+		for _, tt := range tests {
+			r := e.do(req{Method: "GET", Path: "/v1/skus/auth", Header: map[string]string{"Authorization": tt.auth}})
 			r.wantProblem(t, 401, revguard.CodeUnauthenticated)
-			if got := r.Header.Get("WWW-Authenticate"); !strings.HasPrefix(got, "Bearer") {
-				t.Fatalf("WWW-Authenticate %q", got)
+			if got := r.Header.Get("WWW-Authenticate"); got != tt.challenge {
+				t.Errorf("Authorization %q: WWW-Authenticate %q, want %q", tt.auth, got, tt.challenge)
 			}
 		}
 	})
@@ -185,7 +197,11 @@ func TestAuthentication(t *testing.T) {
 			{Method: "GET", Path: "/v1/orders"},
 		} {
 			rq.Token = cust
-			e.do(rq).wantProblem(t, 403, revguard.CodeForbidden)
+			r := e.do(rq)
+			r.wantProblem(t, 403, revguard.CodeForbidden)
+			if got := r.Header.Get("WWW-Authenticate"); got != `Bearer error="insufficient_scope"` {
+				t.Errorf("%s %s: WWW-Authenticate %q, want the insufficient_scope challenge of RFC 6750", rq.Method, rq.Path, got)
+			}
 		}
 		for _, rq := range []req{
 			{Method: "POST", Path: "/v1/skus/auth/reservations"},
@@ -194,7 +210,11 @@ func TestAuthentication(t *testing.T) {
 			{Method: "GET", Path: "/v1/me/reservations"},
 		} {
 			rq.Token = e.admin
-			e.do(rq).wantProblem(t, 403, revguard.CodeForbidden)
+			r := e.do(rq)
+			r.wantProblem(t, 403, revguard.CodeForbidden)
+			if got := r.Header.Get("WWW-Authenticate"); got != `Bearer error="insufficient_scope"` {
+				t.Errorf("%s %s: WWW-Authenticate %q, want the insufficient_scope challenge of RFC 6750", rq.Method, rq.Path, got)
+			}
 		}
 		golden(t, "problem_forbidden", e.do(req{Method: "GET", Path: "/v1/orders", Token: cust}).Body)
 	})
