@@ -207,16 +207,28 @@ func defaultOptions() []option {
 	return c.options()
 }
 
-// bindFlags registers the options on fs, after setting each one whose environment
-// variable is non-empty: so the environment gives the defaults and a flag wins.
-func bindFlags(fs *flag.FlagSet, opts []option, getenv func(string) string) error {
+// bindFlags registers the options on fs.
+func bindFlags(fs *flag.FlagSet, opts []option) {
 	for _, o := range opts {
+		fs.Var(o.value, o.name, o.usage)
+	}
+}
+
+// applyEnv sets each option that no flag on the parsed fs set from its environment
+// variable, when that is non-empty. A flag wins outright: the variable of an option given
+// as a flag is not even read, so a malformed one cannot fail the start.
+func applyEnv(fs *flag.FlagSet, opts []option, getenv func(string) string) error {
+	given := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, o := range opts {
+		if given[o.name] {
+			continue
+		}
 		if v := getenv(o.env); v != "" {
 			if err := o.value.Set(v); err != nil {
 				return fmt.Errorf("%s: %w", o.env, err)
 			}
 		}
-		fs.Var(o.value, o.name, o.usage)
 	}
 	return nil
 }
@@ -234,13 +246,13 @@ func writeOptions(w io.Writer, opts []option) {
 
 // parseServeConfig builds the configuration of `revguard serve` from the defaults, the
 // environment and args, in that order of precedence (last wins), and validates it.
+// The flags are parsed first, so that the environment fills in only what they leave.
 func parseServeConfig(args []string, getenv func(string) string) (Config, error) {
 	cfg := DefaultConfig()
 	fs := flag.NewFlagSet("revguard serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned, help is printed by the caller
-	if err := bindFlags(fs, cfg.options(), getenv); err != nil {
-		return cfg, usageErrorf("serve: %v", err)
-	}
+	opts := cfg.options()
+	bindFlags(fs, opts)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, err
@@ -251,6 +263,9 @@ func parseServeConfig(args []string, getenv func(string) string) (Config, error)
 	}
 	if fs.NArg() > 0 {
 		return cfg, usageErrorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if err := applyEnv(fs, opts, getenv); err != nil {
+		return cfg, usageErrorf("serve: %v", err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, usageErrorf("serve: %v", err)

@@ -196,6 +196,12 @@ func TestParseServeConfig_OK(t *testing.T) {
 			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("fd00::/8")}
 			c.LogLevel = slog.LevelWarn // from the environment: no flag given
 		}},
+		{"FlagWinsOverMalformedEnv", []string{"--rate-limit-ip", "off", "--log-level=error"}, map[string]string{
+			"REVGUARD_RATE_LIMIT_IP": "fast", "REVGUARD_LOG_LEVEL": "loud",
+		}, func(c *Config) {
+			c.RateLimitIP = revguard.Rate{}
+			c.LogLevel = slog.LevelError
+		}},
 		{"EmptyEnvIsUnset", nil, map[string]string{"REVGUARD_ADDR": "", "REVGUARD_RATE_LIMIT_IP": ""}, func(*Config) {}},
 		{"HostlessAddr", []string{"--addr", ":8081"}, nil, func(c *Config) { c.Addr = ":8081" }},
 	} {
