@@ -113,6 +113,14 @@ func TestReserve(t *testing.T) {
 		e.reserve(dave, "no-such-sku", `{"quantity":0}`, nil).wantProblem(t, 400, revguard.CodeInvalidRequest)
 		r := e.reserve(dave, "no-such-sku", ``, nil)
 		r.wantProblem(t, 404, revguard.CodeSKUNotFound)
+		// A quantity above the SKU's limit is malformed whatever the state of the
+		// sale: refused before "not open" and "sold out", which a retry could change.
+		e.putSKU("tight", `{"stock":1,"per_customer_limit":2,"opens_at":"2026-11-27T09:00:00Z"}`)
+		e.reserve(dave, "tight", `{"quantity":3}`, nil).wantProblem(t, 400, revguard.CodeInvalidRequest)
+		e.reserve(dave, "tight", `{"quantity":2}`, nil).wantProblem(t, 409, revguard.CodeSoldOut)
+		e.putSKU("tight", `{"stock":5,"per_customer_limit":2,"opens_at":"2030-01-01T00:00:00Z"}`)
+		e.reserve(dave, "tight", `{"quantity":3}`, nil).wantProblem(t, 400, revguard.CodeInvalidRequest)
+		e.reserve(dave, "tight", `{"quantity":2}`, nil).wantProblem(t, 409, revguard.CodeSaleNotOpen)
 	})
 	t.Run("ErrSaleNotOpen", func(t *testing.T) {
 		e := e.with(t)

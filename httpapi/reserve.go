@@ -21,9 +21,10 @@ type reserveOutcome struct {
 //
 // The order of checks is API.md's: session; request shape (SKU id, body, Idempotency-Key);
 // rate limits; an idempotent replay (which costs no bot check and no stock); the SKU
-// exists and is open; the sold-out fast path (no bot check, no trip to the serialisation
-// point); the quantity against the SKU's own per-customer limit; the bot check; and the
-// serialisation point, which answers only once the hold is durable.
+// exists; the quantity against the SKU's own per-customer limit (the rest of the shape);
+// the sale is open; the sold-out fast path (no bot check, no trip to the serialisation
+// point); the bot check; and the serialisation point, which answers only once the hold
+// is durable.
 func (s *Server) handleReserve(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	c, ok := s.requireCustomer(w, r)
@@ -152,16 +153,12 @@ func (s *Server) reserve(ctx context.Context, req *revguard.ReserveRequest, toke
 	if err != nil {
 		return reserveOutcome{err: err}
 	}
-	if !av.OpensAt.IsZero() && s.Now().Before(av.OpensAt) {
-		return reserveOutcome{err: revguard.Errorf(revguard.CodeSaleNotOpen,
-			"the sale opens at %s", av.OpensAt.UTC().Format(time.RFC3339))}
-	}
-	if av.Available < req.Quantity {
-		return reserveOutcome{err: soldOut(av.Available, req.Quantity)}
-	}
 	if req.Quantity > 1 {
-		// Only a multi-unit request can exceed a limit, which is at least 1; the
-		// limit is not in the cheap public view, so ask for the SKU's settings.
+		// A quantity above the SKU's per_customer_limit is a malformed request
+		// (API.md: quantity is 1 to per_customer_limit), refused before any state
+		// of the sale (not open, sold out) that a retry could change. Only a
+		// multi-unit request can exceed a limit, which is at least 1; the limit is
+		// not in the cheap public view, so ask for the SKU's settings.
 		sku, err := s.Inventory.FindSKU(ctx, req.SKU)
 		if err != nil {
 			return reserveOutcome{err: err}
@@ -170,6 +167,13 @@ func (s *Server) reserve(ctx context.Context, req *revguard.ReserveRequest, toke
 			return reserveOutcome{err: revguard.Errorf(revguard.CodeInvalidRequest,
 				"quantity must be between 1 and the SKU's per_customer_limit (%d)", sku.PerCustomerLimit)}
 		}
+	}
+	if !av.OpensAt.IsZero() && s.Now().Before(av.OpensAt) {
+		return reserveOutcome{err: revguard.Errorf(revguard.CodeSaleNotOpen,
+			"the sale opens at %s", av.OpensAt.UTC().Format(time.RFC3339))}
+	}
+	if av.Available < req.Quantity {
+		return reserveOutcome{err: soldOut(av.Available, req.Quantity)}
 	}
 	if s.BotChecker != nil {
 		if token == "" {
