@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,6 +166,9 @@ func strictUnmarshal(body []byte, v any) error {
 
 var errTrailing = &revguard.Error{Code: revguard.CodeInvalidRequest, Detail: "trailing data"}
 
+// saneRequestIDChars are the characters of an X-Request-Id the server echoes.
+const saneRequestIDChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:+/=@-"
+
 // FuzzRequestID checks that an echoed X-Request-Id is only ever of the sane form.
 func FuzzRequestID(f *testing.F) {
 	for _, s := range []string{"", "abc", "req-1.2:3_4", "a b", "x\r\nSet-Cookie: 1", "ü", string(make([]byte, 129))} {
@@ -174,7 +178,7 @@ func FuzzRequestID(f *testing.F) {
 		if !validRequestID(id) {
 			return
 		}
-		if len(id) > maxRequestIDLen || !revguard.ValidSKUID(id) {
+		if len(id) > maxRequestIDLen || strings.Trim(id, saneRequestIDChars) != "" {
 			t.Fatalf("validRequestID accepted %q", id)
 		}
 	})

@@ -127,12 +127,16 @@ func TestRouting(t *testing.T) {
 
 func TestRequestID(t *testing.T) {
 	e := mustOpenEnv(t, envOptions{})
-	r := e.do(req{Method: "GET", Path: "/healthz", Header: map[string]string{"X-Request-Id": "client-id_1.2:3"}})
-	if got := r.Header.Get("X-Request-Id"); got != "client-id_1.2:3" {
-		t.Fatalf("sane request id not echoed: %q", got)
+	// Sane forms: the usual ids (UUID, ULID, base64 as proxies and platforms make them).
+	for _, id := range []string{"client-id_1.2:3", "550e8400-e29b-41d4-a716-446655440000",
+		"01ARZ3NDEKTSV4RRFFQ69G5FAV", "dGhpcyBpcyBhIHJlcXVlc3QgaWQ=", "a+b/c=d@e", strings.Repeat("a", 128)} {
+		r := e.do(req{Method: "GET", Path: "/healthz", Header: map[string]string{"X-Request-Id": id}})
+		if got := r.Header.Get("X-Request-Id"); got != id {
+			t.Fatalf("sane request id %q not echoed: %q", id, got)
+		}
 	}
 	seen := map[string]bool{}
-	for _, bad := range []string{"has space", "semi;colon", strings.Repeat("a", 129), "ü"} {
+	for _, bad := range []string{"has space", "semi;colon", strings.Repeat("a", 129), "ü", `quo"te`, "<script>", "a,b"} {
 		r := e.do(req{Method: "GET", Path: "/healthz", Header: map[string]string{"X-Request-Id": bad}})
 		got := r.Header.Get("X-Request-Id")
 		if got == bad || got == "" || seen[got] {
@@ -141,7 +145,7 @@ func TestRequestID(t *testing.T) {
 		seen[got] = true
 	}
 	// Every answer has one, errors included.
-	r = e.do(req{Method: "GET", Path: "/nope"})
+	r := e.do(req{Method: "GET", Path: "/nope"})
 	if r.Header.Get("X-Request-Id") == "" {
 		t.Fatal("404 without X-Request-Id")
 	}

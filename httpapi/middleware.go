@@ -87,8 +87,11 @@ func canonicalPath(p string) bool {
 	return true
 }
 
-// validRequestID reports whether a client's X-Request-Id is safe to echo and log: 1 to
-// 128 characters from [A-Za-z0-9._:-].
+// validRequestID reports whether a client's X-Request-Id is of sane form, safe to echo
+// and log: 1 to 128 characters from [A-Za-z0-9._:+/=@-]. That covers the usual ids
+// (UUIDs, ULIDs, hex and base64 or base64url strings such as proxies and platforms
+// generate) and excludes spaces, quotes, angle brackets, control characters and
+// anything outside ASCII.
 func validRequestID(id string) bool {
 	if len(id) == 0 || len(id) > maxRequestIDLen {
 		return false
@@ -97,7 +100,7 @@ func validRequestID(id string) bool {
 		c := id[i]
 		switch {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case c == '.', c == '_', c == ':', c == '-':
+		case c == '.', c == '_', c == ':', c == '-', c == '+', c == '/', c == '=', c == '@':
 		default:
 			return false
 		}
