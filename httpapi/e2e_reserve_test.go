@@ -164,6 +164,9 @@ func TestReserve(t *testing.T) {
 			}
 			r := e.reserve(tok, "down", ``, e.tokenHeader())
 			r.wantProblem(t, 503, revguard.CodeBotCheckUnavailable)
+			if got := r.Header.Get("Retry-After"); got != "1" {
+				t.Errorf("verifier %v: 503 with Retry-After %q, want 1", m, got)
+			}
 			if m == turnstiletest.ModeRefuse {
 				golden(t, "problem_bot_check_unavailable", r.Body)
 			}

@@ -75,9 +75,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	s.writeProblem(w, r, code, detail)
 }
 
+// retryAfterOne is the Retry-After of a 503.
+var retryAfterOne = []string{"1"}
+
 // writeProblem writes the RFC 9457 document of code with detail (the title when empty).
 // A 500 carries the request id, which the server log also has. A 401 carries the
-// WWW-Authenticate challenge unless the handler already set a more precise one.
+// WWW-Authenticate challenge unless the handler already set a more precise one; a 503
+// carries Retry-After.
 func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, code revguard.Code, detail string) {
 	info, ok := problems[code]
 	if !ok {
@@ -105,7 +109,12 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, code revgu
 	b = append(b, "}\n"...)
 	h := w.Header()
 	if code == revguard.CodeUnauthenticated && h.Get("WWW-Authenticate") == "" {
-		h["Www-Authenticate"] = []string{"Bearer"}
+		h["Www-Authenticate"] = challengeBare
+	}
+	if info.status == http.StatusServiceUnavailable && h["Retry-After"] == nil {
+		// RFC 9110 10.2.3: how long to wait before retrying a transient failure (the
+		// verifier or a store being unreachable); a 429 sets its own.
+		h["Retry-After"] = retryAfterOne
 	}
 	h["Content-Type"] = problemContentType
 	w.WriteHeader(info.status)
