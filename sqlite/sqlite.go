@@ -35,7 +35,7 @@ import (
 var migrationFS embed.FS
 
 // SchemaVersion is the version of the newest migration in migration/.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // busyTimeout is how long a statement waits for a lock held by another connection
 // (a checkpoint, or a writer in another process) before failing with SQLITE_BUSY.
