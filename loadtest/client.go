@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +31,9 @@ type client struct {
 	timeout time.Duration // per request
 	now     func() time.Time
 	next    atomic.Uint64
+
+	dates    dateCache
+	problems problemCache
 
 	// serverTime is the latest server time seen in any answer (unix nanoseconds): a
 	// lower bound of every target's clock from then on. The sold-out check uses it to
@@ -68,16 +73,18 @@ type problem struct {
 	Code   string `json:"code"`
 }
 
+// headers are the optional request headers of a reservation.
+type headers struct {
+	turnstile      string // CF-Turnstile-Response; "" sends none
+	idempotencyKey string // Idempotency-Key; "" sends none
+}
+
 // do sends one request to the next target and reads the whole answer, so that the
-// connection can be reused.
-func (c *client) do(ctx context.Context, method, path, token string, header http.Header, body any) answer {
+// connection can be reused. body is JSON, nil for none.
+func (c *client) do(ctx context.Context, method, path, token string, h headers, body []byte) answer {
 	var rd io.Reader
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return answer{err: fmt.Errorf("encode %s %s: %w", method, path, err)}
-		}
-		rd = bytes.NewReader(b)
+		rd = bytes.NewReader(body)
 	}
 	base := c.targets[(c.next.Add(1)-1)%uint64(len(c.targets))]
 	if c.timeout > 0 {
@@ -89,14 +96,18 @@ func (c *client) do(ctx context.Context, method, path, token string, header http
 	if err != nil {
 		return answer{err: fmt.Errorf("%s %s: %w", method, path, err)}
 	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
+	// The keys are canonical already: no Set, which would canonicalise them again.
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header["Content-Type"] = contentTypeJSON
 	}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header["Authorization"] = []string{"Bearer " + token}
+	}
+	if h.turnstile != "" {
+		req.Header["Cf-Turnstile-Response"] = []string{h.turnstile}
+	}
+	if h.idempotencyKey != "" {
+		req.Header["Idempotency-Key"] = []string{h.idempotencyKey}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -111,17 +122,93 @@ func (c *client) do(ctx context.Context, method, path, token string, header http
 		return answer{err: fmt.Errorf("%s %s: answer larger than %d bytes", method, path, maxAnswer)}
 	}
 	a := answer{status: resp.StatusCode, header: resp.Header, body: b}
-	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
-		a.date = d
-		c.sawServerTime(d)
+	if v := resp.Header["Date"]; len(v) > 0 {
+		if d, ok := c.dates.parse(v[0]); ok {
+			a.date = d
+			c.sawServerTime(d)
+		}
 	}
-	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
-		a.retryAfter = time.Duration(s) * time.Second
+	if v := resp.Header["Retry-After"]; len(v) > 0 {
+		if s, err := strconv.Atoi(v[0]); err == nil && s >= 0 {
+			a.retryAfter = time.Duration(s) * time.Second
+		}
 	}
 	if resp.StatusCode >= 400 {
-		a.code, a.detail = decodeProblem(b)
+		a.code, a.detail = c.problems.decode(b)
 	}
 	return a
+}
+
+var contentTypeJSON = []string{"application/json"}
+
+// dateCache parses Date headers, remembering the last one: it changes once a second,
+// and the crowd's answers share it.
+type dateCache struct {
+	last atomic.Pointer[parsedDate]
+}
+
+type parsedDate struct {
+	s string
+	t time.Time
+}
+
+// parse parses an HTTP date, and reports false when v is not one.
+func (dc *dateCache) parse(v string) (time.Time, bool) {
+	if p := dc.last.Load(); p != nil && p.s == v {
+		return p.t, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return time.Time{}, false
+	}
+	dc.last.Store(&parsedDate{s: v, t: t})
+	return t, true
+}
+
+// problemCache decodes problem documents, remembering the small ones it saw: the
+// crowd's refusals are the same few documents over and over (409 sold_out above all),
+// and a document always decodes to the same code and detail.
+type problemCache struct {
+	mu   sync.Mutex                             // serialises the writers of seen
+	seen atomic.Pointer[map[string]problemMemo] // replaced, never changed, once stored
+}
+
+type problemMemo struct {
+	code   revguard.Code
+	detail string
+}
+
+// Bounds of the problem cache: documents up to maxMemoBody bytes, maxMemo of them.
+const (
+	maxMemoBody = 1024
+	maxMemo     = 64
+)
+
+// decode returns decodeProblem(b), from the cache when b was seen.
+func (pc *problemCache) decode(b []byte) (revguard.Code, string) {
+	if len(b) > maxMemoBody {
+		return decodeProblem(b)
+	}
+	seen := pc.seen.Load()
+	if seen != nil {
+		if m, ok := (*seen)[string(b)]; ok {
+			return m.code, m.detail
+		}
+	}
+	code, detail := decodeProblem(b)
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	var next map[string]problemMemo
+	if old := pc.seen.Load(); old == nil {
+		next = make(map[string]problemMemo, 1)
+	} else if len(*old) < maxMemo {
+		next = maps.Clone(*old)
+	} else {
+		return code, detail
+	}
+	next[string(b)] = problemMemo{code: code, detail: detail}
+	pc.seen.Store(&next)
+	return code, detail
 }
 
 // sawServerTime raises the lower bound of the server's clock to t.
@@ -253,8 +340,8 @@ type sessionJSON struct {
 
 // putSKU creates or updates the SKU.
 func (c *client) putSKU(ctx context.Context, s Scenario) (skuJSON, answer, error) {
-	body := map[string]int64{"stock": s.Stock, "per_customer_limit": s.Limit, "hold_seconds": s.HoldSeconds}
-	a := c.do(ctx, http.MethodPut, "/v1/skus/"+s.SKU, c.admin, nil, body)
+	body := mustJSON(map[string]int64{"stock": s.Stock, "per_customer_limit": s.Limit, "hold_seconds": s.HoldSeconds})
+	a := c.do(ctx, http.MethodPut, "/v1/skus/"+s.SKU, c.admin, headers{}, body)
 	if err := a.expect(http.StatusOK, http.StatusCreated); err != nil {
 		return skuJSON{}, a, fmt.Errorf("create sku %s: %w", s.SKU, err)
 	}
@@ -264,7 +351,7 @@ func (c *client) putSKU(ctx context.Context, s Scenario) (skuJSON, answer, error
 
 // getSKU reads the exact state of a SKU.
 func (c *client) getSKU(ctx context.Context, id string) (skuJSON, answer, error) {
-	a := c.do(ctx, http.MethodGet, "/v1/skus/"+id, c.admin, nil, nil)
+	a := c.do(ctx, http.MethodGet, "/v1/skus/"+id, c.admin, headers{}, nil)
 	if err := a.expect(http.StatusOK); err != nil {
 		return skuJSON{}, a, fmt.Errorf("get sku %s: %w", id, err)
 	}
@@ -274,8 +361,8 @@ func (c *client) getSKU(ctx context.Context, id string) (skuJSON, answer, error)
 
 // createSession issues a session for a customer.
 func (c *client) createSession(ctx context.Context, customerID string) (string, answer, error) {
-	body := map[string]any{"customer_id": customerID, "ttl_seconds": 3600}
-	a := c.do(ctx, http.MethodPost, "/v1/sessions", c.admin, nil, body)
+	body := append(append([]byte(`{"customer_id":`), mustJSON(customerID)...), `,"ttl_seconds":3600}`...)
+	a := c.do(ctx, http.MethodPost, "/v1/sessions", c.admin, headers{}, body)
 	if err := a.expect(http.StatusCreated); err != nil {
 		return "", a, fmt.Errorf("create session for %s: %w", customerID, err)
 	}
@@ -289,25 +376,20 @@ func (c *client) createSession(ctx context.Context, customerID string) (string, 
 // reserve asks for a hold. token is the bot-check token ("" sends none); key the
 // idempotency key ("" sends none).
 func (c *client) reserve(ctx context.Context, sku, session, token, key string, qty int64) answer {
-	h := make(http.Header, 2)
-	if token != "" {
-		h.Set("CF-Turnstile-Response", token)
-	}
-	if key != "" {
-		h.Set("Idempotency-Key", key)
-	}
-	return c.do(ctx, http.MethodPost, "/v1/skus/"+sku+"/reservations", session, h, map[string]int64{"quantity": qty})
+	body := append(strconv.AppendInt([]byte(`{"quantity":`), qty, 10), '}')
+	return c.do(ctx, http.MethodPost, "/v1/skus/"+sku+"/reservations", session,
+		headers{turnstile: token, idempotencyKey: key}, body)
 }
 
 // confirm turns a hold into a sale.
 func (c *client) confirm(ctx context.Context, session, id, orderRef string) answer {
-	return c.do(ctx, http.MethodPost, "/v1/reservations/"+url.PathEscape(id)+"/confirm", session, nil,
-		map[string]string{"order_ref": orderRef})
+	return c.do(ctx, http.MethodPost, "/v1/reservations/"+url.PathEscape(id)+"/confirm", session, headers{},
+		mustJSON(map[string]string{"order_ref": orderRef}))
 }
 
 // release gives a hold back.
 func (c *client) release(ctx context.Context, session, id string) answer {
-	return c.do(ctx, http.MethodPost, "/v1/reservations/"+url.PathEscape(id)+"/release", session, nil, nil)
+	return c.do(ctx, http.MethodPost, "/v1/reservations/"+url.PathEscape(id)+"/release", session, headers{}, nil)
 }
 
 // orders reads every reservation of sku from the ledger, page by page. It also returns
@@ -321,7 +403,7 @@ func (c *client) orders(ctx context.Context, sku string) ([]reservationJSON, tim
 		if cursor != "" {
 			q.Set("cursor", cursor)
 		}
-		a := c.do(ctx, http.MethodGet, "/v1/orders?"+q.Encode(), c.admin, nil, nil)
+		a := c.do(ctx, http.MethodGet, "/v1/orders?"+q.Encode(), c.admin, headers{}, nil)
 		if err := a.expect(http.StatusOK); err != nil {
 			return nil, date, fmt.Errorf("list orders page %d: %w", page, err)
 		}
@@ -341,6 +423,15 @@ func (c *client) orders(ctx context.Context, sku string) ([]reservationJSON, tim
 		}
 		cursor = *p.NextCursor
 	}
+}
+
+// mustJSON encodes v, a value of strings and numbers that always encodes.
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("loadtest: encode %T: %v", v, err))
+	}
+	return b
 }
 
 // expect fails unless the answer has one of the statuses.

@@ -2,6 +2,8 @@ package loadtest
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"testing"
 
 	"github.com/revenueguard/revguard"
@@ -72,15 +74,21 @@ func FuzzDecodeOrders(f *testing.F) {
 }
 
 // FuzzDecodeProblem: never panics, and always yields a code: the document's, or
-// bad_response for anything that is not a problem document.
+// bad_response for anything that is not a problem document; the cache yields the same.
 func FuzzDecodeProblem(f *testing.F) {
 	for _, s := range problemSeeds {
 		f.Add([]byte(s))
 	}
+	var pc problemCache // shared by the inputs, as by a sale's answers
 	f.Fuzz(func(t *testing.T, b []byte) {
-		code, _ := decodeProblem(b)
+		code, detail := decodeProblem(b)
 		if code == "" {
 			t.Fatalf("no code from %q", b)
+		}
+		for range 2 { // once to remember it, once from memory
+			if c, d := pc.decode(b); c != code || d != detail {
+				t.Fatalf("cached decode of %q = %q, %q; want %q, %q", b, c, d, code, detail)
+			}
 		}
 		var p problem
 		if json.Unmarshal(b, &p) == nil && p.Code != "" && code != revguard.Code(p.Code) {
@@ -106,6 +114,43 @@ func TestDecoders(t *testing.T) {
 		code, _ := decodeProblem([]byte(s))
 		if want := map[bool]revguard.Code{true: "sold_out", false: codeBadResponse}[i == 0]; code != want {
 			t.Errorf("decodeProblem(%s) = %q, want %q", s, code, want)
+		}
+	}
+}
+
+// TestProblemCache: the cache answers what decodeProblem answers, for documents seen
+// before or not, and stops growing at its bound.
+func TestProblemCache(t *testing.T) {
+	var pc problemCache
+	for range 2 {
+		for _, s := range problemSeeds {
+			code, detail := pc.decode([]byte(s))
+			wantCode, wantDetail := decodeProblem([]byte(s))
+			if code != wantCode || detail != wantDetail {
+				t.Errorf("decode(%s) = %q, %q; want %q, %q", s, code, detail, wantCode, wantDetail)
+			}
+		}
+	}
+	for i := range 2 * maxMemo {
+		doc := fmt.Sprintf(`{"status":409,"code":"sold_out","detail":"only %d left"}`, i)
+		if code, detail := pc.decode([]byte(doc)); code != revguard.CodeSoldOut || detail != fmt.Sprintf("only %d left", i) {
+			t.Fatalf("decode(%s) = %q, %q", doc, code, detail)
+		}
+	}
+	if n := len(*pc.seen.Load()); n != maxMemo {
+		t.Errorf("%d documents remembered, want the bound %d", n, maxMemo)
+	}
+}
+
+// TestDateCache: the cache parses as http.ParseTime does, a date seen before or not,
+// and refuses what is not a date.
+func TestDateCache(t *testing.T) {
+	var dc dateCache
+	for _, v := range []string{"Fri, 27 Nov 2026 10:00:00 GMT", "Fri, 27 Nov 2026 10:00:00 GMT", "Fri, 27 Nov 2026 10:00:01 GMT", "yesterday", ""} {
+		got, ok := dc.parse(v)
+		want, err := http.ParseTime(v)
+		if ok != (err == nil) || !got.Equal(want) {
+			t.Errorf("parse(%q) = %v, %v; want %v, %v", v, got, ok, want, err)
 		}
 	}
 }
