@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -75,6 +76,11 @@ type customer struct {
 	session string
 	arrival time.Duration // from the opening; negative: never arrives
 	plans   []plan        // one per attempt
+
+	// Set when the customer arrives: its attempts, and how many of them still wait for
+	// their final answer.
+	attempts []*attempt
+	pending  atomic.Int32
 }
 
 // attempt is one reservation a customer fired, with its final answer.
@@ -105,15 +111,17 @@ type hold struct {
 
 // sale is the state of one run.
 type sale struct {
-	r         *Runner
-	s         Scenario
-	c         *client
-	rec       *recorder
-	sem       chan struct{} // one slot per reservation attempt in flight
-	followSem chan struct{} // one slot per confirm or release in flight
-	start     time.Time
-	deadline  time.Time
-	runID     string
+	r          *Runner
+	s          Scenario
+	c          *client
+	rec        *recorder
+	queue      chan *job      // the next tries of reservation attempts, for the workers
+	followSem  chan struct{}  // one slot per confirm or release in flight
+	unanswered sync.WaitGroup // reservation attempts without their final answer yet
+	follows    sync.WaitGroup // confirms and releases, from their delay to their answer
+	start      time.Time
+	deadline   time.Time
+	runID      string
 
 	spentOnce sync.Once
 	spentCh   chan struct{} // closed when the first token is known spent
@@ -165,7 +173,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	sl := &sale{
 		r: r, s: s, runID: runID, rec: newRecorder(),
 		c:         &client{targets: targets, admin: r.AdminToken, http: hc, timeout: r.RequestTimeout, now: now},
-		sem:       make(chan struct{}, s.Connections),
+		queue:     make(chan *job, s.Connections),
 		followSem: make(chan struct{}, followConns(s.Connections)),
 		spentCh:   make(chan struct{}),
 		rng:       mrand.New(mrand.NewPCG(uint64(s.Seed), 0x5eed)),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -12,6 +13,13 @@ import (
 
 // run opens the sale, lets every customer play, and returns when all are done or the
 // duration is up and the requests in flight have been answered.
+//
+// Connections workers send the reservation attempts, each a try at a time, from a queue
+// that the customers' arrivals fill in order: a customer's attempts are queued together,
+// and so sent at once (a double click). A pool rather than a goroutine per attempt: a
+// burst of a crowd would otherwise park one goroutine per attempt, whose stacks the
+// collector scans and each of which grows its own, at a cost that the generator's
+// CPU, shared with the server on a small machine, cannot spare.
 func (sl *sale) run(ctx context.Context, cs []*customer) {
 	sl.start = sl.c.now()
 	sl.deadline = sl.start.Add(sl.s.Duration)
@@ -19,19 +27,71 @@ func (sl *sale) run(ctx context.Context, cs []*customer) {
 	var mon sync.WaitGroup
 	// The sampler is started here and exits when stop is closed.
 	mon.Go(func() { sl.monitor(ctx, stop) })
-	var wg sync.WaitGroup
+	var workers sync.WaitGroup
+	for range sl.s.Connections {
+		// Each worker is started here and exits when the queue is closed, once every
+		// attempt has its final answer.
+		workers.Go(func() { sl.work(ctx) })
+	}
+	sl.arrive(ctx, cs)
+	sl.unanswered.Wait() // every attempt answered: nothing more is queued
+	close(sl.queue)
+	workers.Wait()
+	sl.follows.Wait()
+	close(stop)
+	mon.Wait()
+	sl.progressEnd()
+}
+
+// job is the next try of one reservation attempt.
+type job struct {
+	a         *attempt
+	i         int       // the attempt's index among its customer's
+	arrived   time.Time // when the customer arrived
+	key       string    // the idempotency key; "" for a bot's
+	try       int
+	ambiguous bool // an earlier try's outcome is unknown
+	waited    bool // a replaying bot has waited for a spent token
+}
+
+// arrive lets the customers in at their arrival times and queues their attempts; it
+// returns when the last has arrived, the duration is up or ctx ended.
+func (sl *sale) arrive(ctx context.Context, cs []*customer) {
 	for _, c := range cs {
 		if c.arrival < 0 {
 			continue // arrives after the sale is over
 		}
-		// Each customer goroutine is started here and exits when its last step is done;
-		// no step starts after the deadline or once ctx is done.
-		wg.Go(func() { sl.play(ctx, c) })
+		arrived := sl.start.Add(c.arrival)
+		if !sl.sleepUntil(ctx, arrived) {
+			continue
+		}
+		c.attempts = make([]*attempt, len(c.plans))
+		c.pending.Store(int32(len(c.plans)))
+		sl.unanswered.Add(len(c.plans))
+		for i := range c.plans {
+			j := &job{a: &attempt{cust: c, qty: sl.s.Quantity}, i: i, arrived: arrived} // bots ask what humans ask
+			if !c.bot {
+				j.key = c.id + "-" + strconv.Itoa(i)
+			}
+			c.attempts[i] = j.a
+			select {
+			case sl.queue <- j:
+			case <-ctx.Done():
+				sl.answered(ctx, j) // never sent
+			}
+		}
 	}
-	wg.Wait()
-	close(stop)
-	mon.Wait()
-	sl.progressEnd()
+}
+
+// work sends the queued tries until the queue is closed.
+func (sl *sale) work(ctx context.Context) {
+	// The worker's requests take their timeouts from a context of its own, so that
+	// they do not all register with (and lock) the sale's.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for j := range sl.queue {
+		sl.reserve(ctx, rctx, j)
+	}
 }
 
 // open reports whether a new step may start now.
@@ -47,115 +107,143 @@ func (sl *sale) sleepUntil(ctx context.Context, t time.Time) bool {
 	return sleepCtx(ctx, t.Sub(sl.c.now())) && sl.open(ctx)
 }
 
-// play is one customer's sale: arrive, fire every attempt at once, then follow each
-// hold.
-func (sl *sale) play(ctx context.Context, c *customer) {
-	arrived := sl.start.Add(c.arrival)
-	if !sl.sleepUntil(ctx, arrived) {
-		return
-	}
-	attempts := make([]*attempt, len(c.plans))
-	var wg sync.WaitGroup
-	for i := range attempts {
-		// One goroutine per attempt, all at once (a double click); each exits when its
-		// attempt has a final answer or the sale closed.
-		wg.Go(func() { attempts[i] = sl.reserve(ctx, c, i, arrived) })
-	}
-	wg.Wait()
-	for i, a := range attempts {
-		if a.hold != nil && c.plans[i] != planAbandon {
-			// One goroutine per hold to confirm or release; it exits when that is
-			// answered, or when the sale closed before its delay.
-			wg.Go(func() { sl.follow(ctx, a.hold, c.plans[i]) })
+// answered records that j's attempt has its final answer. After a customer's last one
+// it follows each of the customer's holds (confirm, release or abandon) and adds the
+// attempts and holds to the sale's.
+func (sl *sale) answered(ctx context.Context, j *job) {
+	c := j.a.cust
+	if c.pending.Add(-1) == 0 {
+		sl.mu.Lock()
+		sl.attempts = append(sl.attempts, c.attempts...)
+		for _, a := range c.attempts {
+			if a.hold != nil {
+				sl.holds = append(sl.holds, a.hold)
+			}
+		}
+		sl.mu.Unlock()
+		for i, a := range c.attempts {
+			if a.hold != nil && c.plans[i] != planAbandon {
+				// One goroutine per hold to confirm or release, started before this
+				// attempt counts as answered (so before run waits for the follows); it
+				// exits when that is answered, or when the sale closed before its delay.
+				sl.follows.Go(func() { sl.follow(ctx, a.hold, c.plans[i]) })
+			}
 		}
 	}
-	wg.Wait()
-	sl.mu.Lock()
-	sl.attempts = append(sl.attempts, attempts...)
-	for _, a := range attempts {
-		if a.hold != nil {
-			sl.holds = append(sl.holds, a.hold)
-		}
-	}
-	sl.mu.Unlock()
+	sl.unanswered.Done()
 }
 
-// send runs one request in a slot of sem, records it, and returns its answer and the
-// lower bound of the server's clock when it was sent.
+// requeue queues j again once wait is closed or d has passed (or ctx ended, which the
+// next try sees).
+func (sl *sale) requeue(ctx context.Context, j *job, wait <-chan struct{}, d time.Duration) {
+	// Started here; it exits once j is queued: the queue stays open until every attempt
+	// has its final answer, and j's has not.
+	go func() {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-wait:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		sl.queue <- j
+	}()
+}
+
+// send runs one request, in a slot of sem unless it is nil, records it, and returns
+// its answer and the lower bound of the server's clock when it was sent.
 func (sl *sale) send(sem chan struct{}, op string, bot bool, f func() answer) (answer, time.Time) {
-	sem <- struct{}{}
+	if sem != nil {
+		sem <- struct{}{}
+		defer func() { <-sem }()
+	}
 	lo := sl.c.serverNow()
 	t0 := sl.c.now()
 	a := f()
 	d := sl.c.now().Sub(t0)
-	<-sem
 	sl.rec.record(op, bot, a, d)
 	return a, lo
 }
 
-// reserve fires attempt i of c and retries, with the same idempotency key, when the
-// outcome is unknown (transport error, 500) or the request was refused for load (429,
-// 503): a retry of a request that did reserve returns that reservation.
-func (sl *sale) reserve(ctx context.Context, c *customer, i int, arrived time.Time) *attempt {
-	a := &attempt{cust: c, qty: sl.s.Quantity} // bots ask what humans ask
-	key := ""
-	if !c.bot {
-		key = fmt.Sprintf("%s-%d", c.id, i)
+// reserve sends the next try of j's attempt, with requests under rctx. The attempt is
+// tried again, with the same idempotency key, when the outcome is unknown (transport
+// error, 500) or the request was refused for load (429, 503): a retry of a request that
+// did reserve returns that reservation. A replaying bot first waits, briefly and off the
+// workers, for a human's token to be spent.
+func (sl *sale) reserve(ctx, rctx context.Context, j *job) {
+	a, c := j.a, j.a.cust
+	if j.try > 0 && ctx.Err() != nil {
+		a.unresolved = j.ambiguous
+		sl.answered(ctx, j)
+		return
 	}
-	ambiguous := false
-	for try := 0; ; try++ {
-		token := sl.token(ctx, c, a)
-		var ans answer
-		ans, a.lo = sl.send(sl.sem, opReserve, c.bot, func() answer {
-			ans := sl.c.reserve(ctx, sl.s.SKU, c.session, token, key, a.qty)
-			if ans.status == http.StatusCreated {
-				if _, err := decodeReservation(ans.body); err != nil {
-					ans.code = codeBadResponse
-				}
-			}
-			return ans
-		})
-		if i == 0 && try == 0 {
-			sl.rec.recordLatency(opArrival, sl.c.now().Sub(arrived))
-		}
-		a.status, a.code = ans.outcome()
-		a.hi = time.Time{}
-		if !ans.date.IsZero() {
-			a.hi = ans.date.Add(time.Second) // Date has whole seconds
-		}
-		retry := false
-		switch {
-		case ans.failed() || (ans.status >= 500 && ans.status != http.StatusServiceUnavailable):
-			ambiguous, retry = true, true
-		case ans.status == http.StatusTooManyRequests:
-			retry = true // refused before the idempotency check: tells nothing
-		case ans.status == http.StatusServiceUnavailable:
-			ambiguous, retry = false, true // fail closed: nothing was reserved
-		case ans.status == http.StatusCreated:
-			res, err := decodeReservation(ans.body)
-			if err != nil {
-				a.unresolved = true // acknowledged, but we cannot tell what
-				return a
-			}
-			sl.c.sawServerTime(res.CreatedAt)
-			a.hold = &hold{res: res, cust: c, status: res.Status}
-			if !c.bot && ans.header.Get("Idempotent-Replayed") != "true" && token != "" {
-				sl.spend(token)
-			}
-			return a
+	if c.replay && !j.waited {
+		j.waited = true
+		select {
+		case <-sl.spentCh:
 		default:
-			ambiguous = false
-		}
-		if !retry || c.bot || try >= sl.r.Retries || !sl.open(ctx) || !sleepCtx(ctx, backoff(ans, try)) {
-			a.unresolved = ambiguous
-			return a
+			sl.requeue(ctx, j, sl.spentCh, min(sl.deadline.Sub(sl.c.now()), replayWait))
+			return
 		}
 	}
+	token := sl.token(c, a)
+	var res reservationJSON
+	var resErr error
+	ans, lo := sl.send(nil, opReserve, c.bot, func() answer {
+		ans := sl.c.reserve(rctx, sl.s.SKU, c.session, token, j.key, a.qty)
+		if ans.status == http.StatusCreated {
+			if res, resErr = decodeReservation(ans.body); resErr != nil {
+				ans.code = codeBadResponse
+			}
+		}
+		return ans
+	})
+	a.lo = lo
+	if j.i == 0 && j.try == 0 {
+		sl.rec.recordLatency(opArrival, sl.c.now().Sub(j.arrived))
+	}
+	a.status, a.code = ans.outcome()
+	a.hi = time.Time{}
+	if !ans.date.IsZero() {
+		a.hi = ans.date.Add(time.Second) // Date has whole seconds
+	}
+	retry := false
+	switch {
+	case ans.failed() || (ans.status >= 500 && ans.status != http.StatusServiceUnavailable):
+		j.ambiguous, retry = true, true
+	case ans.status == http.StatusTooManyRequests:
+		retry = true // refused before the idempotency check: tells nothing
+	case ans.status == http.StatusServiceUnavailable:
+		j.ambiguous, retry = false, true // fail closed: nothing was reserved
+	case ans.status == http.StatusCreated:
+		if resErr != nil {
+			a.unresolved = true // acknowledged, but we cannot tell what
+			sl.answered(ctx, j)
+			return
+		}
+		sl.c.sawServerTime(res.CreatedAt)
+		a.hold = &hold{res: res, cust: c, status: res.Status}
+		if !c.bot && ans.header.Get("Idempotent-Replayed") != "true" && token != "" {
+			sl.spend(token)
+		}
+		sl.answered(ctx, j)
+		return
+	default:
+		j.ambiguous = false
+	}
+	if !retry || c.bot || j.try >= sl.r.Retries || !sl.open(ctx) {
+		a.unresolved = j.ambiguous
+		sl.answered(ctx, j)
+		return
+	}
+	d := backoff(ans, j.try)
+	j.try++
+	sl.requeue(ctx, j, nil, d)
 }
 
-// token returns the bot-check token for the next try of a: a fresh one for a human, an
-// invented or a spent one for a bot.
-func (sl *sale) token(ctx context.Context, c *customer, a *attempt) string {
+// token returns the bot-check token for the next try of a: a fresh one for a human, a
+// spent one for a replaying bot once a human spent one, an invented one otherwise.
+func (sl *sale) token(c *customer, a *attempt) string {
 	if !c.bot {
 		if sl.r.Tokens == nil {
 			return ""
@@ -163,14 +251,6 @@ func (sl *sale) token(ctx context.Context, c *customer, a *attempt) string {
 		return sl.r.Tokens.Token()
 	}
 	if c.replay {
-		// Wait briefly, within the sale, for a human's token to be spent; with none,
-		// the bot invents one.
-		wait := min(sl.deadline.Sub(sl.c.now()), replayWait)
-		select {
-		case <-sl.spentCh:
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
 		sl.mu.Lock()
 		defer sl.mu.Unlock()
 		if n := len(sl.spent); n > 0 {
