@@ -25,8 +25,9 @@ const maxAnswer = 4 << 20
 
 // client speaks the v1 API to one or several targets, round-robin.
 type client struct {
-	targets []string // base URLs without a trailing slash
-	admin   string   // admin bearer token
+	targets []string  // base URLs without a trailing slash
+	h1      []*h1Pool // one per target when all are http://; nil: http serves
+	admin   string    // admin bearer token
 	http    *http.Client
 	timeout time.Duration // per request
 	now     func() time.Time
@@ -48,7 +49,7 @@ type answer struct {
 	detail     string
 	date       time.Time     // the Date header, zero when absent
 	retryAfter time.Duration // the Retry-After header of a 429
-	header     http.Header
+	replayed   bool          // Idempotent-Replayed: true
 	body       []byte
 	err        error // transport failure: the outcome is unknown
 }
@@ -80,13 +81,29 @@ type headers struct {
 }
 
 // do sends one request to the next target and reads the whole answer, so that the
-// connection can be reused. body is JSON, nil for none.
+// connection can be reused. body is JSON, nil for none. It goes through the minimal
+// HTTP/1.1 client (h1.go) when there is one, else through net/http.
 func (c *client) do(ctx context.Context, method, path, token string, h headers, body []byte) answer {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	base := c.targets[(c.next.Add(1)-1)%uint64(len(c.targets))]
+	i := (c.next.Add(1) - 1) % uint64(len(c.targets))
+	if c.h1 != nil {
+		a := answer{}
+		r := h1Request{method: method, path: path, auth: token, turnstile: h.turnstile, idempotencyKey: h.idempotencyKey, body: body}
+		if err := c.h1[i].roundTrip(ctx, &r, &a, &c.dates); err != nil {
+			return answer{err: fmt.Errorf("%s %s: %w", method, path, err)}
+		}
+		if !a.date.IsZero() {
+			c.sawServerTime(a.date)
+		}
+		if a.status >= 400 {
+			a.code, a.detail = c.problems.decode(a.body)
+		}
+		return a
+	}
+	base := c.targets[i]
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
@@ -121,7 +138,7 @@ func (c *client) do(ctx context.Context, method, path, token string, h headers, 
 	if len(b) > maxAnswer {
 		return answer{err: fmt.Errorf("%s %s: answer larger than %d bytes", method, path, maxAnswer)}
 	}
-	a := answer{status: resp.StatusCode, header: resp.Header, body: b}
+	a := answer{status: resp.StatusCode, replayed: resp.Header.Get("Idempotent-Replayed") == "true", body: b}
 	if v := resp.Header["Date"]; len(v) > 0 {
 		if d, ok := c.dates.parse(v[0]); ok {
 			a.date = d
@@ -163,6 +180,14 @@ func (dc *dateCache) parse(v string) (time.Time, bool) {
 	}
 	dc.last.Store(&parsedDate{s: v, t: t})
 	return t, true
+}
+
+// parseBytes is parse of a header value in a read buffer.
+func (dc *dateCache) parseBytes(v []byte) (time.Time, bool) {
+	if p := dc.last.Load(); p != nil && p.s == string(v) {
+		return p.t, true
+	}
+	return dc.parse(string(v))
 }
 
 // problemCache decodes problem documents, remembering the small ones it saw: the

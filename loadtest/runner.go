@@ -36,7 +36,7 @@ type Runner struct {
 	// replayed tokens.
 	Tokens TokenSource
 
-	Client         *http.Client  // nil: one sized for Scenario.Connections
+	Client         *http.Client  // nil: a minimal HTTP/1.1 client (h1.go) for http:// targets, net/http for https://
 	RequestTimeout time.Duration // per request; default 10 s
 	Retries        int           // of a request whose outcome was unknown or refused for load; default 3
 	LedgerWait     time.Duration // how long the ledger may take to catch up; default 30 s
@@ -164,15 +164,24 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	if now == nil {
 		now = time.Now
 	}
-	hc := r.Client
-	if hc == nil {
-		tr := newTransport(s.Connections)
-		defer tr.CloseIdleConnections()
-		hc = &http.Client{Transport: tr}
+	c := &client{targets: targets, admin: r.AdminToken, http: r.Client, timeout: r.RequestTimeout, now: now}
+	if c.http == nil {
+		n := poolConns(s.Connections)
+		if pools, ok := newH1Pools(targets, n, r.RequestTimeout); ok {
+			c.h1 = pools
+			defer func() {
+				for _, p := range pools {
+					p.close()
+				}
+			}()
+		} else {
+			tr := newTransport(n)
+			defer tr.CloseIdleConnections()
+			c.http = &http.Client{Transport: tr}
+		}
 	}
 	sl := &sale{
-		r: r, s: s, runID: runID, rec: newRecorder(),
-		c:         &client{targets: targets, admin: r.AdminToken, http: hc, timeout: r.RequestTimeout, now: now},
+		r: r, s: s, runID: runID, rec: newRecorder(), c: c,
 		queue:     make(chan *job, s.Connections),
 		followSem: make(chan struct{}, followConns(s.Connections)),
 		spentCh:   make(chan struct{}),
@@ -204,10 +213,12 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 // first clicks in the load generator (they may still queue in the server).
 func followConns(conns int) int { return max(2, conns/4) }
 
-// newTransport returns a keep-alive transport for conns reservation attempts in flight,
-// plus the confirms and releases and the sampler's reads.
-func newTransport(conns int) *http.Transport {
-	n := conns + followConns(conns) + 4
+// poolConns is how many keep-alive connections a target gets for conns reservation
+// attempts in flight: those, plus the confirms and releases and the sampler's reads.
+func poolConns(conns int) int { return conns + followConns(conns) + 4 }
+
+// newTransport returns a keep-alive transport of n connections per target.
+func newTransport(n int) *http.Transport {
 	return &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        n,

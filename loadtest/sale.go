@@ -223,7 +223,7 @@ func (sl *sale) reserve(ctx, rctx context.Context, j *job) {
 		}
 		sl.c.sawServerTime(res.CreatedAt)
 		a.hold = &hold{res: res, cust: c, status: res.Status}
-		if !c.bot && ans.header.Get("Idempotent-Replayed") != "true" && token != "" {
+		if !c.bot && !ans.replayed && token != "" {
 			sl.spend(token)
 		}
 		sl.answered(ctx, j)
