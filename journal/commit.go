@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/revenueguard/revguard"
@@ -13,19 +14,74 @@ import (
 // maxSpareBuffer bounds the batch buffer kept for reuse after a burst.
 const maxSpareBuffer = 4 << 20
 
+// The gather after a commit (see flushLoop) lasts at most 1/gatherFraction of the
+// recent fsync time, and never more than maxGather.
+const (
+	gatherFraction = 4
+	maxGather      = 100 * time.Microsecond
+)
+
 // batch is a group of encoded records that the flusher writes with one write(2) and
 // one fsync.
 type batch struct {
-	buf   []byte
-	first uint64        // seq of the first record
-	last  uint64        // seq of the last record; first-1 while empty
-	done  chan struct{} // made by the first Wait that needs it; closed when durable or failed
+	buf     []byte
+	first   uint64        // seq of the first record
+	last    uint64        // seq of the last record; first-1 while empty
+	done    chan struct{} // made by the first Wait that needs it; closed when durable or failed
+	waiters int           // Wait calls blocked on done
 }
 
 func (b *batch) reset(first uint64) {
 	b.buf = b.buf[:0]
 	b.first, b.last = first, first-1
 	b.done = nil
+	b.waiters = 0
+}
+
+// events returns the number of records in b.
+func (b *batch) events() int { return int(b.last + 1 - b.first) }
+
+// gather is the flusher's rule for when the next batch is complete. Owned by the
+// flusher goroutine.
+//
+// Without it the flusher starts the next fsync as soon as one ends, with whatever
+// arrived meanwhile. Callers that each wait for their change before making the next
+// then split into two half-batches that take turns, one appending while the other's
+// fsync runs: twice the fsyncs for the same work. So after a commit that woke some
+// waiters, the flusher lets the next batch gather until it holds the events that were
+// already pending plus one per woken waiter (the callers coming back), or until a
+// short deadline after the commit, or until the callers stop coming, whichever is
+// first. The deadline is a fraction of the recent fsync time, so a gather costs a
+// bounded share of the throughput when callers do not come back; with NoSync it is
+// zero. Nothing is delayed when nobody was woken.
+//
+// The flusher gathers by yielding (runtime.Gosched), not by sleeping: the woken
+// callers are runnable, so a yield lets them append; when two yields in a row bring
+// no new event, nothing runnable is about to append, and the batch goes at once (two:
+// the scheduler sometimes runs a yielding goroutine again before the others). A timer
+// would not do: the runtime sleeps at least a millisecond when every goroutine
+// waits for a sub-millisecond timer, which would add that to every gather whose
+// callers do not come back. So a lone caller is never delayed: it is either back
+// after one yield, or not coming.
+type gather struct {
+	target int           // events that complete the next batch; 0: no gather
+	until  time.Time     // no yield after this time
+	fsync  time.Duration // moving average of the fsync time
+}
+
+// committed sets the rule for the next batch after a commit that ended at end, took
+// fsync, and woke woken waiters while pending events were waiting for the next batch.
+func (g *gather) committed(end time.Time, fsync time.Duration, woken, pending int) {
+	if g.fsync == 0 {
+		g.fsync = fsync
+	} else {
+		g.fsync += (fsync - g.fsync) / 8
+	}
+	g.target = 0
+	if woken > 0 {
+		g.target = pending + woken
+	}
+	g.until = end.Add(min(g.fsync/gatherFraction, maxGather))
 }
 
 // Append assigns ev.Seq the next sequence number and adds the event to the pending
@@ -114,6 +170,7 @@ func (j *Journal) Wait(ctx context.Context, seq uint64) error {
 	if b.done == nil {
 		b.done = make(chan struct{})
 	}
+	b.waiters++
 	done := b.done
 	j.mu.Unlock()
 
@@ -139,22 +196,13 @@ func (j *Journal) Wait(ctx context.Context, seq uint64) error {
 // alone writes j.file and j.active.
 func (j *Journal) flushLoop() {
 	defer close(j.flusherDone)
+	var g gather
 	for {
 		j.mu.Lock()
-		for j.cur.last < j.cur.first {
-			if j.state != stateOpen {
-				j.mu.Unlock()
-				return
-			}
-			j.idle = true
+		if !j.awaitBatch(&g) {
 			j.mu.Unlock()
-			select {
-			case <-j.wake:
-			case <-j.quit:
-			}
-			j.mu.Lock()
+			return
 		}
-		j.idle = false
 		b := j.cur
 		next := j.spare
 		next.reset(b.last + 1)
@@ -168,23 +216,59 @@ func (j *Journal) flushLoop() {
 		}
 
 		j.mu.Lock()
-		done := b.done
+		done, woken, pending := b.done, b.waiters, j.cur.events()
 		j.flushing = nil
 		if cap(b.buf) > maxSpareBuffer {
 			b.buf = nil
 		}
 		j.spare = b
-		events, size := int(b.last-b.first+1), len(b.buf)
+		events, size := b.events(), len(b.buf)
 		j.mu.Unlock()
 		if done != nil {
 			close(done)
 		}
+		g.committed(j.Now(), fsync, woken, pending)
 		j.batches.Add(1)
 		j.bytes.Add(uint64(size))
 		j.syncNanos.Add(uint64(fsync))
 		if j.OnFlush != nil {
 			j.OnFlush(events, size, fsync)
 		}
+	}
+}
+
+// awaitBatch returns true once j.cur is a batch to commit: it has events, and the
+// gather g allows (see gather), or the journal is closing. It returns false when the
+// journal is closing and nothing is pending. The flusher calls it with mu held, and
+// holds mu again when it returns; it sleeps until an Append when nothing is pending.
+func (j *Journal) awaitBatch(g *gather) bool {
+	for {
+		n := j.cur.events()
+		if j.state != stateOpen {
+			return n > 0
+		}
+		for idle := 0; n < g.target && idle < 2 && j.state == stateOpen && j.Now().Before(g.until); {
+			j.mu.Unlock()
+			runtime.Gosched()
+			j.mu.Lock()
+			if m := j.cur.events(); m > n {
+				n, idle = m, 0
+			} else {
+				idle++
+			}
+		}
+		g.target = 0 // gathered: only a new commit starts another gather
+		if n > 0 {
+			return true
+		}
+		j.idle = true
+		j.mu.Unlock()
+		select {
+		case <-j.wake:
+		case <-j.quit:
+		}
+		j.mu.Lock()
+		j.idle = false
 	}
 }
 

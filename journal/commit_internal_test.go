@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -338,6 +339,123 @@ func TestSeqContinuity(t *testing.T) {
 				if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), ".log") {
 					t.Fatalf("Open(read-only %v): %v, want ErrCorrupt naming the file", ro, err)
 				}
+			}
+		})
+	}
+}
+
+// slowSync is an active segment file whose fsync takes syncTime (of the synctest
+// bubble's clock) and touches no disk.
+type slowSync struct{ segmentFile }
+
+const syncTime = 400 * time.Microsecond
+
+func (slowSync) Sync() error {
+	time.Sleep(syncTime)
+	return nil
+}
+
+// runCallers starts a goroutine per entry of rounds that appends and waits for that
+// many events, one at a time, and returns the sizes of the batches committed and the
+// time each caller took per event after its first (which may wait for an fsync in
+// flight). It runs in a synctest bubble on one P, so that the flusher's yields let
+// every runnable caller run.
+func runCallers(t *testing.T, rounds []int) (batches []int, perEvent []time.Duration) {
+	t.Helper()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		j := openTest(t, t.TempDir(), func(j *Journal) {
+			j.NoSync = false
+			j.OnFlush = func(events, _ int, _ time.Duration) {
+				mu.Lock()
+				batches = append(batches, events)
+				mu.Unlock()
+			}
+		})
+		j.file = slowSync{j.file} // the flusher is idle: nothing was appended
+		perEvent = make([]time.Duration, len(rounds))
+		var wg sync.WaitGroup
+		for c, n := range rounds {
+			wg.Go(func() {
+				var start time.Time
+				for i := range n {
+					seq, err := j.Append(event(i))
+					if err == nil {
+						err = j.Wait(t.Context(), seq)
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if i == 0 {
+						start = time.Now()
+					}
+				}
+				if n > 1 {
+					perEvent[c] = time.Since(start) / time.Duration(n-1)
+				}
+			})
+		}
+		wg.Wait()
+		if err := j.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return batches, perEvent
+}
+
+// TestGatherRefill has 8 callers that each wait for one event before appending the
+// next. The first event goes alone and the 7 others arrive during its fsync; then the
+// flusher waits for the woken caller too, and from then on every batch holds all 8
+// callers. Without the gather they would take turns in two half-batches.
+func TestGatherRefill(t *testing.T) {
+	const callers, rounds = 8, 6
+	batches, _ := runCallers(t, slices.Repeat([]int{rounds}, callers))
+	want := []int{1, 8, 8, 8, 8, 8, 7}
+	if !slices.Equal(batches, want) {
+		t.Fatalf("batch sizes %v, want %v", batches, want)
+	}
+}
+
+// TestGatherNoDelay checks that nobody waits for callers that do not come back: the
+// events of a lone caller, and of callers whose partners stop, are durable one fsync
+// after they are appended. (A gather that slept until a deadline would add to it.)
+func TestGatherNoDelay(t *testing.T) {
+	for _, rounds := range [][]int{{20}, {20, 2}, {20, 3, 1}, {10, 10, 5, 2}} {
+		batches, perEvent := runCallers(t, rounds)
+		for c, d := range perEvent {
+			if rounds[c] > 1 && d != syncTime {
+				t.Errorf("callers %v: caller %d took %v per event, want one fsync (%v); batches %v",
+					rounds, c, d, syncTime, batches)
+			}
+		}
+	}
+}
+
+func TestGatherRule(t *testing.T) {
+	end := time.Unix(1000, 0)
+	cases := []struct {
+		name                 string
+		fsyncs               []time.Duration
+		woken, pending, want int
+		until                time.Duration // after end
+	}{
+		{"NobodyWoken", []time.Duration{200 * time.Microsecond}, 0, 5, 0, 50 * time.Microsecond},
+		{"LoneCaller", []time.Duration{200 * time.Microsecond}, 1, 0, 1, 50 * time.Microsecond},
+		{"HalfBatches", []time.Duration{200 * time.Microsecond}, 32, 32, 64, 50 * time.Microsecond},
+		{"SlowDiskCapped", []time.Duration{2 * time.Millisecond}, 4, 0, 4, maxGather},
+		{"NoSync", []time.Duration{0, 0}, 8, 0, 8, 0},
+		{"Average", []time.Duration{400 * time.Microsecond, 0}, 1, 0, 1, 350 * time.Microsecond / 4},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var g gather
+			for _, f := range tc.fsyncs {
+				g.committed(end, f, tc.woken, tc.pending)
+			}
+			if g.target != tc.want || g.until != end.Add(tc.until) {
+				t.Fatalf("target %d, until end+%v; want %d, end+%v", g.target, g.until.Sub(end), tc.want, tc.until)
 			}
 		})
 	}

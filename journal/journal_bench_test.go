@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,5 +212,39 @@ func BenchmarkDecodeEvent(b *testing.B) {
 		if _, err := journal.DecodeEvent(rec); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkAppendWaitPaced is light load: callers that pause between changes (as
+// remote clients do), so that the callers woken by a commit do not append again at
+// once. It reports the mean time from Append to durable.
+func BenchmarkAppendWaitPaced(b *testing.B) {
+	for _, callers := range []int{2, 8} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			j := MustOpenJournal(b, b.TempDir(), withSync)
+			ctx := context.Background()
+			var waited atomic.Int64
+			b.SetParallelism(max(1, callers/runtime.GOMAXPROCS(0)))
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					time.Sleep(50 * time.Microsecond)
+					start := time.Now()
+					ev := benchEvent
+					seq, err := j.Append(&ev)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if err := j.Wait(ctx, seq); err != nil {
+						b.Error(err)
+						return
+					}
+					waited.Add(int64(time.Since(start)))
+				}
+			})
+			b.ReportMetric(float64(waited.Load())/float64(b.N)/1e3, "µs/durable")
+			reportCommits(b, j)
+			j.Close()
+		})
 	}
 }
