@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/revenueguard/revguard"
@@ -21,6 +22,13 @@ var _ revguard.Ledger = (*Ledger)(nil)
 // repeats an event.
 type Ledger struct {
 	db *DB
+
+	// mu is held by ApplyEvents for its whole transaction: it guards batch and args,
+	// buffers reused from batch to batch. (The DB's one writer connection serialises
+	// the transactions anyway.)
+	mu    sync.Mutex
+	batch netBatch
+	args  []any
 }
 
 // NewLedger returns the ledger stored in db, which must be open.
@@ -39,27 +47,17 @@ func (l *Ledger) LastApplied(ctx context.Context) (uint64, error) {
 	return uint64(seq), nil
 }
 
-// The statements ApplyEvents prepares, at most once per batch.
-const (
-	insertReservation = `INSERT INTO reservations
-		(id, sku, customer_id, quantity, status, created_at, expires_at, seq)
-		VALUES (?, ?, ?, ?, 'held', ?, ?, ?)`
-	confirmReservation = `UPDATE reservations
-		SET status = 'confirmed', confirmed_at = ?, order_ref = coalesce(order_ref, ?), seq = ?
-		WHERE id = ?`
-	releaseReservation = `UPDATE reservations SET status = 'released', released_at = ?, seq = ? WHERE id = ?`
-	expireReservation  = `UPDATE reservations SET status = 'expired', seq = ? WHERE id = ?`
-	putSKU             = `INSERT INTO skus (id, stock, per_customer_limit, hold_seconds, opens_at, updated_at, seq)
-		VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET stock = excluded.stock,
-			per_customer_limit = excluded.per_customer_limit, hold_seconds = excluded.hold_seconds,
-			opens_at = excluded.opens_at, updated_at = excluded.updated_at, seq = excluded.seq`
-)
+// putSKU creates or replaces a SKU's settings.
+const putSKU = `INSERT INTO skus (id, stock, per_customer_limit, hold_seconds, opens_at, updated_at, seq)
+	VALUES (?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (id) DO UPDATE SET stock = excluded.stock,
+		per_customer_limit = excluded.per_customer_limit, hold_seconds = excluded.hold_seconds,
+		opens_at = excluded.opens_at, updated_at = excluded.updated_at, seq = excluded.seq`
 
 // ApplyEvents applies events, in order, in one transaction that also records the seq of
 // the last one. Events with Seq <= LastApplied are skipped, so applying a batch again,
 // or a batch that overlaps the last one, changes nothing for the events already there.
-// Events must be in increasing Seq order.
+// Events must be in increasing Seq order. See apply.go for how a batch becomes SQL.
 func (l *Ledger) ApplyEvents(ctx context.Context, events []revguard.Event) error {
 	if len(events) == 0 {
 		return nil
@@ -76,6 +74,8 @@ func (l *Ledger) ApplyEvents(ctx context.Context, events []revguard.Event) error
 	if err != nil {
 		return err
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: apply events: begin: %w", err)
@@ -86,28 +86,37 @@ func (l *Ledger) ApplyEvents(ctx context.Context, events []revguard.Event) error
 	if err := tx.QueryRowContext(ctx, `SELECT last_applied FROM ledger_meta WHERE id = 1`).Scan(&last); err != nil {
 		return fmt.Errorf("sqlite: apply events: read last applied: %w", err)
 	}
+	b := &l.batch
+	b.reset()
+	defer b.reset() // drop references to the events
+	for i := range events {
+		if events[i].Seq <= uint64(last) {
+			continue
+		}
+		if err := b.add(&events[i]); err != nil {
+			return err
+		}
+	}
+	if len(b.inserts)+len(b.updates)+len(b.skus) == 0 {
+		return nil // a replay of events already in the ledger
+	}
 	// The statements run without ctx's cancellation: the driver watches a cancellable
 	// context with one goroutine and a progress callback per statement, which costs
 	// more than the statement itself. The transaction still ends with ctx (database/sql
-	// rolls it back), and the loop checks ctx between events.
-	a := applier{ctx: context.WithoutCancel(ctx), tx: tx}
-	defer a.close()
-	applied := false
-	for i := range events {
-		ev := &events[i]
-		if ev.Seq <= uint64(last) {
-			continue
-		}
-		if i%256 == 255 && ctx.Err() != nil {
-			return fmt.Errorf("sqlite: apply events: %w", ctx.Err())
-		}
-		if err := a.apply(ev); err != nil {
+	// rolls it back), and ctx is checked between the steps.
+	a := applier{ctx: context.WithoutCancel(ctx), db: l.db, tx: tx, args: l.args[:0]}
+	defer func() { l.args = a.args[:0] }()
+	for _, step := range []func() error{
+		func() error { return a.putSKUs(b.skus) },
+		func() error { return a.insert(b.inserts) },
+		func() error { return a.update(b.updates) },
+	} {
+		if err := step(); err != nil {
 			return err
 		}
-		applied = true
-	}
-	if !applied {
-		return nil // a replay of events already in the ledger
+		if ctx.Err() != nil {
+			return fmt.Errorf("sqlite: apply events: %w", ctx.Err())
+		}
 	}
 	end := events[len(events)-1]
 	if _, err := tx.ExecContext(ctx, `UPDATE ledger_meta SET last_applied = ?, last_event_time = ? WHERE id = 1`,
@@ -116,80 +125,6 @@ func (l *Ledger) ApplyEvents(ctx context.Context, events []revguard.Event) error
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: apply events %d..%d: commit: %w", events[0].Seq, end.Seq, err)
-	}
-	return nil
-}
-
-// applier runs the statements of one ApplyEvents transaction, preparing each on first
-// use.
-type applier struct {
-	ctx   context.Context
-	tx    *sql.Tx
-	stmts [6]*sql.Stmt // by revguard.EventType
-}
-
-// close releases the prepared statements.
-func (a *applier) close() {
-	for _, s := range a.stmts {
-		if s != nil {
-			s.Close()
-		}
-	}
-}
-
-// exec runs the statement for events of type t with args, and returns the number of
-// rows it changed.
-func (a *applier) exec(t revguard.EventType, query string, args ...any) (int64, error) {
-	s := a.stmts[t]
-	if s == nil {
-		var err error
-		if s, err = a.tx.PrepareContext(a.ctx, query); err != nil { // once per batch and type
-			return 0, fmt.Errorf("prepare: %w", err)
-		}
-		a.stmts[t] = s
-	}
-	res, err := s.ExecContext(a.ctx, args...)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
-}
-
-// apply writes one event.
-func (a *applier) apply(ev *revguard.Event) error {
-	seq := int64(ev.Seq)
-	var (
-		n   int64
-		err error
-	)
-	switch ev.Type {
-	case revguard.EventSKUPut:
-		n, err = a.exec(ev.Type, putSKU, ev.SKU, ev.Stock, ev.PerCustomerLimit, ev.HoldSeconds,
-			nanos(ev.OpensAt), ev.Time.UnixNano(), seq)
-	case revguard.EventReserved:
-		n, err = a.exec(ev.Type, insertReservation, ev.ReservationID, ev.SKU, ev.CustomerID, ev.Quantity,
-			ev.Time.UnixNano(), ev.ExpiresAt.UnixNano(), seq)
-		if isConstraint(err) {
-			return fmt.Errorf("sqlite: apply event %d: reservation %q already in the ledger: %w", ev.Seq, ev.ReservationID, err)
-		}
-	case revguard.EventConfirmed:
-		var ref any
-		if ev.OrderRef != "" {
-			ref = ev.OrderRef
-		}
-		n, err = a.exec(ev.Type, confirmReservation, ev.Time.UnixNano(), ref, seq, ev.ReservationID)
-	case revguard.EventReleased:
-		n, err = a.exec(ev.Type, releaseReservation, ev.Time.UnixNano(), seq, ev.ReservationID)
-	case revguard.EventExpired:
-		n, err = a.exec(ev.Type, expireReservation, seq, ev.ReservationID)
-	default:
-		return fmt.Errorf("sqlite: apply event %d: unknown type %d", ev.Seq, ev.Type)
-	}
-	if err != nil {
-		return fmt.Errorf("sqlite: apply event %d (%s): %w", ev.Seq, ev.Type, err)
-	}
-	if n != 1 {
-		return fmt.Errorf("sqlite: apply event %d (%s): reservation %q is not in the ledger", ev.Seq, ev.Type, ev.ReservationID)
 	}
 	return nil
 }

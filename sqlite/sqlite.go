@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -59,6 +60,11 @@ type DB struct {
 
 	wdb *sql.DB // one connection; nil when ReadOnly
 	rdb *sql.DB // readers, query_only
+
+	// stmtMu guards stmts, the writer's prepared statements, kept until Close so that
+	// each is compiled once rather than once per transaction.
+	stmtMu sync.Mutex
+	stmts  map[stmtKey]*sql.Stmt
 
 	cursorKey []byte // HMAC key of page cursors, from ledger_meta
 }
@@ -137,6 +143,9 @@ func (db *DB) Open(ctx context.Context) (err error) {
 			return err
 		}
 		if err := db.ensureCursorKey(ctx); err != nil {
+			return err
+		}
+		if err := db.prepare(ctx, ledgerStmts()); err != nil {
 			return err
 		}
 	}
@@ -224,9 +233,53 @@ func (db *DB) ensureCursorKey(ctx context.Context) error {
 	return nil
 }
 
+// prepare prepares the writer's statements of keys, once, when the DB opens: preparing
+// one later, inside a transaction, would wait for the writer's only connection, which
+// that transaction holds.
+func (db *DB) prepare(ctx context.Context, keys []stmtKey) error {
+	db.stmtMu.Lock()
+	defer db.stmtMu.Unlock()
+	if db.stmts == nil {
+		db.stmts = make(map[stmtKey]*sql.Stmt)
+	}
+	for _, k := range keys {
+		if db.stmts[k] != nil {
+			continue
+		}
+		s, err := db.wdb.PrepareContext(ctx, k.text())
+		if err != nil {
+			return fmt.Errorf("sqlite: prepare: %w", err)
+		}
+		db.stmts[k] = s
+	}
+	return nil
+}
+
+// stmt returns statement k for use in tx: the one prepared when the DB opened, which
+// tx.StmtContext reuses without compiling it again, or else one compiled for tx alone.
+func (db *DB) stmt(ctx context.Context, tx *sql.Tx, k stmtKey) (*sql.Stmt, error) {
+	db.stmtMu.Lock()
+	s := db.stmts[k]
+	db.stmtMu.Unlock()
+	if s != nil {
+		return tx.StmtContext(ctx, s), nil
+	}
+	s, err := tx.PrepareContext(ctx, k.text())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: prepare: %w", err)
+	}
+	return s, nil
+}
+
 // Close closes the database. It is safe to call more than once.
 func (db *DB) Close() error {
 	var errs []error
+	db.stmtMu.Lock()
+	for k, s := range db.stmts {
+		errs = append(errs, s.Close())
+		delete(db.stmts, k)
+	}
+	db.stmtMu.Unlock()
 	if db.rdb != nil {
 		errs = append(errs, db.rdb.Close())
 		db.rdb = nil
