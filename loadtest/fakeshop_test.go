@@ -20,6 +20,7 @@ type fakeShop struct {
 	admitBots    bool // skip the bot check
 	loseOne      bool // leave the first reservation out of GET /v1/orders
 	staleSoldOut bool // refuse sold_out while units are free (after the first 5 holds)
+	shed         int  // refuse this many reservations 503 unavailable first (load shedding)
 
 	admin string
 
@@ -182,6 +183,11 @@ func (f *fakeShop) reserve(w http.ResponseWriter, r *http.Request) {
 	cust := f.customer(r)
 	if cust == "" {
 		writeProblem(w, 401, "unauthenticated")
+		return
+	}
+	if f.shed > 0 {
+		f.shed--
+		writeProblem(w, 503, "unavailable")
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")

@@ -2,10 +2,14 @@ package loadtest_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/revenueguard/revguard/loadtest"
 )
@@ -120,6 +124,33 @@ func TestRunner(t *testing.T) {
 			t.Errorf("sold-to-demand: %s", c.Detail)
 		}
 	})
+	t.Run("OKRetriedAfterLoadShedding", func(t *testing.T) {
+		// The first 60 reservations are refused 503: each is tried again, with its
+		// idempotency key, and the sale ends as if nothing happened.
+		rep, text := mustRun(t, &fakeShop{shed: 60}, smallScenario())
+		if err := rep.Err(); err != nil {
+			t.Fatalf("a correct shop failed: %v\n%s", err, text)
+		}
+		var shed, humansShed, sent int64
+		for _, o := range rep.Outcomes {
+			if o.Op != "reserve" {
+				continue
+			}
+			sent += o.Count
+			if o.Status == 503 {
+				shed += o.Count
+				if !o.Bot {
+					humansShed += o.Count
+				}
+			}
+		}
+		if sent != int64(rep.Sale.Attempts)+humansShed { // bots give up; humans try again, once
+			t.Errorf("%d reservations sent for %d attempts and %d refused 503 to humans\n%s", sent, rep.Sale.Attempts, humansShed, text)
+		}
+		if shed != 60 || rep.Sale.Reserved < 40 || rep.Sale.Unresolved != 0 {
+			t.Errorf("%d answers 503 (want 60), %d units reserved (want all 40 at least), %d unresolved (want 0)\n%s", shed, rep.Sale.Reserved, rep.Sale.Unresolved, text)
+		}
+	})
 	t.Run("OKExpiryResale", func(t *testing.T) {
 		s := smallScenario()
 		s.Customers, s.Stock, s.Bots = 100, 10, 0
@@ -185,5 +216,29 @@ func TestRunnerErrSetup(t *testing.T) {
 	r = loadtest.NewRunner(smallScenario(), shop.admin, "http://127.0.0.1:1")
 	if _, err := r.Run(t.Context()); err == nil {
 		t.Fatal("Run against a closed port succeeded")
+	}
+}
+
+// TestRunnerInterrupted: a run whose context ends during the sale returns promptly with
+// the context's error, and leaves no goroutine behind.
+func TestRunnerInterrupted(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) }) // after the shop closed
+	shop := &fakeShop{}
+	url := MustStartFakeShop(t, shop)
+	s := smallScenario()
+	s.Arrival, s.Ramp, s.Duration = loadtest.ArrivalRamp, 4*time.Second, 5*time.Second
+	s.Bots = 0.5 // replaying bots wait for spent tokens off the workers
+	r := loadtest.NewRunner(s, shop.admin, url)
+	r.Tokens = shop
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	time.AfterFunc(time.Second, cancel) // the sessions take far less; the ramp far more
+	start := time.Now()
+	_, err := r.Run(ctx)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "sale interrupted") {
+		t.Errorf("Run: %v, want the sale interrupted by the cancel", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Run returned %v after its start, want soon after the cancel at 1s", d)
 	}
 }

@@ -172,7 +172,7 @@ func (sl *sale) send(sem chan struct{}, op string, bot bool, f func() answer) (a
 // workers, for a human's token to be spent.
 func (sl *sale) reserve(ctx, rctx context.Context, j *job) {
 	a, c := j.a, j.a.cust
-	if j.try > 0 && ctx.Err() != nil {
+	if ctx.Err() != nil { // the run is interrupted: what is queued is not sent
 		a.unresolved = j.ambiguous
 		sl.answered(ctx, j)
 		return
