@@ -54,17 +54,35 @@ type Ledger interface {
 	FindOrders(ctx context.Context, f OrderFilter) (OrderPage, error)
 }
 
+// LedgerSyncer is implemented by a Ledger whose ApplyEvents returns once a batch is
+// committed (visible to readers, and safe from a crash of the process) but possibly
+// before it is durable against a crash of the machine, so that the next batch is
+// written while the last one reaches the disk. A LedgerWriter tells its feed that events
+// are consumed only up to what Sync has made durable.
+type LedgerSyncer interface {
+	// Sync makes every batch applied so far durable and returns the Seq of the last
+	// event applied, 0 for none.
+	Sync(ctx context.Context) (uint64, error)
+}
+
 // DefaultLedgerBatch is the default LedgerWriter.BatchSize.
 const DefaultLedgerBatch = 1024
 
 // LedgerWriter copies the events of a Feed into a Ledger, in order and exactly once: it
 // resumes after the Ledger's LastApplied, applies events in batches (one ApplyEvents
-// call, one ledger transaction, per batch), and only then tells the Feed that they are
-// consumed, so that the journal never drops an event the ledger lacks. The hot path
-// never waits for it.
+// call, one ledger transaction, per batch), and only once they are durable tells the
+// Feed that they are consumed, so that the journal never drops an event the ledger
+// lacks. The hot path never waits for it.
 //
-// Its goroutine is the caller's: Run blocks until ctx is done. Applied, LastEventTime,
-// Lag and WaitApplied may be called from any goroutine meanwhile.
+// A Ledger that is a LedgerSyncer is made durable by a second goroutine, which Run
+// starts and waits for before it returns: it calls Sync whenever batches were applied
+// since its last call, then Feed.Consumed, so that ApplyEvents of the next batch and
+// the disk's flush of the last run at the same time. For any other Ledger, Run calls
+// Consumed after each ApplyEvents. Either way, Consumed is called by one goroutine at a
+// time, with increasing seqs.
+//
+// Its goroutine is the caller's: Run blocks until ctx is done. Applied, Durable,
+// LastEventTime, Lag and WaitApplied may be called from any goroutine meanwhile.
 type LedgerWriter struct {
 	Feed      EventFeed
 	Ledger    Ledger
@@ -82,6 +100,7 @@ type LedgerWriter struct {
 	changed chan struct{} // closed and replaced each time applied moves
 
 	applied     atomic.Uint64 // seq of the last event in the ledger
+	durable     atomic.Uint64 // seq last passed to Feed.Consumed
 	lastTime    atomic.Int64  // unix nanos of that event; 0 for none yet
 	pendingTime atomic.Int64  // unix nanos of the oldest event read but not applied; 0 for none
 }
@@ -114,8 +133,38 @@ func (w *LedgerWriter) Run(ctx context.Context) error {
 	}
 	b.reset()
 	w.publish(last, time.Time{})
+	syncer, _ := w.Ledger.(LedgerSyncer)
+	if syncer != nil {
+		// What an earlier run applied may not be durable yet (it may have been killed
+		// before its last Sync): make it so before telling the feed.
+		for {
+			var err error
+			if last, err = syncer.Sync(ctx); err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			logger.Error("ledger writer: sync", "err", err)
+			if !b.wait(ctx) {
+				return nil
+			}
+		}
+		b.reset()
+	}
 	// Events up to last were applied by an earlier run: the feed may drop them.
-	w.Feed.Consumed(last)
+	w.consumed(last)
+
+	var kick chan struct{} // to the sync goroutine: batches were applied since its last Sync
+	if syncer != nil {
+		kick = make(chan struct{}, 1)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			w.syncLoop(ctx, syncer, kick, logger)
+		}()
+		defer func() { <-done }() // it returns once ctx is done, as Run does
+	}
 
 	for {
 		events, err := w.Feed.ReadEvents(ctx, last, batch)
@@ -154,8 +203,50 @@ func (w *LedgerWriter) Run(ctx context.Context) error {
 		last = max(last, end.Seq)
 		w.publish(last, end.Time)
 		w.pendingTime.Store(0)
-		w.Feed.Consumed(last)
+		if kick == nil {
+			w.consumed(last)
+			continue
+		}
+		select {
+		case kick <- struct{}{}:
+		default: // a Sync is already due, and covers this batch
+		}
 	}
+}
+
+// syncLoop is the sync goroutine of Run: after each kick it makes the applied batches
+// durable and then reports them consumed, retrying a failed Sync with backoff (the
+// journal keeps the events meanwhile). It returns when ctx is done.
+func (w *LedgerWriter) syncLoop(ctx context.Context, s LedgerSyncer, kick <-chan struct{}, logger *slog.Logger) {
+	b := backoff{min: cmp.Or(w.MinBackoff, 10*time.Millisecond), max: cmp.Or(w.MaxBackoff, 5*time.Second)}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick:
+		}
+		for {
+			seq, err := s.Sync(ctx)
+			if err == nil {
+				w.consumed(seq)
+				b.reset()
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			logger.Error("ledger writer: sync", "err", err)
+			if !b.wait(ctx) {
+				return
+			}
+		}
+	}
+}
+
+// consumed tells the feed that every event up to seq is durably in the ledger.
+func (w *LedgerWriter) consumed(seq uint64) {
+	w.durable.Store(seq)
+	w.Feed.Consumed(seq)
 }
 
 // publish records that every event up to seq is in the ledger and wakes WaitApplied.
@@ -176,6 +267,11 @@ func (w *LedgerWriter) publish(seq uint64, t time.Time) {
 // has read the ledger's position). The metric "ledger lag in events" is the feed's
 // newest durable seq minus Applied.
 func (w *LedgerWriter) Applied() uint64 { return w.applied.Load() }
+
+// Durable returns the seq up to which the ledger is durable and the feed was told that
+// events are consumed (0 before Run has read the ledger's position). It trails Applied
+// while a LedgerSyncer's Sync is due or running.
+func (w *LedgerWriter) Durable() uint64 { return w.durable.Load() }
 
 // LastEventTime returns the time of the newest event this writer applied, or the zero
 // time when it has applied none since Run started.

@@ -66,7 +66,7 @@ func (f *memFeed) ReadEvents(ctx context.Context, after uint64, max int) ([]revg
 }
 
 func (f *memFeed) Consumed(seq uint64) {
-	last := f.ledger.last()
+	last := f.ledger.durable()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if seq > last && f.err == nil {
@@ -83,6 +83,11 @@ type memLedger struct {
 	batches   []int
 	failApply int           // fail this many ApplyEvents calls
 	gate      chan struct{} // when set, ApplyEvents waits for it
+
+	// Set by syncLedger: what is applied is durable only once Sync has returned.
+	syncing    bool
+	durableSeq uint64
+	failSync   int // fail this many Sync calls
 }
 
 func newMemLedger() *memLedger { return &memLedger{rows: map[string]int{}} }
@@ -91,6 +96,36 @@ func (l *memLedger) last() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.lastSeq
+}
+
+// durable returns the seq up to which the ledger would survive a crash of the machine.
+func (l *memLedger) durable() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.syncing {
+		return l.durableSeq
+	}
+	return l.lastSeq
+}
+
+// syncLedger is a memLedger that is a revguard.LedgerSyncer.
+type syncLedger struct{ *memLedger }
+
+func newSyncLedger() syncLedger {
+	l := newMemLedger()
+	l.syncing = true
+	return syncLedger{l}
+}
+
+func (l syncLedger) Sync(context.Context) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failSync > 0 {
+		l.failSync--
+		return 0, errors.New("ledger: injected sync failure")
+	}
+	l.durableSeq = l.lastSeq
+	return l.lastSeq, nil
 }
 
 func (l *memLedger) ApplyEvents(ctx context.Context, events []revguard.Event) error {
@@ -248,6 +283,36 @@ func TestLedgerWriter(t *testing.T) {
 		checkFeed(t, f)
 		if l.failApply != 0 || len(l.rows) != 50 {
 			t.Errorf("after retries: %d failures left, %d rows; want 0 and 50", l.failApply, len(l.rows))
+		}
+	})
+
+	// A LedgerSyncer's batches are reported consumed only once Sync made them durable,
+	// also those an earlier run applied; a failed Sync is retried.
+	t.Run("Sync", func(t *testing.T) {
+		for _, failSync := range []int{0, 3} {
+			l := newSyncLedger()
+			l.failSync = failSync
+			f := newMemFeed(l.memLedger)
+			f.append(600)
+			if err := l.ApplyEvents(context.Background(), f.events[:120]); err != nil {
+				t.Fatal(err)
+			}
+			w := &revguard.LedgerWriter{Feed: f, Ledger: l, BatchSize: 64, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
+			startWriter(t, w)
+			waitApplied(t, w, 600)
+			deadline := time.Now().Add(10 * time.Second)
+			for w.Durable() != 600 {
+				if time.Now().After(deadline) {
+					t.Fatalf("failSync=%d: Durable stays %d after applying 600", failSync, w.Durable())
+				}
+				time.Sleep(time.Millisecond)
+			}
+			checkFeed(t, f)
+			f.mu.Lock()
+			if n := len(f.consumed); n == 0 || f.consumed[n-1] != 600 || !slices.IsSorted(f.consumed) {
+				t.Errorf("failSync=%d: Consumed calls %v, want increasing up to 600", failSync, f.consumed)
+			}
+			f.mu.Unlock()
 		}
 	})
 

@@ -14,7 +14,10 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-var _ revguard.Ledger = (*Ledger)(nil)
+var (
+	_ revguard.Ledger       = (*Ledger)(nil)
+	_ revguard.LedgerSyncer = (*Ledger)(nil)
+)
 
 // Ledger is the permanent order history (revguard.Ledger) in a DB: one row per
 // reservation in its latest state, and the seq of the last journal event applied, both
@@ -47,6 +50,21 @@ func (l *Ledger) LastApplied(ctx context.Context) (uint64, error) {
 	return uint64(seq), nil
 }
 
+// Sync makes every batch ApplyEvents has committed durable, and returns the seq of the
+// last event applied (revguard.LedgerSyncer). It may run while ApplyEvents writes the
+// next batch.
+func (l *Ledger) Sync(ctx context.Context) (uint64, error) {
+	// The seq is read first: the fsync after it covers every commit the read saw.
+	seq, err := l.LastApplied(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if err := l.db.syncWAL(); err != nil {
+		return 0, err
+	}
+	return seq, nil
+}
+
 // putSKU creates or replaces a SKU's settings.
 const putSKU = `INSERT INTO skus (id, stock, per_customer_limit, hold_seconds, opens_at, updated_at, seq)
 	VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -58,6 +76,10 @@ const putSKU = `INSERT INTO skus (id, stock, per_customer_limit, hold_seconds, o
 // the last one. Events with Seq <= LastApplied are skipped, so applying a batch again,
 // or a batch that overlaps the last one, changes nothing for the events already there.
 // Events must be in increasing Seq order. See apply.go for how a batch becomes SQL.
+//
+// It returns once the transaction is committed: readers see it, and it survives a
+// crash of the process, but it is durable against a crash of the machine only after
+// Sync.
 func (l *Ledger) ApplyEvents(ctx context.Context, events []revguard.Event) error {
 	if len(events) == 0 {
 		return nil

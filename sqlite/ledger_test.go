@@ -146,3 +146,30 @@ func TestLedger_Scan(t *testing.T) {
 		})
 	}
 }
+
+// TestLedger_Sync checks that Sync reports the last applied seq, and fails on a
+// read-only DB, which has nothing of its own to make durable.
+func TestLedger_Sync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "revguard.db")
+	l := sqlite.NewLedger(MustOpenDBAt(t, path, time.Now))
+	if seq, err := l.Sync(t.Context()); err != nil || seq != 0 {
+		t.Fatalf("Sync of an empty ledger = %d, %v; want 0", seq, err)
+	}
+	var log revguardtest.EventLog
+	log.Reserve("shoe", "alice", 1)
+	log.Reserve("shoe", "bob", 1)
+	revguardtest.MustApply(t, l, log.Events)
+	if seq, err := l.Sync(t.Context()); err != nil || seq != 2 {
+		t.Fatalf("Sync = %d, %v; want 2", seq, err)
+	}
+
+	rdb := sqlite.NewDB(path)
+	rdb.ReadOnly = true
+	if err := rdb.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	if _, err := sqlite.NewLedger(rdb).Sync(t.Context()); err == nil {
+		t.Fatal("Sync on a read-only DB: no error")
+	}
+}

@@ -54,6 +54,9 @@ func (s *Sessions) CreateSession(ctx context.Context, customerID string, ttl tim
 		h[:], customerID, sess.CreatedAt.UnixNano(), sess.ExpiresAt.UnixNano()); err != nil {
 		return "", revguard.Session{}, fmt.Errorf("sqlite: create session: %w", err)
 	}
+	if err := s.db.syncWAL(); err != nil {
+		return "", revguard.Session{}, fmt.Errorf("sqlite: create session: %w", err)
+	}
 	return token, sess, nil
 }
 
@@ -97,10 +100,16 @@ func (s *Sessions) DeleteSession(ctx context.Context, token string) error {
 	if _, err := w.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, h[:]); err != nil {
 		return fmt.Errorf("sqlite: delete session: %w", err)
 	}
+	// A revoked token must not come back after a crash of the machine.
+	if err := s.db.syncWAL(); err != nil {
+		return fmt.Errorf("sqlite: delete session: %w", err)
+	}
 	return nil
 }
 
-// PurgeExpired deletes the sessions expired at Now and returns how many it deleted.
+// PurgeExpired deletes the sessions expired at Now and returns how many it deleted. It
+// does not wait for the deletion to be durable: a purged session that a crash of the
+// machine brings back is still expired, and refused.
 func (s *Sessions) PurgeExpired(ctx context.Context) (int, error) {
 	w, err := s.db.writer()
 	if err != nil {

@@ -77,11 +77,15 @@ func NewDB(path string) *DB {
 // dsn returns the driver's URI for db.Path with the given query parameters.
 //
 // Every connection gets the same pragmas: busy_timeout first (so that the others cannot
-// fail with SQLITE_BUSY), WAL, foreign keys, and synchronous=FULL. FULL, not NORMAL:
-// in WAL mode NORMAL lets a power loss undo committed transactions, and a committed
-// batch is what the ledger writer reports to the journal as consumed, after which the
-// journal may delete those events. A lost ledger commit would then be a lost order.
-// FULL costs one fsync per transaction, which batching makes cheap.
+// fail with SQLITE_BUSY), WAL, foreign keys. The writer runs with synchronous=NORMAL: a
+// commit writes its pages to the WAL without an fsync, so it survives a crash of the
+// process at once but a crash of the machine only after the next sync of the WAL file
+// (syncWAL), which checkpoints also do. Every write path keeps its own durability
+// promise on top: a session is created or revoked only once syncWAL has returned (what
+// synchronous=FULL did at each commit), and the ledger reports a batch durable, for the
+// journal to drop its events, only after Ledger.Sync (revguard.LedgerSyncer). That
+// lets the ledger writer apply the next batch while the last one reaches the disk,
+// instead of waiting for each fsync in turn.
 func (db *DB) dsn(readOnly bool) (string, error) {
 	abs, err := filepath.Abs(db.Path)
 	if err != nil {
@@ -90,12 +94,12 @@ func (db *DB) dsn(readOnly bool) (string, error) {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
 	q.Add("_pragma", "foreign_keys(1)")
-	q.Add("_pragma", "synchronous(FULL)")
 	if readOnly {
 		q.Set("mode", "ro")
 		q.Set("_query_only", "1")
 	} else {
 		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous(NORMAL)")
 		q.Set("_txlock", "immediate")
 	}
 	u := url.URL{Scheme: "file", OmitHost: true, Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
@@ -146,6 +150,9 @@ func (db *DB) Open(ctx context.Context) (err error) {
 			return err
 		}
 		if err := db.prepare(ctx, ledgerStmts()); err != nil {
+			return err
+		}
+		if err := db.syncWAL(); err != nil { // the migrations and the cursor key
 			return err
 		}
 	}
@@ -269,6 +276,32 @@ func (db *DB) stmt(ctx context.Context, tx *sql.Tx, k stmtKey) (*sql.Stmt, error
 		return nil, fmt.Errorf("sqlite: prepare: %w", err)
 	}
 	return s, nil
+}
+
+// syncWAL makes every transaction committed so far durable, by an fsync of the WAL
+// file. It may run beside the writer: a commit that ends after it started may or may
+// not be covered. A checkpoint has synced the WAL before copying its pages into the
+// database file, and synced that file before the WAL is reused; so if there is no WAL,
+// everything is in the synced database file.
+func (db *DB) syncWAL() error {
+	if _, err := db.writer(); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(db.Path+"-wal", os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: sync: %w", err)
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: sync %s: %w", f.Name(), err)
+	}
+	return nil
 }
 
 // Close closes the database. It is safe to call more than once.
