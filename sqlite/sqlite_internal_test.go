@@ -201,3 +201,26 @@ func TestOpen_ReadOnlyOldSchema(t *testing.T) {
 		t.Fatal("read-only Open of a version-1 database: no error")
 	}
 }
+
+// TestDB_WriterPragmas checks the settings the writer's durability and throughput rest
+// on (see dsn): WAL, synchronous=NORMAL with explicit syncs, and the checkpoint size.
+func TestDB_WriterPragmas(t *testing.T) {
+	db := mustOpen(t, time.Now)
+	for _, tt := range []struct {
+		pragma string
+		want   string
+	}{
+		{"journal_mode", "wal"},
+		{"synchronous", "1"}, // NORMAL
+		{"wal_autocheckpoint", fmt.Sprint(walCheckpointPages)},
+		{"foreign_keys", "1"},
+	} {
+		var got string
+		if err := db.wdb.QueryRowContext(t.Context(), `PRAGMA `+tt.pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != tt.want {
+			t.Errorf("PRAGMA %s = %s, want %s", tt.pragma, got, tt.want)
+		}
+	}
+}
