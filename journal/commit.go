@@ -25,17 +25,30 @@ const (
 // one fsync.
 type batch struct {
 	buf     []byte
-	first   uint64        // seq of the first record
-	last    uint64        // seq of the last record; first-1 while empty
-	done    chan struct{} // made by the first Wait that needs it; closed when durable or failed
-	waiters int           // Wait calls blocked on done
+	first   uint64            // seq of the first record
+	last    uint64            // seq of the last record; first-1 while empty
+	done    chan struct{}     // made by the first Wait that needs it; closed when durable or failed
+	notify  []chan<- struct{} // given to Notify; closed with done
+	waiters int               // Wait and Notify calls for the batch
 }
 
 func (b *batch) reset(first uint64) {
 	b.buf = b.buf[:0]
 	b.first, b.last = first, first-1
 	b.done = nil
+	clear(b.notify)
+	b.notify = b.notify[:0]
 	b.waiters = 0
+}
+
+// wake closes b's channels: its events are durable, or will never be.
+func (b *batch) wake() {
+	if b.done != nil {
+		close(b.done)
+	}
+	for _, ch := range b.notify {
+		close(ch)
+	}
 }
 
 // events returns the number of records in b.
@@ -49,11 +62,12 @@ func (b *batch) events() int { return int(b.last + 1 - b.first) }
 // then split into two half-batches that take turns, one appending while the other's
 // fsync runs: twice the fsyncs for the same work. So after a commit that woke some
 // waiters, the flusher lets the next batch gather until it holds the events that were
-// already pending plus one per woken waiter (the callers coming back), or until a
-// short deadline after the commit, or until the callers stop coming, whichever is
-// first. The deadline is a fraction of the recent fsync time, so a gather costs a
-// bounded share of the throughput when callers do not come back; with NoSync it is
-// zero. Nothing is delayed when nobody was woken.
+// already pending plus one per event just made durable (their callers coming back;
+// one Notify may stand for many callers), or until a short deadline after the
+// commit, or until the callers stop coming, whichever is first. The deadline is a
+// fraction of the recent fsync time, so a gather costs a bounded share of the
+// throughput when callers do not come back; with NoSync it is zero. Nothing is
+// delayed when nobody was woken.
 //
 // The flusher gathers by yielding (runtime.Gosched), not by sleeping: the woken
 // callers are runnable, so a yield lets them append; when two yields in a row bring
@@ -156,16 +170,10 @@ func (j *Journal) Wait(ctx context.Context, seq uint64) error {
 		j.mu.Unlock()
 		return err
 	}
-	var b *batch
-	switch {
-	case j.flushing != nil && seq <= j.flushing.last:
-		b = j.flushing
-	case seq <= j.lastSeq:
-		b = j.cur
-	default:
-		last := j.lastSeq
+	b, err := j.batchOf(seq)
+	if err != nil {
 		j.mu.Unlock()
-		return fmt.Errorf("journal: wait: seq %d was never assigned (last is %d)", seq, last)
+		return err
 	}
 	if b.done == nil {
 		b.done = make(chan struct{})
@@ -189,6 +197,44 @@ func (j *Journal) Wait(ctx context.Context, seq uint64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.stateErr()
+}
+
+// batchOf returns the batch, not yet durable, that holds seq. The caller holds mu.
+func (j *Journal) batchOf(seq uint64) (*batch, error) {
+	switch {
+	case j.flushing != nil && seq <= j.flushing.last:
+		return j.flushing, nil
+	case seq <= j.lastSeq:
+		return j.cur, nil
+	}
+	return nil, fmt.Errorf("journal: wait: seq %d was never assigned (last is %d)", seq, j.lastSeq)
+}
+
+// Notify closes ch once every event with a seq at or below seq is durable, or once
+// the journal failed or closed first: Wait(ctx, seq) then tells which, at once. It
+// never blocks (it closes ch at once when seq is already durable or will never be),
+// and it is how many callers wait for one seq with a single channel: the flusher
+// closes ch together with the batch's own. Nobody else may close ch.
+func (j *Journal) Notify(seq uint64, ch chan<- struct{}) {
+	if seq <= j.durable.Load() {
+		close(ch)
+		return
+	}
+	j.mu.Lock()
+	if seq <= j.durable.Load() || j.err != nil || j.cur == nil {
+		j.mu.Unlock()
+		close(ch)
+		return
+	}
+	b, err := j.batchOf(seq)
+	if err != nil {
+		j.mu.Unlock()
+		close(ch)
+		return
+	}
+	b.notify = append(b.notify, ch)
+	b.waiters++
+	j.mu.Unlock()
 }
 
 // flushLoop is the flusher goroutine. Open starts it; it exits once Close was called and
@@ -215,18 +261,22 @@ func (j *Journal) flushLoop() {
 			return
 		}
 
+		// Each event of a batch that had waiters counts as a caller woken now, who
+		// may come back with the next. Once no longer flushing, b is the flusher's
+		// alone (as spare): no Wait or Notify finds it.
 		j.mu.Lock()
-		done, woken, pending := b.done, b.waiters, j.cur.events()
 		j.flushing = nil
+		woken, pending := 0, j.cur.events()
+		if b.waiters > 0 {
+			woken = b.events()
+		}
 		if cap(b.buf) > maxSpareBuffer {
 			b.buf = nil
 		}
 		j.spare = b
 		events, size := b.events(), len(b.buf)
 		j.mu.Unlock()
-		if done != nil {
-			close(done)
-		}
+		b.wake()
 		g.committed(j.Now(), fsync, woken, pending)
 		j.batches.Add(1)
 		j.bytes.Add(uint64(size))
@@ -333,13 +383,11 @@ func (j *Journal) fail(b *batch, err error) {
 	j.mu.Lock()
 	j.err = err
 	j.flushing = nil
-	dones := []chan struct{}{b.done, j.cur.done}
+	cur := j.cur
 	j.mu.Unlock()
-	for _, d := range dones {
-		if d != nil {
-			close(d)
-		}
-	}
+	// With j.err set, no Wait or Notify adds to cur any more.
+	b.wake()
+	cur.wake()
 	// Wake ReadEvents too: no more events will come.
 	j.segMu.Lock()
 	notify := j.notify

@@ -86,6 +86,11 @@ func TestFailure(t *testing.T) {
 			// and it only touches the file again after the next Append.
 			tc.inject(j)
 
+			// Pending events and a Notify on them, then failure.
+			seq, _ := j.Append(event(6))
+			notified := make(chan struct{})
+			j.Notify(seq, notified)
+
 			const writers = 8
 			type result struct {
 				seq uint64
@@ -107,6 +112,15 @@ func TestFailure(t *testing.T) {
 			}
 			wg.Wait()
 			close(results)
+			<-notified
+			if err := j.Wait(t.Context(), seq); err == nil {
+				t.Fatalf("Wait for seq %d after its Notify channel closed on a failure: no error", seq)
+			}
+			late := make(chan struct{})
+			j.Notify(seq, late)
+			if !isClosed(late) {
+				t.Fatal("Notify on a failed journal did not close the channel at once")
+			}
 			durable := j.Durable()
 			if durable != 5 {
 				t.Fatalf("Durable = %d after the failure, want 5", durable)
@@ -199,6 +213,16 @@ func TestGroupCommit(t *testing.T) {
 			}()
 		}
 
+		// Notify: at once for a durable seq, at the commit for a pending one.
+		durableCh, pendingCh := make(chan struct{}), make(chan struct{})
+		j.Notify(1, durableCh)
+		j.Notify(10, pendingCh)
+		select {
+		case <-durableCh:
+		default:
+			t.Fatal("Notify for a durable seq did not close the channel at once")
+		}
+
 		// A waiter with a deadline gives up while the flusher is held.
 		tctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
@@ -206,15 +230,16 @@ func TestGroupCommit(t *testing.T) {
 			t.Fatalf("Wait with a deadline while the flusher is held: %v", err)
 		}
 		synctest.Wait()
-		if len(woken) != 0 || len(followed) != 0 || j.Durable() != 1 {
-			t.Fatalf("before the second commit: %d waiters woken, follower done %v, Durable %d",
-				len(woken), len(followed) != 0, j.Durable())
+		if len(woken) != 0 || len(followed) != 0 || j.Durable() != 1 || isClosed(pendingCh) {
+			t.Fatalf("before the second commit: %d waiters woken, follower done %v, Durable %d, notified %v",
+				len(woken), len(followed) != 0, j.Durable(), isClosed(pendingCh))
 		}
 
 		close(gate)
 		synctest.Wait()
-		if len(woken) != 9 || j.Durable() != 10 {
-			t.Fatalf("after the second commit: %d of 9 waiters woken, Durable %d", len(woken), j.Durable())
+		if len(woken) != 9 || j.Durable() != 10 || !isClosed(pendingCh) {
+			t.Fatalf("after the second commit: %d of 9 waiters woken, Durable %d, notified %v",
+				len(woken), j.Durable(), isClosed(pendingCh))
 		}
 		if evs := <-followed; len(evs) != 9 || evs[0].Seq != 2 || evs[8].Seq != 10 {
 			t.Fatalf("follower got %d events, want seqs 2-10", len(evs))
@@ -236,6 +261,15 @@ func TestGroupCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // TestCloseFlushesPending appends without waiting and closes: Close writes everything.
