@@ -65,8 +65,13 @@ type LedgerSyncer interface {
 	Sync(ctx context.Context) (uint64, error)
 }
 
-// DefaultLedgerBatch is the default LedgerWriter.BatchSize.
-const DefaultLedgerBatch = 1024
+// DefaultLedgerBatch is the default LedgerWriter.BatchSize. Batches are this large only
+// while the writer catches up (a caught-up writer applies what is there), and then
+// larger is cheaper per event: the pages a batch rewrites (index leaves of hot SKUs,
+// the newest ids) are shared by more events. On SQLite, 8,192 caught up a
+// 100,000-event burst about a third faster than 1,024, for transactions of a fraction
+// of a second that other writes to the same file (sessions) wait behind.
+const DefaultLedgerBatch = 8192
 
 // LedgerWriter copies the events of a Feed into a Ledger, in order and exactly once: it
 // resumes after the Ledger's LastApplied, applies events in batches (one ApplyEvents
