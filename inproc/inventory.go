@@ -31,6 +31,8 @@ var _ revguard.Inventory = (*Inventory)(nil)
 // fsync (group commit). Every answer, refusals and reads included, first waits for
 // the SKU's last seq to be durable (the output gate): no answer depends on a change
 // that a crash could still lose, so histories stay linearizable across crashes.
+// Reserves of a busy SKU queue instead of waiting for its lock, and one caller applies
+// them all under one lock (inventory_combine.go).
 //
 // Set the exported fields before Open. Close does not close the journal: its owner
 // does, after Close.

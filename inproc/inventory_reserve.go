@@ -29,8 +29,12 @@ func (inv *Inventory) Reserve(ctx context.Context, req revguard.ReserveRequest) 
 	if req.IdempotencyKey != "" {
 		return inv.reserveOnce(ctx, req)
 	}
-	r, idText, seq, err := inv.reserveStep(req)
-	if err = inv.settle(ctx, seq, err); err != nil {
+	s, op, seq, err := inv.prepareReserve(req)
+	if s == nil {
+		return revguard.Reservation{}, false, inv.settle(ctx, seq, err)
+	}
+	r, idText, err := inv.reserveAt(ctx, s, op)
+	if err != nil {
 		return revguard.Reservation{}, false, err
 	}
 	return r.createdViewID(idText), false, nil
@@ -62,16 +66,15 @@ func (inv *Inventory) reserveOnce(ctx context.Context, req revguard.ReserveReque
 			v, found = inv.idem.LoadOrStore(k, mine)
 		}
 		if !found {
-			r, idText, seq, err := inv.reserveStep(req)
-			if r != nil {
-				// Remembered as soon as it is journaled, even if the wait below fails:
-				// a retry must replay it, never reserve twice.
-				inv.idem.Store(k, r)
-			} else {
+			s, op, seq, err := inv.prepareReserve(req)
+			if s == nil {
 				inv.idem.CompareAndDelete(k, mine)
+				close(mine.done)
+				return revguard.Reservation{}, false, inv.settle(ctx, seq, err)
 			}
-			close(mine.done)
-			if err = inv.settle(ctx, seq, err); err != nil {
+			op.idem, op.pending = k, mine // settled once applied (see finishReserve)
+			r, idText, err := inv.reserveAt(ctx, s, op)
+			if err != nil {
 				return revguard.Reservation{}, false, err
 			}
 			return r.createdViewID(idText), false, nil
@@ -129,13 +132,13 @@ func (inv *Inventory) FindIdempotent(ctx context.Context, req revguard.ReserveRe
 	}
 }
 
-// reserveStep runs one reservation at the SKU's serialisation point. It returns the
-// new reservation (nil when refused), the text of its id, and the seq to wait for
-// before answering.
-func (inv *Inventory) reserveStep(req revguard.ReserveRequest) (*reservation, string, uint64, error) {
+// prepareReserve does what a reservation needs before the SKU's serialisation point.
+// It returns the SKU and the prepared reserve, or a nil SKU and the answer: the error
+// for an unknown SKU, or the lock-free sold-out refusal and the seq it must wait for.
+func (inv *Inventory) prepareReserve(req revguard.ReserveRequest) (*sku, reserveOp, uint64, error) {
 	s := inv.lookup(req.SKU)
 	if s == nil || !s.exists.Load() {
-		return nil, "", 0, errSKUNotFound(req.SKU)
+		return nil, reserveOp{}, 0, errSKUNotFound(req.SKU)
 	}
 
 	// The sold-out fast path: no lock, no allocation, no clock read unless needed
@@ -144,7 +147,7 @@ func (inv *Inventory) reserveStep(req revguard.ReserveRequest) (*reservation, st
 	// stores.
 	next, opens := s.nextExpiry.Load(), s.opensAt.Load()
 	if s.avail.Load() < req.Quantity && inv.settled(next, opens) {
-		return nil, "", s.lastSeq.Load(), inv.errSoldOut
+		return nil, reserveOp{}, s.lastSeq.Load(), inv.errSoldOut
 	}
 
 	// What needs no lock is done before taking it, to keep a hot SKU's critical
@@ -162,19 +165,11 @@ func (inv *Inventory) reserveStep(req revguard.ReserveRequest) (*reservation, st
 			break
 		}
 	}
-	idText := r.id.String()
-
-	s.mu.Lock()
-	err := inv.reserveLocked(s, r, idText, req, now)
-	seq := s.lastSeq.Load()
-	s.mu.Unlock()
-	if err != nil {
-		inv.res.remove(r.id)
-		return nil, "", seq, err
-	}
-	return r, idText, seq, nil
+	return s, reserveOp{req: req, r: r, idText: r.id.String(), now: now}, 0, nil
 }
 
+// reserveLocked applies one reserve to s, under s.mu: the checks, the journal
+// append, the change.
 func (inv *Inventory) reserveLocked(s *sku, r *reservation, idText string, req revguard.ReserveRequest, now int64) error {
 	if err := inv.expireDue(s, now); err != nil {
 		return err

@@ -37,6 +37,8 @@ type sku struct {
 	holdSecs          int32 // hold duration, at most revguard.MaxHoldSeconds
 
 	exists atomic.Bool // the creating PutSKU has been applied
+
+	queue atomic.Pointer[reserveOp] // reserves waiting for mu, newest first (inventory_combine.go)
 }
 
 func (s *sku) holdNanos() int64 { return int64(s.holdSecs) * int64(time.Second) }
