@@ -184,12 +184,32 @@ func (sl *sale) finish(ctx context.Context, rep *Report) {
 		for _, l := range rep.Latency {
 			if l.Op == opReserve {
 				rep.ReserveThroughput = float64(l.Count) / rep.SaleSeconds
+				rep.SoldOut = sl.soldOutSplit(l.Count, rep.SaleSeconds)
 			}
 		}
 	}
 	rep.Sale = summarizeSale(an, at, sl.ledger)
 	rep.Checks = []Check{an.checkOversell(), an.checkDemand(), an.checkLimit(), an.checkBots(),
 		ledger, counts, an.checkAnswers(rep.Outcomes)}
+}
+
+// soldOutSplit parts the sale's reserves answers (n in total, over secs) at the first
+// sold_out refusal, or returns nil when there was none.
+func (sl *sale) soldOutSplit(n int64, secs float64) *SoldOutSplit {
+	sl.rec.mu.Lock()
+	at, before := sl.rec.firstSoldOut, sl.rec.beforeSold
+	sl.rec.mu.Unlock()
+	if at.IsZero() {
+		return nil
+	}
+	so := &SoldOutSplit{AtSeconds: max(at.Sub(sl.start).Seconds(), 0), Before: before, After: n - before}
+	if so.AtSeconds > 0 {
+		so.BeforePerSec = float64(so.Before) / so.AtSeconds
+	}
+	if d := secs - so.AtSeconds; d > 0 {
+		so.AfterPerSec = float64(so.After) / d
+	}
+	return so
 }
 
 // finalSKU reads the SKU after the sale, retrying briefly.

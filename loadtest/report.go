@@ -14,25 +14,37 @@ import (
 // Report is the result of a run: what was played, how fast it was answered, what
 // happened to the stock, and the checks.
 type Report struct {
-	Scenario          Scenario     `json:"scenario"`
-	Targets           []string     `json:"targets"`
-	Mode              string       `json:"mode,omitempty"` // set by the caller, e.g. "embedded"
-	Started           time.Time    `json:"started"`
-	SetupSeconds      float64      `json:"setup_seconds"` // creating the SKU's sessions
-	SaleSeconds       float64      `json:"sale_seconds"`
-	Requests          int64        `json:"requests"`            // reserve, confirm and release requests
-	Throughput        float64      `json:"requests_per_second"` // Requests / SaleSeconds
-	ReserveThroughput float64      `json:"reserves_per_second"`
-	Latency           []Latency    `json:"latency"`
-	Outcomes          []Outcome    `json:"outcomes"`
-	Sale              SaleSummary  `json:"sale"`
-	SKU               *SKUState    `json:"sku,omitempty"`    // the final read; nil when it failed
-	Ledger            *LedgerState `json:"ledger,omitempty"` // nil when it never caught up
-	Checks            []Check      `json:"checks"`
+	Scenario          Scenario      `json:"scenario"`
+	Targets           []string      `json:"targets"`
+	Mode              string        `json:"mode,omitempty"` // set by the caller, e.g. "embedded"
+	Started           time.Time     `json:"started"`
+	SetupSeconds      float64       `json:"setup_seconds"` // creating the SKU's sessions
+	SaleSeconds       float64       `json:"sale_seconds"`
+	Requests          int64         `json:"requests"`            // reserve, confirm and release requests
+	Throughput        float64       `json:"requests_per_second"` // Requests / SaleSeconds
+	ReserveThroughput float64       `json:"reserves_per_second"`
+	SoldOut           *SoldOutSplit `json:"sold_out,omitempty"` // nil when nothing was refused sold_out
+	Latency           []Latency     `json:"latency"`
+	Outcomes          []Outcome     `json:"outcomes"`
+	Sale              SaleSummary   `json:"sale"`
+	SKU               *SKUState     `json:"sku,omitempty"`    // the final read; nil when it failed
+	Ledger            *LedgerState  `json:"ledger,omitempty"` // nil when it never caught up
+	Checks            []Check       `json:"checks"`
 
 	// Baselines are the stores a shop would otherwise use, driven with the same
 	// scenario after the sale; the caller adds them.
 	Baselines []*BaselineReport `json:"baselines,omitempty"`
+}
+
+// SoldOutSplit parts the reservations at the first sold_out refusal: before it they
+// take the bot check and the serialisation point, and the holds wait for the disk; after
+// it most are refused on the fast path.
+type SoldOutSplit struct {
+	AtSeconds    float64 `json:"at_seconds"` // from the opening
+	Before       int64   `json:"before"`     // reserve answers before the first refusal
+	BeforePerSec float64 `json:"before_per_second"`
+	After        int64   `json:"after"` // from the first refusal on
+	AfterPerSec  float64 `json:"after_per_second"`
 }
 
 // SaleSummary counts what happened to the customers and the units.
@@ -237,8 +249,13 @@ func (r *Report) writeSale(b *strings.Builder) {
 	fmt.Fprintf(b, "          confirm %.0f%% after %s, release %.0f%% after %s, %d attempts per buyer, duration cap %s\n",
 		s.Confirm*100, s.ConfirmDelay, s.Release*100, s.ReleaseDelay, s.Attempts(), s.Duration)
 	fmt.Fprintf(b, "setup: sessions in %.1fs\n", r.SetupSeconds)
-	fmt.Fprintf(b, "sale: %.1fs, %d requests, %.0f requests/s (%.0f reserves/s)\n\n",
+	fmt.Fprintf(b, "sale: %.1fs, %d requests, %.0f requests/s (%.0f reserves/s)\n",
 		r.SaleSeconds, r.Requests, r.Throughput, r.ReserveThroughput)
+	if so := r.SoldOut; so != nil {
+		fmt.Fprintf(b, "      first sold_out at %.1fs: %d reserves before it (%.0f/s), %d from it on (%.0f/s)\n",
+			so.AtSeconds, so.Before, so.BeforePerSec, so.After, so.AfterPerSec)
+	}
+	fmt.Fprintln(b)
 
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "latency (ms)\tcount\tmean\tp50\tp90\tp99\tp99.9\tmax\t")

@@ -181,7 +181,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		}
 	}
 	sl := &sale{
-		r: r, s: s, runID: runID, rec: newRecorder(), c: c,
+		r: r, s: s, runID: runID, rec: newRecorder(now), c: c,
 		queue:     make(chan *job, s.Connections),
 		followSem: make(chan struct{}, followConns(s.Connections)),
 		spentCh:   make(chan struct{}),

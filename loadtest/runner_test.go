@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,11 @@ func TestRunner(t *testing.T) {
 		if !strings.Contains(text, "PASS: all 7 checks") {
 			t.Errorf("text report lacks the verdict:\n%s", text)
 		}
+		so := rep.SoldOut
+		if so == nil || so.Before < 40 || so.Before+so.After != int64(sa.Attempts) || so.AtSeconds > rep.SaleSeconds ||
+			!strings.Contains(text, fmt.Sprintf("first sold_out at %.1fs: %d reserves before it", so.AtSeconds, so.Before)) {
+			t.Errorf("sold-out split %+v of %d attempts, at most %d before the first refusal:\n%s", so, sa.Attempts, sa.Attempts, text)
+		}
 		var b bytes.Buffer
 		if err := rep.WriteJSON(&b); err != nil {
 			t.Fatal(err)
@@ -116,6 +122,9 @@ func TestRunner(t *testing.T) {
 		rep, text := mustRun(t, &fakeShop{}, s)
 		if err := rep.Err(); err != nil {
 			t.Fatalf("%v\n%s", err, text)
+		}
+		if so := rep.SoldOut; so == nil || so.Before != 0 || so.After != int64(rep.Sale.Attempts) {
+			t.Errorf("sold-out split %+v, want every one of %d attempts after the first refusal", so, rep.Sale.Attempts)
 		}
 		if rep.Sale.Holds != 0 || rep.Sale.SoldOut != rep.Sale.Attempts || rep.SaleSeconds > 4 {
 			t.Errorf("want every attempt refused sold_out, quickly: %+v in %.1fs", rep.Sale, rep.SaleSeconds)

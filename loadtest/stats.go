@@ -46,10 +46,15 @@ type recorder struct {
 	requests int64 // sale requests answered or failed
 	errors   int64 // transport errors and 5xx
 	soldOut  int64 // reserve answers 409 sold_out
+
+	now          func() time.Time
+	firstSoldOut time.Time // when the first reserve answer 409 sold_out was recorded
+	beforeSold   int64     // reserve answers recorded before it
 }
 
-func newRecorder() *recorder {
+func newRecorder(now func() time.Time) *recorder {
 	return &recorder{
+		now:      now,
 		hists:    make(map[string]*hdrhistogram.Histogram),
 		window:   newHist(),
 		outcomes: make(map[outcomeKey]int64),
@@ -71,6 +76,9 @@ func (r *recorder) record(op string, bot bool, a answer, d time.Duration) {
 	if op == opReserve {
 		_ = r.window.RecordValue(min(us, histMax))
 		if code == "sold_out" {
+			if r.soldOut == 0 {
+				r.firstSoldOut, r.beforeSold = r.now(), h.TotalCount()-1
+			}
 			r.soldOut++
 		}
 	}
