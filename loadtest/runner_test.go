@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -160,6 +162,32 @@ func TestRunner(t *testing.T) {
 			t.Errorf("%d answers 503 (want 60), %d units reserved (want all 40 at least), %d unresolved (want 0)\n%s", shed, rep.Sale.Reserved, rep.Sale.Unresolved, text)
 		}
 	})
+	t.Run("OKNetHTTPClient", func(t *testing.T) {
+		// A given Runner.Client (as for https:// targets) carries the sale instead of
+		// the minimal HTTP/1.1 client.
+		shop := &fakeShop{}
+		url := MustStartFakeShop(t, shop)
+		var sent atomic.Int64
+		tr := &http.Transport{MaxIdleConnsPerHost: 32}
+		t.Cleanup(tr.CloseIdleConnections)
+		r := loadtest.NewRunner(smallScenario(), shop.admin, url)
+		r.Client = &http.Client{Transport: roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			sent.Add(1)
+			return tr.RoundTrip(req)
+		})}
+		r.Tokens = shop
+		r.LedgerWait = 1500 * time.Millisecond
+		rep, err := r.Run(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rep.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n := sent.Load(); n < int64(rep.Sale.Attempts) {
+			t.Errorf("%d requests through the given client, fewer than the %d attempts", n, rep.Sale.Attempts)
+		}
+	})
 	t.Run("OKExpiryResale", func(t *testing.T) {
 		s := smallScenario()
 		s.Customers, s.Stock, s.Bots = 100, 10, 0
@@ -251,3 +279,7 @@ func TestRunnerInterrupted(t *testing.T) {
 		t.Errorf("Run returned %v after its start, want soon after the cancel at 1s", d)
 	}
 }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
