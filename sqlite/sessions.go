@@ -31,7 +31,8 @@ func NewSessions(db *DB) *Sessions { return &Sessions{db: db, Logger: db.Logger}
 
 // CreateSession issues a new token for customerID, valid for ttl (0 means
 // revguard.DefaultSessionTTL). It fails with CodeInvalidRequest for an invalid customer
-// id or a ttl out of range.
+// id or a ttl out of range. It returns once the session is durable; concurrent calls
+// share one transaction and one fsync (sessionCommitter).
 func (s *Sessions) CreateSession(ctx context.Context, customerID string, ttl time.Duration) (string, revguard.Session, error) {
 	if ttl == 0 {
 		ttl = revguard.DefaultSessionTTL
@@ -42,19 +43,15 @@ func (s *Sessions) CreateSession(ctx context.Context, customerID string, ttl tim
 	case ttl < revguard.MinSessionTTL || ttl > revguard.MaxSessionTTL:
 		return "", revguard.Session{}, revguard.Errorf(revguard.CodeInvalidRequest, "ttl must be between %s and %s", revguard.MinSessionTTL, revguard.MaxSessionTTL)
 	}
-	w, err := s.db.writer()
-	if err != nil {
+	if _, err := s.db.writer(); err != nil {
 		return "", revguard.Session{}, err
 	}
 	now := s.db.Now().UTC()
 	sess := revguard.Session{CustomerID: customerID, CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	token := revguard.NewSessionToken()
-	h := revguard.HashSessionToken(token)
-	if _, err := w.ExecContext(ctx, `INSERT INTO sessions (token_hash, customer_id, created_at, expires_at) VALUES (?, ?, ?, ?)`,
-		h[:], customerID, sess.CreatedAt.UnixNano(), sess.ExpiresAt.UnixNano()); err != nil {
-		return "", revguard.Session{}, fmt.Errorf("sqlite: create session: %w", err)
-	}
-	if err := s.db.syncWAL(); err != nil {
+	r := &sessionReq{hash: revguard.HashSessionToken(token), customer: customerID,
+		created: sess.CreatedAt.UnixNano(), expires: sess.ExpiresAt.UnixNano()}
+	if err := s.db.sessions.add(ctx, r); err != nil {
 		return "", revguard.Session{}, fmt.Errorf("sqlite: create session: %w", err)
 	}
 	return token, sess, nil

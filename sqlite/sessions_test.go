@@ -1,7 +1,10 @@
 package sqlite_test
 
 import (
+	"context"
+	"fmt"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -43,5 +46,27 @@ func TestSessions_PurgeExpired(t *testing.T) {
 	}
 	if n, err := s.PurgeExpired(ctx); err != nil || n != 0 {
 		t.Fatalf("second PurgeExpired = %d, %v; want 0", n, err)
+	}
+}
+
+// BenchmarkSessions_CreateSession measures session creation with many callers at once,
+// as when a crowd logs in before a drop: each session is durable when its call returns.
+func BenchmarkSessions_CreateSession(b *testing.B) {
+	for _, callers := range []int{1, 16, 256} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			s := sqlite.NewSessions(MustOpenDB(b))
+			b.SetParallelism(max(1, callers/runtime.GOMAXPROCS(0)))
+			b.ReportAllocs()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, _, err := s.CreateSession(context.Background(), "crowd", time.Hour); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "sessions/s")
+		})
 	}
 }

@@ -75,6 +75,8 @@ type DB struct {
 	stmtMu sync.Mutex
 	stmts  map[stmtKey]*sql.Stmt
 
+	sessions *sessionCommitter // group commit of CreateSession; nil when ReadOnly
+
 	cursorKey []byte // HMAC key of page cursors, from ledger_meta
 }
 
@@ -159,12 +161,13 @@ func (db *DB) Open(ctx context.Context) (err error) {
 		if err := db.ensureCursorKey(ctx); err != nil {
 			return err
 		}
-		if err := db.prepare(ctx, ledgerStmts()); err != nil {
+		if err := db.prepare(ctx, append(ledgerStmts(), sessionStmts()...)); err != nil {
 			return err
 		}
 		if err := db.syncWAL(); err != nil { // the migrations and the cursor key
 			return err
 		}
+		db.sessions = &sessionCommitter{db: db}
 	}
 
 	dsn, err := db.dsn(true)
@@ -317,6 +320,9 @@ func (db *DB) syncWAL() error {
 // Close closes the database. It is safe to call more than once.
 func (db *DB) Close() error {
 	var errs []error
+	if db.sessions != nil {
+		db.sessions.close()
+	}
 	db.stmtMu.Lock()
 	for k, s := range db.stmts {
 		errs = append(errs, s.Close())
