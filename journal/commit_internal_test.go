@@ -440,15 +440,23 @@ func runCallers(t *testing.T, rounds []int) (batches []int, perEvent []time.Dura
 }
 
 // TestGatherRefill has 8 callers that each wait for one event before appending the
-// next. The first event goes alone and the 7 others arrive during its fsync; then the
-// flusher waits for the woken caller too, and from then on every batch holds all 8
-// callers. Without the gather they would take turns in two half-batches.
+// next. The first batch holds the events appended before the flusher ran (often just
+// one) and the others arrive during its fsync; then the flusher waits for the woken
+// callers too, and from then on every batch but the last holds all 8 callers.
+// Without the gather they would take turns in two part-batches (1,7,1,7 or 4,4,4,4).
 func TestGatherRefill(t *testing.T) {
 	const callers, rounds = 8, 6
 	batches, _ := runCallers(t, slices.Repeat([]int{rounds}, callers))
-	want := []int{1, 8, 8, 8, 8, 8, 7}
-	if !slices.Equal(batches, want) {
-		t.Fatalf("batch sizes %v, want %v", batches, want)
+	total := 0
+	for _, n := range batches {
+		total += n
+	}
+	ok := total == callers*rounds && len(batches) >= 3 && len(batches) <= rounds+1
+	for i := 1; ok && i < len(batches)-1; i++ {
+		ok = batches[i] == callers
+	}
+	if !ok {
+		t.Fatalf("batch sizes %v, want all but the first and last of %d, %d events in all", batches, callers, callers*rounds)
 	}
 }
 
