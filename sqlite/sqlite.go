@@ -47,6 +47,12 @@ const SchemaVersion = 3
 // the cost of a longer pause when one runs, and a WAL file of that size on disk.
 const walCheckpointPages = 16384
 
+// writerCacheKiB is the page cache of the writer connection (cache_size; SQLite's
+// default is 2,000 KiB). The ledger's index pages are spread over the whole file (a
+// customer's entry goes wherever the customer sorts), and with a small cache a batch
+// reads most of them again from the WAL or the file, a pread each.
+const writerCacheKiB = 64 << 10
+
 // busyTimeout is how long a statement waits for a lock held by another connection
 // (a checkpoint, or a writer in another process) before failing with SQLITE_BUSY.
 const busyTimeout = 5 * time.Second
@@ -112,6 +118,7 @@ func (db *DB) dsn(readOnly bool) (string, error) {
 		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", "synchronous(NORMAL)")
 		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walCheckpointPages))
+		q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", writerCacheKiB))
 		q.Set("_txlock", "immediate")
 	}
 	u := url.URL{Scheme: "file", OmitHost: true, Path: filepath.ToSlash(abs), RawQuery: q.Encode()}

@@ -213,6 +213,7 @@ func TestDB_WriterPragmas(t *testing.T) {
 		{"journal_mode", "wal"},
 		{"synchronous", "1"}, // NORMAL
 		{"wal_autocheckpoint", fmt.Sprint(walCheckpointPages)},
+		{"cache_size", fmt.Sprint(-writerCacheKiB)},
 		{"foreign_keys", "1"},
 	} {
 		var got string
