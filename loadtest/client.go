@@ -25,9 +25,9 @@ const maxAnswer = 4 << 20
 
 // client speaks the v1 API to one or several targets, round-robin.
 type client struct {
-	targets []string  // base URLs without a trailing slash
-	h1      []*h1Pool // one per target when all are http://; nil: http serves
-	admin   string    // admin bearer token
+	targets []string      // base URLs without a trailing slash
+	fast    []*fastTarget // one per target when all are http://; nil: http serves
+	admin   string        // admin bearer token
 	http    *http.Client
 	timeout time.Duration // per request
 	now     func() time.Time
@@ -81,18 +81,18 @@ type headers struct {
 }
 
 // do sends one request to the next target and reads the whole answer, so that the
-// connection can be reused. body is JSON, nil for none. It goes through the minimal
-// HTTP/1.1 client (h1.go) when there is one, else through net/http.
+// connection can be reused. body is JSON, nil for none. It goes through fasthttp
+// (fastclient.go) when the targets are http://, else through net/http.
 func (c *client) do(ctx context.Context, method, path, token string, h headers, body []byte) answer {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	i := (c.next.Add(1) - 1) % uint64(len(c.targets))
-	if c.h1 != nil {
+	if c.fast != nil {
 		a := answer{}
-		r := h1Request{method: method, path: path, auth: token, turnstile: h.turnstile, idempotencyKey: h.idempotencyKey, body: body}
-		if err := c.h1[i].roundTrip(ctx, &r, &a, &c.dates); err != nil {
+		r := fastRequest{method: method, path: path, auth: token, turnstile: h.turnstile, idempotencyKey: h.idempotencyKey, body: body}
+		if err := c.fast[i].roundTrip(ctx, &r, &a, &c.dates); err != nil {
 			return answer{err: fmt.Errorf("%s %s: %w", method, path, err)}
 		}
 		if !a.date.IsZero() {

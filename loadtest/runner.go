@@ -36,7 +36,7 @@ type Runner struct {
 	// replayed tokens.
 	Tokens TokenSource
 
-	Client         *http.Client  // nil: a minimal HTTP/1.1 client (h1.go) for http:// targets, net/http for https://
+	Client         *http.Client  // nil: fasthttp for http:// targets, net/http for https://
 	RequestTimeout time.Duration // per request; default 10 s
 	Retries        int           // of a request whose outcome was unknown or refused for load; default 3
 	LedgerWait     time.Duration // how long the ledger may take to catch up; default 30 s
@@ -165,21 +165,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		now = time.Now
 	}
 	c := &client{targets: targets, admin: r.AdminToken, http: r.Client, timeout: r.RequestTimeout, now: now}
-	if c.http == nil {
-		n := poolConns(s.Connections)
-		if pools, ok := newH1Pools(targets, n, r.RequestTimeout); ok {
-			c.h1 = pools
-			defer func() {
-				for _, p := range pools {
-					p.close()
-				}
-			}()
-		} else {
-			tr := newTransport(n)
-			defer tr.CloseIdleConnections()
-			c.http = &http.Client{Transport: tr}
-		}
-	}
+	defer c.useTransport(poolConns(s.Connections))()
 	sl := &sale{
 		r: r, s: s, runID: runID, rec: newRecorder(now), c: c,
 		queue:     make(chan *job, s.Connections),
