@@ -72,10 +72,13 @@ func (l *RateLimiter) Allow(_ context.Context, key string) (bool, time.Duration,
 	if l.rate.Off() {
 		return true, 0, nil
 	}
-	now := l.Now()
 	s := &l.shards[maphash.String(l.seed, key)%rateShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The clock is read under the shard's lock, so that each bucket sees time move
+	// forward only: x/time/rate rewinds a bucket given an earlier time than its last, and
+	// the interval would then be refilled twice.
+	now := l.Now()
 	b, ok := s.buckets[key]
 	if !ok {
 		if len(s.buckets) >= s.sweepAt {
