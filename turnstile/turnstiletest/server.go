@@ -3,6 +3,7 @@ package turnstiletest
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -63,6 +64,7 @@ type listener struct {
 	mu     sync.Mutex // never held together with Server.mu
 	addr   string     // 127.0.0.1:port once started
 	srv    *http.Server
+	hold   io.Closer // in ModeRefuse: a socket bound to addr, not listening
 	closed bool
 	wg     sync.WaitGroup // Serve goroutines
 }
@@ -117,12 +119,22 @@ func (s *Server) Close() {
 	l := &s.net
 	l.mu.Lock()
 	l.closed = true
+	l.release()
 	if l.srv != nil {
 		l.srv.Close()
 		l.srv = nil
 	}
 	l.mu.Unlock()
 	l.wg.Wait()
+}
+
+// release closes the socket that holds the port in ModeRefuse, if any. Called with
+// l.mu held.
+func (l *listener) release() {
+	if l.hold != nil {
+		l.hold.Close()
+		l.hold = nil
+	}
 }
 
 // SetMode sets how the fake answers from now on. Leaving ModeRefuse listens again on the
@@ -142,7 +154,11 @@ func (s *Server) SetMode(m Mode) error {
 	case m == ModeRefuse && l.srv != nil:
 		l.srv.Close() // closes the listener and every connection, idle or active
 		l.srv = nil
+		// Keep the port: a socket bound to it but not listening refuses connections,
+		// and no other process can take the port before we listen again.
+		l.hold = holdPort(l.addr)
 	case m != ModeRefuse && l.srv == nil:
+		l.release()
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
 			return fmt.Errorf("turnstiletest: listen again on %s: %w", l.addr, err)
