@@ -89,6 +89,15 @@ func TestNewIDSortsByTime(t *testing.T) {
 		}
 		seen[id], prev = true, id
 	}
+	// Within one millisecond too: ids made 20 µs apart sort by creation time.
+	prev = ""
+	for i := range 50 {
+		id := newID(base + int64(i)*20*int64(time.Microsecond)).String()
+		if id <= prev {
+			t.Fatalf("id %s made 20 µs after %s sorts before it", id, prev)
+		}
+		prev = id
+	}
 	for _, bad := range []string{"", "x", "01J0000000000000000000000", "81J00000000000000000000000", "01J0000000000000000000000U"} {
 		if _, ok := parseID(bad); ok {
 			t.Errorf("parseID(%q) accepted", bad)
