@@ -18,7 +18,7 @@ type expirer struct {
 	// mu guards heap. Lock order: a sku.mu may be held while taking mu (armTimer);
 	// mu is never held while taking a sku.mu.
 	mu   sync.Mutex
-	heap []timerEntry
+	heap deadlineHeap[timerEntry]
 	wake chan struct{} // capacity 1: the earliest deadline changed
 }
 
@@ -26,6 +26,8 @@ type timerEntry struct {
 	at int64 // Unix ns
 	s  *sku
 }
+
+func (t timerEntry) deadline() int64 { return t.at }
 
 // maxSleep bounds the expirer's sleep so that a jump of the wall clock (or of an
 // injected clock) delays an expiry by at most this much. It costs one wake-up per
@@ -56,18 +58,8 @@ func (inv *Inventory) armTimer(s *sku) {
 
 func (e *expirer) push(t timerEntry) {
 	e.mu.Lock()
-	e.heap = append(e.heap, t)
-	h := e.heap
-	i := len(h) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if h[p].at <= h[i].at {
-			break
-		}
-		h[p], h[i] = h[i], h[p]
-		i = p
-	}
-	first := i == 0
+	e.heap.push(t)
+	first := e.heap[0] == t // the earliest deadline changed: the expirer must re-arm
 	e.mu.Unlock()
 	if first {
 		select {
@@ -85,25 +77,7 @@ func (e *expirer) popDue(now int64, due []timerEntry) ([]timerEntry, int64) {
 	h := e.heap
 	for len(h) > 0 && h[0].at <= now {
 		due = append(due, h[0])
-		n := len(h) - 1
-		h[0] = h[n]
-		h[n] = timerEntry{}
-		h = h[:n]
-		for i := 0; ; {
-			l := 2*i + 1
-			if l >= n {
-				break
-			}
-			m := l
-			if r := l + 1; r < n && h[r].at < h[l].at {
-				m = r
-			}
-			if h[i].at <= h[m].at {
-				break
-			}
-			h[i], h[m] = h[m], h[i]
-			i = m
-		}
+		h.pop()
 	}
 	e.heap = h
 	if len(h) == 0 {

@@ -301,49 +301,10 @@ type holdEntry struct {
 	r  *reservation
 }
 
-// holdHeap is a min-heap of holds by deadline. New holds usually have the latest
-// deadline, so a push costs one comparison.
-type holdHeap []holdEntry
+func (e holdEntry) deadline() int64 { return e.at }
 
-func (h *holdHeap) push(e holdEntry) {
-	*h = append(*h, e)
-	a := *h
-	i := len(a) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if a[p].at <= a[i].at {
-			break
-		}
-		a[p], a[i] = a[i], a[p]
-		i = p
-	}
-}
-
-// pop removes the earliest entry.
-func (h *holdHeap) pop() {
-	a := *h
-	n := len(a) - 1
-	a[0] = a[n]
-	a[n] = holdEntry{} // no stale pointer in the spare capacity
-	a = a[:n]
-	*h = a
-	i := 0
-	for {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		m := l
-		if r := l + 1; r < n && a[r].at < a[l].at {
-			m = r
-		}
-		if a[i].at <= a[m].at {
-			break
-		}
-		a[i], a[m] = a[m], a[i]
-		i = m
-	}
-}
+// holdHeap is a SKU's holds by deadline.
+type holdHeap = deadlineHeap[holdEntry]
 
 // resTable maps reservation ids to reservations. It is sharded by the id's random
 // bits so that concurrent lookups of unrelated reservations do not contend.
