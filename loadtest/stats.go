@@ -67,11 +67,7 @@ func (r *recorder) record(op string, bot bool, a answer, d time.Duration) {
 	us := max(d.Microseconds(), histMin)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h := r.hists[op]
-	if h == nil {
-		h = newHist()
-		r.hists[op] = h
-	}
+	h := r.hist(op)
 	_ = h.RecordValue(min(us, histMax)) // clamped: cannot fail
 	if op == opReserve {
 		_ = r.window.RecordValue(min(us, histMax))
@@ -96,12 +92,17 @@ func (r *recorder) recordLatency(op string, d time.Duration) {
 	us := max(d.Microseconds(), histMin)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	_ = r.hist(op).RecordValue(min(us, histMax)) // clamped: cannot fail
+}
+
+// hist returns op's latency histogram, made on first use. Called with r.mu held.
+func (r *recorder) hist(op string) *hdrhistogram.Histogram {
 	h := r.hists[op]
 	if h == nil {
 		h = newHist()
 		r.hists[op] = h
 	}
-	_ = h.RecordValue(min(us, histMax))
+	return h
 }
 
 // tick is a progress snapshot: counters so far and the reserve p99 since the last tick.
