@@ -117,6 +117,10 @@ func appendNullableString(b []byte, s string) []byte {
 	return appendString(b, s)
 }
 
+// AppendReservation appends r as the reservation object of API.md, exactly as the API
+// writes it: the one encoding of that object, also used by revguard export.
+func AppendReservation(b []byte, r *revguard.Reservation) []byte { return appendReservation(b, r) }
+
 // appendReservation appends the reservation object of API.md.
 func appendReservation(b []byte, r *revguard.Reservation) []byte {
 	b = append(b, `{"id":`...)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/httpapi"
 	"github.com/revenueguard/revguard/sqlite"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
@@ -206,13 +206,15 @@ var exportColumns = []string{"id", "sku", "customer_id", "quantity", "status", "
 // its buffer when called with the zero Reservation.
 func newExportWriter(w io.Writer, format string) func(revguard.Reservation) error {
 	if format == "jsonl" {
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
+		bw := bufio.NewWriter(w)
+		var line []byte
 		return func(r revguard.Reservation) error {
 			if r.ID == "" {
-				return nil
+				return bw.Flush()
 			}
-			return enc.Encode(exportJSON(r))
+			line = append(httpapi.AppendReservation(line[:0], &r), '\n')
+			_, err := bw.Write(line)
+			return err
 		}
 	}
 	cw := csv.NewWriter(w)
@@ -241,38 +243,6 @@ func csvTime(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339Nano)
-}
-
-// exportRecord is the API's reservation object (API.md), with nulls for absent
-// times and order reference.
-type exportRecord struct {
-	ID          string     `json:"id"`
-	SKU         string     `json:"sku"`
-	CustomerID  string     `json:"customer_id"`
-	Quantity    int64      `json:"quantity"`
-	Status      string     `json:"status"`
-	CreatedAt   time.Time  `json:"created_at"`
-	ExpiresAt   time.Time  `json:"expires_at"`
-	ConfirmedAt *time.Time `json:"confirmed_at"`
-	ReleasedAt  *time.Time `json:"released_at"`
-	OrderRef    *string    `json:"order_ref"`
-}
-
-func exportJSON(r revguard.Reservation) exportRecord {
-	opt := func(t time.Time) *time.Time {
-		if t.IsZero() {
-			return nil
-		}
-		t = t.UTC()
-		return &t
-	}
-	j := exportRecord{ID: r.ID, SKU: r.SKU, CustomerID: r.CustomerID, Quantity: r.Quantity,
-		Status: string(r.Status), CreatedAt: r.CreatedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC(),
-		ConfirmedAt: opt(r.ConfirmedAt), ReleasedAt: opt(r.ReleasedAt)}
-	if r.OrderRef != "" {
-		j.OrderRef = &r.OrderRef
-	}
-	return j
 }
 
 // storeFlags are the store settings that export and verify share with serve.
