@@ -90,6 +90,26 @@ func (s *Server) limitIP(ctx context.Context, w http.ResponseWriter, ip string) 
 	return limit(ctx, w, s.IPLimiter, ip, "client address")
 }
 
+// allow applies the rate limits to a request of c outside the hot path: the IP bucket
+// for every request, the customer's too when customer is set (confirm, release). The
+// admin is exempt. When refused it has written the 429 and returns false.
+func (s *Server) allow(w http.ResponseWriter, r *http.Request, c caller, customer bool) bool {
+	if c.admin {
+		return true
+	}
+	var err error
+	if customer {
+		err = s.rateLimit(r.Context(), w, c.customerID, s.clientIP(r))
+	} else {
+		err = s.limitIP(r.Context(), w, s.clientIP(r))
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return false
+	}
+	return true
+}
+
 func limit(ctx context.Context, w http.ResponseWriter, l revguard.RateLimiter, key, what string) error {
 	ok, retry, err := l.Allow(ctx, key)
 	if err != nil {

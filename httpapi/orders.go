@@ -34,8 +34,7 @@ func (s *Server) handleMyReservations(w http.ResponseWriter, r *http.Request) {
 	}
 	f.CustomerID = c.customerID
 	f.NewestFirst = true
-	if err := s.limitIP(r.Context(), w, s.clientIP(r)); err != nil {
-		s.writeError(w, r, err)
+	if !s.allow(w, r, c, false) {
 		return
 	}
 	s.writeOrders(w, r, f)

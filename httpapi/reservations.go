@@ -43,11 +43,8 @@ func (s *Server) handleGetReservation(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !c.admin {
-		if err := s.limitIP(r.Context(), w, s.clientIP(r)); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	if !s.allow(w, r, c, false) {
+		return
 	}
 	res, err := s.Inventory.FindReservation(r.Context(), id)
 	if err == nil && !c.admin && res.CustomerID != c.customerID {
@@ -80,8 +77,7 @@ func (s *Server) handleConfirm(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.rateLimit(r.Context(), w, c.customerID, s.clientIP(r)); err != nil {
-		s.writeError(w, r, err)
+	if !s.allow(w, r, c, true) {
 		return
 	}
 	res, err := s.Inventory.Confirm(r.Context(), revguard.ConfirmRequest{
@@ -109,11 +105,8 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if !c.admin {
-		if err := s.rateLimit(r.Context(), w, c.customerID, s.clientIP(r)); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	if !s.allow(w, r, c, true) {
+		return
 	}
 	res, err := s.Inventory.Release(r.Context(), id, c.customerID)
 	if err != nil {

@@ -47,8 +47,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.limitIP(r.Context(), w, s.clientIP(r)); err != nil {
-		s.writeError(w, r, err)
+	if !s.allow(w, r, c, false) {
 		return
 	}
 	if err := s.Sessions.DeleteSession(r.Context(), c.token); err != nil {

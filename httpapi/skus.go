@@ -77,8 +77,7 @@ func (s *Server) handleAvailability(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.limitIP(r.Context(), w, s.clientIP(r)); err != nil {
-		s.writeError(w, r, err)
+	if !s.allow(w, r, caller{}, false) {
 		return
 	}
 	av, err := s.Inventory.Availability(r.Context(), id)
