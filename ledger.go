@@ -206,12 +206,15 @@ func (w *LedgerWriter) Run(ctx context.Context) error {
 		b.reset()
 		end := events[len(events)-1]
 		last = max(last, end.Seq)
-		w.publish(last, end.Time)
+		// Clear the lag and, for a ledger durable at each commit, tell the feed before
+		// publishing, so that whoever WaitApplied wakes sees a writer already caught up.
 		w.pendingTime.Store(0)
 		if kick == nil {
 			w.consumed(last)
+			w.publish(last, end.Time)
 			continue
 		}
+		w.publish(last, end.Time)
 		select {
 		case kick <- struct{}{}:
 		default: // a Sync is already due, and covers this batch
