@@ -58,6 +58,13 @@ type Event struct {
 	IdempotencyKey string
 	OrderRef       string // EventConfirmed
 	Revived        bool   // EventConfirmed of an expired hold
+
+	// CreatedAt is the reservation's creation time on every reservation event of the
+	// distributed outbox, which also sets ExpiresAt on each: such events carry the
+	// reservation's whole state after the change, so that a ledger can apply them in
+	// any order. The embedded journal leaves it zero (its events are applied in order;
+	// EventReserved's Time is the creation time).
+	CreatedAt time.Time
 }
 
 // EventFeed gives the durable events in sequence order to one follower (the ledger
