@@ -74,3 +74,16 @@ type Inventory interface {
 	// CodeHoldExpired.
 	Release(ctx context.Context, id, customerID string) (Reservation, error)
 }
+
+// ReservePrechecker is implemented by an Inventory that can tell the gateway, cheaply
+// and before it spends a bot check, whether a reservation is certainly refused.
+type ReservePrechecker interface {
+	// PrecheckReserve returns the public view of the SKU id, as Availability does, for
+	// deciding whether a reservation of quantity units is refused before the bot check
+	// (the sale is not open, or fewer than quantity units are available). Unlike
+	// Availability it does not wait for the SKU's latest changes to become durable when
+	// the view lets the request through: the reservation's own answer will wait. When
+	// the view means a refusal, it waits first, so that no refusal depends on a change
+	// that a crash could still lose. It fails with CodeSKUNotFound.
+	PrecheckReserve(ctx context.Context, id string, quantity int64) (Availability, error)
+}

@@ -149,7 +149,7 @@ func (s *Server) reserve(ctx context.Context, req *revguard.ReserveRequest, toke
 			return reserveOutcome{res: res, replayed: true}
 		}
 	}
-	av, err := s.Inventory.Availability(ctx, req.SKU)
+	av, err := s.precheck(ctx, req)
 	if err != nil {
 		return reserveOutcome{err: err}
 	}
@@ -190,6 +190,16 @@ func (s *Server) reserve(ctx context.Context, req *revguard.ReserveRequest, toke
 	}
 	res, replayed, err := s.Inventory.Reserve(ctx, *req)
 	return reserveOutcome{res: res, replayed: replayed, err: err}
+}
+
+// precheck returns the SKU's public view for the checks before the bot check: through
+// the inventory's PrecheckReserve where it has one, which lets a request that may
+// succeed through without waiting for other reservations' group commits.
+func (s *Server) precheck(ctx context.Context, req *revguard.ReserveRequest) (revguard.Availability, error) {
+	if pc, ok := s.Inventory.(revguard.ReservePrechecker); ok {
+		return pc.PrecheckReserve(ctx, req.SKU, req.Quantity)
+	}
+	return s.Inventory.Availability(ctx, req.SKU)
 }
 
 // errNoneLeft is the sold-out refusal of the crowd after the last unit; it is never
