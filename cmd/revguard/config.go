@@ -42,6 +42,11 @@ type Config struct {
 
 	LogLevel        slog.Level
 	ShutdownTimeout time.Duration // how long in-flight requests get to finish at shutdown
+
+	// DebugAddr, when set, serves the runtime profiles (net/http/pprof) on a listener
+	// of their own, apart from the API. It must be a loopback address: profiles show
+	// the program's internals and cost CPU to take.
+	DebugAddr string
 }
 
 // DefaultConfig returns the configuration of API.md's defaults.
@@ -83,6 +88,11 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("--shutdown-timeout (REVGUARD_SHUTDOWN_TIMEOUT) must be positive")
 	}
+	if c.DebugAddr != "" {
+		if err := validateLoopback(c.DebugAddr); err != nil {
+			return fmt.Errorf("--debug-addr (REVGUARD_DEBUG_ADDR): %w", err)
+		}
+	}
 	if c.RedisURL != "" {
 		if err := validateURL(c.RedisURL, "redis", "rediss", "unix"); err != nil {
 			return fmt.Errorf("--redis-url (REVGUARD_REDIS_URL): %w", err)
@@ -112,6 +122,21 @@ func validateAddr(addr string) error {
 	}
 	if strings.ContainsAny(host, " /?#@") {
 		return fmt.Errorf("invalid host %q in %q", host, addr)
+	}
+	return nil
+}
+
+// validateLoopback accepts host:port where host is a loopback IP or localhost.
+func validateLoopback(addr string) error {
+	if err := validateAddr(addr); err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "localhost" {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address (127.0.0.1:port, [::1]:port or localhost:port)", addr)
 	}
 	return nil
 }
@@ -198,6 +223,8 @@ func (c *Config) options() []option {
 			levelValue{&c.LogLevel}},
 		{"shutdown-timeout", "REVGUARD_SHUTDOWN_TIMEOUT", "duration", "how long in-flight requests may take to finish at SIGTERM/SIGINT", "",
 			durationValue{&c.ShutdownTimeout}},
+		{"debug-addr", "REVGUARD_DEBUG_ADDR", "host:port", "serve the Go runtime's profiles (/debug/pprof/) on this loopback address", "empty: off",
+			(*stringValue)(&c.DebugAddr)},
 	}
 }
 

@@ -52,6 +52,7 @@ var flagTable = []struct{ flag, env, def string }{
 	{"--turnstile-action", "REVGUARD_TURNSTILE_ACTION", "empty: not checked"},
 	{"--log-level", "REVGUARD_LOG_LEVEL", "info"},
 	{"--shutdown-timeout", "REVGUARD_SHUTDOWN_TIMEOUT", "20s"},
+	{"--debug-addr", "REVGUARD_DEBUG_ADDR", "empty: off"},
 }
 
 func TestRun_Help(t *testing.T) {
@@ -237,6 +238,10 @@ func TestConfigValidate(t *testing.T) {
 		{"RateBuiltInCode", func(c *Config) { c.RateLimitIP = revguard.Rate{N: 3, Per: time.Hour} }, "--rate-limit-ip"},
 		{"NegativeRate", func(c *Config) { c.RateLimitCustomer = revguard.Rate{N: -1, Per: time.Second} }, "--rate-limit-customer"},
 		{"ZeroShutdown", func(c *Config) { c.ShutdownTimeout = 0 }, "--shutdown-timeout"},
+		{"DebugLoopback", func(c *Config) { c.DebugAddr = "127.0.0.1:6060" }, ""},
+		{"DebugLocalhost", func(c *Config) { c.DebugAddr = "localhost:0" }, ""},
+		{"DebugNotLoopback", func(c *Config) { c.DebugAddr = "0.0.0.0:6060" }, "--debug-addr"},
+		{"DebugNoPort", func(c *Config) { c.DebugAddr = "127.0.0.1" }, "--debug-addr"},
 		{"RedisURLBadScheme", func(c *Config) { c.RedisURL = "http://127.0.0.1:6379" }, "--redis-url"},
 		{"RedisDistributed", func(c *Config) { c.RedisURL = "redis://127.0.0.1:6379/0" }, "distributed mode"},
 		{"PostgresDistributed", func(c *Config) { c.PostgresURL = "postgresql://127.0.0.1/test" }, "distributed mode"},

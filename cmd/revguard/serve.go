@@ -139,6 +139,8 @@ type Main struct {
 
 	rawSessions *sqlite.Sessions
 	ln          net.Listener
+	debug       *http.Server // the profiles, on Config.DebugAddr; nil when off
+	debugAddr   net.Addr
 	ready       atomic.Bool
 
 	// cancel stops the background goroutines (ledger writer, session purge); they are
@@ -303,6 +305,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			m.serveDone <- fmt.Errorf("serve: %w", err)
 		}
 	}()
+	if cfg.DebugAddr != "" {
+		if err := m.serveDebug(ctx, cfg.DebugAddr); err != nil {
+			return err
+		}
+	}
 	m.ready.Store(true)
 	log.Info("serving", "addr", m.ln.Addr().String(), "data_dir", cfg.DataDir,
 		"bot_check", bot != nil, "version", versionString(version, readBuildInfo()))
@@ -365,6 +372,9 @@ func (m *Main) Close() error {
 func (m *Main) close() error {
 	m.ready.Store(false)
 	var errs []error
+	if m.debug != nil {
+		errs = append(errs, m.debug.Close())
+	}
 	if m.HTTPServer != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 		if err := m.HTTPServer.Shutdown(ctx); err != nil {

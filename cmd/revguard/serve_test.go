@@ -289,3 +289,29 @@ func TestLedgerLagEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestMain_DebugAddr: with --debug-addr the runtime's profiles are served on a listener
+// of their own, and not on the API's.
+func TestMain_DebugAddr(t *testing.T) {
+	m := newTestMain(t.TempDir())
+	m.Config.DebugAddr = "127.0.0.1:0"
+	if err := m.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	get := func(u string) int {
+		t.Helper()
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("http://" + m.DebugAddr().String() + "/debug/pprof/goroutine?debug=1"); code != http.StatusOK {
+		t.Errorf("goroutine profile on the debug listener: status %d, want 200", code)
+	}
+	if code := get(m.URL() + "/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("profiles on the API listener: status %d, want 404", code)
+	}
+}
