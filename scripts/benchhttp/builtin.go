@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// measureBuiltin is the generator used where wrk is not installed: conns goroutines,
+// each with one keep-alive connection, sending t's request and reading its answer in
+// a loop for o.duration.
+func measureBuiltin(ctx context.Context, o options, t target, conns int) (result, error) {
+	u, err := url.Parse(t.url)
+	if err != nil {
+		return result{}, err
+	}
+	req := "POST " + t.path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nContent-Type: application/json\r\n"
+	for k, v := range t.headers {
+		req += k + ": " + v + "\r\n"
+	}
+	req += "Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	raw := []byte(req)
+
+	ctx, cancel := context.WithTimeout(ctx, o.duration)
+	defer cancel()
+	type tally struct {
+		lat            []time.Duration
+		non2xx, errors int64
+	}
+	tallies := make([]tally, conns)
+	var wg sync.WaitGroup
+	began := time.Now()
+	for i := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tl := &tallies[i]
+			c, err := net.Dial("tcp", u.Host)
+			if err != nil {
+				tl.errors++
+				return
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for ctx.Err() == nil {
+				start := time.Now()
+				if _, err := c.Write(raw); err != nil {
+					tl.errors++
+					return
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					tl.errors++
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				tl.lat = append(tl.lat, time.Since(start))
+				if resp.StatusCode < 200 || resp.StatusCode > 299 {
+					tl.non2xx++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(began)
+	var r result
+	var all []time.Duration
+	for _, tl := range tallies {
+		all = append(all, tl.lat...)
+		r.non2xx += tl.non2xx
+		r.errors += tl.errors
+	}
+	if len(all) == 0 {
+		return r, fmt.Errorf("no answers")
+	}
+	slices.Sort(all)
+	r.requests = int64(len(all))
+	r.rate = float64(len(all)) / took.Seconds()
+	r.p50, r.p99 = all[len(all)/2], all[len(all)*99/100]
+	return r, nil
+}

@@ -1,0 +1,524 @@
+// Command benchhttp measures the durable reserve over HTTP against a bare net/http
+// handler, in one run, on one machine (make bench-http).
+//
+// It starts the release binary (`revguard serve`: bot check and rate limits off, a
+// fresh data directory, fsync on), a bare handler in a process of its own (it decodes
+// {"quantity":1} and writes a small JSON 201), and drives both with the same load
+// generator: wrk when it is installed, else a built-in keep-alive HTTP/1.1 generator.
+// The variants run interleaved, round after round, so that the machine's drift hits
+// all of them alike, and the report gives each one's median rate and latency and its
+// ratio to the bare handler of the same round:
+//
+//   - bare: the yardstick;
+//
+//   - reserve: POST /v1/skus/hot/reservations, 201, stock to spare (every 201 waits for
+//     its fsync);
+//
+//   - soldout: the same request on a sold-out SKU, refused 409 on the fast path;
+//
+//   - botcheck (-botcheck): reserve with the bot check on, against a fake siteverify on
+//     loopback that passes every token (Cloudflare's always-pass test secret).
+//
+//     go run ./scripts/benchhttp -bin bin/revguard -conns 64,256 -duration 10s -rounds 3
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/revenueguard/revguard/turnstile/turnstiletest"
+)
+
+func main() {
+	if len(os.Args) == 3 && os.Args[1] == "-bare-serve" {
+		serveBare(os.Args[2])
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "benchhttp:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	bin      string
+	conns    []int
+	duration time.Duration
+	rounds   int
+	gen      string
+	botcheck bool
+	threads  int
+	variants []string
+	args     []string // extra flags for revguard serve
+	keep     bool
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet("benchhttp", flag.ContinueOnError)
+	fs.StringVar(&o.bin, "bin", "bin/revguard", "the revguard binary to measure")
+	connsFlag := fs.String("conns", "64,256", "keep-alive connections, a comma-separated list")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of one measurement")
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds of interleaved measurements")
+	fs.StringVar(&o.gen, "gen", "auto", "load generator: wrk, builtin, or auto (wrk when installed)")
+	fs.BoolVar(&o.botcheck, "botcheck", true, "also measure reserve with the bot check on (fake siteverify on loopback)")
+	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
+	variantsFlag := fs.String("variants", "bare,reserve,soldout,botcheck", "variants to run")
+	serveArgs := fs.String("serve-args", "", "extra flags for revguard serve, space-separated")
+	fs.BoolVar(&o.keep, "keep", false, "keep the data directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, c := range strings.Split(*connsFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-conns: %q is not a positive number", c)
+		}
+		o.conns = append(o.conns, n)
+	}
+	o.variants = strings.Split(*variantsFlag, ",")
+	if !o.botcheck {
+		o.variants = slices.DeleteFunc(o.variants, func(v string) bool { return v == "botcheck" })
+	}
+	o.args = strings.Fields(*serveArgs)
+	switch o.gen {
+	case "auto":
+		o.gen = "builtin"
+		if _, err := exec.LookPath("wrk"); err == nil {
+			o.gen = "wrk"
+		}
+	case "wrk", "builtin":
+	default:
+		return fmt.Errorf("-gen: want wrk, builtin or auto")
+	}
+	return bench(ctx, o, out)
+}
+
+// target is one variant's endpoint and request.
+type target struct {
+	name    string
+	url     string // base URL
+	path    string
+	headers map[string]string
+	status  int
+}
+
+func bench(ctx context.Context, o options, out io.Writer) error {
+	dir, err := os.MkdirTemp("", "benchhttp-")
+	if err != nil {
+		return err
+	}
+	if !o.keep {
+		defer os.RemoveAll(dir)
+	}
+
+	bareAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	bare, err := startProcess(ctx, filepath.Join(dir, "bare.log"), self, "-bare-serve", bareAddr)
+	if err != nil {
+		return err
+	}
+	defer bare.stop()
+
+	var verifier *turnstiletest.Server
+	if slices.Contains(o.variants, "botcheck") {
+		verifier = turnstiletest.New()
+		if err := verifier.Start(); err != nil {
+			return fmt.Errorf("fake siteverify: %w", err)
+		}
+		defer verifier.Close()
+	}
+
+	const admin = "benchhttp-admin-token-0123456789abcdef"
+	servers := map[string]string{} // variant group → base URL
+	start := func(name string, extra ...string) error {
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		args := append([]string{"serve", "--addr", addr, "--data-dir", filepath.Join(dir, name),
+			"--admin-token", admin, "--rate-limit-customer", "off", "--rate-limit-ip", "off", "--log-level", "warn"}, extra...)
+		args = append(args, o.args...)
+		p, err := startProcess(ctx, filepath.Join(dir, name+".log"), o.bin, args...)
+		if err != nil {
+			return err
+		}
+		stops = append(stops, p.stop)
+		servers[name] = "http://" + addr
+		return nil
+	}
+	defer func() {
+		for _, s := range stops {
+			s()
+		}
+	}()
+	if err := start("api"); err != nil {
+		return err
+	}
+	if verifier != nil {
+		if err := start("bot", "--turnstile-secret", turnstiletest.PassSecret, "--turnstile-url", verifier.URL()); err != nil {
+			return err
+		}
+	}
+	for _, u := range append([]string{"http://" + bareAddr}, mapValues(servers)...) {
+		if err := waitReady(ctx, u); err != nil {
+			return err
+		}
+	}
+	tokens := map[string]string{}
+	for name, u := range servers {
+		if err := setup(ctx, u, admin); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		tok, err := session(ctx, u, admin)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		tokens[name] = tok
+	}
+
+	all := map[string]target{
+		"bare":    {name: "bare", url: "http://" + bareAddr, path: "/reserve", status: 201},
+		"reserve": {name: "reserve", url: servers["api"], path: "/v1/skus/hot/reservations", status: 201, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}},
+		"soldout": {name: "soldout", url: servers["api"], path: "/v1/skus/gone/reservations", status: 409, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}},
+	}
+	if verifier != nil {
+		all["botcheck"] = target{name: "botcheck", url: servers["bot"], path: "/v1/skus/hot/reservations", status: 201,
+			headers: map[string]string{"Authorization": "Bearer " + tokens["bot"], "CF-Turnstile-Response": turnstiletest.DummyToken}}
+	}
+	var targets []target
+	for _, v := range o.variants {
+		t, ok := all[v]
+		if !ok {
+			return fmt.Errorf("-variants: unknown variant %q", v)
+		}
+		targets = append(targets, t)
+	}
+
+	fmt.Fprintf(out, "benchhttp: %s, generator %s, %v per measurement, %d rounds, GOMAXPROCS of the machine: %d cores\n",
+		o.bin, o.gen, o.duration, o.rounds, numCPU())
+	for _, conns := range o.conns {
+		results := map[string][]result{}
+		for round := range o.rounds {
+			for _, t := range targets {
+				r, err := measure(ctx, o, t, conns)
+				if err != nil {
+					return fmt.Errorf("%s, %d connections: %w", t.name, conns, err)
+				}
+				r.round = round
+				results[t.name] = append(results[t.name], r)
+				fmt.Fprintf(out, "  round %d  %-8s %4d conns  %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  errors %d\n",
+					round+1, t.name, conns, r.rate, r.p50.Seconds()*1e3, r.p99.Seconds()*1e3, r.errors)
+				if bad := r.wrong(t.status); bad > 0 {
+					fmt.Fprintf(out, "  WARNING: %d of %d answers of %s were not %d: its rate is not the endpoint's\n", bad, r.requests, t.name, t.status)
+				}
+			}
+		}
+		report(out, conns, targets, results)
+	}
+	for name := range servers {
+		if b, err := os.ReadFile(filepath.Join(dir, name+".log")); err == nil && bytes.Contains(b, []byte("level=ERROR")) {
+			fmt.Fprintf(out, "WARNING: the %s server logged errors:\n%s\n", name, lastLines(b, 10))
+		}
+	}
+	return nil
+}
+
+var stops []func()
+
+type result struct {
+	round    int
+	rate     float64
+	p50, p99 time.Duration
+	errors   int64 // socket errors and timeouts
+	requests int64 // answers received
+	non2xx   int64 // answers that were not 2xx (all of the sold-out variant's)
+}
+
+// wrong returns how many answers did not have the status want.
+func (r result) wrong(want int) int64 {
+	if want >= 200 && want < 300 {
+		return r.non2xx
+	}
+	return r.requests - r.non2xx
+}
+
+// report prints, per variant, the median rate and latencies and the median of the
+// per-round ratios to the bare handler.
+func report(out io.Writer, conns int, targets []target, results map[string][]result) {
+	fmt.Fprintf(out, "\n%d connections (median of %d rounds)\n", conns, len(results[targets[0].name]))
+	fmt.Fprintf(out, "  %-8s  %10s  %8s  %8s  %8s\n", "variant", "req/s", "p50 ms", "p99 ms", "÷ bare")
+	bare := results["bare"]
+	for _, t := range targets {
+		rs := results[t.name]
+		var rates, p50s, p99s, ratios []float64
+		for i, r := range rs {
+			rates = append(rates, r.rate)
+			p50s = append(p50s, r.p50.Seconds()*1e3)
+			p99s = append(p99s, r.p99.Seconds()*1e3)
+			if i < len(bare) && bare[i].rate > 0 {
+				ratios = append(ratios, r.rate/bare[i].rate)
+			}
+		}
+		ratio := "      —"
+		if len(ratios) > 0 {
+			ratio = fmt.Sprintf("%8.2f", median(ratios))
+		}
+		fmt.Fprintf(out, "  %-8s  %10.0f  %8.2f  %8.2f  %s\n", t.name, median(rates), median(p50s), median(p99s), ratio)
+	}
+	fmt.Fprintln(out)
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// measure drives t with conns connections for o.duration.
+func measure(ctx context.Context, o options, t target, conns int) (result, error) {
+	if o.gen == "wrk" {
+		return measureWrk(ctx, o, t, conns)
+	}
+	return measureBuiltin(ctx, o, t, conns)
+}
+
+const body = `{"quantity":1}`
+
+// measureWrk runs wrk with a Lua script that sends t's request and counts answers of
+// another status as errors.
+func measureWrk(ctx context.Context, o options, t target, conns int) (result, error) {
+	var lua strings.Builder
+	lua.WriteString("wrk.method = \"POST\"\nwrk.body = '" + body + "'\n")
+	lua.WriteString("wrk.headers[\"Content-Type\"] = \"application/json\"\n")
+	for k, v := range t.headers {
+		fmt.Fprintf(&lua, "wrk.headers[%q] = %q\n", k, v)
+	}
+	fmt.Fprintf(&lua, `local bad = 0
+response = function(status, headers, body)
+  if status ~= %d then bad = bad + 1 end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("BENCH p50=%%d p99=%%d\n", latency:percentile(50), latency:percentile(99)))
+end
+`, t.status)
+	f, err := os.CreateTemp("", "benchhttp-*.lua")
+	if err != nil {
+		return result{}, err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(lua.String()); err != nil {
+		return result{}, err
+	}
+	f.Close()
+	threads := min(o.threads, conns)
+	cmd := exec.CommandContext(ctx, "wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
+		"-d", strconv.Itoa(int(o.duration.Seconds()))+"s", "--timeout", "10s", "-s", f.Name(), t.url+t.path)
+	outb, err := cmd.CombinedOutput()
+	if err != nil {
+		return result{}, fmt.Errorf("wrk: %v: %s", err, outb)
+	}
+	return parseWrk(string(outb))
+}
+
+var (
+	wrkRate   = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkLat    = regexp.MustCompile(`BENCH p50=(\d+) p99=(\d+)`)
+	wrkNon2xx = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
+	wrkCount  = regexp.MustCompile(`(\d+) requests in`)
+	wrkSock   = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+)
+
+func parseWrk(s string) (result, error) {
+	m := wrkRate.FindStringSubmatch(s)
+	l := wrkLat.FindStringSubmatch(s)
+	if m == nil || l == nil {
+		return result{}, fmt.Errorf("wrk: unexpected output:\n%s", s)
+	}
+	var r result
+	r.rate, _ = strconv.ParseFloat(m[1], 64)
+	p50, _ := strconv.ParseInt(l[1], 10, 64)
+	p99, _ := strconv.ParseInt(l[2], 10, 64)
+	r.p50, r.p99 = time.Duration(p50)*time.Microsecond, time.Duration(p99)*time.Microsecond
+	if e := wrkSock.FindStringSubmatch(s); e != nil {
+		for _, x := range e[1:] {
+			n, _ := strconv.ParseInt(x, 10, 64)
+			r.errors += n
+		}
+	}
+	if n := wrkNon2xx.FindStringSubmatch(s); n != nil {
+		r.non2xx, _ = strconv.ParseInt(n[1], 10, 64)
+	}
+	if n := wrkCount.FindStringSubmatch(s); n != nil {
+		r.requests, _ = strconv.ParseInt(n[1], 10, 64)
+	}
+	return r, nil
+}
+
+// setup creates the hot SKU (stock to spare, a limit that one customer never reaches)
+// and the sold-out one.
+func setup(ctx context.Context, base, admin string) error {
+	for path, b := range map[string]string{
+		"/v1/skus/hot":  `{"stock":100000000,"per_customer_limit":1000000,"hold_seconds":86400}`,
+		"/v1/skus/gone": `{"stock":0}`,
+	} {
+		if _, err := call(ctx, http.MethodPut, base+path, admin, b, 201); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func session(ctx context.Context, base, admin string) (string, error) {
+	b, err := call(ctx, http.MethodPost, base+"/v1/sessions", admin, `{"customer_id":"bench","ttl_seconds":86400}`, 201)
+	if err != nil {
+		return "", err
+	}
+	var s struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(b, &s); err != nil || s.Token == "" {
+		return "", fmt.Errorf("session: unexpected answer %s", b)
+	}
+	return s.Token, nil
+}
+
+func call(ctx context.Context, method, u, token, b string, want int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, strings.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		return nil, fmt.Errorf("%s %s: %d %s", method, u, resp.StatusCode, rb)
+	}
+	return rb, nil
+}
+
+func waitReady(ctx context.Context, base string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s did not become ready", base)
+}
+
+// process is a child process whose output goes to a log file.
+type process struct {
+	cmd *exec.Cmd
+	log *os.File
+}
+
+func startProcess(ctx context.Context, logPath, bin string, args ...string) (*process, error) {
+	log, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	return &process{cmd: cmd, log: log}, nil
+}
+
+func (p *process) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+	p.log.Close()
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func mapValues(m map[string]string) []string {
+	var vs []string
+	for _, v := range m {
+		vs = append(vs, v)
+	}
+	return vs
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+func numCPU() int {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "processor") {
+			n++
+		}
+	}
+	return n
+}
