@@ -50,7 +50,9 @@ const (
 	DefaultMigrateTimeout = 5 * time.Minute
 )
 
-// DB is a pool of connections to the PostgreSQL database that holds the ledger.
+// DB is a pool of connections to the PostgreSQL database that holds the ledger. It is
+// safe for concurrent use once open. Its only goroutine is pgxpool's health check,
+// started by Open and ended by Close.
 type DB struct {
 	// URL is the connection string, a postgres:// URL or key=value pairs as libpq takes
 	// them. pgxpool's pool_* parameters (pool_max_conns, ...) are honoured.
@@ -145,8 +147,18 @@ func (db *DB) migrate(ctx context.Context, cc *pgx.ConnConfig) error {
 	if _, err := lockConn.Exec(ctx, `SELECT pg_advisory_lock($1)`, lockKey(db.Schema)); err != nil {
 		return db.formatError(ctx, "take the migration lock", err)
 	}
-	if _, err := lockConn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{db.Schema}.Sanitize()); err != nil {
-		return db.formatError(ctx, "create schema", err)
+	// A schema that exists is left as it is: a deployment may create it beforehand for
+	// a role that may not create schemas (CREATE SCHEMA checks that right first, even
+	// with IF NOT EXISTS).
+	var exists bool
+	if err := lockConn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, db.Schema).Scan(&exists); err != nil {
+		return db.formatError(ctx, "look up schema", err)
+	}
+	if !exists {
+		if _, err := lockConn.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{db.Schema}.Sanitize()); err != nil {
+			return db.formatError(ctx, "create schema", err)
+		}
+		db.Logger.Info("postgres: created schema", "schema", db.Schema)
 	}
 
 	sqlDB := stdlib.OpenDBFromPool(db.pool)
