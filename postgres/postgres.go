@@ -109,6 +109,16 @@ func (db *DB) Open(ctx context.Context) (err error) {
 	if cc.RuntimeParams["application_name"] == "" {
 		cc.RuntimeParams["application_name"] = "revguard"
 	}
+	// Each connection gets its staging table for ApplyEvents (apply.go) once, when it
+	// connects. On a read-only server (a standby, for export) there is none: only
+	// ApplyEvents needs it, and it could not write there anyway.
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, createStage)
+		if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == "25006" {
+			return nil
+		}
+		return err
+	}
 	if db.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
