@@ -94,6 +94,9 @@ func (db *DB) Open(ctx context.Context) (err error) {
 	if db.Logger == nil {
 		db.Logger = slog.Default()
 	}
+	if db.URL == "" {
+		return errors.New("postgres: connection URL required")
+	}
 	if !schemaName.MatchString(db.Schema) {
 		return fmt.Errorf("postgres: schema name %q: want letters, digits and underscores, at most 63", db.Schema)
 	}

@@ -162,6 +162,11 @@ func TestDB_Open(t *testing.T) {
 			}
 		})
 	}
+	t.Run("ErrNoURL", func(t *testing.T) {
+		if err := postgres.NewDB("").Open(t.Context()); err == nil {
+			t.Fatal("Open with no URL: no error")
+		}
+	})
 	t.Run("ErrURL", func(t *testing.T) {
 		if err := postgres.NewDB("postgres://%zz").Open(t.Context()); err == nil {
 			t.Fatal("Open with a malformed URL: no error")
