@@ -254,3 +254,53 @@ func TestLedger_ApplyEvents(t *testing.T) {
 		})
 	}
 }
+
+// TestLedger_PlansFollowGrowth applies small batches of bare changes (the embedded
+// journal's) to a ledger that starts empty, then grows: once the table is large, the
+// changes must find their rows through the primary key rather than by scanning
+// reservations, whatever plan the first batches got on the same connections.
+func TestLedger_PlansFollowGrowth(t *testing.T) {
+	schema := MustCreateSchema(t)
+	db := MustOpenDBIn(t, schema)
+	l := postgres.NewLedger(db)
+	g := eventGen{t: time.Now()}
+	var buf []revguard.Event
+	const small, grow, late = 10, 16, 40
+	var updates int64 // changes applied: rows updated
+	apply := func(batches, size int) {
+		for range batches {
+			buf = g.batch(buf, size)
+			revguardtest.MustApply(t, l, buf)
+			for _, ev := range buf {
+				if ev.Type != revguard.EventReserved {
+					updates++
+				}
+			}
+		}
+	}
+	apply(small, 64)  // plans made on a nearly empty table
+	apply(grow, 4096) // big batches: a scan may well be the best plan for them
+	apply(late, 64)   // 32 changes each, in a table of 33,000 rows
+	db.Close()        // its backends report their statistics as they exit
+	conn := MustConnect(t, schema)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var scans, n int64
+		if err := conn.QueryRow(t.Context(), `SELECT coalesce(seq_scan, 0), n_tup_upd FROM pg_stat_user_tables
+			WHERE schemaname = $1 AND relname = 'reservations'`, schema).Scan(&scans, &n); err != nil {
+			t.Fatal(err)
+		}
+		if n >= updates {
+			// Those before the table grew, and a few more (the migration's index builds
+			// count as scans); a plan that stuck would scan in each of the late batches.
+			if limit := int64(small + grow + late/4); scans > limit {
+				t.Fatalf("%d sequential scans of reservations in %d batches, want at most %d", scans, small+grow+late, limit)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pg_stat_user_tables shows %d updates, want %d", n, updates)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

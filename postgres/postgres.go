@@ -109,6 +109,14 @@ func (db *DB) Open(ctx context.Context) (err error) {
 		cc.ConnectTimeout = db.Timeout
 	}
 	cc.RuntimeParams["search_path"] = pgx.Identifier{db.Schema}.Sanitize()
+	// Plan each statement for its parameters and the tables as they are now. A cached
+	// generic plan is made once per connection, after five runs: on a new ledger, while
+	// the tables are nearly empty, it joins a batch's changes with reservations by a
+	// sequential scan, and keeps doing so as the table grows (until an ANALYZE). The
+	// statements are few and each does much, so planning them every time costs little.
+	if cc.RuntimeParams["plan_cache_mode"] == "" {
+		cc.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	}
 	if cc.RuntimeParams["application_name"] == "" {
 		cc.RuntimeParams["application_name"] = "revguard"
 	}
