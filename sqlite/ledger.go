@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/internal/cursor"
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
@@ -190,23 +191,11 @@ func scanRow(s scanner) (revguard.Reservation, uint64, error) {
 // descending with f.NewestFirst). It fails with CodeInvalidRequest for a limit out of
 // range, an unknown status, or a cursor that is not the next_cursor of the same query.
 func (l *Ledger) FindOrders(ctx context.Context, f revguard.OrderFilter) (revguard.OrderPage, error) {
-	limit := f.Limit
-	switch {
-	case limit == 0:
-		limit = revguard.DefaultOrderLimit
-	case limit < 1 || limit > revguard.MaxOrderLimit:
-		return revguard.OrderPage{}, revguard.Errorf(revguard.CodeInvalidRequest, "limit must be between 1 and %d", revguard.MaxOrderLimit)
+	pg, err := cursor.Parse(l.db.cursorKey, f)
+	if err != nil {
+		return revguard.OrderPage{}, err
 	}
-	if f.Status != "" && !f.Status.Valid() {
-		return revguard.OrderPage{}, revguard.Errorf(revguard.CodeInvalidRequest, "status must be one of held, confirmed, released, expired")
-	}
-	var after string
-	if f.Cursor != "" {
-		var err error
-		if after, err = decodeCursor(l.db.cursorKey, f); err != nil {
-			return revguard.OrderPage{}, err
-		}
-	}
+	limit, after := pg.Limit, pg.After
 	r, err := l.db.reader()
 	if err != nil {
 		return revguard.OrderPage{}, err
@@ -266,7 +255,24 @@ func (l *Ledger) FindOrders(ctx context.Context, f revguard.OrderFilter) (revgua
 		return revguard.OrderPage{}, fmt.Errorf("sqlite: find orders: %w", err)
 	}
 	if more {
-		page.NextCursor = encodeCursor(l.db.cursorKey, f, page.Items[len(page.Items)-1].ID)
+		page.NextCursor = cursor.Encode(l.db.cursorKey, f, page.Items[len(page.Items)-1].ID)
 	}
 	return page, nil
+}
+
+// FindReservation returns reservation id as the ledger holds it, or fails with
+// CodeReservationNotFound.
+func (l *Ledger) FindReservation(ctx context.Context, id string) (revguard.Reservation, error) {
+	r, err := l.db.reader()
+	if err != nil {
+		return revguard.Reservation{}, err
+	}
+	res, _, err := scanRow(r.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM reservations WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return revguard.Reservation{}, revguard.Errorf(revguard.CodeReservationNotFound, "no reservation %q", id)
+	}
+	if err != nil {
+		return revguard.Reservation{}, fmt.Errorf("sqlite: find reservation %q: %w", id, err)
+	}
+	return res, nil
 }

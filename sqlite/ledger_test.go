@@ -173,3 +173,9 @@ func TestLedger_Sync(t *testing.T) {
 		t.Fatal("Sync on a read-only DB: no error")
 	}
 }
+
+func TestLedger_FindReservation(t *testing.T) {
+	revguardtest.TestFindReservation(t, func(tb testing.TB) revguardtest.ReservationLedger {
+		return sqlite.NewLedger(MustOpenDB(tb))
+	})
+}

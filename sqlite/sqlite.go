@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/pressly/goose/v3"
+	"github.com/revenueguard/revguard/internal/cursor"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -200,8 +201,8 @@ func (db *DB) Open(ctx context.Context) (err error) {
 	if err := db.rdb.QueryRowContext(ctx, `SELECT cursor_key FROM ledger_meta WHERE id = 1`).Scan(&db.cursorKey); err != nil {
 		return fmt.Errorf("sqlite: read cursor key: %w", err)
 	}
-	if len(db.cursorKey) != cursorKeySize {
-		return fmt.Errorf("sqlite: cursor key of %s is %d bytes, want %d", db.Path, len(db.cursorKey), cursorKeySize)
+	if len(db.cursorKey) != cursor.KeySize {
+		return fmt.Errorf("sqlite: cursor key of %s is %d bytes, want %d", db.Path, len(db.cursorKey), cursor.KeySize)
 	}
 	return nil
 }
@@ -251,7 +252,7 @@ func (db *DB) version(ctx context.Context) (int64, error) {
 // ensureCursorKey gives the database its random cursor key on first use. The key lives
 // in the file so that cursors survive restarts and work for every reader of the file.
 func (db *DB) ensureCursorKey(ctx context.Context) error {
-	key := make([]byte, cursorKeySize)
+	key := make([]byte, cursor.KeySize)
 	rand.Read(key)
 	_, err := db.wdb.ExecContext(ctx, `UPDATE ledger_meta SET cursor_key = ? WHERE id = 1 AND cursor_key IS NULL`, key)
 	if err != nil {
