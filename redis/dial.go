@@ -15,6 +15,10 @@ const (
 	dialTimeout = 2 * time.Second
 	ioTimeout   = 2 * time.Second
 	poolTimeout = 3 * time.Second
+	// A failed dial sent nothing, so it is safe to retry, but not for long: while
+	// Redis is down, callers should get their 503 quickly.
+	dialRetries   = 2
+	dialRetryWait = 50 * time.Millisecond
 )
 
 // poolSize is the connections per client: a crowd's requests each hold one for a
@@ -44,6 +48,7 @@ func Dial(ctx context.Context, url string) (goredis.UniversalClient, error) {
 		opt.PoolSize = poolSize()
 	}
 	opt.MaxRetries = -1
+	opt.DialerRetries, opt.DialerRetryTimeout = dialRetries, dialRetryWait
 	opt.ContextTimeoutEnabled = true
 
 	single := goredis.NewClient(opt)
@@ -67,6 +72,8 @@ func Dial(ctx context.Context, url string) (goredis.UniversalClient, error) {
 		PoolTimeout:           opt.PoolTimeout,
 		PoolSize:              opt.PoolSize,
 		MaxRetries:            -1,
+		DialerRetries:         dialRetries,
+		DialerRetryTimeout:    dialRetryWait,
 		MaxRedirects:          -1, // see above: a MOVED answer reloads the slots, the caller retries
 		ContextTimeoutEnabled: true,
 	})
