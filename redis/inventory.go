@@ -91,10 +91,16 @@ func NewInventory(client goredis.UniversalClient) *Inventory {
 // Open checks the settings against the namespace's (storing them on its first Open),
 // loads the scripts, and starts the sweeper goroutine, which Close stops. It fails
 // with CodeUnavailable when Redis cannot be reached.
-func (inv *Inventory) Open(ctx context.Context) error {
+func (inv *Inventory) Open(ctx context.Context) (err error) {
 	if !inv.state.CompareAndSwap(stateNew, stateOpen) {
 		return errors.New("redis: open inventory: already opened")
 	}
+	defer func() {
+		if err != nil {
+			inv.sc = nil
+			inv.state.Store(stateNew) // Open may be tried again
+		}
+	}()
 	inv.Namespace = cmp.Or(inv.Namespace, DefaultNamespace)
 	inv.Shards = cmp.Or(inv.Shards, DefaultShards)
 	inv.Logger = cmp.Or(inv.Logger, slog.Default())
@@ -113,12 +119,13 @@ func (inv *Inventory) Open(ctx context.Context) error {
 	if err := checkMeta(ctx, inv.client, inv.Namespace, inv.Shards); err != nil {
 		return err
 	}
-	inv.sc = loadScripts()
-	for _, s := range inv.sc.all() {
+	sc := loadScripts()
+	for _, s := range sc.all() {
 		if err := s.Load(ctx, inv.client).Err(); err != nil {
 			return storeErr("load scripts", err)
 		}
 	}
+	inv.sc = sc
 	inv.tags = make([]string, inv.Shards)
 	for i := range inv.tags {
 		inv.tags[i] = tagOf(inv.Namespace, i)
