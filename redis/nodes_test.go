@@ -205,3 +205,20 @@ func TestTwoNodes_ExpiryOnce(t *testing.T) {
 // shardIndex is the shard of a SKU id with the default 16 shards, as the package
 // computes it (docs/distributed.md): crc32 IEEE mod 16.
 func shardIndex(id string) int { return int(crc32.ChecksumIEEE([]byte(id)) % 16) }
+
+func TestOpen_ErrShardsMismatch(t *testing.T) {
+	c := MustDial(t, redisURL(t))
+	ns := newNamespace(t, c)
+	MustOpenInventory(t, c, ns, func(inv *redis.Inventory) { inv.Shards = 4 })
+	other := redis.NewInventory(c)
+	other.Namespace, other.Shards = ns, 8
+	if err := other.Open(t.Context()); err == nil {
+		other.Close()
+		t.Fatal("a node with 8 shards opened a namespace stored with 4")
+	}
+	other.Shards = 4 // a failed Open may be tried again
+	if err := other.Open(t.Context()); err != nil {
+		t.Fatalf("Open with the stored shard count after a failed Open: %v", err)
+	}
+	other.Close()
+}
