@@ -87,3 +87,18 @@ type ReservePrechecker interface {
 	// that a crash could still lose. It fails with CodeSKUNotFound.
 	PrecheckReserve(ctx context.Context, id string, quantity int64) (Availability, error)
 }
+
+// Check refuses, with CodeInvalidRequest, a request that the gateway never sends and
+// that an Inventory must not act on: a quantity below 1, an empty or oversized
+// customer id (the bound keeps a stored record small), an invalid idempotency key.
+func (r ReserveRequest) Check() error {
+	switch {
+	case r.Quantity < 1:
+		return Errorf(CodeInvalidRequest, "quantity must be at least 1")
+	case r.CustomerID == "" || len(r.CustomerID) > 4*MaxCustomerIDLen:
+		return Errorf(CodeInvalidRequest, "invalid customer id")
+	case r.IdempotencyKey != "" && !ValidIdempotencyKey(r.IdempotencyKey):
+		return Errorf(CodeInvalidRequest, "invalid idempotency key")
+	}
+	return nil
+}

@@ -1,6 +1,9 @@
 package revguard
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // Limits and defaults of a SKU's settings (API.md, PUT /v1/skus/{sku}).
 const (
@@ -60,6 +63,23 @@ func (u SKUUpdate) Validate() error {
 		return Errorf(CodeInvalidRequest, "per_customer_limit must be between 1 and %d", MaxPerCustomerLimit)
 	case u.HoldSeconds < 1 || u.HoldSeconds > MaxHoldSeconds:
 		return Errorf(CodeInvalidRequest, "hold_seconds must be between 1 and %d", MaxHoldSeconds)
+	}
+	return nil
+}
+
+// CheckPut refuses, with CodeInvalidSKU or CodeInvalidRequest, what an Inventory must
+// not store even though the gateway never sends it: an invalid id, settings out of
+// range (see Validate), an opens_at outside the years 1970 to 2262, which Unix
+// nanoseconds (the engines' unit of time) cannot hold.
+func CheckPut(id string, u SKUUpdate) error {
+	if !ValidSKUID(id) {
+		return Errorf(CodeInvalidSKU, "invalid SKU id")
+	}
+	if err := u.Validate(); err != nil {
+		return err
+	}
+	if !u.OpensAt.IsZero() && (u.OpensAt.Before(time.Unix(0, 1)) || u.OpensAt.After(time.Unix(0, math.MaxInt64))) {
+		return Errorf(CodeInvalidRequest, "opens_at out of range")
 	}
 	return nil
 }

@@ -1,0 +1,109 @@
+package redis_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/redis"
+	"github.com/revenueguard/revguard/revguardtest"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// redisURL returns the shared test server's URL, skipping the test when
+// REVGUARD_TEST_REDIS_URL is unset, or failing it when REVGUARD_TEST_REQUIRE_ALL=1.
+func redisURL(tb testing.TB) string {
+	tb.Helper()
+	u := os.Getenv("REVGUARD_TEST_REDIS_URL")
+	if u == "" {
+		if os.Getenv("REVGUARD_TEST_REQUIRE_ALL") == "1" {
+			tb.Fatal("REVGUARD_TEST_REDIS_URL is unset and REVGUARD_TEST_REQUIRE_ALL=1")
+		}
+		tb.Skip("REVGUARD_TEST_REDIS_URL is unset: skipping the tests that need Redis")
+	}
+	return u
+}
+
+// MustDial connects to url with redis.Dial and closes the client at the end of the test.
+func MustDial(tb testing.TB, url string) goredis.UniversalClient {
+	tb.Helper()
+	c, err := redis.Dial(tb.Context(), url)
+	if err != nil {
+		tb.Fatalf("Dial(%s): %v", url, err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// newNamespace returns a namespace no other test uses, and deletes its keys at the
+// end of the test: the shared server is never flushed.
+func newNamespace(tb testing.TB, c goredis.UniversalClient) string {
+	tb.Helper()
+	var b [6]byte
+	rand.Read(b[:])
+	ns := "rgt" + hex.EncodeToString(b[:])
+	tb.Cleanup(func() { deleteNamespace(tb, c, ns) })
+	return ns
+}
+
+// deleteNamespace deletes every key of the namespace ns: "<ns>:…" and "{<ns>:…".
+func deleteNamespace(tb testing.TB, c goredis.UniversalClient, ns string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	del := func(ctx context.Context, node *goredis.Client) error {
+		for _, pattern := range []string{ns + ":*", "{" + ns + ":*"} {
+			iter := node.Scan(ctx, 0, pattern, 1000).Iterator()
+			for iter.Next(ctx) {
+				node.Unlink(ctx, iter.Val())
+			}
+			if err := iter.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var err error
+	switch c := c.(type) {
+	case *goredis.ClusterClient:
+		err = c.ForEachMaster(ctx, del)
+	case *goredis.Client:
+		err = del(ctx, c)
+	}
+	if err != nil {
+		tb.Logf("delete namespace %s: %v", ns, err)
+	}
+}
+
+// MustOpenInventory opens an Inventory of namespace ns on c, after edit (may be nil),
+// and closes it at the end of the test.
+func MustOpenInventory(tb testing.TB, c goredis.UniversalClient, ns string, edit func(*redis.Inventory)) *redis.Inventory {
+	tb.Helper()
+	inv := redis.NewInventory(c)
+	inv.Namespace = ns
+	inv.Logger = slog.New(slog.DiscardHandler)
+	if edit != nil {
+		edit(inv)
+	}
+	if err := inv.Open(tb.Context()); err != nil {
+		tb.Fatalf("open inventory: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := inv.Close(); err != nil {
+			tb.Errorf("close inventory: %v", err)
+		}
+	})
+	return inv
+}
+
+func TestInventory(t *testing.T) {
+	c := MustDial(t, redisURL(t))
+	revguardtest.TestInventory(t, func(tb testing.TB, clock *revguardtest.Clock) revguard.Inventory {
+		return MustOpenInventory(tb, c, newNamespace(tb, c), func(inv *redis.Inventory) { inv.Now = clock.Now })
+	})
+}

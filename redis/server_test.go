@@ -1,0 +1,132 @@
+package redis_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// testServer is a redis-server of a test's own, on a loopback port, with its files in
+// a directory of the test, stopped by its PID at the end of the test.
+type testServer struct {
+	tb   testing.TB
+	Port int
+	Dir  string
+	args []string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// URL returns the server's redis:// URL.
+func (s *testServer) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.Port) }
+
+// Addr returns the server's host:port.
+func (s *testServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
+
+// redisServer returns the path of redis-server, skipping the test when it is not
+// installed (failing it when REVGUARD_TEST_REQUIRE_ALL=1).
+func redisServer(tb testing.TB) string {
+	tb.Helper()
+	p, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("REVGUARD_TEST_REQUIRE_ALL") == "1" {
+			tb.Fatal("redis-server is not installed and REVGUARD_TEST_REQUIRE_ALL=1")
+		}
+		tb.Skip("redis-server is not installed")
+	}
+	return p
+}
+
+// freePort returns a loopback port that was free a moment ago, below 55535 so that a
+// Cluster node's bus port (port+10000) exists too.
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if port >= 55535 {
+			continue
+		}
+		if bus, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000)); err == nil {
+			bus.Close()
+			return port
+		}
+	}
+	tb.Fatal("no free loopback port")
+	return 0
+}
+
+// startServer starts redis-server in dir on a free port with the extra settings
+// args, and waits until it answers.
+func startServer(tb testing.TB, dir string, args ...string) *testServer {
+	tb.Helper()
+	s := &testServer{tb: tb, Port: freePort(tb), Dir: dir, args: args}
+	s.start()
+	tb.Cleanup(s.stop)
+	return s
+}
+
+func (s *testServer) start() {
+	s.tb.Helper()
+	args := append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
+		"--save", "", "--daemonize", "no", "--logfile", filepath.Join(s.Dir, "redis.log")}, s.args...)
+	s.cmd = exec.Command(redisServer(s.tb), args...)
+	if err := s.cmd.Start(); err != nil {
+		s.tb.Fatalf("start redis-server: %v", err)
+	}
+	s.done = make(chan struct{})
+	go func() { s.cmd.Wait(); close(s.done) }() // reaps the process; exits with it
+	c := goredis.NewClient(&goredis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: time.Second})
+	defer c.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case <-s.done:
+			log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+			s.tb.Fatalf("redis-server exited at start: %s", log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.tb.Fatalf("redis-server on port %d does not answer: %v", s.Port, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// kill sends SIGKILL to the server and waits for it to die.
+func (s *testServer) kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+	s.cmd = nil
+}
+
+// restart starts the server again on the same port and directory.
+func (s *testServer) restart() {
+	s.tb.Helper()
+	s.kill()
+	s.start()
+}
+
+func (s *testServer) stop() { s.kill() }
