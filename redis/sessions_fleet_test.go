@@ -37,7 +37,7 @@ func sessMustFleet(tb testing.TB, n int) (nodes []*sessNode, ns string, admin *g
 		name := fmt.Sprintf("%s-node%d", ns, i+1)
 		c := sessMustClient(tb, name)
 		gets := sessCountGets(c)
-		s, logs := sessMustOpenLogged(tb, c, ns, nil)
+		s, logs := sessMustOpenWith(tb, c, ns, nil)
 		nodes = append(nodes, &sessNode{name: name, client: c, s: s, gets: gets, logs: logs})
 	}
 	return nodes, ns, admin

@@ -82,20 +82,25 @@ func sessNamespace(tb testing.TB, c goredis.UniversalClient) string {
 // sessMustOpen opens Sessions on c in namespace ns, closed at cleanup. now may be nil.
 func sessMustOpen(tb testing.TB, c goredis.UniversalClient, ns string, now func() time.Time) *redis.Sessions {
 	tb.Helper()
-	s, _ := sessMustOpenLogged(tb, c, ns, now)
+	s, _ := sessMustOpenWith(tb, c, ns, func(s *redis.Sessions) {
+		if now != nil {
+			s.Now = now
+		}
+	})
 	return s
 }
 
-// sessMustOpenLogged is sessMustOpen that also returns what Sessions logs (shown when
-// the test fails).
-func sessMustOpenLogged(tb testing.TB, c goredis.UniversalClient, ns string, now func() time.Time) (*redis.Sessions, *sessLog) {
+// sessMustOpenWith opens Sessions on c in namespace ns with the settings that set
+// changes, closed at cleanup. It also returns what Sessions logs (shown when the test
+// fails).
+func sessMustOpenWith(tb testing.TB, c goredis.UniversalClient, ns string, set func(*redis.Sessions)) (*redis.Sessions, *sessLog) {
 	tb.Helper()
 	logs := &sessLog{}
 	s := redis.NewSessions(c)
 	s.Namespace = ns
 	s.Logger = slog.New(slog.NewTextHandler(logs, nil))
-	if now != nil {
-		s.Now = now
+	if set != nil {
+		set(s)
 	}
 	if err := s.Open(context.Background()); err != nil {
 		tb.Fatalf("Open: %v", err)
@@ -194,15 +199,11 @@ func TestSessions(t *testing.T) {
 func TestSessionsUncached(t *testing.T) {
 	c := sessMustClient(t, "")
 	revguardtest.TestSessions(t, func(tb testing.TB, now func() time.Time) revguard.Sessions {
-		s := redis.NewSessions(c)
-		s.Namespace = sessNamespace(tb, c)
-		s.Now = now
-		s.MaxCached = 0
-		s.NegativeTTL = 0
-		if err := s.Open(context.Background()); err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { s.Close() })
+		s, _ := sessMustOpenWith(tb, c, sessNamespace(tb, c), func(s *redis.Sessions) {
+			s.Now = now
+			s.MaxCached = 0
+			s.NegativeTTL = 0
+		})
 		return s
 	})
 }
