@@ -114,13 +114,12 @@ type Sessions struct {
 	confirmed atomic.Int64
 
 	// Set by Open.
-	prefix, channel string
-	live            *otter.Cache[[32]byte, sessCached] // nil when caching is off
-	refused         *otter.Cache[[32]byte, time.Time]  // value: refused until
-	loads           singleflight.Group
-	stop            context.CancelFunc
-	done            chan struct{} // closed when the watch goroutine returns
-	closeOnce       sync.Once
+	live      *otter.Cache[[32]byte, sessCached] // nil when caching is off
+	refused   *otter.Cache[[32]byte, time.Time]  // value: refused until
+	loads     singleflight.Group
+	stop      context.CancelFunc
+	done      chan struct{} // closed when the watch goroutine returns
+	closeOnce sync.Once
 
 	// stripes order cache fills against revocations (fill, evict, clearAll). A stripe's
 	// mutex is a leaf lock: nothing else is locked while it is held, except otter's
@@ -165,8 +164,6 @@ func (s *Sessions) Open(ctx context.Context) error {
 	if s.done != nil {
 		return errors.New("redis: sessions already open")
 	}
-	s.prefix = s.Namespace + ":sess:"
-	s.channel = s.Namespace + ":revoked"
 	if s.MaxCached > 0 {
 		// Otter expires entries on its own clock, only to free memory; whether an entry
 		// may be served is decided on s.Now, against the deadline stored in it.
@@ -198,7 +195,7 @@ func (s *Sessions) Open(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.Close()
-	return fmt.Errorf("redis: open sessions: subscribe to %s: %w", s.channel,
+	return fmt.Errorf("redis: open sessions: subscribe to %s: %w", s.channel(),
 		revguard.Errorf(revguard.CodeUnavailable, "%s unavailable", sessWhat))
 }
 
@@ -339,7 +336,7 @@ func (s *Sessions) DeleteSession(ctx context.Context, token string) error {
 	h := revguard.HashSessionToken(token)
 	ctx, cancel := context.WithTimeout(ctx, s.timeout())
 	defer cancel()
-	err := sessRevokeScript.Run(ctx, s.client, []string{s.key(h)}, s.channel, sessHashString(h)).Err()
+	err := sessRevokeScript.Run(ctx, s.client, []string{s.key(h)}, s.channel(), sessHashString(h)).Err()
 	// Evict even after a failure: the script may have run.
 	s.evict(h)
 	if err != nil {
@@ -422,7 +419,11 @@ func (s *Sessions) gen(h [32]byte) uint64 {
 
 func (s *Sessions) stripe(h [32]byte) *sessStripe { return &s.stripes[h[0]%sessStripes] }
 
-func (s *Sessions) key(h [32]byte) string { return s.prefix + sessHashString(h) }
+// key is the Redis key of the session whose token hashes to h.
+func (s *Sessions) key(h [32]byte) string { return s.Namespace + ":sess:" + sessHashString(h) }
+
+// channel is where revoked hashes are published.
+func (s *Sessions) channel() string { return s.Namespace + ":revoked" }
 
 func (s *Sessions) timeout() time.Duration {
 	if s.Timeout <= 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -228,4 +229,73 @@ func sessCustomerOf(tb testing.TB, s revguard.Sessions, tok string) string {
 		tb.Fatal(err)
 	}
 	return got.CustomerID
+}
+
+// sessAfterGet runs f (once) right after the first GET that c sends from now on has
+// its answer, before the caller sees it.
+type sessAfterGet struct {
+	once *sync.Once
+	f    func()
+}
+
+func (sessAfterGet) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (h sessAfterGet) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		err := next(ctx, cmd)
+		if cmd.Name() == "get" {
+			h.once.Do(h.f)
+		}
+		return err
+	}
+}
+
+func (sessAfterGet) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return next
+}
+
+// TestSessionsFleetRevokedDuringRead: node 2 reads a session from Redis, and node 1
+// revokes it before node 2 has cached what it read. The read may answer with the
+// session (it began before the logout), but node 2 must not cache it: its next
+// FindSession is refused at once.
+func TestSessionsFleetRevokedDuringRead(t *testing.T) {
+	nodes, _, _ := sessMustFleet(t, 2)
+	n1, n2 := nodes[0], nodes[1]
+	tok := sessMustCreate(t, n1.s, "c-race")
+	n2.client.AddHook(sessAfterGet{once: new(sync.Once), f: func() {
+		if err := n1.s.DeleteSession(context.Background(), tok); err != nil {
+			t.Error(err)
+		}
+		// Give node 2's subscription time to apply the revocation before the read
+		// goes on to fill the cache. Were it slower, the eviction would come after
+		// the fill and remove the entry: the test cannot fail spuriously.
+		time.Sleep(100 * time.Millisecond)
+	}})
+	sessMustFind(t, n2.s, tok, "c-race") // read before the logout: still valid
+	_, err := n2.s.FindSession(context.Background(), tok)
+	sessWantCode(t, "FindSession right after the racing logout", err, revguard.CodeUnauthenticated)
+}
+
+// TestSessionsFleetMalformedRevocation: a message on the channel that is not a hash
+// cannot say what was revoked, so the node assumes the worst and clears its cache.
+func TestSessionsFleetMalformedRevocation(t *testing.T) {
+	nodes, ns, admin := sessMustFleet(t, 1)
+	n := nodes[0]
+	tok := sessMustCreate(t, n.s, "c-1")
+	n.findCached(t, tok, "c-1")
+	if err := admin.Publish(t.Context(), ns+":revoked", "not a hash").Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(sessRevocationBound)
+	for !strings.Contains(n.logs.String(), "malformed message") {
+		if time.Now().After(deadline) {
+			t.Fatalf("malformed revocation not noticed within %v", sessRevocationBound)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	before := n.gets.Load()
+	sessMustFind(t, n.s, tok, "c-1")
+	if n.gets.Load() == before {
+		t.Fatal("the session was still served from the cache after a malformed revocation")
+	}
 }

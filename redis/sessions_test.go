@@ -15,6 +15,7 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 
 	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/redis"
@@ -259,4 +260,35 @@ func TestSessionsCorruptRecord(t *testing.T) {
 	}
 	_, err := s.FindSession(t.Context(), tok)
 	sessWantCode(t, "FindSession(corrupt record)", err, revguard.CodeInternal)
+}
+
+// TestSessionsLifecycle: Open starts one goroutine and Close stops it (no leak), Close
+// is idempotent, a second Open is refused, and a closed Sessions still answers from
+// Redis (its cache is no longer trusted).
+func TestSessionsLifecycle(t *testing.T) {
+	c := sessMustClient(t, "")
+	ns := sessNamespace(t, c)
+	ignore := goleak.IgnoreCurrent()
+	s := redis.NewSessions(c)
+	s.Namespace = ns
+	if err := s.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(t.Context()); err == nil {
+		t.Fatal("a second Open succeeded")
+	}
+	tok := sessMustCreate(t, s, "c-life")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	goleak.VerifyNone(t, ignore)
+	sessMustFind(t, s, tok, "c-life")
+	if err := s.DeleteSession(t.Context(), tok); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.FindSession(t.Context(), tok)
+	sessWantCode(t, "FindSession after Close and DeleteSession", err, revguard.CodeUnauthenticated)
 }

@@ -60,7 +60,7 @@ func (s *Sessions) watch(ctx context.Context, ready chan struct{}) {
 			backoff = sessMinBackoff
 		}
 		s.logger().Warn("redis: session revocations: subscription lost; sessions are read from Redis until it is back",
-			"channel", s.channel, "err", err, "retry_in", backoff)
+			"channel", s.channel(), "err", err, "retry_in", backoff)
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
@@ -80,7 +80,8 @@ func (s *Sessions) watch(ctx context.Context, ready chan struct{}) {
 // Pings carry their send time; when one is answered, every message published before it
 // was sent has been applied, and confirmed moves to that time.
 func (s *Sessions) follow(ctx context.Context, ready chan struct{}) (subscribed bool, err error) {
-	ps := s.client.Subscribe(ctx, s.channel)
+	channel := s.channel()
+	ps := s.client.Subscribe(ctx, channel)
 	defer ps.Close()
 	// Close cancels ctx: closing the subscription ends a read that is waiting.
 	defer context.AfterFunc(ctx, func() { ps.Close() })()
@@ -110,7 +111,7 @@ func (s *Sessions) follow(ctx context.Context, ready chan struct{}) (subscribed 
 		}
 		switch m := msg.(type) {
 		case *goredis.Subscription:
-			if m.Kind != "subscribe" || m.Channel != s.channel {
+			if m.Kind != "subscribe" || m.Channel != channel {
 				continue
 			}
 			s.clearAll()
@@ -124,13 +125,13 @@ func (s *Sessions) follow(ctx context.Context, ready chan struct{}) (subscribed 
 				}
 			}
 		case *goredis.Message:
-			if m.Channel != s.channel {
+			if m.Channel != channel {
 				continue
 			}
 			h, ok := sessParseHash(m.Payload)
 			if !ok {
 				// Not ours to understand: assume the worst, that some session was revoked.
-				s.logger().Warn("redis: session revocations: malformed message; cache cleared", "channel", s.channel)
+				s.logger().Warn("redis: session revocations: malformed message; cache cleared", "channel", s.channel())
 				s.clearAll()
 				continue
 			}
