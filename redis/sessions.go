@@ -183,20 +183,25 @@ func (s *Sessions) Open(ctx context.Context) error {
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	s.done = make(chan struct{})
-	ready := make(chan struct{})
-	go s.watch(wctx, ready)
+	first := make(chan error, 1)
+	go s.watch(wctx, first)
 
 	t := time.NewTimer(s.timeout())
 	defer t.Stop()
+	var err error
 	select {
-	case <-ready:
-		return nil
+	case err = <-first:
+		if err == nil {
+			return nil
+		}
 	case <-t.C:
+		err = errors.New("no confirmation in time")
 	case <-ctx.Done():
+		err = context.Cause(ctx)
 	}
 	s.Close()
-	return fmt.Errorf("redis: open sessions: subscribe to %s: %w", s.channel(),
-		revguard.Errorf(revguard.CodeUnavailable, "%s unavailable", sessWhat))
+	return fmt.Errorf("redis: open sessions: subscribe to %s: %w: %w", s.channel(),
+		revguard.Errorf(revguard.CodeUnavailable, "%s unavailable", sessWhat), err)
 }
 
 // Close stops the revocation goroutine and waits for it; the cache is not used after.

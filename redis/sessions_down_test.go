@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -173,7 +174,11 @@ func TestSessionsOpenUnreachable(t *testing.T) {
 	s := redis.NewSessions(c)
 	s.Timeout = 300 * time.Millisecond
 	sessBounded(t, "Open", func() {
-		sessWantCode(t, "Open(no Redis)", s.Open(context.Background()), revguard.CodeUnavailable)
+		err := s.Open(context.Background())
+		sessWantCode(t, "Open(no Redis)", err, revguard.CodeUnavailable)
+		if !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("Open(no Redis): %v: want the cause in the error", err)
+		}
 	})
 	_, _, err := s.CreateSession(context.Background(), "c-1", time.Hour)
 	sessWantCode(t, "CreateSession(no Redis)", err, revguard.CodeUnavailable)

@@ -42,17 +42,22 @@ func (s *Sessions) trusted() bool {
 
 // watch follows the revocation channel until ctx is cancelled. Open starts it in its
 // own goroutine and Close stops it (cancelling ctx, which also closes the current
-// subscription) and waits for done. ready is closed at the first subscription.
+// subscription) and waits for done. The outcome of the first attempt (nil once
+// subscribed) is sent on first, which has room for it.
 //
 // After each loss of the subscription the cache is distrusted at once, and watch
 // subscribes again after a backoff (sessMinBackoff doubling to sessMaxBackoff, reset
 // after a subscription that worked).
-func (s *Sessions) watch(ctx context.Context, ready chan struct{}) {
+func (s *Sessions) watch(ctx context.Context, first chan<- error) {
 	defer close(s.done)
 	backoff := sessMinBackoff
 	for {
-		subscribed, err := s.follow(ctx, ready)
+		subscribed, err := s.follow(ctx, first)
 		s.confirmed.Store(0)
+		if first != nil && !subscribed {
+			first <- err
+		}
+		first = nil
 		if ctx.Err() != nil {
 			return
 		}
@@ -73,13 +78,14 @@ func (s *Sessions) watch(ctx context.Context, ready chan struct{}) {
 }
 
 // follow runs one subscription until it fails or ctx is cancelled, applying each
-// revocation to the cache. It reports whether the subscription was ever confirmed.
+// revocation to the cache. It reports whether the subscription was ever confirmed, and
+// sends nil on first (when not nil) at the confirmation.
 //
 // Every subscription confirmation (the first, or one after go-redis reconnected on its
 // own) clears the cache, since revocations published while unsubscribed were lost.
 // Pings carry their send time; when one is answered, every message published before it
 // was sent has been applied, and confirmed moves to that time.
-func (s *Sessions) follow(ctx context.Context, ready chan struct{}) (subscribed bool, err error) {
+func (s *Sessions) follow(ctx context.Context, first chan<- error) (subscribed bool, err error) {
 	channel := s.channel()
 	ps := s.client.Subscribe(ctx, channel)
 	defer ps.Close()
@@ -116,14 +122,10 @@ func (s *Sessions) follow(ctx context.Context, ready chan struct{}) (subscribed 
 			}
 			s.clearAll()
 			s.confirmed.Store(max(s.mono(), 1))
-			if !subscribed {
-				subscribed = true
-				select {
-				case <-ready:
-				default:
-					close(ready)
-				}
+			if !subscribed && first != nil {
+				first <- nil
 			}
+			subscribed = true
 		case *goredis.Message:
 			if m.Channel != channel {
 				continue
