@@ -26,9 +26,10 @@ type sessServer struct {
 }
 
 // sessMustStartServer starts redis-server without persistence in a temporary
-// directory; it is killed by PID at cleanup. Like the other Redis tests, it runs only
-// when REVGUARD_TEST_REDIS_URL is set (the CI job that has Redis installed).
-func sessMustStartServer(tb testing.TB) *sessServer {
+// directory, with the extra arguments args; it is killed by PID at cleanup. Like the
+// other Redis tests, it runs only when REVGUARD_TEST_REDIS_URL is set (the CI job that
+// has Redis installed).
+func sessMustStartServer(tb testing.TB, args ...string) *sessServer {
 	tb.Helper()
 	sessRedisURL(tb)
 	bin, err := exec.LookPath("redis-server")
@@ -44,6 +45,7 @@ func sessMustStartServer(tb testing.TB) *sessServer {
 	dir := tb.TempDir()
 	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "",
 		"--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
+	cmd.Args = append(cmd.Args, args...)
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
