@@ -334,14 +334,19 @@ func (s *Sessions) load(ctx context.Context, h [32]byte, gen uint64) (revguard.S
 }
 
 // DeleteSession revokes token on every node: it deletes the key and publishes the hash
-// in one script, then evicts it here. Revoking an unknown token is not an error. It
+// in one script (and, on a Cluster, publishes it again where the subscriptions are),
+// then evicts it here. Revoking an unknown token is not an error. It
 // fails with CodeUnavailable when Redis cannot be reached; the caller should retry, as
 // other nodes may serve the session from their cache for up to MaxAge.
 func (s *Sessions) DeleteSession(ctx context.Context, token string) error {
 	h := revguard.HashSessionToken(token)
 	ctx, cancel := context.WithTimeout(ctx, s.timeout())
 	defer cancel()
-	err := sessRevokeScript.Run(ctx, s.client, []string{s.key(h)}, s.channel(), sessHashString(h)).Err()
+	msg := sessHashString(h)
+	err := sessRevokeScript.Run(ctx, s.client, []string{s.key(h)}, s.channel(), msg).Err()
+	if cc, ok := s.client.(*goredis.ClusterClient); ok && err == nil {
+		err = sessAnnounceInCluster(ctx, cc, s.channel(), msg)
+	}
 	// Evict even after a failure: the script may have run.
 	s.evict(h)
 	if err != nil {
@@ -353,12 +358,26 @@ func (s *Sessions) DeleteSession(ctx context.Context, token string) error {
 
 // sessRevokeScript deletes a session and announces it atomically: no node can read the
 // key as deleted without the message being on its way. PUBLISH has no key, so this
-// works in a Cluster too (the message is broadcast to every node of the cluster).
+// works in a Cluster too (the message is broadcast to every node of the cluster; see
+// sessAnnounceInCluster for the copy that keeps it in order with the pings).
 var sessRevokeScript = goredis.NewScript(`
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 0
 `)
+
+// sessAnnounceInCluster publishes msg again on the master that owns channel's slot,
+// where every node's subscription is connected (go-redis subscribes there). The
+// script's PUBLISH, on the session's master, reaches it over the cluster bus, and a
+// ping may overtake it there; this second copy is in order with the pings, which keeps
+// the trust window's proof. A node evicts twice, harmlessly.
+func sessAnnounceInCluster(ctx context.Context, cc *goredis.ClusterClient, channel, msg string) error {
+	m, err := cc.MasterForKey(ctx, channel)
+	if err != nil {
+		return err
+	}
+	return m.Publish(ctx, channel, msg).Err()
+}
 
 // fill caches sess unless h was revoked (or the cache cleared) since gen was read.
 func (s *Sessions) fill(h [32]byte, gen uint64, sess revguard.Session, now time.Time) {

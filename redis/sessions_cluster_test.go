@@ -100,6 +100,12 @@ func TestSessionsCluster(t *testing.T) {
 				sessMustFind(t, n, tok, fmt.Sprint("c-", i))
 			}
 		}
+		// Listen as the nodes do: on the channel's master.
+		ps := sessMustClusterClient(t, addrs).Subscribe(ctx, "rg:revoked")
+		defer ps.Close()
+		if _, err := ps.ReceiveTimeout(ctx, 5*time.Second); err != nil {
+			t.Fatalf("subscribe: %v", err)
+		}
 		for i, tok := range toks {
 			if err := nodes[i%3].DeleteSession(ctx, tok); err != nil {
 				t.Fatal(err)
@@ -107,6 +113,24 @@ func TestSessionsCluster(t *testing.T) {
 			start := time.Now()
 			for _, n := range nodes {
 				sessUntilRefused(t, n, tok, start, sessRevocationBound)
+			}
+		}
+		// Each logout is announced twice: by the script on the session's master
+		// (broadcast over the cluster bus) and directly on the channel's master.
+		got := map[string]int{}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		for range 2 * len(toks) {
+			msg, err := ps.ReceiveMessage(rctx)
+			if err != nil {
+				t.Fatalf("revocation messages: %v", err)
+			}
+			got[msg.Payload]++
+		}
+		for _, tok := range toks {
+			h := revguard.HashSessionToken(tok)
+			if n := got[sessHashKey(h)]; n != 2 {
+				t.Errorf("revocation of one session announced %d times, want 2", n)
 			}
 		}
 	})
