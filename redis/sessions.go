@@ -74,7 +74,8 @@ const (
 // revocation never fills the cache (stripe generations); concurrent misses of a token
 // share one Redis read (singleflight); refused tokens are remembered for NegativeTTL
 // (a token never becomes valid later: it is 256 random bits, stored before it is handed
-// out). The client must therefore read sessions from the primary, not from replicas.
+// out). The client must therefore read from primaries, not replicas (ClusterOptions
+// ReadOnly off), which also keeps the subscription on the channel's master.
 //
 // When Redis cannot be reached every method fails with revguard.CodeUnavailable (503),
 // never CodeUnauthenticated for a token that may be valid. Each Redis call is bounded by
