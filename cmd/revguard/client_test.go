@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/revenueguard/revguard/httpapi/openapitest"
 )
 
 // testAdminToken is the admin token the tests configure.
@@ -185,7 +187,8 @@ type apiClient struct {
 func newClient(tb testing.TB, base string, concurrency int) *apiClient {
 	tr := &http.Transport{MaxIdleConns: concurrency, MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency}
 	tb.Cleanup(tr.CloseIdleConnections)
-	return &apiClient{base: base, hc: &http.Client{Transport: tr, Timeout: 60 * time.Second}}
+	// Every answer must follow the OpenAPI document.
+	return &apiClient{base: base, hc: &http.Client{Transport: openapitest.NewTransport(tr), Timeout: 60 * time.Second}}
 }
 
 // apiResponse is a response read whole.
