@@ -53,6 +53,11 @@ func Load() (*Doc, error) {
 }
 
 func parse(b []byte) (*Doc, error) {
+	// The example's page and files are text; kin-openapi decodes only text/plain so
+	// out of the box (RegisterBodyDecoder is process-wide, hence here, once).
+	for _, ct := range []string{"text/html", "text/javascript", "text/css", "image/svg+xml", "application/openmetrics-text"} {
+		openapi3filter.RegisterBodyDecoder(ct, openapi3filter.PlainBodyDecoder)
+	}
 	l := openapi3.NewLoader()
 	t, err := l.LoadFromData(b)
 	if err != nil {
