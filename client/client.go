@@ -48,6 +48,31 @@ type Doer interface {
 	Do(*http.Request) (*http.Response, error)
 }
 
+// RawDoer is a transport that a Doer may also implement to take the API's requests as
+// plain parts, without net/http's Request and Response: a load generator that shares
+// its machine with the server it measures saves their cost per request. The client
+// then calls DoRaw instead of Do.
+type RawDoer interface {
+	// DoRaw sends req to the server of the Client's base URL and returns the whole
+	// answer. ctx bounds the request.
+	DoRaw(ctx context.Context, req *RawRequest) (RawResponse, error)
+}
+
+// RawRequest is one request of the API, in parts.
+type RawRequest struct {
+	Method string
+	Path   string   // below the base URL, escaped, with the query
+	Header []string // name, value pairs; names in canonical form
+	Body   []byte   // nil: none
+}
+
+// RawResponse is one answer, read whole.
+type RawResponse struct {
+	StatusCode int
+	Header     http.Header // at least Content-Type, Date, Retry-After, Idempotent-Replayed, X-Request-Id, Location
+	Body       []byte
+}
+
 // Defaults of New.
 const (
 	DefaultRetries      = 2
@@ -58,12 +83,13 @@ const (
 // Client calls the API of one server. It is safe for concurrent use. Its settings
 // are fixed by New and WithToken.
 type Client struct {
-	base    string // scheme://host[/prefix], without a trailing slash
-	token   string // bearer token; "" sends none
+	base    string   // scheme://host[/prefix], without a trailing slash
+	token   string   // bearer token; "" sends none
+	auth    []string // the Authorization header of token, shared by the requests
 	doer    Doer
 	retries int
 	maxWait time.Duration
-	agent   string
+	agent   []string     // the User-Agent header; nil sends Go's
 	memo    *problemMemo // shared by the Clients WithToken derives
 }
 
@@ -86,7 +112,7 @@ func WithRetries(n int) Option { return func(c *Client) { c.retries = max(n, 0) 
 func WithMaxRetryWait(d time.Duration) Option { return func(c *Client) { c.maxWait = d } }
 
 // WithUserAgent sets the User-Agent header.
-func WithUserAgent(ua string) Option { return func(c *Client) { c.agent = ua } }
+func WithUserAgent(ua string) Option { return func(c *Client) { c.agent = []string{ua} } }
 
 // New returns a Client of the server at baseURL (http:// or https://, with an optional
 // path prefix).
@@ -100,20 +126,28 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		doer:    &http.Client{Timeout: 30 * time.Second},
 		retries: DefaultRetries,
 		maxWait: DefaultMaxRetryWait,
-		agent:   "revguard-go-client",
+		agent:   []string{"revguard-go-client"},
 		memo:    &problemMemo{},
 	}
 	for _, o := range opts {
 		o(c)
 	}
+	c.setToken(c.token)
 	return c, nil
 }
 
 // WithToken returns a Client like c with another bearer token.
 func (c *Client) WithToken(token string) *Client {
 	d := *c
-	d.token = token
+	d.setToken(token)
 	return &d
+}
+
+func (c *Client) setToken(token string) {
+	c.token, c.auth = token, nil
+	if token != "" {
+		c.auth = []string{"Bearer " + token}
+	}
 }
 
 // BaseURL returns the server's base URL, without a trailing slash.
@@ -146,23 +180,42 @@ func (m Meta) Date() time.Time {
 	return t
 }
 
+// Do sends one request of the API as it is: method, path (with its query), the
+// Client's token, header and body (JSON; nil sends none). It returns the answer's Meta
+// and body, with an *Error for an error answer. It retries as the typed calls do: a
+// 503 always, a lost connection when the request may be sent twice (GET, PUT, or one
+// with an Idempotency-Key). The typed calls are built on it; use it for what they do
+// not cover.
+func (c *Client) Do(ctx context.Context, method, path string, header http.Header, body []byte) (Meta, []byte, error) {
+	cl := call{method: method, path: path, raw: body,
+		safe: method == http.MethodGet || method == http.MethodPut || header.Get("Idempotency-Key") != ""}
+	for k, vs := range header {
+		for _, v := range vs {
+			cl.header = append(cl.header, http.CanonicalHeaderKey(k), v)
+		}
+	}
+	return c.do(ctx, cl, nil)
+}
+
 // call is one API request.
 type call struct {
 	method, path string
 	header       []string // name, value pairs, names in canonical form
-	body         any      // encoded as JSON; nil sends none
+	body         any      // encoded as JSON; nil sends raw
+	raw          []byte   // the body as it is, when body is nil; nil sends none
 	safe         bool     // may be sent again after a lost connection
 }
 
 // do sends cl with the retries of the package comment and decodes a successful answer
-// into out (nil: none expected). It returns the answer's Meta, an *Error for an error
-// answer, or a transport error.
-func (c *Client) do(ctx context.Context, cl call, out any) (Meta, error) {
-	var body []byte
+// into out (nil: none expected). It returns the answer's Meta and body, and an *Error
+// for an error answer, a *MalformedError for a success it cannot decode, or a transport
+// error.
+func (c *Client) do(ctx context.Context, cl call, out any) (Meta, []byte, error) {
+	body := cl.raw
 	if cl.body != nil {
 		var err error
 		if body, err = json.Marshal(cl.body); err != nil {
-			return Meta{}, fmt.Errorf("revguard client: %s %s: encode the body: %w", cl.method, cl.path, err)
+			return Meta{}, nil, fmt.Errorf("revguard client: %s %s: encode the body: %w", cl.method, cl.path, err)
 		}
 	}
 	for attempt := 0; ; attempt++ {
@@ -171,7 +224,7 @@ func (c *Client) do(ctx context.Context, cl call, out any) (Meta, error) {
 		switch {
 		case err != nil:
 			if !cl.safe || !connectionLost(err) || ctx.Err() != nil {
-				return m, err
+				return m, b, err
 			}
 			wait = time.Duration(100<<min(attempt, 6)) * time.Millisecond
 		case m.StatusCode == http.StatusServiceUnavailable:
@@ -180,19 +233,22 @@ func (c *Client) do(ctx context.Context, cl call, out any) (Meta, error) {
 				wait = time.Duration(250<<min(attempt, 6)) * time.Millisecond
 			}
 		default:
-			return m, c.decode(cl, m, b, out)
+			return m, b, c.decode(cl, m, b, out)
 		}
 		if attempt >= c.retries || wait > c.maxWait || !sleep(ctx, wait) {
 			if err != nil {
-				return m, err
+				return m, b, err
 			}
-			return m, c.decode(cl, m, b, out)
+			return m, b, c.decode(cl, m, b, out)
 		}
 	}
 }
 
 // send makes one attempt and reads the whole answer.
 func (c *Client) send(ctx context.Context, cl call, body []byte) (Meta, []byte, error) {
+	if rd, ok := c.doer.(RawDoer); ok {
+		return c.sendRaw(ctx, rd, cl, body)
+	}
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -201,15 +257,16 @@ func (c *Client) send(ctx context.Context, cl call, body []byte) (Meta, []byte, 
 	if err != nil {
 		return Meta{}, nil, fmt.Errorf("revguard client: %s %s: %w", cl.method, cl.path, err)
 	}
-	h := req.Header
+	h := make(http.Header, 4+len(cl.header)/2) // sized once: the request's few headers
+	req.Header = h
 	if body != nil {
 		h["Content-Type"] = jsonType
 	}
-	if c.token != "" {
-		h["Authorization"] = []string{"Bearer " + c.token}
+	if c.auth != nil {
+		h["Authorization"] = c.auth // shared: net/http does not modify a request's header
 	}
-	if c.agent != "" {
-		h["User-Agent"] = []string{c.agent}
+	if c.agent != nil {
+		h["User-Agent"] = c.agent
 	}
 	for i := 0; i+1 < len(cl.header); i += 2 {
 		h[cl.header[i]] = []string{cl.header[i+1]}
@@ -220,7 +277,7 @@ func (c *Client) send(ctx context.Context, cl call, body []byte) (Meta, []byte, 
 	}
 	defer resp.Body.Close()
 	m := Meta{StatusCode: resp.StatusCode, Header: resp.Header}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
+	b, err := readAnswer(resp)
 	if err != nil {
 		return m, nil, fmt.Errorf("revguard client: %s %s: read the answer: %w", cl.method, cl.path, err)
 	}
@@ -232,13 +289,51 @@ func (c *Client) send(ctx context.Context, cl call, body []byte) (Meta, []byte, 
 
 var jsonType = []string{"application/json"}
 
+// sendRaw is send through a RawDoer.
+func (c *Client) sendRaw(ctx context.Context, rd RawDoer, cl call, body []byte) (Meta, []byte, error) {
+	h := make([]string, 0, 6+len(cl.header))
+	if body != nil {
+		h = append(h, "Content-Type", jsonType[0])
+	}
+	if c.auth != nil {
+		h = append(h, "Authorization", c.auth[0])
+	}
+	if c.agent != nil {
+		h = append(h, "User-Agent", c.agent[0])
+	}
+	h = append(h, cl.header...)
+	resp, err := rd.DoRaw(ctx, &RawRequest{Method: cl.method, Path: cl.path, Header: h, Body: body})
+	if err != nil {
+		return Meta{}, nil, fmt.Errorf("revguard client: %s %s: %w", cl.method, cl.path, err)
+	}
+	if len(resp.Body) > maxAnswerBytes {
+		return Meta{}, nil, fmt.Errorf("revguard client: %s %s: answer larger than %d bytes", cl.method, cl.path, maxAnswerBytes)
+	}
+	if resp.Header == nil {
+		resp.Header = http.Header{}
+	}
+	return Meta{StatusCode: resp.StatusCode, Header: resp.Header}, resp.Body, nil
+}
+
+// readAnswer reads the whole body of resp, in one allocation when its length is known.
+func readAnswer(resp *http.Response) ([]byte, error) {
+	if n := resp.ContentLength; n >= 0 && n <= maxAnswerBytes {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
+}
+
 // decode turns an answer into out or an *Error.
 func (c *Client) decode(cl call, m Meta, b []byte, out any) error {
 	if m.StatusCode >= 400 {
 		return c.memo.errorOf(m, b)
 	}
 	if m.StatusCode < 200 || m.StatusCode > 299 {
-		return fmt.Errorf("revguard client: %s %s: unexpected status %d", cl.method, cl.path, m.StatusCode)
+		return &MalformedError{Meta: m, Err: fmt.Errorf("%s %s: unexpected status %d", cl.method, cl.path, m.StatusCode)}
 	}
 	if out == nil {
 		return nil
@@ -252,10 +347,20 @@ func (c *Client) decode(cl call, m Meta, b []byte, out any) error {
 		return nil
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("revguard client: %s %s: decode the answer: %w", cl.method, cl.path, err)
+		return &MalformedError{Meta: m, Err: fmt.Errorf("%s %s: decode the answer: %w", cl.method, cl.path, err)}
 	}
 	return nil
 }
+
+// MalformedError is a successful answer that does not follow the API: a body that
+// does not decode, or an unexpected status. The request may have had its effect.
+type MalformedError struct {
+	Meta Meta
+	Err  error
+}
+
+func (e *MalformedError) Error() string { return "revguard client: " + e.Err.Error() }
+func (e *MalformedError) Unwrap() error { return e.Err }
 
 // retryAfter returns the wait a Retry-After header asks for (seconds or an HTTP
 // date), or -1 when there is none.

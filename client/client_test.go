@@ -286,3 +286,43 @@ func TestPaging(t *testing.T) {
 		t.Errorf("second query %q", q)
 	}
 }
+
+// rawDoer is a RawDoer that answers from a function and records the requests.
+type rawDoer struct {
+	reqs   []client.RawRequest
+	answer func(r *client.RawRequest) (client.RawResponse, error)
+}
+
+func (d *rawDoer) Do(*http.Request) (*http.Response, error) {
+	return nil, errors.New("Do called on a RawDoer")
+}
+
+func (d *rawDoer) DoRaw(_ context.Context, r *client.RawRequest) (client.RawResponse, error) {
+	d.reqs = append(d.reqs, *r)
+	return d.answer(r)
+}
+
+// TestRawDoer checks that a Doer that is also a RawDoer gets the request's parts, and
+// that its answers are decoded and retried as net/http's.
+func TestRawDoer(t *testing.T) {
+	n := 0
+	d := &rawDoer{answer: func(r *client.RawRequest) (client.RawResponse, error) {
+		if n++; n == 1 {
+			return client.RawResponse{StatusCode: 503, Header: http.Header{"Content-Type": {"application/problem+json"}, "Retry-After": {"0"}}, Body: []byte(unavailable)}, nil
+		}
+		return client.RawResponse{StatusCode: 201, Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(reservation)}, nil
+	}}
+	c, err := client.New("http://127.0.0.1:1/base", client.WithDoer(d), client.WithToken("tok"), client.WithUserAgent("ua"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Reserve(t.Context(), "s", client.ReserveParams{Quantity: 1, TurnstileToken: "ts", IdempotencyKey: "k"})
+	if err != nil || res.ID != "01J" || len(d.reqs) != 2 {
+		t.Fatalf("reservation %+v, %v after %d requests", res, err, len(d.reqs))
+	}
+	r := d.reqs[1]
+	want := "Content-Type application/json Authorization Bearer tok User-Agent ua Idempotency-Key k Cf-Turnstile-Response ts"
+	if r.Method != "POST" || r.Path != "/v1/skus/s/reservations" || strings.Join(r.Header, " ") != want || string(r.Body) != `{"quantity":1}` {
+		t.Fatalf("raw request %+v", r)
+	}
+}
