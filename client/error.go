@@ -81,6 +81,9 @@ func (pm *problemMemo) errorOf(m Meta, b []byte) *Error {
 	if p.RequestID != "" {
 		e.RequestID = p.RequestID
 	}
+	if e.Detail == "" {
+		e.Detail = http.StatusText(m.StatusCode)
+	}
 	return e
 }
 
