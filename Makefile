@@ -5,7 +5,7 @@ FUZZTIME  ?= 30s
 REDIS_URL ?= redis://127.0.0.1:6379/0
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: build test test-all lint fuzz bench golden run
+.PHONY: build test test-all lint fuzz bench golden screenshot run
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/revguard ./cmd/revguard
@@ -36,3 +36,6 @@ bench:
 
 golden:
 	$(GO) test ./httpapi -update
+
+screenshot:
+	$(GO) test ./cmd/revguard -run TestStorefrontExample -count=1 -update-screenshot

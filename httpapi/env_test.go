@@ -13,6 +13,7 @@ import (
 
 	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/httpapi"
+	"github.com/revenueguard/revguard/httpapi/openapitest"
 	"github.com/revenueguard/revguard/inproc"
 	"github.com/revenueguard/revguard/journal"
 	"github.com/revenueguard/revguard/revguardtest"
@@ -147,6 +148,11 @@ func mustOpenEnv(tb testing.TB, o envOptions) *env {
 	tb.Cleanup(e.srv.Close)
 	hc := e.srv.Client()
 	hc.Timeout = 30 * time.Second
+	if _, bench := tb.(*testing.B); !bench {
+		// Every answer of the end-to-end tests must follow the OpenAPI document
+		// (benchmarks measure the server, not the validator).
+		openapitest.Wrap(hc)
+	}
 	e.client = &client{tb: tb, base: e.srv.URL, hc: hc}
 	return e
 }

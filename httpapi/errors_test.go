@@ -14,6 +14,7 @@ import (
 
 	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/httpapi"
+	"github.com/revenueguard/revguard/httpapi/openapitest"
 	"github.com/revenueguard/revguard/mock"
 )
 
@@ -65,7 +66,7 @@ func mockServer(t *testing.T, inv *mock.Inventory, ledger *mock.Ledger, edit fun
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &client{tb: t, base: srv.URL, hc: srv.Client()}, logs
+	return &client{tb: t, base: srv.URL, hc: openapitest.Wrap(srv.Client())}, logs
 }
 
 func TestInternalErrors(t *testing.T) {

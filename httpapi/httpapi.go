@@ -74,6 +74,10 @@ type Server struct {
 	// Now is the clock of sale opening times; it should be the inventory's clock.
 	Now func() time.Time
 
+	// Example, when set, serves the storefront example under /example/ (example.go):
+	// a demonstration, off by default.
+	Example *Example
+
 	once      sync.Once
 	handler   http.Handler
 	mux       *http.ServeMux

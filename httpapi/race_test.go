@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/httpapi/openapitest"
 )
 
 // TestRaceForStock is the flash sale of issue 3 through HTTP: 2,000 customers race for
@@ -24,7 +25,7 @@ func TestRaceForStock(t *testing.T) {
 	)
 	// A generous verifier deadline: under -race, 256 verifications at once are slow.
 	e := mustOpenEnv(t, envOptions{botCheck: true, botTimeout: 20 * time.Second, customerRate: revguard.Rate{N: 10, Per: time.Second}})
-	e.hc.Transport.(*http.Transport).MaxIdleConnsPerHost = inFlight
+	e.hc.Transport.(*openapitest.Transport).Base.(*http.Transport).MaxIdleConnsPerHost = inFlight
 	e.putSKU("drop", fmt.Sprintf(`{"stock":%d,"per_customer_limit":1}`, stock))
 
 	tokens := make([]string, customers)

@@ -35,6 +35,14 @@ func (s *Server) routes(mux *http.ServeMux) []string {
 	handle("GET /healthz", s.handleHealthz)
 	handle("GET /readyz", s.handleReadyz)
 	handle("GET /metrics", s.handleMetrics)
+	handle("GET /v1/openapi.json", s.handleOpenAPI)
+
+	// The storefront example (demo only), when configured.
+	if s.Example != nil {
+		handle("GET /example/{$}", s.handleExamplePage)
+		handle("GET /example/{file}", s.handleExampleAsset)
+		handle("POST /example/session", s.handleExampleSession)
+	}
 
 	// Everything else: 404, or 405 with Allow when the path exists for other methods.
 	mux.HandleFunc("/", s.handleNoRoute)

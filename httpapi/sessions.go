@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"net/http"
+
+	"github.com/revenueguard/revguard"
 )
 
 // handleCreateSession issues a customer session (admin: the merchant's backend calls it
@@ -24,6 +26,11 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	writeSession(w, token, sess)
+}
+
+// writeSession answers 201 with a new session.
+func writeSession(w http.ResponseWriter, token string, sess revguard.Session) {
 	bp := getBuf()
 	b := append((*bp)[:0], `{"token":`...)
 	b = appendString(b, token)

@@ -1,40 +1,39 @@
 package loadtest
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"maps"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/revenueguard/revguard"
+	rgclient "github.com/revenueguard/revguard/client"
 )
 
 // maxAnswer bounds how much of an answer body is read: the largest legitimate one is an
 // orders page of 1000 reservations.
 const maxAnswer = 4 << 20
 
-// client speaks the v1 API to one or several targets, round-robin.
+// client speaks the v1 API to one or several targets, round-robin, through the client
+// package: its typed calls build the requests and decode the answers, and the load
+// test plugs in its own transport (fastclient.go) and does its own retries, recording
+// every try.
 type client struct {
-	targets []string      // base URLs without a trailing slash
-	fast    []*fastTarget // one per target when all are http://; nil: http serves
-	admin   string        // admin bearer token
-	http    *http.Client
-	timeout time.Duration // per request
-	now     func() time.Time
-	next    atomic.Uint64
+	targets  []string           // base URLs without a trailing slash
+	fast     []*fastTarget      // one per target when all are http://; nil: http serves
+	apis     []*rgclient.Client // one per target, with the admin token
+	sessions sync.Map           // session token → []*rgclient.Client, one per target
+	admin    string             // admin bearer token
+	http     *http.Client       // the transport of https:// targets, or the caller's
+	timeout  time.Duration      // per request
+	now      func() time.Time
+	next     atomic.Uint64
 
-	dates    dateCache
-	problems problemCache
+	dates dateCache
 
 	// serverTime is the latest server time seen in any answer (unix nanoseconds): a
 	// lower bound of every target's clock from then on. The sold-out check uses it to
@@ -47,11 +46,12 @@ type answer struct {
 	status     int
 	code       revguard.Code // the problem's code; "" on success
 	detail     string
-	date       time.Time     // the Date header, zero when absent
-	retryAfter time.Duration // the Retry-After header of a 429
-	replayed   bool          // Idempotent-Replayed: true
-	body       []byte
-	err        error // transport failure: the outcome is unknown
+	date       time.Time        // the Date header, zero when absent
+	retryAfter time.Duration    // the Retry-After header of a 429
+	replayed   bool             // Idempotent-Replayed: true
+	res        *reservationJSON // the reservation of a 200 or 201 of a reservation call
+	body       []byte           // the body of a raw request (do)
+	err        error            // transport failure: the outcome is unknown
 }
 
 // failed reports whether the request could not be completed.
@@ -65,98 +65,105 @@ func (a answer) outcome() (status int, code string) {
 	return a.status, string(a.code)
 }
 
-// problem is an RFC 9457 problem document.
-type problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
-	Code   string `json:"code"`
-}
-
-// headers are the optional request headers of a reservation.
+// headers are the optional request headers of a raw request.
 type headers struct {
 	turnstile      string // CF-Turnstile-Response; "" sends none
 	idempotencyKey string // Idempotency-Key; "" sends none
 }
 
-// do sends one request to the next target and reads the whole answer, so that the
-// connection can be reused. body is JSON, nil for none. It goes through fasthttp
-// (fastclient.go) when the targets are http://, else through net/http.
-func (c *client) do(ctx context.Context, method, path, token string, h headers, body []byte) answer {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+// api returns the client of the next target, with token. The clients of a customer's
+// session are made once, on its first request.
+func (c *client) api(token string) *rgclient.Client {
+	i := (c.next.Add(1) - 1) % uint64(len(c.apis))
+	if token == c.admin {
+		return c.apis[i]
 	}
-	i := (c.next.Add(1) - 1) % uint64(len(c.targets))
-	if c.fast != nil {
-		a := answer{}
-		r := fastRequest{method: method, path: path, auth: token, turnstile: h.turnstile, idempotencyKey: h.idempotencyKey, body: body}
-		if err := c.fast[i].roundTrip(ctx, &r, &a, &c.dates); err != nil {
-			return answer{err: fmt.Errorf("%s %s: %w", method, path, err)}
+	if v, ok := c.sessions.Load(token); ok {
+		return v.([]*rgclient.Client)[i]
+	}
+	apis := make([]*rgclient.Client, len(c.apis))
+	for j, a := range c.apis {
+		apis[j] = a.WithToken(token)
+	}
+	c.sessions.Store(token, apis)
+	return apis[i]
+}
+
+// ctx bounds a request of the net/http transport by the request timeout (fasthttp
+// applies it itself).
+func (c *client) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.fast != nil || c.timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.timeout)
+}
+
+// answerOf turns the outcome of a call of the client package into an answer: an
+// *Error is an answer with its code (bad_response when it was not a problem document),
+// a *MalformedError a success that does not follow the API, anything else a transport
+// failure.
+func (c *client) answerOf(m rgclient.Meta, err error) answer {
+	var a answer
+	switch e := err.(type) {
+	case nil:
+		a = answer{status: m.StatusCode}
+	case *rgclient.Error:
+		m = rgclient.Meta{StatusCode: e.StatusCode, Header: e.Header}
+		a = answer{status: e.StatusCode, code: e.Code, detail: e.Detail, retryAfter: e.RetryAfter}
+		if e.Code == "" {
+			a.code, a.detail = codeBadResponse, "the error answer is not a problem document"
 		}
-		if !a.date.IsZero() {
-			c.sawServerTime(a.date)
-		}
-		if a.status >= 400 {
-			a.code, a.detail = c.problems.decode(a.body)
-		}
-		return a
+	case *rgclient.MalformedError:
+		m = e.Meta
+		a = answer{status: m.StatusCode, code: codeBadResponse, detail: e.Err.Error()}
+	default:
+		return answer{err: err}
 	}
-	base := c.targets[i]
-	if c.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
-		defer cancel()
-	}
-	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
-	if err != nil {
-		return answer{err: fmt.Errorf("%s %s: %w", method, path, err)}
-	}
-	// The keys are canonical already: no Set, which would canonicalise them again.
-	if body != nil {
-		req.Header["Content-Type"] = contentTypeJSON
-	}
-	if token != "" {
-		req.Header["Authorization"] = []string{"Bearer " + token}
-	}
-	if h.turnstile != "" {
-		req.Header["Cf-Turnstile-Response"] = []string{h.turnstile}
-	}
-	if h.idempotencyKey != "" {
-		req.Header["Idempotency-Key"] = []string{h.idempotencyKey}
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return answer{err: fmt.Errorf("%s %s: %w", method, path, err)}
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
-	if err != nil {
-		return answer{err: fmt.Errorf("%s %s: read answer: %w", method, path, err)}
-	}
-	if len(b) > maxAnswer {
-		return answer{err: fmt.Errorf("%s %s: answer larger than %d bytes", method, path, maxAnswer)}
-	}
-	a := answer{status: resp.StatusCode, replayed: resp.Header.Get("Idempotent-Replayed") == "true", body: b}
-	if v := resp.Header["Date"]; len(v) > 0 {
+	a.replayed = m.Replayed()
+	if v := m.Header["Date"]; len(v) > 0 {
 		if d, ok := c.dates.parse(v[0]); ok {
 			a.date = d
 			c.sawServerTime(d)
 		}
 	}
-	if v := resp.Header["Retry-After"]; len(v) > 0 {
-		if s, err := strconv.Atoi(v[0]); err == nil && s >= 0 {
-			a.retryAfter = time.Duration(s) * time.Second
-		}
-	}
-	if resp.StatusCode >= 400 {
-		a.code, a.detail = c.problems.decode(b)
-	}
 	return a
 }
 
-var contentTypeJSON = []string{"application/json"}
+// do sends one raw request to the next target (the tests of the transports use it).
+func (c *client) do(ctx context.Context, method, path, token string, h headers, body []byte) answer {
+	hdr := http.Header{}
+	if h.turnstile != "" {
+		hdr["Cf-Turnstile-Response"] = []string{h.turnstile}
+	}
+	if h.idempotencyKey != "" {
+		hdr["Idempotency-Key"] = []string{h.idempotencyKey}
+	}
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	m, b, err := c.api(token).Do(ctx, method, path, hdr, body)
+	a := c.answerOf(m, err)
+	a.body = b
+	return a
+}
+
+// reservationAnswer is the answer of a reservation call: a 200 or 201 carries the
+// checked reservation, or is a bad_response.
+func (c *client) reservationAnswer(r *rgclient.Reservation, err error) answer {
+	var m rgclient.Meta
+	if r != nil {
+		m = r.Meta
+	}
+	a := c.answerOf(m, err)
+	if err == nil {
+		res := fromReservation(r)
+		if cerr := res.check(); cerr != nil {
+			a.code, a.detail = codeBadResponse, cerr.Error()
+		} else {
+			a.res = &res
+		}
+	}
+	return a
+}
 
 // dateCache parses Date headers, remembering the last one: it changes once a second,
 // and the crowd's answers share it.
@@ -182,60 +189,6 @@ func (dc *dateCache) parse(v string) (time.Time, bool) {
 	return t, true
 }
 
-// parseBytes is parse of a header value in a read buffer.
-func (dc *dateCache) parseBytes(v []byte) (time.Time, bool) {
-	if p := dc.last.Load(); p != nil && p.s == string(v) {
-		return p.t, true
-	}
-	return dc.parse(string(v))
-}
-
-// problemCache decodes problem documents, remembering the small ones it saw: the
-// crowd's refusals are the same few documents over and over (409 sold_out above all),
-// and a document always decodes to the same code and detail.
-type problemCache struct {
-	mu   sync.Mutex                             // serialises the writers of seen
-	seen atomic.Pointer[map[string]problemMemo] // replaced, never changed, once stored
-}
-
-type problemMemo struct {
-	code   revguard.Code
-	detail string
-}
-
-// Bounds of the problem cache: documents up to maxMemoBody bytes, maxMemo of them.
-const (
-	maxMemoBody = 1024
-	maxMemo     = 64
-)
-
-// decode returns decodeProblem(b), from the cache when b was seen.
-func (pc *problemCache) decode(b []byte) (revguard.Code, string) {
-	if len(b) > maxMemoBody {
-		return decodeProblem(b)
-	}
-	seen := pc.seen.Load()
-	if seen != nil {
-		if m, ok := (*seen)[string(b)]; ok {
-			return m.code, m.detail
-		}
-	}
-	code, detail := decodeProblem(b)
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	var next map[string]problemMemo
-	if old := pc.seen.Load(); old == nil {
-		next = make(map[string]problemMemo, 1)
-	} else if len(*old) < maxMemo {
-		next = maps.Clone(*old)
-	} else {
-		return code, detail
-	}
-	next[string(b)] = problemMemo{code: code, detail: detail}
-	pc.seen.Store(&next)
-	return code, detail
-}
-
 // sawServerTime raises the lower bound of the server's clock to t.
 func (c *client) sawServerTime(t time.Time) {
 	n := t.UnixNano()
@@ -253,16 +206,6 @@ func (c *client) serverNow() time.Time {
 		return time.Unix(0, n)
 	}
 	return time.Time{}
-}
-
-// decodeProblem returns the code and detail of a problem document; a body that is not
-// one gets the code "bad_response".
-func decodeProblem(b []byte) (revguard.Code, string) {
-	var p problem
-	if err := json.Unmarshal(b, &p); err != nil || p.Code == "" {
-		return codeBadResponse, "the error answer is not a problem document"
-	}
-	return revguard.Code(p.Code), p.Detail
 }
 
 // codeBadResponse marks an answer that does not follow the API: an error without a
@@ -283,15 +226,23 @@ type reservationJSON struct {
 	OrderRef    *string    `json:"order_ref"`
 }
 
-// decodeReservation decodes and sanity-checks a reservation object.
-func decodeReservation(b []byte) (reservationJSON, error) {
-	var r reservationJSON
-	if err := json.Unmarshal(b, &r); err != nil {
-		return r, fmt.Errorf("decode reservation: %w", err)
+// fromReservation is the load test's view of a reservation of the client package.
+func fromReservation(r *rgclient.Reservation) reservationJSON {
+	out := reservationJSON{ID: r.ID, SKU: r.SKU, CustomerID: r.CustomerID, Quantity: r.Quantity,
+		Status: string(r.Status), CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}
+	if !r.ConfirmedAt.IsZero() {
+		out.ConfirmedAt = &r.ConfirmedAt
 	}
-	return r, r.check()
+	if !r.ReleasedAt.IsZero() {
+		out.ReleasedAt = &r.ReleasedAt
+	}
+	if r.OrderRef != "" {
+		out.OrderRef = &r.OrderRef
+	}
+	return out
 }
 
+// check sanity-checks a reservation the server answered.
 func (r reservationJSON) check() error {
 	switch {
 	case r.ID == "":
@@ -318,103 +269,88 @@ type skuJSON struct {
 	OpensAt          *time.Time `json:"opens_at"`
 }
 
-// decodeSKU decodes a SKU object.
-func decodeSKU(b []byte) (skuJSON, error) {
-	var s skuJSON
-	if err := json.Unmarshal(b, &s); err != nil {
-		return s, fmt.Errorf("decode sku: %w", err)
+// fromSKU is the load test's view of a SKU of the client package.
+func fromSKU(s *rgclient.SKU) (skuJSON, error) {
+	out := skuJSON{SKU: s.ID, Stock: s.Stock, Available: s.Available, Held: s.Held, Sold: s.Sold,
+		PerCustomerLimit: s.PerCustomerLimit, HoldSeconds: s.HoldSeconds}
+	if !s.OpensAt.IsZero() {
+		out.OpensAt = &s.OpensAt
 	}
-	if s.SKU == "" {
-		return s, errors.New("sku object without an id")
+	if out.SKU == "" {
+		return out, errors.New("sku object without an id")
 	}
-	return s, nil
-}
-
-// ordersPage is one page of GET /v1/orders.
-type ordersPage struct {
-	Items      []reservationJSON `json:"items"`
-	NextCursor *string           `json:"next_cursor"`
-}
-
-// decodeOrders decodes an orders page and checks each item.
-func decodeOrders(b []byte) (ordersPage, error) {
-	var p ordersPage
-	if err := json.Unmarshal(b, &p); err != nil {
-		return p, fmt.Errorf("decode orders page: %w", err)
-	}
-	if p.Items == nil {
-		return p, errors.New("orders page without items")
-	}
-	for _, r := range p.Items {
-		if err := r.check(); err != nil {
-			return p, err
-		}
-	}
-	if p.NextCursor != nil && *p.NextCursor == "" {
-		return p, errors.New("orders page with an empty next_cursor")
-	}
-	return p, nil
-}
-
-// sessionJSON is the answer of POST /v1/sessions.
-type sessionJSON struct {
-	Token      string    `json:"token"`
-	CustomerID string    `json:"customer_id"`
-	ExpiresAt  time.Time `json:"expires_at"`
+	return out, nil
 }
 
 // putSKU creates or updates the SKU.
 func (c *client) putSKU(ctx context.Context, s Scenario) (skuJSON, answer, error) {
-	body := mustJSON(map[string]int64{"stock": s.Stock, "per_customer_limit": s.Limit, "hold_seconds": s.HoldSeconds})
-	a := c.do(ctx, http.MethodPut, "/v1/skus/"+s.SKU, c.admin, headers{}, body)
-	if err := a.expect(http.StatusOK, http.StatusCreated); err != nil {
-		return skuJSON{}, a, fmt.Errorf("create sku %s: %w", s.SKU, err)
-	}
-	sku, err := decodeSKU(a.body)
-	return sku, a, err
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	r, err := c.api(c.admin).PutSKU(ctx, s.SKU, rgclient.SKUSettings{Stock: s.Stock, PerCustomerLimit: s.Limit, HoldSeconds: s.HoldSeconds})
+	return c.skuAnswer(r, err, "create sku "+s.SKU)
 }
 
 // getSKU reads the exact state of a SKU.
 func (c *client) getSKU(ctx context.Context, id string) (skuJSON, answer, error) {
-	a := c.do(ctx, http.MethodGet, "/v1/skus/"+id, c.admin, headers{}, nil)
-	if err := a.expect(http.StatusOK); err != nil {
-		return skuJSON{}, a, fmt.Errorf("get sku %s: %w", id, err)
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	r, err := c.api(c.admin).GetSKU(ctx, id)
+	return c.skuAnswer(r, err, "get sku "+id)
+}
+
+func (c *client) skuAnswer(r *rgclient.SKU, err error, what string) (skuJSON, answer, error) {
+	var m rgclient.Meta
+	if r != nil {
+		m = r.Meta
 	}
-	sku, err := decodeSKU(a.body)
+	a := c.answerOf(m, err)
+	if err := a.expect(http.StatusOK, http.StatusCreated); err != nil {
+		return skuJSON{}, a, fmt.Errorf("%s: %w", what, err)
+	}
+	sku, err := fromSKU(r)
 	return sku, a, err
 }
 
 // createSession issues a session for a customer.
 func (c *client) createSession(ctx context.Context, customerID string) (string, answer, error) {
-	body := append(append([]byte(`{"customer_id":`), mustJSON(customerID)...), `,"ttl_seconds":3600}`...)
-	a := c.do(ctx, http.MethodPost, "/v1/sessions", c.admin, headers{}, body)
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	s, err := c.api(c.admin).CreateSession(ctx, rgclient.SessionParams{CustomerID: customerID, TTL: time.Hour})
+	var m rgclient.Meta
+	if s != nil {
+		m = s.Meta
+	}
+	a := c.answerOf(m, err)
 	if err := a.expect(http.StatusCreated); err != nil {
 		return "", a, fmt.Errorf("create session for %s: %w", customerID, err)
 	}
-	var s sessionJSON
-	if err := json.Unmarshal(a.body, &s); err != nil || s.Token == "" {
-		return "", a, fmt.Errorf("create session for %s: undecodable answer", customerID)
+	if s.Token == "" {
+		a.code = codeBadResponse
+		return "", a, fmt.Errorf("create session for %s: no token", customerID)
 	}
 	return s.Token, a, nil
 }
 
 // reserve asks for a hold. token is the bot-check token ("" sends none); key the
-// idempotency key ("" sends none).
+// idempotency key (the client generates one when "").
 func (c *client) reserve(ctx context.Context, sku, session, token, key string, qty int64) answer {
-	body := append(strconv.AppendInt([]byte(`{"quantity":`), qty, 10), '}')
-	return c.do(ctx, http.MethodPost, "/v1/skus/"+sku+"/reservations", session,
-		headers{turnstile: token, idempotencyKey: key}, body)
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	return c.reservationAnswer(c.api(session).Reserve(ctx, sku, rgclient.ReserveParams{Quantity: qty, TurnstileToken: token, IdempotencyKey: key}))
 }
 
 // confirm turns a hold into a sale.
 func (c *client) confirm(ctx context.Context, session, id, orderRef string) answer {
-	return c.do(ctx, http.MethodPost, "/v1/reservations/"+url.PathEscape(id)+"/confirm", session, headers{},
-		mustJSON(map[string]string{"order_ref": orderRef}))
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	return c.reservationAnswer(c.api(session).Confirm(ctx, id, rgclient.ConfirmParams{OrderRef: orderRef}))
 }
 
 // release gives a hold back.
 func (c *client) release(ctx context.Context, session, id string) answer {
-	return c.do(ctx, http.MethodPost, "/v1/reservations/"+url.PathEscape(id)+"/release", session, headers{}, nil)
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	return c.reservationAnswer(c.api(session).Release(ctx, id))
 }
 
 // orders reads every reservation of sku from the ledger, page by page. It also returns
@@ -422,41 +358,37 @@ func (c *client) release(ctx context.Context, session, id string) answer {
 func (c *client) orders(ctx context.Context, sku string) ([]reservationJSON, time.Time, error) {
 	var all []reservationJSON
 	var date time.Time
-	cursor := ""
+	q := rgclient.OrderQuery{SKU: sku, Limit: 1000}
 	for page := 0; ; page++ {
-		q := url.Values{"sku": {sku}, "limit": {"1000"}}
-		if cursor != "" {
-			q.Set("cursor", cursor)
+		pctx, cancel := c.ctx(ctx)
+		p, err := c.api(c.admin).ListOrders(pctx, q)
+		cancel()
+		var m rgclient.Meta
+		if p != nil {
+			m = p.Meta
 		}
-		a := c.do(ctx, http.MethodGet, "/v1/orders?"+q.Encode(), c.admin, headers{}, nil)
+		a := c.answerOf(m, err)
 		if err := a.expect(http.StatusOK); err != nil {
 			return nil, date, fmt.Errorf("list orders page %d: %w", page, err)
 		}
 		if page == 0 {
 			date = a.date
 		}
-		p, err := decodeOrders(a.body)
-		if err != nil {
-			return nil, date, fmt.Errorf("list orders page %d: %w", page, err)
+		for i := range p.Items {
+			r := fromReservation(&p.Items[i])
+			if err := r.check(); err != nil {
+				return nil, date, fmt.Errorf("list orders page %d: %w", page, err)
+			}
+			all = append(all, r)
 		}
-		all = append(all, p.Items...)
-		if p.NextCursor == nil {
+		if p.NextCursor == "" {
 			return all, date, nil
 		}
-		if *p.NextCursor == cursor {
+		if p.NextCursor == q.Cursor {
 			return nil, date, fmt.Errorf("list orders page %d: next_cursor does not advance", page)
 		}
-		cursor = *p.NextCursor
+		q.Cursor = p.NextCursor
 	}
-}
-
-// mustJSON encodes v, a value of strings and numbers that always encodes.
-func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("loadtest: encode %T: %v", v, err))
-	}
-	return b
 }
 
 // expect fails unless the answer has one of the statuses.

@@ -1,17 +1,22 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	rgclient "github.com/revenueguard/revguard/client"
 )
 
 // fastTarget sends the requests of one plain-text (http://) target through fasthttp.
@@ -27,15 +32,8 @@ type fastTarget struct {
 	host    string        // the Host header
 	prefix  string        // the base URL's path, without a trailing slash
 	timeout time.Duration // of one request, dial and a replay included; 0 for none
-}
 
-// fastRequest is a request of the v1 API: a JSON body, and the few headers it uses.
-type fastRequest struct {
-	method, path   string
-	auth           string // bearer token; "" sends none
-	turnstile      string // CF-Turnstile-Response; "" sends none
-	idempotencyKey string // Idempotency-Key; "" sends none
-	body           []byte // JSON; nil sends none
+	lastDate atomic.Pointer[[]string] // the latest Date header, shared by the answers that have it
 }
 
 // newFastTargets returns a fasthttp client per target, each with up to conns
@@ -72,22 +70,43 @@ func newFastTargets(targets []string, conns int, timeout time.Duration) ([]*fast
 
 // useTransport gives c a transport of conns keep-alive connections per target, unless
 // the caller gave a client (c.http): fasthttp when every target is http://, net/http
-// otherwise. The function it returns closes the idle connections.
+// otherwise; and a client of the client package per target on it, which does not
+// retry (the sale retries itself, and records every try). The function it returns
+// closes the idle connections.
 func (c *client) useTransport(conns int) (closeIdle func()) {
-	if c.http != nil {
-		return func() {}
-	}
-	if fts, ok := newFastTargets(c.targets, conns, c.timeout); ok {
-		c.fast = fts
-		return func() {
-			for _, ft := range fts {
-				ft.close()
+	closeIdle = func() {}
+	doers := make([]rgclient.Doer, len(c.targets))
+	if c.http == nil {
+		if fts, ok := newFastTargets(c.targets, conns, c.timeout); ok {
+			c.fast = fts
+			for i, ft := range fts {
+				doers[i] = ft
 			}
+			closeIdle = func() {
+				for _, ft := range fts {
+					ft.close()
+				}
+			}
+		} else {
+			tr := newTransport(conns)
+			c.http = &http.Client{Transport: tr}
+			closeIdle = tr.CloseIdleConnections
 		}
 	}
-	tr := newTransport(conns)
-	c.http = &http.Client{Transport: tr}
-	return tr.CloseIdleConnections
+	c.apis = make([]*rgclient.Client, len(c.targets))
+	for i, t := range c.targets {
+		d := doers[i]
+		if d == nil {
+			d = c.http
+		}
+		api, err := rgclient.New(t, rgclient.WithToken(c.admin), rgclient.WithDoer(d), rgclient.WithRetries(0),
+			rgclient.WithUserAgent("revguard-loadtest"))
+		if err != nil {
+			panic(fmt.Sprintf("loadtest: target %q: %v", t, err)) // Run checked the targets
+		}
+		c.apis[i] = api
+	}
+	return closeIdle
 }
 
 // retryFast lets fasthttp send a request a second time, after a transport error other
@@ -103,16 +122,45 @@ func retryFast(req *fasthttp.Request, attempts int, err error) (resetTimeout, re
 // close closes the idle connections; those in use are closed when they come back.
 func (ft *fastTarget) close() { ft.hc.CloseIdleConnections() }
 
-// roundTrip sends r and reads its answer into a: status, body, and the headers the load
-// test reads (Date through dates). An error means the outcome is unknown. The request
-// ends at the earlier of its timeout and ctx's deadline; a cancelled ctx stops it from
-// being sent, but fasthttp cannot interrupt one in flight, which ends at its deadline.
-func (ft *fastTarget) roundTrip(ctx context.Context, r *fastRequest, a *answer, dates *dateCache) error {
-	if err := r.check(); err != nil {
-		return err
+// Do sends r through fasthttp (DoRaw) and returns its answer as net/http's: the client
+// package calls DoRaw itself, so Do serves only other callers.
+func (ft *fastTarget) Do(r *http.Request) (*http.Response, error) {
+	req := &rgclient.RawRequest{Method: r.Method, Path: strings.TrimPrefix(r.URL.RequestURI(), ft.prefix)}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			req.Header = append(req.Header, k, v)
+		}
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		b, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		req.Body = b
+	}
+	resp, err := ft.DoRaw(r.Context(), req)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Response{
+		Status: strconv.Itoa(resp.StatusCode), StatusCode: resp.StatusCode,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: resp.Header,
+		Body: io.NopCloser(bytes.NewReader(resp.Body)), ContentLength: int64(len(resp.Body)), Request: r,
+	}, nil
+}
+
+// DoRaw sends r through fasthttp and reads its answer whole: the client package's
+// transport of an http:// target. The request ends at the earlier of the target's
+// timeout and ctx's deadline; a cancelled ctx stops it from being sent, but fasthttp
+// cannot interrupt one in flight, which ends at its deadline.
+func (ft *fastTarget) DoRaw(ctx context.Context, r *rgclient.RawRequest) (rgclient.RawResponse, error) {
+	var out rgclient.RawResponse
+	if err := checkRequest(r); err != nil {
+		return out, err
 	}
 	if err := ctx.Err(); err != nil {
-		return context.Cause(ctx)
+		return out, context.Cause(ctx)
 	}
 	var deadline time.Time
 	if ft.timeout > 0 {
@@ -125,7 +173,7 @@ func (ft *fastTarget) roundTrip(ctx context.Context, r *fastRequest, a *answer, 
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	r.fill(req, ft.host, ft.prefix)
+	ft.fill(req, r)
 	var err error
 	if deadline.IsZero() {
 		err = ft.hc.Do(req, resp)
@@ -134,62 +182,87 @@ func (ft *fastTarget) roundTrip(ctx context.Context, r *fastRequest, a *answer, 
 	}
 	if err != nil {
 		if errors.Is(err, fasthttp.ErrTimeout) && byCtx {
-			return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+			return out, fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 		}
-		return err
+		return out, err
 	}
-	a.status = resp.StatusCode()
-	b := resp.Body()
-	a.body = append(make([]byte, 0, len(b)), b...) // resp goes back to its pool
+	// Only the headers the client package and the load test read: the crowd's answers
+	// are many, and each copied header costs the generator's shared CPU.
+	h := make(http.Header, len(answerHeaders)+2)
+	for _, name := range answerHeaders {
+		if v := resp.Header.Peek(name); len(v) > 0 {
+			h[name] = []string{string(v)}
+		}
+	}
 	if v := resp.Header.Peek("Date"); len(v) > 0 {
-		a.date, _ = dates.parseBytes(v)
+		h["Date"] = ft.date(v)
 	}
-	if v := resp.Header.Peek("Retry-After"); len(v) > 0 {
-		if s, err := strconv.Atoi(string(v)); err == nil && s >= 0 {
-			a.retryAfter = time.Duration(s) * time.Second
-		}
+	switch ct := resp.Header.ContentType(); string(ct) {
+	case "":
+	case "application/problem+json":
+		h["Content-Type"] = problemType
+	case "application/json; charset=utf-8":
+		h["Content-Type"] = jsonUTF8Type
+	default:
+		h["Content-Type"] = []string{string(ct)}
 	}
-	a.replayed = string(resp.Header.Peek("Idempotent-Replayed")) == "true"
-	return nil
+	b := resp.Body()
+	out.StatusCode, out.Header = resp.StatusCode(), h
+	out.Body = append(make([]byte, 0, len(b)), b...) // resp goes back to its pool
+	return out, nil
 }
 
-// fill writes r into req, as sent to host with its path under prefix.
-func (r *fastRequest) fill(req *fasthttp.Request, host, prefix string) {
+// answerHeaders are the headers of an answer that Do passes on (and Date and
+// Content-Type).
+var answerHeaders = []string{"Retry-After", "Idempotent-Replayed", "X-Request-Id", "Location"}
+
+// The usual Content-Type values of the API, shared by the answers (never modified).
+var (
+	problemType  = []string{"application/problem+json"}
+	jsonUTF8Type = []string{"application/json; charset=utf-8"}
+)
+
+// date returns the Date header value v, shared with the previous answer when equal: it
+// changes once a second, and the crowd's answers share it.
+func (ft *fastTarget) date(v []byte) []string {
+	if p := ft.lastDate.Load(); p != nil && (*p)[0] == string(v) {
+		return *p
+	}
+	d := []string{string(v)}
+	ft.lastDate.Store(&d)
+	return d
+}
+
+// fill writes r into req, as sent to the target's host with its path under the
+// target's prefix.
+func (ft *fastTarget) fill(req *fasthttp.Request, r *rgclient.RawRequest) {
 	req.Header.DisableNormalizing()
 	req.Header.SetNoDefaultContentType(true)
-	req.Header.SetMethod(r.method)
-	req.SetRequestURI(prefix + r.path)
-	req.Header.SetHost(host)
-	req.Header.SetUserAgent("revguard-loadtest")
-	if r.auth != "" {
-		req.Header.Set("Authorization", "Bearer "+r.auth)
+	req.Header.SetMethod(r.Method)
+	req.SetRequestURI(ft.prefix + r.Path)
+	req.Header.SetHost(ft.host)
+	for i := 0; i+1 < len(r.Header); i += 2 {
+		req.Header.Add(r.Header[i], r.Header[i+1])
 	}
-	if r.turnstile != "" {
-		req.Header.Set("Cf-Turnstile-Response", r.turnstile)
-	}
-	if r.idempotencyKey != "" {
-		req.Header.Set("Idempotency-Key", r.idempotencyKey)
-	}
-	if r.body != nil {
-		req.Header.SetContentType("application/json")
-		req.SetBodyRaw(r.body)
+	if r.Body != nil {
+		req.SetBodyRaw(r.Body)
 	}
 }
 
-// check refuses a request that would not be one request: a control character in the
-// path or in a header value (a token the server gave, say) would split it.
-func (r *fastRequest) check() error {
-	for _, s := range []string{r.method, r.path} {
+// checkRequest refuses a request that would not be one request: a control character
+// in the path or in a header value (a token the server gave, say) would split it.
+func checkRequest(r *rgclient.RawRequest) error {
+	for _, s := range []string{r.Method, r.Path} {
 		for i := 0; i < len(s); i++ {
 			if s[i] <= ' ' || s[i] == 0x7f {
-				return fmt.Errorf("request %q %q: a space or control character in the request line", r.method, r.path)
+				return fmt.Errorf("request %q %q: a space or control character in the request line", r.Method, r.Path)
 			}
 		}
 	}
-	for _, s := range []string{r.auth, r.turnstile, r.idempotencyKey} {
+	for _, s := range r.Header {
 		for i := 0; i < len(s); i++ {
 			if s[i] < ' ' || s[i] == 0x7f {
-				return fmt.Errorf("request %s %s: a control character in a header value", r.method, r.path)
+				return fmt.Errorf("request %s %s: a control character in a header", r.Method, r.Path)
 			}
 		}
 	}

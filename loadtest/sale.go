@@ -187,16 +187,8 @@ func (sl *sale) reserve(ctx, rctx context.Context, j *job) {
 		}
 	}
 	token := sl.token(c, a)
-	var res reservationJSON
-	var resErr error
 	ans, lo := sl.send(nil, opReserve, c.bot, func() answer {
-		ans := sl.c.reserve(rctx, sl.s.SKU, c.session, token, j.key, a.qty)
-		if ans.status == http.StatusCreated {
-			if res, resErr = decodeReservation(ans.body); resErr != nil {
-				ans.code = codeBadResponse
-			}
-		}
-		return ans
+		return sl.c.reserve(rctx, sl.s.SKU, c.session, token, j.key, a.qty)
 	})
 	a.lo = lo
 	if j.i == 0 && j.try == 0 {
@@ -216,11 +208,12 @@ func (sl *sale) reserve(ctx, rctx context.Context, j *job) {
 	case ans.status == http.StatusServiceUnavailable:
 		j.ambiguous, retry = false, true // fail closed: nothing was reserved
 	case ans.status == http.StatusCreated:
-		if resErr != nil {
+		if ans.res == nil {
 			a.unresolved = true // acknowledged, but we cannot tell what
 			sl.answered(ctx, j)
 			return
 		}
+		res := *ans.res
 		sl.c.sawServerTime(res.CreatedAt)
 		a.hold = &hold{res: res, cust: c, status: res.Status}
 		if !c.bot && !ans.replayed && token != "" {
@@ -317,10 +310,10 @@ func (sl *sale) settle(h *hold, p plan, ans answer) {
 	}
 	switch {
 	case ans.status == http.StatusOK:
-		res, err := decodeReservation(ans.body)
+		res := ans.res
 		switch {
-		case err != nil:
-			anomaly("200 with an undecodable reservation: %v", err)
+		case res == nil:
+			anomaly("200 with an undecodable reservation: %s", ans.detail)
 			h.unknown = true
 		case res.ID != h.res.ID || res.Status != string(want):
 			anomaly("200 with reservation %s in status %q", res.ID, res.Status)

@@ -15,6 +15,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/revenueguard/revguard/client"
+	"github.com/revenueguard/revguard/httpapi/openapitest"
 )
 
 // testAdminToken is the admin token the tests configure.
@@ -185,7 +188,23 @@ type apiClient struct {
 func newClient(tb testing.TB, base string, concurrency int) *apiClient {
 	tr := &http.Transport{MaxIdleConns: concurrency, MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency}
 	tb.Cleanup(tr.CloseIdleConnections)
-	return &apiClient{base: base, hc: &http.Client{Transport: tr, Timeout: 60 * time.Second}}
+	// Every answer must follow the OpenAPI document.
+	return &apiClient{base: base, hc: &http.Client{Transport: openapitest.NewTransport(tr), Timeout: 60 * time.Second}}
+}
+
+// newAdmin returns a client package Client of base with the test admin token and
+// connections for concurrency requests in flight, validating every answer against the
+// OpenAPI document. Tests use it wherever they do not test the wire format itself.
+func newAdmin(tb testing.TB, base string, concurrency int) *client.Client {
+	tb.Helper()
+	tr := &http.Transport{MaxIdleConns: concurrency, MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency}
+	tb.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Transport: openapitest.NewTransport(tr), Timeout: 60 * time.Second}
+	c, err := client.New(base, client.WithToken(testAdminToken), client.WithDoer(hc))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
 }
 
 // apiResponse is a response read whole.

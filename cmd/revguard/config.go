@@ -19,6 +19,10 @@ import (
 // DefaultTurnstileURL is Cloudflare's siteverify endpoint.
 const DefaultTurnstileURL = "https://challenges.cloudflare.com/turnstile/v0/siteverify"
 
+// TestSiteKey is Cloudflare's documented Turnstile test site key that always passes:
+// the example page's default.
+const TestSiteKey = "1x00000000000000000000AA"
+
 // Config is the configuration of `revguard serve` (API.md, "Configuration"). Each field
 // has a flag and a REVGUARD_* environment variable; the flag wins.
 type Config struct {
@@ -32,6 +36,11 @@ type Config struct {
 	TurnstileURL      string // the siteverify endpoint
 	TurnstileHostname string // optional: the hostname the challenge must have been solved on
 	TurnstileAction   string // optional: the action the widget must have been given
+
+	// Example serves the storefront example at /example/ (a demo: its session
+	// endpoint issues sessions to anyone); TurnstileSiteKey is its widget's site key.
+	Example          bool
+	TurnstileSiteKey string
 
 	RedisURL    string // distributed mode; not available in this build
 	PostgresURL string // distributed mode; not available in this build
@@ -209,6 +218,10 @@ func (c *Config) options() []option {
 			(*stringValue)(&c.TurnstileHostname)},
 		{"turnstile-action", "REVGUARD_TURNSTILE_ACTION", "action", "if set, refuse Turnstile tokens issued for another widget action", "empty: not checked",
 			(*stringValue)(&c.TurnstileAction)},
+		{"turnstile-sitekey", "REVGUARD_TURNSTILE_SITEKEY", "key", "Turnstile site key of the example page's widget", "Cloudflare's always-passing test key " + TestSiteKey,
+			(*stringValue)(&c.TurnstileSiteKey)},
+		{"example", "REVGUARD_EXAMPLE", "", "serve the storefront example at /example/ (demo only: it issues sessions to anyone)", "off",
+			boolValue{&c.Example}},
 		{"redis-url", "REVGUARD_REDIS_URL", "url", "distributed mode: inventory and sessions in Redis (not available in this build)", "empty",
 			(*stringValue)(&c.RedisURL)},
 		{"postgres-url", "REVGUARD_POSTGRES_URL", "url", "distributed mode: ledger in PostgreSQL (not available in this build)", "empty",
@@ -360,6 +373,28 @@ func (v prefixesValue) Set(s string) error {
 	*v.p = out
 	return nil
 }
+
+// boolValue is a flag.Value for a switch: --name alone, or --name=true/false.
+type boolValue struct{ b *bool }
+
+func (v boolValue) String() string {
+	if v.b == nil || !*v.b {
+		return "false"
+	}
+	return "true"
+}
+
+func (v boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("invalid value %q: want true or false", s)
+	}
+	*v.b = b
+	return nil
+}
+
+// IsBoolFlag lets the flag be given without a value.
+func (v boolValue) IsBoolFlag() bool { return true }
 
 // levelValue is a flag.Value for a log level.
 type levelValue struct{ l *slog.Level }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/client"
 	"github.com/revenueguard/revguard/turnstile/turnstiletest"
 )
 
@@ -226,21 +227,22 @@ func TestServe_InvalidConfig(t *testing.T) {
 // TestServe_Restart checks that a server restarted on the same data dir keeps SKUs,
 // reservations in their states, sessions and the ledger.
 func TestServe_Restart(t *testing.T) {
+	ctx := t.Context()
 	dir := t.TempDir()
 	srv := MustRunServer(t, dir, nil)
-	c := newClient(t, srv.URL, 1)
-	c.must(t, http.StatusCreated, nil, "PUT", "/v1/skus/restart", testAdminToken, map[string]any{"stock": 10, "per_customer_limit": 5})
-	token := c.mustSession(t, "c-restart")
+	admin := newAdmin(t, srv.URL, 1)
+	need(admin.PutSKU(ctx, "restart", client.SKUSettings{Stock: 10, PerCustomerLimit: 5}))(t)
+	sess := need(admin.CreateSession(ctx, client.SessionParams{CustomerID: "c-restart"}))(t)
+	buyer := admin.WithToken(sess.Token)
 	want := map[string]string{}
 	var ids []string
 	for range 4 {
-		var res reservationJSON
-		c.must(t, http.StatusCreated, &res, "POST", "/v1/skus/restart/reservations", token, nil)
+		res := need(buyer.Reserve(ctx, "restart", client.ReserveParams{}))(t)
 		ids = append(ids, res.ID)
 		want[res.ID] = "held"
 	}
-	c.must(t, http.StatusOK, nil, "POST", "/v1/reservations/"+ids[0]+"/confirm", token, nil)
-	c.must(t, http.StatusOK, nil, "POST", "/v1/reservations/"+ids[1]+"/release", token, nil)
+	need(buyer.Confirm(ctx, ids[0], client.ConfirmParams{}))(t)
+	need(buyer.Release(ctx, ids[1]))(t)
 	want[ids[0]], want[ids[1]] = "confirmed", "released"
 	if err := srv.Stop(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, srv.Log)
@@ -248,12 +250,12 @@ func TestServe_Restart(t *testing.T) {
 
 	for restart := range 2 {
 		srv = MustRunServer(t, dir, nil)
-		c = newClient(t, srv.URL, 1)
+		c := newClient(t, srv.URL, 1)
+		buyer := newAdmin(t, srv.URL, 1).WithToken(sess.Token)
 		checkSKU(t, c, "restart", 10, 7, 2, 1)
 		for _, id := range ids {
-			var res reservationJSON
-			c.must(t, http.StatusOK, &res, "GET", "/v1/reservations/"+id, token, nil) // the session survived too
-			if res.Status != want[id] {
+			res := need(buyer.GetReservation(ctx, id))(t) // the session survived too
+			if string(res.Status) != want[id] {
 				t.Errorf("restart %d: reservation %s is %s, want %s", restart, id, res.Status, want[id])
 			}
 		}
@@ -264,27 +266,36 @@ func TestServe_Restart(t *testing.T) {
 	}
 }
 
+// need returns a func that fails tb when err is not nil, and else returns v:
+// need(c.Call(...))(t).
+func need[T any](v T, err error) func(tb testing.TB) T {
+	return func(tb testing.TB) T {
+		tb.Helper()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return v
+	}
+}
+
 // TestServe_RaceForStock is issue 3's race through HTTP: 2,000 customers race for 100
 // units with 256 requests in flight. Exactly 100 holds, every other answer sold_out,
 // exact counts, and the ledger converges to exactly the reserved ids (issue 4).
 func TestServe_RaceForStock(t *testing.T) {
 	const customers, stock, inFlight = 2000, 100, 256
+	ctx := t.Context()
 	srv := MustRunServer(t, t.TempDir(), nil)
-	c := newClient(t, srv.URL, inFlight)
-	c.must(t, http.StatusCreated, nil, "PUT", "/v1/skus/hot", testAdminToken, map[string]any{"stock": stock})
+	admin := newAdmin(t, srv.URL, inFlight)
+	need(admin.PutSKU(ctx, "hot", client.SKUSettings{Stock: stock}))(t)
 
 	start := time.Now()
-	tokens := make([]string, customers)
+	buyers := make([]*client.Client, customers)
 	parallel(t, customers, 32, func(i int) error {
-		r, err := c.do(t.Context(), "POST", "/v1/sessions", testAdminToken, map[string]any{"customer_id": fmt.Sprintf("racer-%04d", i)})
+		s, err := admin.CreateSession(ctx, client.SessionParams{CustomerID: fmt.Sprintf("racer-%04d", i)})
 		if err != nil {
-			return err
+			return fmt.Errorf("session %d: %w", i, err)
 		}
-		var s sessionJSON
-		if r.Status != http.StatusCreated || json.Unmarshal(r.Body, &s) != nil {
-			return fmt.Errorf("session %d: %s", i, r)
-		}
-		tokens[i] = s.Token
+		buyers[i] = admin.WithToken(s.Token)
 		return nil
 	})
 
@@ -296,15 +307,11 @@ func TestServe_RaceForStock(t *testing.T) {
 		soldOut  atomic.Int64
 	)
 	parallel(t, customers, inFlight, func(i int) error {
-		r, err := c.do(t.Context(), "POST", "/v1/skus/hot/reservations", tokens[i], nil)
-		if err != nil {
-			return err
-		}
-		switch r.Status {
-		case http.StatusCreated:
-			var res reservationJSON
-			if err := json.Unmarshal(r.Body, &res); err != nil || res.Status != "held" || res.Quantity != 1 {
-				return fmt.Errorf("customer %d: bad reservation %s", i, r)
+		res, err := buyers[i].Reserve(ctx, "hot", client.ReserveParams{})
+		switch {
+		case err == nil:
+			if res.Status != "held" || res.Quantity != 1 {
+				return fmt.Errorf("customer %d: bad reservation %+v", i, res)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -312,14 +319,10 @@ func TestServe_RaceForStock(t *testing.T) {
 				return fmt.Errorf("reservation id %s issued twice", res.ID)
 			}
 			reserved[res.ID] = fmt.Sprintf("racer-%04d", i)
-		case http.StatusConflict:
-			var p problemJSON
-			if err := json.Unmarshal(r.Body, &p); err != nil || p.Code != "sold_out" {
-				return fmt.Errorf("customer %d: 409 that is not sold_out: %s", i, r)
-			}
+		case client.ErrorCode(err) == revguard.CodeSoldOut:
 			soldOut.Add(1)
 		default:
-			return fmt.Errorf("customer %d: unexpected answer %s", i, r)
+			return fmt.Errorf("customer %d: %w", i, err)
 		}
 		return nil
 	})
@@ -327,16 +330,36 @@ func TestServe_RaceForStock(t *testing.T) {
 	if len(reserved) != stock || soldOut.Load() != customers-stock {
 		t.Fatalf("%d reserved and %d sold out, want %d and %d", len(reserved), soldOut.Load(), stock, customers-stock)
 	}
-	checkSKU(t, c, "hot", stock, 0, stock, 0)
+	checkSKU(t, newClient(t, srv.URL, 1), "hot", stock, 0, stock, 0)
 
 	want := make(map[string]string, len(reserved))
 	for id := range reserved {
 		want[id] = "held"
 	}
-	items := c.waitLedger(t, "sku=hot", want)
+	var items []client.Reservation
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		items = items[:0]
+		for r, err := range admin.AllOrders(ctx, client.OrderQuery{SKU: "hot", Limit: 1000}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			items = append(items, r)
+		}
+		if len(items) == stock || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(items) != stock {
+		t.Fatalf("the ledger has %d reservations, want %d", len(items), stock)
+	}
+	seen := make(map[string]bool, len(items))
 	for _, it := range items {
-		if it.CustomerID != reserved[it.ID] {
-			t.Errorf("ledger: reservation %s belongs to %s, the API said %s", it.ID, it.CustomerID, reserved[it.ID])
+		if seen[it.ID] {
+			t.Errorf("ledger: reservation %s listed twice", it.ID)
+		}
+		seen[it.ID] = true
+		if want[it.ID] != string(it.Status) || it.CustomerID != reserved[it.ID] {
+			t.Errorf("ledger: reservation %s of %s is %s; the API said %s of %s", it.ID, it.CustomerID, it.Status, want[it.ID], reserved[it.ID])
 		}
 	}
 }

@@ -82,6 +82,9 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 		fmt.Fprintf(c.Stderr, "revguard: WARNING: %s\n", botCheckOffWarning)
 	}
 	fmt.Fprintf(c.Stderr, "revguard: listening on %s\n", m.URL())
+	if m.Config.Example {
+		fmt.Fprintf(c.Stderr, "revguard: storefront example (demo only, it issues sessions to anyone) at %s/example/\n", m.URL())
+	}
 
 	var serveErr error
 	select {
@@ -283,6 +286,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	m.API.Logger = log.With("component", "http")
 	m.API.Now = m.Now
+	if cfg.Example {
+		m.API.Example = exampleOf(*cfg)
+	}
 
 	m.HTTPServer = &http.Server{
 		Handler:           m.API.Handler(),
@@ -433,4 +439,18 @@ func (m *Main) drainLedger() {
 		m.Logger.Warn("the ledger did not catch up before shutdown; it will at the next start",
 			"applied", m.Writer.Applied(), "durable", target)
 	}
+}
+
+// exampleOf configures the storefront example: the widget is Cloudflare's when the bot
+// check talks to Cloudflare, else the stand-in served with the page (a fake verifier
+// in development and tests), so that the page then loads nothing from elsewhere.
+func exampleOf(cfg Config) *httpapi.Example {
+	ex := &httpapi.Example{SiteKey: cfg.TurnstileSiteKey, WidgetScript: httpapi.DevWidgetScript}
+	if ex.SiteKey == "" {
+		ex.SiteKey = TestSiteKey
+	}
+	if cfg.TurnstileURL == DefaultTurnstileURL {
+		ex.WidgetScript = httpapi.CloudflareWidgetScript
+	}
+	return ex
 }

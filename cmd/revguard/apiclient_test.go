@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/client"
+	"github.com/revenueguard/revguard/httpapi"
+	"github.com/revenueguard/revguard/turnstile/turnstiletest"
+)
+
+// TestClient_EveryEndpoint drives every call of the client package against the real
+// server, with the bot check on, every answer validated against the OpenAPI document:
+// the client speaks the API that is built, and its errors carry the API's codes.
+func TestClient_EveryEndpoint(t *testing.T) {
+	verifier := turnstiletest.New()
+	if err := verifier.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(verifier.Close)
+	srv := MustRunServer(t, t.TempDir(), nil, "--turnstile-secret", verifier.Secret, "--turnstile-url", verifier.URL())
+	ctx := t.Context()
+	admin := newAdmin(t, srv.URL, 4)
+
+	if err := admin.Healthz(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := need(admin.Ready(ctx))(t); r.Status != "ready" || r.BotCheck != "on" {
+		t.Fatalf("ready %+v", r)
+	}
+	if doc := need(admin.OpenAPI(ctx))(t); !bytes.Equal(doc, httpapi.OpenAPI()) {
+		t.Fatal("the served OpenAPI document differs from the embedded one")
+	}
+	opens := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+	sku := need(admin.PutSKU(ctx, "cli", client.SKUSettings{Stock: 3, PerCustomerLimit: 2, HoldSeconds: 300, OpensAt: opens}))(t)
+	if sku.Meta.StatusCode != 201 || sku.Stock != 3 || sku.PerCustomerLimit != 2 || sku.HoldSeconds != 300 || !sku.OpensAt.Equal(opens) {
+		t.Fatalf("created %+v", sku)
+	}
+	if sku = need(admin.PutSKU(ctx, "cli", client.SKUSettings{Stock: 4, PerCustomerLimit: 2}))(t); sku.Meta.StatusCode != 200 || sku.Available != 4 || !sku.OpensAt.IsZero() {
+		t.Fatalf("updated %+v", sku)
+	}
+	sess := need(admin.CreateSession(ctx, client.SessionParams{CustomerID: "c-cli", TTL: 10 * time.Minute}))(t)
+	if sess.CustomerID != "c-cli" || time.Until(sess.ExpiresAt) > 10*time.Minute || time.Until(sess.ExpiresAt) < 9*time.Minute {
+		t.Fatalf("session %+v", sess)
+	}
+	buyer := admin.WithToken(sess.Token)
+
+	// Reserve: the bot token is required; an idempotent replay answers the first hold.
+	if _, err := buyer.Reserve(ctx, "cli", client.ReserveParams{}); client.ErrorCode(err) != revguard.CodeBotCheckFailed {
+		t.Fatalf("without a bot token: %v", err)
+	}
+	key := client.NewIdempotencyKey()
+	res := need(buyer.Reserve(ctx, "cli", client.ReserveParams{Quantity: 2, TurnstileToken: verifier.Token(), IdempotencyKey: key}))(t)
+	if res.Status != revguard.StatusHeld || res.Quantity != 2 || res.CustomerID != "c-cli" || res.Meta.Replayed() || res.Meta.RequestID() == "" {
+		t.Fatalf("reservation %+v", res)
+	}
+	again := need(buyer.Reserve(ctx, "cli", client.ReserveParams{Quantity: 2, TurnstileToken: "spent", IdempotencyKey: key}))(t)
+	if again.ID != res.ID || !again.Meta.Replayed() {
+		t.Fatalf("replay %+v", again)
+	}
+	_, err := buyer.Reserve(ctx, "cli", client.ReserveParams{TurnstileToken: verifier.Token()})
+	if e, ok := err.(*client.Error); !ok || e.Code != revguard.CodeLimitExceeded || e.StatusCode != 409 || e.Detail == "" || e.RequestID == "" {
+		t.Fatalf("over the limit: %#v", err)
+	}
+	if _, err := buyer.GetSKU(ctx, "cli"); client.ErrorCode(err) != revguard.CodeForbidden {
+		t.Fatalf("a customer reading the admin view: %v", err)
+	}
+	if a := need(admin.Availability(ctx, "cli"))(t); a.SKU != "cli" || a.SoldOut {
+		t.Fatalf("availability %+v", a)
+	}
+	if got := need(buyer.GetReservation(ctx, res.ID))(t); got.ID != res.ID {
+		t.Fatalf("get %+v", got)
+	}
+	conf := need(buyer.Confirm(ctx, res.ID, client.ConfirmParams{OrderRef: "order-cli"}))(t)
+	if conf.Status != revguard.StatusConfirmed || conf.OrderRef != "order-cli" || conf.ConfirmedAt.IsZero() {
+		t.Fatalf("confirmed %+v", conf)
+	}
+	if _, err := buyer.Release(ctx, res.ID); client.ErrorCode(err) != revguard.CodeAlreadyConfirmed {
+		t.Fatalf("release after confirm: %v", err)
+	}
+	res2 := need(admin.WithToken(need(admin.CreateSession(ctx, client.SessionParams{CustomerID: "c-2"}))(t).Token).
+		Reserve(ctx, "cli", client.ReserveParams{TurnstileToken: verifier.Token()}))(t)
+	if rel := need(admin.Release(ctx, res2.ID))(t); rel.Status != revguard.StatusReleased || rel.ReleasedAt.IsZero() {
+		t.Fatalf("released by the admin %+v", rel)
+	}
+	if sku = need(admin.GetSKU(ctx, "cli"))(t); sku.Sold != 2 || sku.Held != 0 || sku.Available != 2 {
+		t.Fatalf("counts %+v", sku)
+	}
+	mine := need(buyer.MyReservations(ctx, client.OrderQuery{Limit: 10}))(t)
+	if len(mine.Items) != 1 || mine.Items[0].ID != res.ID || mine.NextCursor != "" {
+		t.Fatalf("mine %+v", mine)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var n int
+		for r, err := range admin.AllOrders(ctx, client.OrderQuery{SKU: "cli", Limit: 1}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.ID == res.ID && r.Status == revguard.StatusConfirmed || r.ID == res2.ID && r.Status == revguard.StatusReleased {
+				n++
+			}
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ledger did not converge: %d of 2", n)
+		}
+	}
+	if m := need(admin.Metrics(ctx))(t); !strings.Contains(m, "revguard_") {
+		t.Fatal("no revguard metrics")
+	}
+	if err := buyer.Logout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := buyer.MyReservations(ctx, client.OrderQuery{}); client.ErrorCode(err) != revguard.CodeUnauthenticated {
+		t.Fatalf("after logout: %v", err)
+	}
+}
