@@ -73,6 +73,10 @@ type LedgerSyncer interface {
 // of a second that other writes to the same file (sessions) wait behind.
 const DefaultLedgerBatch = 8192
 
+// DefaultMaxDefer is the default LedgerWriter.MaxDefer: at a peak, the ledger may fall
+// this far behind the journal before it applies anyway.
+const DefaultMaxDefer = 30 * time.Second
+
 // LedgerWriter copies the events of a Feed into a Ledger, in order and exactly once: it
 // resumes after the Ledger's LastApplied, applies events in batches (one ApplyEvents
 // call, one ledger transaction, per batch), and only once they are durable tells the
@@ -99,6 +103,17 @@ type LedgerWriter struct {
 
 	Logger *slog.Logger     // defaults to slog.Default()
 	Now    func() time.Time // defaults to time.Now
+
+	// Peak, when set, reports whether the hot path is at a peak (cmd/revguard: the
+	// journal's append rate). While it is, the writer leaves the events it has read
+	// unapplied, looking again every PeakPoll, until the oldest of them has waited
+	// MaxDefer: during a drop the ledger's transactions, and their fsyncs on the same
+	// disk as the journal's, then never compete with the hot path for the CPU and the
+	// disk, and the writer catches up in large batches in the trough that follows. The
+	// feed keeps the events meanwhile, and Lag shows the wait.
+	Peak     func() bool
+	MaxDefer time.Duration // how long an event may wait for a peak to end; 0 means DefaultMaxDefer
+	PeakPoll time.Duration // how often Peak is asked while deferring; 0 means 50ms
 
 	// mu guards changed; it is never held while calling Feed or Ledger.
 	mu      sync.Mutex
@@ -190,6 +205,9 @@ func (w *LedgerWriter) Run(ctx context.Context) error {
 			logger.Error("ledger writer: gap in the event feed", "after", last, "next", first)
 		}
 		w.pendingTime.Store(events[0].Time.UnixNano())
+		if !w.deferPeak(ctx, events[0].Time) {
+			return nil
+		}
 		for {
 			err := w.Ledger.ApplyEvents(ctx, events)
 			if err == nil {
@@ -220,6 +238,31 @@ func (w *LedgerWriter) Run(ctx context.Context) error {
 		default: // a Sync is already due, and covers this batch
 		}
 	}
+}
+
+// deferPeak waits while the hot path is at a peak and the oldest unapplied event,
+// which happened at oldest, has waited less than MaxDefer. It reports false when ctx
+// ended first.
+func (w *LedgerWriter) deferPeak(ctx context.Context, oldest time.Time) bool {
+	if w.Peak == nil {
+		return true
+	}
+	maxDefer := cmp.Or(w.MaxDefer, DefaultMaxDefer)
+	poll := cmp.Or(w.PeakPoll, 50*time.Millisecond)
+	now := w.Now
+	if now == nil {
+		now = time.Now
+	}
+	for now().Sub(oldest) < maxDefer && w.Peak() {
+		t := time.NewTimer(poll)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+	}
+	return true
 }
 
 // syncLoop is the sync goroutine of Run: after each kick it makes the applied batches

@@ -52,6 +52,10 @@ type Config struct {
 	LogLevel        slog.Level
 	ShutdownTimeout time.Duration // how long in-flight requests get to finish at shutdown
 
+	// LedgerMaxDefer bounds how long the ledger writer defers applying events while the
+	// journal takes them at a peak rate; 0 turns the deferral off.
+	LedgerMaxDefer time.Duration
+
 	// DebugAddr, when set, serves the runtime profiles (net/http/pprof) on a listener
 	// of their own, apart from the API. It must be a loopback address: profiles show
 	// the program's internals and cost CPU to take.
@@ -68,6 +72,7 @@ func DefaultConfig() Config {
 		RateLimitIP:       revguard.Rate{N: 100, Per: time.Second},
 		LogLevel:          slog.LevelInfo,
 		ShutdownTimeout:   20 * time.Second,
+		LedgerMaxDefer:    revguard.DefaultMaxDefer,
 	}
 }
 
@@ -96,6 +101,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("--shutdown-timeout (REVGUARD_SHUTDOWN_TIMEOUT) must be positive")
+	}
+	if c.LedgerMaxDefer < 0 {
+		return errors.New("--ledger-max-defer (REVGUARD_LEDGER_MAX_DEFER) must not be negative")
 	}
 	if c.DebugAddr != "" {
 		if err := validateLoopback(c.DebugAddr); err != nil {
@@ -236,6 +244,8 @@ func (c *Config) options() []option {
 			levelValue{&c.LogLevel}},
 		{"shutdown-timeout", "REVGUARD_SHUTDOWN_TIMEOUT", "duration", "how long in-flight requests may take to finish at SIGTERM/SIGINT", "",
 			durationValue{&c.ShutdownTimeout}},
+		{"ledger-max-defer", "REVGUARD_LEDGER_MAX_DEFER", "duration", "at a peak of reservations, how long the ledger may wait before applying them, leaving the CPU and disk to the hot path (0s: never wait)", "",
+			durationValue{&c.LedgerMaxDefer}},
 		{"debug-addr", "REVGUARD_DEBUG_ADDR", "host:port", "serve the Go runtime's profiles (/debug/pprof/) on this loopback address", "empty: off",
 			(*stringValue)(&c.DebugAddr)},
 	}

@@ -239,6 +239,10 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.Sessions.Now = m.Now
 
 	m.Writer = &revguard.LedgerWriter{Feed: m.Journal, Ledger: m.Ledger, Logger: log.With("component", "ledger"), Now: m.Now}
+	if cfg.LedgerMaxDefer > 0 {
+		m.Writer.MaxDefer = cfg.LedgerMaxDefer
+		m.Writer.Peak = newPeakDetector(m.Journal, m.Writer).Peak
+	}
 	m.writerDone = make(chan struct{})
 	m.wg.Add(2)
 	// The ledger writer follows the journal until Close cancels bg (after letting it catch up).
