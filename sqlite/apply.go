@@ -71,6 +71,7 @@ type netBatch struct {
 	inserts []resState
 	updates []resState
 	skus    []*revguard.Event // the last EventSKUPut of each SKU
+	puts    []*revguard.Event // every EventSKUPut, in order: the SKUs' history
 	byID    map[string]int    // reservation id: index in inserts, or ^index in updates
 	bySKU   map[string]int    // SKU id: index in skus
 }
@@ -78,6 +79,8 @@ type netBatch struct {
 // reset empties b for the next batch.
 func (b *netBatch) reset() {
 	b.inserts, b.updates, b.skus = b.inserts[:0], b.updates[:0], b.skus[:0]
+	clear(b.puts)
+	b.puts = b.puts[:0]
 	if b.byID == nil {
 		b.byID, b.bySKU = make(map[string]int), make(map[string]int)
 	}
@@ -91,6 +94,7 @@ func (b *netBatch) reset() {
 func (b *netBatch) add(ev *revguard.Event) error {
 	switch ev.Type {
 	case revguard.EventSKUPut:
+		b.puts = append(b.puts, ev)
 		if i, ok := b.bySKU[ev.SKU]; ok {
 			b.skus[i] = ev // a later put replaces every setting
 		} else {
@@ -165,7 +169,7 @@ func (k stmtKey) text() string {
 
 // ledgerStmts lists the statements of ApplyEvents, which DB.Open prepares.
 func ledgerStmts() []stmtKey {
-	keys := []stmtKey{{rowsStmt{head: putSKU}, 0}}
+	keys := []stmtKey{{rowsStmt{head: putSKU}, 0}, {rowsStmt{head: putSKUHistory}, 0}}
 	for k := applyChunk; k >= 1; k /= 2 {
 		keys = append(keys, stmtKey{rowsStmt{insertHead, insertTuple, ""}, k},
 			stmtKey{rowsStmt{updateHead, updateTuple, updateTail}, k})
@@ -301,6 +305,25 @@ func (a *applier) putSKUs(evs []*revguard.Event) error {
 		if _, err := st.ExecContext(a.ctx, ev.SKU, ev.Stock, ev.PerCustomerLimit, ev.HoldSeconds,
 			nanos(ev.OpensAt), ev.Time.UnixNano(), int64(ev.Seq)); err != nil {
 			return fmt.Errorf("sqlite: apply event %d (%s): %w", ev.Seq, ev.Type, err)
+		}
+	}
+	return nil
+}
+
+// putHistory records every put of the batch in the SKUs' history. A put already there
+// (the same SKU and seq) is left as it is.
+func (a *applier) putHistory(evs []*revguard.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	st, err := a.db.stmt(a.ctx, a.tx, stmtKey{rowsStmt{head: putSKUHistory}, 0})
+	if err != nil {
+		return err
+	}
+	for _, ev := range evs {
+		if _, err := st.ExecContext(a.ctx, ev.SKU, int64(ev.Seq), ev.Time.UnixNano(), ev.Stock,
+			ev.PerCustomerLimit, ev.HoldSeconds, nanos(ev.OpensAt)); err != nil {
+			return fmt.Errorf("sqlite: apply event %d (%s): history: %w", ev.Seq, ev.Type, err)
 		}
 	}
 	return nil
