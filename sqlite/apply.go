@@ -292,12 +292,13 @@ func (a *applier) rowSeq(id string) (uint64, bool, error) {
 	return uint64(seq), err == nil, err
 }
 
-// putSKUs writes the last settings of each SKU put in the batch.
-func (a *applier) putSKUs(evs []*revguard.Event) error {
+// putSKUs runs head, putSKU or putSKUHistory, for each put of evs: the last settings of
+// each SKU put in the batch, or every put in the SKUs' history.
+func (a *applier) putSKUs(head string, evs []*revguard.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	st, err := a.db.stmt(a.ctx, a.tx, stmtKey{rowsStmt{head: putSKU}, 0})
+	st, err := a.db.stmt(a.ctx, a.tx, stmtKey{rowsStmt{head: head}, 0})
 	if err != nil {
 		return err
 	}
@@ -305,25 +306,6 @@ func (a *applier) putSKUs(evs []*revguard.Event) error {
 		if _, err := st.ExecContext(a.ctx, ev.SKU, ev.Stock, ev.PerCustomerLimit, ev.HoldSeconds,
 			nanos(ev.OpensAt), ev.Time.UnixNano(), int64(ev.Seq)); err != nil {
 			return fmt.Errorf("sqlite: apply event %d (%s): %w", ev.Seq, ev.Type, err)
-		}
-	}
-	return nil
-}
-
-// putHistory records every put of the batch in the SKUs' history. A put already there
-// (the same SKU and seq) is left as it is.
-func (a *applier) putHistory(evs []*revguard.Event) error {
-	if len(evs) == 0 {
-		return nil
-	}
-	st, err := a.db.stmt(a.ctx, a.tx, stmtKey{rowsStmt{head: putSKUHistory}, 0})
-	if err != nil {
-		return err
-	}
-	for _, ev := range evs {
-		if _, err := st.ExecContext(a.ctx, ev.SKU, int64(ev.Seq), ev.Time.UnixNano(), ev.Stock,
-			ev.PerCustomerLimit, ev.HoldSeconds, nanos(ev.OpensAt)); err != nil {
-			return fmt.Errorf("sqlite: apply event %d (%s): history: %w", ev.Seq, ev.Type, err)
 		}
 	}
 	return nil
