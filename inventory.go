@@ -24,6 +24,14 @@ type ConfirmRequest struct {
 // exact: they see every change acknowledged before they started, and never a change
 // that is not yet durable.
 //
+// Every change is timed at its SKU's serialisation point, when it is applied: per SKU,
+// the times of changes (a reservation's CreatedAt, ConfirmedAt, ReleasedAt, the times of
+// expiries and puts, and their events' Time) never decrease in the order the changes
+// are applied, even if the clock steps back; a hold's ExpiresAt is its CreatedAt plus
+// the SKU's hold duration exactly. So a hold is never timed before the release or
+// expiry whose units it took, and the order history never shows more units held or
+// sold than the stock at any instant (CheckHeldWithinStock).
+//
 // Errors are *Error values with the codes named below; any other error is internal.
 type Inventory interface {
 	// PutSKU creates the SKU id, or replaces its settings, with u (normalized and

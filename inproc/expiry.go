@@ -137,7 +137,7 @@ func (inv *Inventory) expireSKU(t timerEntry) {
 	if inv.state.Load() != stateOpen {
 		return // closing: expireDue would do nothing, and re-arming would spin
 	}
-	now := inv.now()
+	now := inv.clock(s)
 	if err := inv.expireDue(s, now); err != nil {
 		inv.Logger.Error("inproc: expire holds", "sku", s.id, "err", err)
 		// Try again in a second rather than spin on a failed journal.

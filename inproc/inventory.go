@@ -246,6 +246,17 @@ func (inv *Inventory) lookup(id string) *sku {
 
 func (inv *Inventory) now() int64 { return inv.Now().UnixNano() }
 
+// clock returns the time of a change to s: the clock read at the serialisation point,
+// under s.mu, and never before the time of s's last change, so that the times of a
+// SKU's changes follow the order in which they are applied even if the clock steps
+// back. A change timed so takes units only after every change timed before it gave
+// them back: the order history never shows more units taken than the stock.
+func (inv *Inventory) clock(s *sku) int64 {
+	now := max(inv.now(), s.lastAt)
+	s.lastAt = now
+	return now
+}
+
 // settled reports, for a lock-free reader of a SKU whose earliest hold is due at next
 // and whose sale opens at opens, that the sale is open and that no hold is due, so
 // that the published counts are the answer. With the system clock, holds that fall

@@ -11,7 +11,7 @@ import (
 // onto the SKU's queue: the caller that finds the queue empty leads a new round, and
 // the callers that push while it waits for the lock join that round. The leader takes
 // the lock, takes the whole queue, applies every reserve of the round in arrival order
-// (each one checked and journaled on its own, exactly as a lone reserve), unlocks, and
+// (each one timed, checked and journaled on its own, exactly as a lone reserve), unlocks, and
 // asks the journal to close the round's channel once the round's last change is
 // durable. Every caller of the round, the leader included, waits on that channel.
 //
@@ -26,7 +26,6 @@ type reserveOp struct {
 	req    revguard.ReserveRequest
 	r      *reservation // registered in inv.res; removed again if refused
 	idText string       // r.id as text
-	now    int64        // the call's time
 
 	// With an idempotency key: the idem map's key, and the in-flight marker to
 	// replace by the reservation (or to remove) and close once applied.
@@ -47,7 +46,7 @@ type reserveOp struct {
 // returns op's reservation and its id as text.
 func (inv *Inventory) reserveAt(ctx context.Context, s *sku, op reserveOp) (*reservation, string, error) {
 	if s.queue.Load() == nil && s.mu.TryLock() {
-		op.err = inv.reserveLocked(s, op.r, op.idText, op.req, op.now)
+		op.err = inv.reserveLocked(s, op.r, op.idText, op.req)
 		op.seq = s.lastSeq.Load()
 		s.mu.Unlock()
 		inv.finishReserve(&op)
@@ -100,7 +99,7 @@ func (inv *Inventory) lead(s *sku, done chan struct{}) {
 		op = next
 	}
 	for op := ops; op != nil; op = op.next {
-		op.err = inv.reserveLocked(s, op.r, op.idText, op.req, op.now)
+		op.err = inv.reserveLocked(s, op.r, op.idText, op.req)
 		op.seq = s.lastSeq.Load()
 	}
 	last := s.lastSeq.Load()

@@ -43,7 +43,7 @@ func (inv *Inventory) PutSKU(ctx context.Context, id string, u revguard.SKUUpdat
 }
 
 func (inv *Inventory) putLocked(s *sku, u revguard.SKUUpdate) (revguard.SKU, bool, error) {
-	now := inv.now()
+	now := inv.clock(s)
 	created := !s.exists.Load()
 	if !created {
 		if err := inv.expireDue(s, now); err != nil {
@@ -79,7 +79,7 @@ func (inv *Inventory) FindSKU(ctx context.Context, id string) (revguard.SKU, err
 		return revguard.SKU{}, errSKUNotFound(id)
 	}
 	s.mu.Lock()
-	err := inv.expireDue(s, inv.now())
+	err := inv.expireDue(s, inv.clock(s))
 	sv := s.view()
 	seq := s.lastSeq.Load()
 	s.mu.Unlock()
@@ -116,7 +116,7 @@ func (inv *Inventory) availability(ctx context.Context, id string, quantity int6
 	}
 	if !inv.settled(s.nextExpiry.Load(), 0) {
 		s.mu.Lock()
-		err := inv.expireDue(s, inv.now())
+		err := inv.expireDue(s, inv.clock(s))
 		s.mu.Unlock()
 		if err != nil {
 			return revguard.Availability{}, err
@@ -163,7 +163,7 @@ func (inv *Inventory) FindReservation(ctx context.Context, id string) (revguard.
 		s.mu.Unlock()
 		return revguard.Reservation{}, errResNotFound(id)
 	}
-	err := inv.expireDue(s, inv.now())
+	err := inv.expireDue(s, inv.clock(s))
 	rv := r.view()
 	seq := s.lastSeq.Load()
 	s.mu.Unlock()
@@ -200,7 +200,7 @@ func (inv *Inventory) confirmLocked(s *sku, r *reservation, req revguard.Confirm
 	if r.state == 0 { // being created: not there yet
 		return revguard.Reservation{}, errResNotFound(req.ID)
 	}
-	now := inv.now()
+	now := inv.clock(s)
 	if err := inv.expireDue(s, now); err != nil {
 		return revguard.Reservation{}, err
 	}
@@ -269,7 +269,7 @@ func (inv *Inventory) releaseLocked(s *sku, r *reservation) (revguard.Reservatio
 	if r.state == 0 { // being created: not there yet
 		return revguard.Reservation{}, errResNotFound(r.id.String())
 	}
-	now := inv.now()
+	now := inv.clock(s)
 	if err := inv.expireDue(s, now); err != nil {
 		return revguard.Reservation{}, err
 	}

@@ -184,7 +184,7 @@ func (inv *Inventory) replayEvent(ev *revguard.Event) error {
 		if s.available() < 0 {
 			return fmt.Errorf("stock %d below the %d units held or sold: %w", ev.Stock, s.held+s.sold, errReplay)
 		}
-		s.lastSeq.Store(ev.Seq)
+		replayed(s, ev)
 		return nil
 	}
 	if s == nil || !s.exists.Load() {
@@ -218,7 +218,7 @@ func (inv *Inventory) replayEvent(ev *revguard.Event) error {
 		if r.extra != nil {
 			inv.idem.Store(idemKey(r.customer, r.extra.idemKey), r)
 		}
-		s.lastSeq.Store(ev.Seq)
+		replayed(s, ev)
 		return nil
 	}
 	r := inv.res.load(id)
@@ -237,6 +237,13 @@ func (inv *Inventory) replayEvent(ev *revguard.Event) error {
 	default:
 		return fmt.Errorf("reservation %s is %s: %w", ev.ReservationID, r.state.status(), errReplay)
 	}
-	s.lastSeq.Store(ev.Seq)
+	replayed(s, ev)
 	return nil
+}
+
+// replayed records that ev is applied to s: its seq, and its time as the floor of the
+// times of s's next changes (as the live path's Inventory.clock keeps it).
+func replayed(s *sku, ev *revguard.Event) {
+	s.lastSeq.Store(ev.Seq)
+	s.lastAt = max(s.lastAt, unixNanos(ev.Time))
 }

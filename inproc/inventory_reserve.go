@@ -151,26 +151,30 @@ func (inv *Inventory) prepareReserve(req revguard.ReserveRequest) (*sku, reserve
 	}
 
 	// What needs no lock is done before taking it, to keep a hot SKU's critical
-	// section short: the clock read (the call's time, within its interval), the
-	// allocation, and the id, registered (so unique) but not usable until the
-	// reservation is applied (state 0 reads as unknown).
-	now := inv.now()
+	// section short: the allocation, and the id, registered (so unique) but not usable
+	// until the reservation is applied (state 0 reads as unknown). The id's time is
+	// read here, not at the serialisation point: it only makes ids sort about by
+	// creation (a call that begins after another returned gets a later one), and no
+	// rule or record reads a time from an id. The reservation's times are read when it
+	// is applied (reserveLocked).
 	r := &reservation{sku: s, customer: req.CustomerID}
 	if req.IdempotencyKey != "" {
 		r.extra = &resExtra{idemKey: req.IdempotencyKey}
 	}
+	idAt := inv.now()
 	for {
-		r.id = newID(now)
+		r.id = newID(idAt)
 		if inv.res.insert(r) {
 			break
 		}
 	}
-	return s, reserveOp{req: req, r: r, idText: r.id.String(), now: now}, 0, nil
+	return s, reserveOp{req: req, r: r, idText: r.id.String()}, 0, nil
 }
 
 // reserveLocked applies one reserve to s, under s.mu: the checks, the journal
-// append, the change.
-func (inv *Inventory) reserveLocked(s *sku, r *reservation, idText string, req revguard.ReserveRequest, now int64) error {
+// append, the change, at the time read here.
+func (inv *Inventory) reserveLocked(s *sku, r *reservation, idText string, req revguard.ReserveRequest) error {
+	now := inv.clock(s)
 	if err := inv.expireDue(s, now); err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ type sku struct {
 
 	stock, held, sold int64
 	timerAt           int64 // deadline registered with the expirer; 0: none
+	lastAt            int64 // time of the last change (Unix ns): no later change is timed before it
 	book              *book // reservations; nil until the first one (idle SKUs stay small)
 	limit             int32 // per-customer limit, at most revguard.MaxPerCustomerLimit
 	holdSecs          int32 // hold duration, at most revguard.MaxHoldSeconds

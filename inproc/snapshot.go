@@ -24,17 +24,23 @@ import (
 //
 // File snapshot-<S0, 20 digits>.snap in Inventory.Dir:
 //
-//	"RGSNAP01" | uvarint S0 | SKU records | 'E' uvarint SKUs uvarint reservations |
+//	"RGSNAP02" | uvarint S0 | SKU records | 'E' uvarint SKUs uvarint reservations |
 //	u32 little-endian CRC-32C (Castagnoli) of everything before it
 //
 // A SKU record is 'S' str(id) varint(stock, limit, hold seconds, opens_at ns)
-// uvarint(last seq) varint(held, sold) uvarint(reservations) and that many
-// reservations: 16 id bytes, str(customer), uvarint(qty), state byte, varint(created,
-// expires, done ns), str(idempotency key), str(order ref). str is a uvarint length and
-// the bytes. The two newest snapshots are kept: a damaged newest one falls back to the
-// one before, whose events the journal still holds.
+// uvarint(last seq) varint(last change ns) varint(held, sold) uvarint(reservations)
+// and that many reservations: 16 id bytes, str(customer), uvarint(qty), state byte,
+// varint(created, expires, done ns), str(idempotency key), str(order ref). str is a
+// uvarint length and the bytes. The two newest snapshots are kept: a damaged newest one
+// falls back to the one before, whose events the journal still holds.
+//
+// Version 1 ("RGSNAP01", written before SKU records kept the time of the last change)
+// is still read: the time is then the latest the SKU's reservations record.
 
-const snapMagic = "RGSNAP01"
+const (
+	snapMagic   = "RGSNAP02"
+	snapMagicV1 = "RGSNAP01"
+)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -200,6 +206,7 @@ func appendSKURecord(buf []byte, s *sku) []byte {
 	buf = binary.AppendVarint(buf, int64(s.holdSecs))
 	buf = binary.AppendVarint(buf, s.opensAt.Load())
 	buf = binary.AppendUvarint(buf, s.lastSeq.Load())
+	buf = binary.AppendVarint(buf, s.lastAt)
 	buf = binary.AppendVarint(buf, s.held)
 	buf = binary.AppendVarint(buf, s.sold)
 	if s.book == nil {

@@ -26,6 +26,7 @@ type snapReader struct {
 	p   []byte
 	off int
 	err error
+	v1  bool // version 1: no time of the last change in SKU records
 }
 
 func (d *snapReader) fail(format string, args ...any) {
@@ -109,14 +110,14 @@ func (d *snapReader) rangeInt(lo, hi int64, what string) int64 {
 // allocates in proportion to len(p); it checks the checksum and that every SKU's
 // counts match its reservations. Duplicate ids are found when it is installed.
 func decodeSnapshot(p []byte) (*snapState, error) {
-	if len(p) < len(snapMagic)+4 || string(p[:len(snapMagic)]) != snapMagic {
+	if len(p) < len(snapMagic)+4 || (string(p[:len(snapMagic)]) != snapMagic && string(p[:len(snapMagic)]) != snapMagicV1) {
 		return nil, fmt.Errorf("%w: not a snapshot file", errBadSnapshot)
 	}
 	body := p[:len(p)-4]
 	if got, want := crc32.Checksum(body, castagnoli), binary.LittleEndian.Uint32(p[len(p)-4:]); got != want {
 		return nil, fmt.Errorf("%w: checksum %08x, want %08x", errBadSnapshot, got, want)
 	}
-	d := &snapReader{p: body, off: len(snapMagic)}
+	d := &snapReader{p: body, off: len(snapMagic), v1: string(p[:len(snapMagicV1)]) == snapMagicV1}
 	st := &snapState{s0: d.uvarint("S0")}
 	for d.err == nil {
 		switch tag := d.byte("record tag"); tag {
@@ -161,6 +162,9 @@ func decodeSKU(d *snapReader) *sku {
 	s.holdSecs = int32(d.rangeInt(1, revguard.MaxHoldSeconds, "hold seconds"))
 	s.opensAt.Store(d.rangeInt(0, math.MaxInt64, "opens_at"))
 	s.lastSeq.Store(d.uvarint("last seq"))
+	if !d.v1 {
+		s.lastAt = d.rangeInt(0, math.MaxInt64, "last change time")
+	}
 	held := d.rangeInt(0, revguard.MaxStock, "held")
 	sold := d.rangeInt(0, revguard.MaxStock, "sold")
 	n := d.uvarint("reservation count")
@@ -175,6 +179,10 @@ func decodeSKU(d *snapReader) *sku {
 		r := decodeReservation(d, s)
 		if d.err != nil {
 			return nil
+		}
+		s.lastAt = max(s.lastAt, r.createdAt, r.doneAt)
+		if r.state == stExpired {
+			s.lastAt = max(s.lastAt, r.expiresAt) // expired at or after its deadline
 		}
 		b := s.bookOrNew()
 		b.all = append(b.all, r)

@@ -44,9 +44,10 @@ func FuzzDecodeSnapshot(f *testing.F) {
 		[]byte(snapMagic),                       // no S0
 		append([]byte(snapMagic), 0, 'E', 0, 0), // empty state
 		append([]byte(snapMagic), 5, 'E', 1, 0), // a SKU announced but missing
-		append([]byte(snapMagic), 0, 'S', 1, 'x', 2, 2, 2, 0, 2, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f),  // huge reservation count
-		append([]byte(snapMagic), 0, 'S', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01), // huge string
-		append([]byte(snapMagic), 0, 'S', 1, 'x', 2, 2, 2, 0, 2, 0, 0, 0, 'E', 1, 0),                  // one idle SKU
+		append([]byte(snapMagic), 0, 'S', 1, 'x', 2, 2, 2, 0, 2, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f), // huge reservation count
+		append([]byte(snapMagic), 0, 'S', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01),   // huge string
+		append([]byte(snapMagic), 0, 'S', 1, 'x', 2, 2, 2, 0, 2, 4, 0, 0, 0, 'E', 1, 0),                 // one idle SKU
+		append([]byte(snapMagicV1), 0, 'S', 1, 'x', 2, 2, 2, 0, 2, 0, 0, 0, 'E', 1, 0),                  // one idle SKU, version 1
 		append([]byte(snapMagic), 0, 'Z'), // unknown tag
 	}
 	for _, s := range seeds {

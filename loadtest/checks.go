@@ -135,13 +135,20 @@ func newAnalysis(s Scenario, holds []*hold, attempts []*attempt) *analysis {
 
 // checkOversell: at no instant did the acknowledged holds certainly count more units
 // than the stock. A hold certainly counts from its created_at until its released_at,
-// its expires_at, or forever once confirmed.
+// its expires_at, or forever once confirmed (lowerSpan). It is the check revguard
+// verify runs on a ledger, revguard.CheckIntervals, on what the answers said.
 func (an *analysis) checkOversell() Check {
-	peak, at := an.lower.peak()
-	if peak > an.s.Stock {
-		return fail(CheckOversell, "%d units were held or sold at %s by acknowledged reservations: the stock is %d",
-			peak, at.UTC().Format(time.RFC3339Nano), an.s.Stock)
+	const sale = "sale" // every hold is of the sale's one SKU
+	ivs := make([]revguard.Interval, len(an.holds))
+	for i, h := range an.holds {
+		sp := h.lowerSpan()
+		ivs[i] = revguard.Interval{SKU: sale, ReservationID: h.res.ID, Quantity: sp.qty, From: sp.start, Until: sp.end}
 	}
+	if o := revguard.CheckIntervals(ivs, []revguard.StockChange{{SKU: sale, Stock: an.s.Stock}}); o != nil {
+		return fail(CheckOversell, "%d units were held or sold at %s by acknowledged reservations: the stock is %d; in force then, latest first: %s",
+			o.Units, o.At.UTC().Format(time.RFC3339Nano), o.Stock, strings.Join(o.Reservations[:min(len(o.Reservations), 5)], ", "))
+	}
+	peak, _ := an.lower.peak()
 	return pass(CheckOversell, "peak %d of %d units held or sold at once", peak, an.s.Stock)
 }
 

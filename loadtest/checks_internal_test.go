@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -45,21 +46,54 @@ func scenario(stock, limit int64) Scenario {
 func TestCheckOversell(t *testing.T) {
 	a, b, c := cust("a"), cust("b"), cust("c")
 	for _, tc := range []struct {
-		name  string
-		holds []*hold
-		ok    bool
+		name   string
+		holds  []*hold
+		ok     bool
+		detail string
 	}{
-		{"OK", []*hold{mkHold(a, "1", 1, 0, "confirmed", 0), mkHold(b, "2", 1, 5, "held", 0)}, true},
-		{"OKAfterRelease", []*hold{mkHold(a, "1", 1, 0, "released", 10), mkHold(b, "2", 1, 5, "held", 0), mkHold(c, "3", 1, 10, "held", 0)}, true},
-		{"ErrThreeAtOnce", []*hold{mkHold(a, "1", 1, 0, "confirmed", 0), mkHold(b, "2", 1, 5, "held", 0), mkHold(c, "3", 1, 9, "held", 0)}, false},
-		{"ErrQuantity", []*hold{mkHold(a, "1", 3, 0, "held", 0)}, false},
+		{"OK", []*hold{mkHold(a, "1", 1, 0, "confirmed", 0), mkHold(b, "2", 1, 5, "held", 0)}, true, "peak 2 of 2"},
+		{"OKAfterRelease", []*hold{mkHold(a, "1", 1, 0, "released", 10), mkHold(b, "2", 1, 5, "held", 0), mkHold(c, "3", 1, 10, "held", 0)}, true, "peak 2 of 2"},
+		{"ErrThreeAtOnce", []*hold{mkHold(a, "1", 1, 0, "confirmed", 0), mkHold(b, "2", 1, 5, "held", 0), mkHold(c, "3", 1, 9, "held", 0)}, false,
+			"3 units were held or sold at 2026-11-27T10:00:00.132Z by acknowledged reservations: the stock is 2; in force then, latest first: 3, 2, 1"},
+		// The case: a hold timed before the release whose unit it took.
+		{"ErrCreatedBeforeTheRelease", []*hold{mkHold(a, "1", 1, 0, "released", 10), mkHold(b, "2", 1, 5, "held", 0), mkHold(c, "3", 1, 8, "held", 0)}, false,
+			"3 units were held or sold at 2026-11-27T10:00:00.131Z"},
+		{"ErrQuantity", []*hold{mkHold(a, "1", 3, 0, "held", 0)}, false, "3 units"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := newAnalysis(scenario(2, 3), tc.holds, nil).checkOversell()
-			if got.OK != tc.ok {
-				t.Errorf("checkOversell() = %+v, want OK %v", got, tc.ok)
+			if got.OK != tc.ok || !strings.Contains(got.Detail, tc.detail) {
+				t.Errorf("checkOversell() = %+v, want OK %v and a detail with %q", got, tc.ok, tc.detail)
 			}
 		})
+	}
+}
+
+// TestCheckOversellAgreesWithTimeline: the shared check fails exactly when the peak
+// of the timeline of the same spans (the load test's own check before it) exceeds the
+// stock, so it is no looser, on random sales with ties, releases and confirms.
+func TestCheckOversellAgreesWithTimeline(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	statuses := []string{"held", "confirmed", "released", "expired"}
+	var failed int
+	for n := range 2000 {
+		var holds []*hold
+		for i := range 1 + rng.IntN(8) {
+			start := rng.IntN(20) * 1000
+			h := mkHold(cust(fmt.Sprint(i)), fmt.Sprint(i), 1+rng.Int64N(2), start, statuses[rng.IntN(4)], start+rng.IntN(12)*1000)
+			holds = append(holds, h)
+		}
+		an := newAnalysis(scenario(1+rng.Int64N(4), 3), holds, nil)
+		peak, _ := an.lower.peak()
+		if got := an.checkOversell(); got.OK != (peak <= an.s.Stock) {
+			t.Fatalf("case %d: checkOversell() = %+v, but the timeline's peak is %d of %d", n, got, peak, an.s.Stock)
+		}
+		if peak > an.s.Stock {
+			failed++
+		}
+	}
+	if failed == 0 || failed == 2000 {
+		t.Fatalf("%d of 2000 random sales oversold: want both outcomes", failed)
 	}
 }
 

@@ -62,6 +62,7 @@ func TestInventory(t *testing.T, open func(tb testing.TB, clock *Clock) revguard
 	run("Expiry/OK_AtTheDeadline", testExpiryAtDeadline)
 	run("FindReservation/OK", testFindReservation)
 	run("FindReservation/ErrReservationNotFound", testFindReservationNotFound)
+	run("Times/OK_MonotonicWithinStock", testTimesWithinStock)
 	run("Linearizable", testLinearizable)
 	run("Stress/HotSKU", func(f *invFixture) {
 		Stress(f.t, f.inv, StressOptions{Prefix: "hot", SKUs: 1, Goroutines: 2000, Ops: 4,

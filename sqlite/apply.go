@@ -71,6 +71,7 @@ type netBatch struct {
 	inserts []resState
 	updates []resState
 	skus    []*revguard.Event // the last EventSKUPut of each SKU
+	puts    []*revguard.Event // every EventSKUPut, in order: the SKUs' history
 	byID    map[string]int    // reservation id: index in inserts, or ^index in updates
 	bySKU   map[string]int    // SKU id: index in skus
 }
@@ -78,6 +79,8 @@ type netBatch struct {
 // reset empties b for the next batch.
 func (b *netBatch) reset() {
 	b.inserts, b.updates, b.skus = b.inserts[:0], b.updates[:0], b.skus[:0]
+	clear(b.puts)
+	b.puts = b.puts[:0]
 	if b.byID == nil {
 		b.byID, b.bySKU = make(map[string]int), make(map[string]int)
 	}
@@ -91,6 +94,7 @@ func (b *netBatch) reset() {
 func (b *netBatch) add(ev *revguard.Event) error {
 	switch ev.Type {
 	case revguard.EventSKUPut:
+		b.puts = append(b.puts, ev)
 		if i, ok := b.bySKU[ev.SKU]; ok {
 			b.skus[i] = ev // a later put replaces every setting
 		} else {
@@ -165,7 +169,7 @@ func (k stmtKey) text() string {
 
 // ledgerStmts lists the statements of ApplyEvents, which DB.Open prepares.
 func ledgerStmts() []stmtKey {
-	keys := []stmtKey{{rowsStmt{head: putSKU}, 0}}
+	keys := []stmtKey{{rowsStmt{head: putSKU}, 0}, {rowsStmt{head: putSKUHistory}, 0}}
 	for k := applyChunk; k >= 1; k /= 2 {
 		keys = append(keys, stmtKey{rowsStmt{insertHead, insertTuple, ""}, k},
 			stmtKey{rowsStmt{updateHead, updateTuple, updateTail}, k})
@@ -288,12 +292,13 @@ func (a *applier) rowSeq(id string) (uint64, bool, error) {
 	return uint64(seq), err == nil, err
 }
 
-// putSKUs writes the last settings of each SKU put in the batch.
-func (a *applier) putSKUs(evs []*revguard.Event) error {
+// putSKUs runs head, putSKU or putSKUHistory, for each put of evs: the last settings of
+// each SKU put in the batch, or every put in the SKUs' history.
+func (a *applier) putSKUs(head string, evs []*revguard.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	st, err := a.db.stmt(a.ctx, a.tx, stmtKey{rowsStmt{head: putSKU}, 0})
+	st, err := a.db.stmt(a.ctx, a.tx, stmtKey{rowsStmt{head: head}, 0})
 	if err != nil {
 		return err
 	}

@@ -73,6 +73,11 @@ const putSKU = `INSERT INTO skus (id, stock, per_customer_limit, hold_seconds, o
 		per_customer_limit = excluded.per_customer_limit, hold_seconds = excluded.hold_seconds,
 		opens_at = excluded.opens_at, updated_at = excluded.updated_at, seq = excluded.seq`
 
+// putSKUHistory records one put in the SKUs' history (migration 4), idempotently. Its
+// arguments are putSKU's.
+const putSKUHistory = `INSERT INTO sku_history (sku, stock, per_customer_limit, hold_seconds, opens_at, time, seq)
+	VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sku, seq) DO NOTHING`
+
 // ApplyEvents applies events, in order, in one transaction that also records the seq of
 // the last one. Events with Seq <= LastApplied are skipped, so applying a batch again,
 // or a batch that overlaps the last one, changes nothing for the events already there.
@@ -130,7 +135,8 @@ func (l *Ledger) ApplyEvents(ctx context.Context, events []revguard.Event) error
 	a := applier{ctx: context.WithoutCancel(ctx), db: l.db, tx: tx, args: l.args[:0]}
 	defer func() { l.args = a.args[:0] }()
 	for _, step := range []func() error{
-		func() error { return a.putSKUs(b.skus) },
+		func() error { return a.putSKUs(putSKU, b.skus) },
+		func() error { return a.putSKUs(putSKUHistory, b.puts) },
 		func() error { return a.insert(b.inserts) },
 		func() error { return a.update(b.updates) },
 	} {

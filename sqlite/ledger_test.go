@@ -179,3 +179,66 @@ func TestLedger_FindReservation(t *testing.T) {
 		return sqlite.NewLedger(MustOpenDB(tb))
 	})
 }
+
+// TestLedger_StockHistory applies puts (two of one SKU in one batch, and one in a batch
+// that fails) in small batches and then all again, and reads the history back: every
+// put once, with its time and stock, in order; nothing of the failed batch.
+func TestLedger_StockHistory(t *testing.T) {
+	l := sqlite.NewLedger(MustOpenDB(t))
+	var log revguardtest.EventLog
+	log.PutSKU("a", 5)
+	log.PutSKU("a", 7) // same batch as the first
+	r := log.Reserve("a", "c", 1)
+	log.PutSKU("b", 3)
+	log.Change(revguard.EventReleased, r, "", false)
+	log.PutSKU("a", 9)
+	for i := 0; i < len(log.Events); i += 2 {
+		revguardtest.MustApply(t, l, log.Events[i:min(i+2, len(log.Events))])
+	}
+	revguardtest.MustApply(t, l, log.Events) // a replay changes nothing
+
+	// A batch that fails leaves no history.
+	bad := log.PutSKU("a", 1)
+	ghost := revguard.Event{Seq: bad.Seq + 1, Type: revguard.EventConfirmed, Time: bad.Time, SKU: "a", ReservationID: "01GHOST"}
+	if err := l.ApplyEvents(t.Context(), []revguard.Event{bad, ghost}); err == nil {
+		t.Fatal("a batch confirming an unknown reservation was applied")
+	}
+
+	var want []revguard.StockChange
+	for _, sku := range []string{"a", "b"} {
+		for _, ev := range log.Events[:len(log.Events)-1] {
+			if ev.Type == revguard.EventSKUPut && ev.SKU == sku {
+				want = append(want, revguard.StockChange{SKU: sku, Time: ev.Time, Stock: ev.Stock})
+			}
+		}
+	}
+	for _, tt := range []struct {
+		sku  string
+		want []revguard.StockChange
+	}{{"", want}, {"b", want[3:]}} {
+		s, err := l.Scan(t.Context(), sqlite.ScanFilter{SKU: tt.sku, StockHistory: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := s.StockHistory()
+		s.Close()
+		if len(got) != len(tt.want) {
+			t.Fatalf("history of %q: %+v, want %+v", tt.sku, got, tt.want)
+		}
+		for i := range got {
+			if got[i].SKU != tt.want[i].SKU || !got[i].Time.Equal(tt.want[i].Time) || got[i].Time.Location() != time.UTC ||
+				got[i].Stock != tt.want[i].Stock {
+				t.Fatalf("history of %q, row %d: %+v, want %+v", tt.sku, i, got[i], tt.want[i])
+			}
+		}
+	}
+	// Without asking, a scan reads no history.
+	s, err := l.Scan(t.Context(), sqlite.ScanFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if h := s.StockHistory(); h != nil {
+		t.Fatalf("history read without StockHistory: %+v", h)
+	}
+}

@@ -14,6 +14,10 @@ import (
 type ScanFilter struct {
 	SKU   string
 	Since time.Time // only reservations created at or after Since
+
+	// StockHistory also reads the stock history of the SKUs (of SKU, when set; from
+	// the beginning, whatever Since) from the same snapshot: see Scan.StockHistory.
+	StockHistory bool
 }
 
 // Scan reads every reservation matching a filter, in id order, from one consistent
@@ -30,6 +34,7 @@ type Scan struct {
 	rows        *sql.Rows
 	total       int
 	lastApplied uint64
+	history     []revguard.StockChange
 	res         revguard.Reservation
 	seq         uint64
 	err         error
@@ -54,6 +59,12 @@ func (l *Ledger) Scan(ctx context.Context, f ScanFilter) (*Scan, error) {
 		return nil, fmt.Errorf("sqlite: scan: read last applied: %w", err)
 	}
 	s.lastApplied = uint64(last)
+	if f.StockHistory {
+		if s.history, err = readStockHistory(ctx, tx, f.SKU); err != nil {
+			tx.Rollback()
+			return nil, err
+		}
+	}
 
 	var (
 		where []string
@@ -80,6 +91,39 @@ func (l *Ledger) Scan(ctx context.Context, f ScanFilter) (*Scan, error) {
 	}
 	return s, nil
 }
+
+// readStockHistory reads every put of sku (of every SKU when sku is ""), in seq order
+// for each SKU.
+func readStockHistory(ctx context.Context, tx *sql.Tx, sku string) ([]revguard.StockChange, error) {
+	q, args := `SELECT sku, time, stock FROM sku_history ORDER BY sku, seq`, []any(nil)
+	if sku != "" {
+		q, args = `SELECT sku, time, stock FROM sku_history WHERE sku = ? ORDER BY seq`, []any{sku}
+	}
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: scan: stock history: %w", err)
+	}
+	defer rows.Close()
+	var out []revguard.StockChange
+	for rows.Next() {
+		var c revguard.StockChange
+		var at int64
+		if err := rows.Scan(&c.SKU, &at, &c.Stock); err != nil {
+			return nil, fmt.Errorf("sqlite: scan: stock history: %w", err)
+		}
+		c.Time = time.Unix(0, at).UTC()
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: scan: stock history: %w", err)
+	}
+	return out, nil
+}
+
+// StockHistory returns, when the scan's filter asked for it, every stock setting of
+// the SKUs from the scan's snapshot: each put's time and stock, in the order they were
+// applied for each SKU, as revguard.CheckHeldWithinStock takes them.
+func (s *Scan) StockHistory() []revguard.StockChange { return s.history }
 
 // Total returns how many reservations the scan will read.
 func (s *Scan) Total() int { return s.total }

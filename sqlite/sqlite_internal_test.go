@@ -41,6 +41,10 @@ func TestMigrate_Upgrade(t *testing.T) {
 		VALUES ('01OLD', 'shoe', 'alice', 2, 'confirmed', 1000, 2000, 1500, 'o-1', 7)`); err != nil {
 		t.Fatal(err)
 	}
+	// Its SKU, last put at 3,000 ns, after the reservation (created at 1,000).
+	if _, err := conn.ExecContext(ctx, `INSERT INTO skus VALUES ('shoe', 5, 2, 600, NULL, 3000, 6)`); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := conn.ExecContext(ctx, `UPDATE ledger_meta SET last_applied = 7`); err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +84,22 @@ func TestMigrate_Upgrade(t *testing.T) {
 	// The upgraded ledger goes on from where it was.
 	ev := revguard.Event{Seq: 8, Type: revguard.EventReserved, Time: time.Unix(5, 0), SKU: "shoe",
 		ReservationID: "01NEW", CustomerID: "carol", Quantity: 1, ExpiresAt: time.Unix(600, 0)}
-	if err := l.ApplyEvents(ctx, []revguard.Event{ev}); err != nil {
+	put := revguard.Event{Seq: 9, Type: revguard.EventSKUPut, Time: time.Unix(6, 0), SKU: "shoe",
+		Stock: 8, PerCustomerLimit: 2, HoldSeconds: 600}
+	if err := l.ApplyEvents(ctx, []revguard.Event{ev, put}); err != nil {
 		t.Fatal(err)
+	}
+	// The SKU's last settings were copied into its history, dated back to its first
+	// reservation; the new put follows.
+	s, err := l.Scan(ctx, ScanFilter{StockHistory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.StockHistory()
+	s.Close()
+	if len(h) != 2 || h[0] != (revguard.StockChange{SKU: "shoe", Time: time.Unix(0, 1000).UTC(), Stock: 5}) ||
+		h[1] != (revguard.StockChange{SKU: "shoe", Time: time.Unix(6, 0).UTC(), Stock: 8}) {
+		t.Fatalf("stock history after upgrade: %+v", h)
 	}
 	if _, err := NewSessions(db).PurgeExpired(ctx); err != nil {
 		t.Fatal(err)

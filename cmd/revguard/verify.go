@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/revenueguard/revguard"
@@ -27,6 +29,11 @@ import (
 // ledger, and leaves out the reservations whose ledger row a later event changed (their
 // row's seq is above E) — beside a running server the ledger moves on meanwhile. Every
 // other reservation must be in both, once, with equal fields.
+//
+// It also checks the whole ledger on its own: at no instant may the reservations it
+// records as held or sold (revguard.HeldIntervals) add up to more units than the
+// stock in force, which the SKUs' history of puts gives. It reports the first instant
+// that fails, naming the SKU, the units, the stock and the reservations in force.
 type VerifyCommand struct {
 	Getenv         func(string) string
 	Stdout, Stderr io.Writer
@@ -41,10 +48,14 @@ func (c *VerifyCommand) Usage() string {
 
 Compares the ledger (<data-dir>/revguard.db) with the reservation engine's state, rebuilt
 read-only from <data-dir>/snapshots and <data-dir>/journal, and prints every difference
-(missing, extra, duplicate, or a field that differs), one per line. Exits 1 on any
-difference, or when the ledger is still behind the engine after --wait (a stopped server's
-ledger catches up when the server starts again). Writes nothing: run it on a stopped
-server's data or beside a running server.
+(missing, extra, duplicate, or a field that differs), one per line. Then checks that the
+ledger never shows more units held or sold than the stock at any instant (from each
+reservation's created_at, released_at, expires_at and confirmed_at, and each SKU's stock
+history), and prints the first instant that does, with its SKU, units, stock and the
+reservations in force. Exits 1 on any difference or such instant, or when the ledger is
+still behind the engine after --wait (a stopped server's ledger catches up when the server
+starts again). Writes nothing: run it on a stopped server's data or beside a running
+server.
 
 Flags:
   --data-dir dir
@@ -110,7 +121,7 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 
-	scan, err := ledger.Scan(ctx, sqlite.ScanFilter{})
+	scan, err := ledger.Scan(ctx, sqlite.ScanFilter{StockHistory: true})
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
@@ -120,13 +131,16 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 	for scan.Next() {
 		if scan.Seq() > engineSeq {
 			newer[scan.Reservation().ID] = true
-			continue
 		}
 		ledgerRows = append(ledgerRows, scan.Reservation())
 	}
 	if err := scan.Err(); err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
+	// The whole snapshot of the ledger, newer rows included, against its stock history;
+	// then only the rows comparable with the engine.
+	overlap := revguard.CheckHeldWithinStock(ledgerRows, scan.StockHistory())
+	ledgerRows = slices.DeleteFunc(ledgerRows, func(r revguard.Reservation) bool { return newer[r.ID] })
 	var engineRows []revguard.Reservation
 	inv.ForEachReservation(func(r revguard.Reservation) bool {
 		if !newer[r.ID] {
@@ -139,14 +153,27 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 	for _, d := range diffs {
 		fmt.Fprintln(c.Stdout, d)
 	}
+	if overlap != nil {
+		fmt.Fprintf(c.Stdout, "more units held or sold than the stock: %s\n", overlap)
+	}
+	var failed []string
 	if len(diffs) > 0 {
-		return fmt.Errorf("verify: %d differences between the ledger and the engine at journal seq %d", len(diffs), engineSeq)
+		failed = append(failed, fmt.Sprintf("%d differences between the ledger and the engine at journal seq %d", len(diffs), engineSeq))
+	}
+	if overlap != nil {
+		failed = append(failed, fmt.Sprintf("the ledger shows %d units of SKU %s held or sold at %s with a stock of %d",
+			overlap.Units, overlap.SKU, overlap.At.UTC().Format(time.RFC3339Nano), overlap.Stock))
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("verify: %s", strings.Join(failed, "; "))
 	}
 	fmt.Fprintf(c.Stderr, "verify: ledger matches the engine: %d reservations at journal seq %d", len(engineRows), engineSeq)
 	if len(newer) > 0 {
 		fmt.Fprintf(c.Stderr, " (%d changed since, not compared)", len(newer))
 	}
 	fmt.Fprintln(c.Stderr)
+	fmt.Fprintf(c.Stderr, "verify: at no instant more units held or sold than the stock (%d reservations, %d stock settings)\n",
+		len(ledgerRows)+len(newer), len(scan.StockHistory()))
 	return nil
 }
 

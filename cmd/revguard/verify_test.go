@@ -6,10 +6,15 @@ import (
 	"database/sql"
 	"errors"
 	"flag"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/journal"
+	"github.com/revenueguard/revguard/sqlite"
 )
 
 // runVerify runs `revguard verify args` on dir and returns stdout and stderr.
@@ -108,6 +113,40 @@ func TestVerify(t *testing.T) {
 		}
 	})
 
+	// Hand-made data dirs, the journal and the ledger holding the same events: the
+	// engine and the ledger agree, and only the times tell an overlap.
+	t.Run("OK_HandMade", func(t *testing.T) {
+		dir := t.TempDir()
+		writeDataDir(t, dir, handMadeSale(12)) // B taken after A expired
+		out, errOut, err := runVerify(t, dir)
+		if err != nil || out != "" {
+			t.Fatalf("verify of a clean hand-made ledger: %v\n%s", err, out)
+		}
+		if !strings.Contains(errOut, "at no instant more units held or sold than the stock (2 reservations, 1 stock settings)") {
+			t.Errorf("stderr %q", errOut)
+		}
+	})
+
+	t.Run("ErrOverlap", func(t *testing.T) {
+		dir := t.TempDir()
+		// B stamped 5 s into the sale, before A's deadline at 11 s, though applied after
+		// A expired: as the issue's engine did.
+		writeDataDir(t, dir, handMadeSale(5))
+		out, _, err := runVerify(t, dir)
+		want := "SKU shoe: 2 units held or sold at " + formatTime(handMadeT0.Add(5*time.Second)) +
+			", stock 1: reservations " + handMadeB + ", " + handMadeA
+		if err == nil || !strings.Contains(out, want) {
+			t.Fatalf("verify of an overlapping ledger: %v\n%s\nwant a line with %q", err, out, want)
+		}
+		if !strings.Contains(err.Error(), "2 units of SKU shoe held or sold at") || strings.Contains(err.Error(), "differences") {
+			t.Errorf("error %q", err)
+		}
+		var stdout, stderr bytes.Buffer
+		if code := exitCode(run(context.Background(), []string{"verify", "--data-dir", dir}, envMap(nil), &stdout, &stderr)); code != 1 {
+			t.Errorf("exit %d, want 1", code)
+		}
+	})
+
 	t.Run("ErrBehind", func(t *testing.T) {
 		dir := t.TempDir()
 		s := openLedgerStack(t, dir, true)
@@ -184,5 +223,59 @@ func TestRun_ExportVerify(t *testing.T) {
 	tamper(t, dir, `UPDATE reservations SET status = 'expired' WHERE id = '`+rs[3].ID+`'`)
 	if out, code := run1("verify", "--data-dir", dir); code != 1 || !strings.Contains(out, rs[3].ID+": status differs") {
 		t.Fatalf("verify of a damaged ledger: exit %d, output %q; want 1 and the difference", code, out)
+	}
+}
+
+// The hand-made sale: SKU shoe with 1 unit and 10 s holds, put at handMadeT0; A reserved
+// at 1 s and expired at 12 s; then B.
+var (
+	handMadeT0 = time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	handMadeA  = "01KAAAAAAAAAAAAAAAAAAAAAA1"
+	handMadeB  = "01KAAAAAAAAAAAAAAAAAAAAAA2"
+)
+
+// handMadeSale returns its events, with B stamped bAt seconds into the sale.
+func handMadeSale(bAt int) []revguard.Event {
+	at := func(s int) time.Time { return handMadeT0.Add(time.Duration(s) * time.Second) }
+	return []revguard.Event{
+		{Type: revguard.EventSKUPut, Time: at(0), SKU: "shoe", Stock: 1, PerCustomerLimit: 1, HoldSeconds: 10},
+		{Type: revguard.EventReserved, Time: at(1), SKU: "shoe", ReservationID: handMadeA, CustomerID: "alice", Quantity: 1, ExpiresAt: at(11)},
+		{Type: revguard.EventExpired, Time: at(12), SKU: "shoe", ReservationID: handMadeA, CustomerID: "alice", Quantity: 1},
+		{Type: revguard.EventReserved, Time: at(bAt), SKU: "shoe", ReservationID: handMadeB, CustomerID: "bob", Quantity: 1, ExpiresAt: at(bAt + 10)},
+	}
+}
+
+// writeDataDir writes events to a data dir as serve lays it out: to the journal (which
+// numbers them), then through the SQLite ledger's ApplyEvents.
+func writeDataDir(tb testing.TB, dir string, events []revguard.Event) {
+	tb.Helper()
+	ctx := context.Background()
+	j := journal.New(filepath.Join(dir, journalDirName))
+	j.Logger = slog.New(slog.DiscardHandler)
+	if err := j.Open(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	var last uint64
+	for i := range events {
+		seq, err := j.Append(&events[i])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		last = seq
+	}
+	if err := j.Wait(ctx, last); err != nil {
+		tb.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	db := sqlite.NewDB(filepath.Join(dir, dbFileName))
+	db.Logger = slog.New(slog.DiscardHandler)
+	if err := db.Open(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	if err := sqlite.NewLedger(db).ApplyEvents(ctx, events); err != nil {
+		tb.Fatal(err)
 	}
 }
