@@ -129,7 +129,10 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--postgres-url (REVGUARD_POSTGRES_URL): %w", err)
 		}
 	}
-	return c.validateDistributed()
+	if c.Distributed() {
+		return c.validateDistributed()
+	}
+	return nil
 }
 
 // validateDistributed checks the distributed mode's settings: both URLs or none.
