@@ -156,7 +156,7 @@ func TestFleet(t *testing.T) {
 			t.Fatalf("loadtest against three nodes: %v\n%s\n%s", err, stdout, stderr)
 		}
 	})
-	t.Run("NodeKilledMidSale", func(t *testing.T) { f.killMidSale(t, buyers[:1200]) })
+	t.Run("NodeKilledMidSale", func(t *testing.T) { f.killMidSale(t, buyers[:600]) })
 }
 
 // sessions issues n customer sessions, round-robin over the nodes, and returns their
@@ -219,7 +219,7 @@ func (f *fleet) sale(t *testing.T, buyers []string) {
 	newClient(t, f.nodes[2].URL, 1).waitLedger(t, "sku=fleet-drop", held)
 }
 
-// killMidSale: buyers reserve one of 400 units, round-robin over the nodes, with an
+// killMidSale: buyers reserve one of 200 units, round-robin over the nodes, with an
 // idempotency key each, and half of the holds are confirmed through the next node.
 // Node 2 is SIGKILLed once a third of the buyers have an answer; a request that loses
 // its node is sent again, with the same key, to the next live one, as a load balancer
@@ -230,7 +230,7 @@ func (f *fleet) sale(t *testing.T, buyers []string) {
 // verify` finds no difference.
 func (f *fleet) killMidSale(t *testing.T, buyers []string) {
 	ctx := t.Context()
-	const stock = 400
+	const stock = 200
 	need(f.admins[0].PutSKU(ctx, "fleet-kill", client.SKUSettings{Stock: stock, PerCustomerLimit: 1}))(t)
 	var (
 		dead      atomic.Bool
