@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -150,13 +149,9 @@ func measureLua(ctx context.Context, o options, f *fleet, conns int) (result, er
 		all = append(all, lats[i]...)
 		r.errors += errs[i]
 	}
-	if len(all) == 0 {
-		return r, errors.New("lua: no reserve succeeded")
+	if err := r.summarize(all, took); err != nil {
+		return r, fmt.Errorf("lua: %w", err)
 	}
-	slices.Sort(all)
-	r.requests = int64(len(all))
-	r.rate = float64(len(all)) / took.Seconds()
-	r.p50, r.p99 = all[len(all)/2], all[len(all)*99/100]
 	return r, nil
 }
 
