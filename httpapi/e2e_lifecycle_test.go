@@ -26,8 +26,10 @@ func (e *env) release(token, id, body string) *response {
 	return e.do(req{Method: "POST", Path: "/v1/reservations/" + id + "/release", Token: token, Body: body})
 }
 
-func TestLifecycle(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{clock: true})
+func TestLifecycle(t *testing.T) { eachBackend(t, testLifecycle) }
+
+func testLifecycle(t *testing.T, b backend) {
+	e := mustOpenEnv(t, envOptions{backend: b, clock: true})
 	e.putSKU("tee", `{"stock":10,"per_customer_limit":2,"hold_seconds":60}`)
 	alice, bob := e.session("alice"), e.session("bob")
 	held := e.mustReserve(alice, "tee", ``, nil)
@@ -163,8 +165,10 @@ func TestLifecycle(t *testing.T) {
 	})
 }
 
-func TestOrders(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{})
+func TestOrders(t *testing.T) { eachBackend(t, testOrders) }
+
+func testOrders(t *testing.T, b backend) {
+	e := mustOpenEnv(t, envOptions{backend: b})
 	e.putSKU("a", `{"stock":10,"per_customer_limit":5}`)
 	e.putSKU("b", `{"stock":10,"per_customer_limit":5}`)
 	alice, bob := e.session("alice"), e.session("bob")

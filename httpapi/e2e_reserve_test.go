@@ -20,8 +20,10 @@ func (e *env) tokenHeader() map[string]string {
 	return map[string]string{"CF-Turnstile-Response": e.verifier.Token()}
 }
 
-func TestReserve(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{botCheck: true, clock: true})
+func TestReserve(t *testing.T) { eachBackend(t, testReserve) }
+
+func testReserve(t *testing.T, b backend) {
+	e := mustOpenEnv(t, envOptions{backend: b, botCheck: true, clock: true})
 	e.putSKU("shoe", `{"stock":3,"per_customer_limit":1,"hold_seconds":600}`)
 	e.putSKU("many", `{"stock":10,"per_customer_limit":2}`)
 	alice, bob, carol, dave := e.session("alice"), e.session("bob"), e.session("carol"), e.session("dave")
@@ -184,8 +186,10 @@ func TestReserve(t *testing.T) {
 // TestClientGivesUp checks that a client that leaves while its reservation waits on the
 // verifier leaves nothing behind: the check fails with the request's context, and
 // nothing is reserved.
-func TestClientGivesUp(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{botCheck: true})
+func TestClientGivesUp(t *testing.T) { eachBackend(t, testClientGivesUp) }
+
+func testClientGivesUp(t *testing.T, b backend) {
+	e := mustOpenEnv(t, envOptions{backend: b, botCheck: true})
 	e.putSKU("leave", `{"stock":5}`)
 	tok := e.session("leaver")
 	if err := e.verifier.SetMode(turnstiletest.ModeHang); err != nil {
@@ -219,8 +223,10 @@ func TestClientGivesUp(t *testing.T) {
 	}
 }
 
-func TestIdempotency(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{botCheck: true})
+func TestIdempotency(t *testing.T) { eachBackend(t, testIdempotency) }
+
+func testIdempotency(t *testing.T, b backend) {
+	e := mustOpenEnv(t, envOptions{backend: b, botCheck: true})
 	e.putSKU("idem", `{"stock":100,"per_customer_limit":50}`)
 	e.putSKU("other", `{"stock":100,"per_customer_limit":50}`)
 	alice, bob := e.session("alice"), e.session("bob")
@@ -321,9 +327,11 @@ func TestIdempotency(t *testing.T) {
 	})
 }
 
-func TestRateLimits(t *testing.T) {
+func TestRateLimits(t *testing.T) { eachBackend(t, testRateLimits) }
+
+func testRateLimits(t *testing.T, b backend) {
 	t.Run("Customer", func(t *testing.T) {
-		e := mustOpenEnv(t, envOptions{botCheck: true, clock: true, customerRate: revguard.Rate{N: 2, Per: time.Minute}})
+		e := mustOpenEnv(t, envOptions{backend: b, botCheck: true, clock: true, customerRate: revguard.Rate{N: 2, Per: time.Minute}})
 		e.putSKU("rl", `{"stock":10,"per_customer_limit":10}`)
 		alice, bob := e.session("alice"), e.session("bob")
 		e.mustReserve(alice, "rl", ``, e.tokenHeader())
@@ -350,7 +358,7 @@ func TestRateLimits(t *testing.T) {
 		e.mustReserve(alice, "rl", ``, e.tokenHeader())
 	})
 	t.Run("IP", func(t *testing.T) {
-		e := mustOpenEnv(t, envOptions{clock: true, ipRate: revguard.Rate{N: 1, Per: time.Second}})
+		e := mustOpenEnv(t, envOptions{backend: b, clock: true, ipRate: revguard.Rate{N: 1, Per: time.Second}})
 		e.putSKU("rl", `{"stock":10}`)
 		e.mustReserve(e.session("alice"), "rl", ``, nil)
 		r := e.reserve(e.session("bob"), "rl", ``, nil)

@@ -16,9 +16,11 @@ import (
 // embedded backends (see env). This file: health, routing, authentication, SKUs and
 // sessions.
 
-func TestHealth(t *testing.T) {
+func TestHealth(t *testing.T) { eachBackend(t, testHealth) }
+
+func testHealth(t *testing.T, b backend) {
 	t.Run("OK", func(t *testing.T) {
-		e := mustOpenEnv(t, envOptions{botCheck: true})
+		e := mustOpenEnv(t, envOptions{backend: b, botCheck: true})
 		r := e.do(req{Method: "GET", Path: "/healthz"})
 		var h struct{ Status string }
 		r.json(t, 200, &h)
@@ -34,7 +36,7 @@ func TestHealth(t *testing.T) {
 		golden(t, "readyz_ok", r.Body)
 	})
 	t.Run("BotCheckOff", func(t *testing.T) {
-		e := mustOpenEnv(t, envOptions{})
+		e := mustOpenEnv(t, envOptions{backend: b})
 		r := e.do(req{Method: "GET", Path: "/readyz"})
 		var ready struct {
 			Status   string `json:"status"`
@@ -47,7 +49,7 @@ func TestHealth(t *testing.T) {
 		}
 	})
 	t.Run("ErrNotReady", func(t *testing.T) {
-		e := mustOpenEnv(t, envOptions{edit: func(s *httpapi.Server) {
+		e := mustOpenEnv(t, envOptions{backend: b, edit: func(s *httpapi.Server) {
 			s.Ready = func(ctx context.Context) error { return errors.New("recovery running: secret detail") }
 		}})
 		r := e.do(req{Method: "GET", Path: "/readyz"})
@@ -59,7 +61,7 @@ func TestHealth(t *testing.T) {
 		e.do(req{Method: "GET", Path: "/healthz"}).json(t, 200, &struct{ Status string }{})
 	})
 	t.Run("Metrics", func(t *testing.T) {
-		e := mustOpenEnv(t, envOptions{})
+		e := mustOpenEnv(t, envOptions{backend: b})
 		e.do(req{Method: "GET", Path: "/v1/skus/nope/availability"})
 		e.do(req{Method: "GET", Path: "/no/such/path"})
 		r := e.do(req{Method: "GET", Path: "/metrics"})
@@ -80,8 +82,10 @@ func TestHealth(t *testing.T) {
 	})
 }
 
-func TestRouting(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{})
+func TestRouting(t *testing.T) { eachBackend(t, testRouting) }
+
+func testRouting(t *testing.T, b backend) {
+	e := mustOpenEnv(t, envOptions{backend: b})
 	t.Run("ErrNotFound", func(t *testing.T) {
 		e := e.with(t)
 		for _, path := range []string{"/", "/v1", "/v1/nope", "/v1/skus/", "/v1/skus/a/b/c", "/v2/skus/a",
@@ -125,8 +129,10 @@ func TestRouting(t *testing.T) {
 	})
 }
 
-func TestRequestID(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{})
+func TestRequestID(t *testing.T) { eachBackend(t, testRequestID) }
+
+func testRequestID(t *testing.T, b backend) {
+	e := mustOpenEnv(t, envOptions{backend: b})
 	// Sane forms: the usual ids (UUID, ULID, base64 as proxies and platforms make them).
 	for _, id := range []string{"client-id_1.2:3", "550e8400-e29b-41d4-a716-446655440000",
 		"01ARZ3NDEKTSV4RRFFQ69G5FAV", "dGhpcyBpcyBhIHJlcXVlc3QgaWQ=", "a+b/c=d@e", strings.Repeat("a", 128)} {
@@ -151,8 +157,10 @@ func TestRequestID(t *testing.T) {
 	}
 }
 
-func TestAuthentication(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{})
+func TestAuthentication(t *testing.T) { eachBackend(t, testAuthentication) }
+
+func testAuthentication(t *testing.T, b backend) {
+	e := mustOpenEnv(t, envOptions{backend: b})
 	e.putSKU("auth", `{"stock":5}`)
 	cust := e.session("c-auth")
 
@@ -235,8 +243,10 @@ func TestAuthentication(t *testing.T) {
 	})
 }
 
-func TestSessionExpiry(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{clock: true})
+func TestSessionExpiry(t *testing.T) { eachBackend(t, testSessionExpiry) }
+
+func testSessionExpiry(t *testing.T, b backend) {
+	e := mustOpenEnv(t, envOptions{backend: b, clock: true})
 	var out struct {
 		Token      string `json:"token"`
 		CustomerID string `json:"customer_id"`
@@ -253,16 +263,20 @@ func TestSessionExpiry(t *testing.T) {
 	e.do(req{Method: "GET", Path: "/v1/me/reservations", Token: out.Token}).wantProblem(t, 401, revguard.CodeUnauthenticated)
 }
 
-func TestSessionsErrors(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{})
+func TestSessionsErrors(t *testing.T) { eachBackend(t, testSessionsErrors) }
+
+func testSessionsErrors(t *testing.T, b backend) {
+	e := mustOpenEnv(t, envOptions{backend: b})
 	for _, body := range []string{``, `{}`, `{"customer_id":""}`, `{"customer_id":"c","ttl_seconds":59}`,
 		`{"customer_id":"c","ttl_seconds":604801}`, `{"customer_id":"c","extra":1}`, `{"customer_id":"a","customer_id":"b"}`} {
 		e.do(req{Method: "POST", Path: "/v1/sessions", Token: e.admin, Body: body}).wantProblem(t, 400, revguard.CodeInvalidRequest)
 	}
 }
 
-func TestSKUs(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{})
+func TestSKUs(t *testing.T) { eachBackend(t, testSKUs) }
+
+func testSKUs(t *testing.T, b backend) {
+	e := mustOpenEnv(t, envOptions{backend: b})
 	t.Run("Create", func(t *testing.T) {
 		e := e.with(t)
 		r := e.do(req{Method: "PUT", Path: "/v1/skus/drop-1", Token: e.admin,

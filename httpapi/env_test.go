@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -15,104 +16,98 @@ import (
 	"github.com/revenueguard/revguard/httpapi"
 	"github.com/revenueguard/revguard/httpapi/openapitest"
 	"github.com/revenueguard/revguard/inproc"
+	"github.com/revenueguard/revguard/internal/storetest"
 	"github.com/revenueguard/revguard/journal"
+	"github.com/revenueguard/revguard/postgres"
+	"github.com/revenueguard/revguard/redis"
 	"github.com/revenueguard/revguard/revguardtest"
 	"github.com/revenueguard/revguard/sqlite"
 	"github.com/revenueguard/revguard/turnstile"
 	"github.com/revenueguard/revguard/turnstile/turnstiletest"
 )
 
-// env is a Server on the real embedded backends (journal, inproc inventory, SQLite
-// ledger and sessions, the ledger writer, the fake Turnstile verifier), in a temporary
-// folder, served on a real listener on 127.0.0.1.
+// env is a Server on real backends, served on a real listener on 127.0.0.1: the
+// embedded ones (journal, inproc inventory, SQLite ledger and sessions, the ledger
+// writer) in a temporary folder, or the distributed ones (the Redis inventory,
+// sessions and rate limits, the PostgreSQL ledger, the outbox) in a Redis namespace
+// and a PostgreSQL schema of the test's own; and the fake Turnstile verifier.
 type env struct {
 	*client
 	tb       testing.TB
+	backend  backend
 	api      *httpapi.Server
-	inv      *inproc.Inventory
-	journal  *journal.Journal
-	ledger   *sqlite.Ledger
-	writer   *revguard.LedgerWriter
+	inv      revguard.Inventory
 	clock    *revguardtest.Clock     // nil: the real clock
 	verifier *turnstiletest.Server   // nil: bot check off
 	admin    string                  // the admin token
 	sessions revguard.Sessions       // the store behind the API
-	ipLimit  *inproc.RateLimiter     // nil: off
-	custLim  *inproc.RateLimiter     // nil: off
 	srv      *httptest.Server        // the listener
 	extra    func(s *httpapi.Server) // applied before Handler
+
+	// waitApplied waits until the ledger has every change made so far.
+	waitApplied func(ctx context.Context) error
+}
+
+// backend names the stores of an env.
+type backend string
+
+const (
+	embedded    backend = "embedded"    // journal, inproc, SQLite: the default
+	distributed backend = "distributed" // Redis and PostgreSQL (skipped without their test URLs)
+)
+
+// eachBackend runs test as a subtest on each backend: the end-to-end suites walk every
+// endpoint and error code against an embedded server and a distributed node alike.
+func eachBackend(t *testing.T, test func(t *testing.T, b backend)) {
+	for _, b := range []backend{embedded, distributed} {
+		t.Run(string(b), func(t *testing.T) { test(t, b) })
+	}
 }
 
 // envOptions chooses what mustOpenEnv turns on.
 type envOptions struct {
+	backend      backend                                      // "": embedded
 	botCheck     bool                                         // a turnstile.BotChecker against a fake verifier
-	clock        bool                                         // an injected clock shared by the inventory and the API
+	clock        bool                                         // an injected clock shared by the stores and the API
 	customerRate revguard.Rate                                // zero: off
 	ipRate       revguard.Rate                                // zero: off
-	noSync       bool                                         // journal without fsync (benchmarks of the gateway alone)
+	noSync       bool                                         // embedded: journal without fsync (benchmarks of the gateway alone)
 	botTimeout   time.Duration                                // per verifier attempt; 0: 500 ms
-	onFlush      func(events, bytes int, fsync time.Duration) // the journal's group-commit hook
-	noLedger     bool                                         // no ledger writer (benchmarks of the hot path alone)
+	onFlush      func(events, bytes int, fsync time.Duration) // embedded: the journal's group-commit hook
+	noLedger     bool                                         // no ledger writer or outbox (benchmarks of the hot path alone)
 	edit         func(*httpapi.Server)
+}
+
+// envStores are the backends of an env.
+type envStores struct {
+	inv         revguard.Inventory
+	ledger      revguard.Ledger
+	sessions    revguard.Sessions
+	limiter     func(name string, r revguard.Rate) revguard.RateLimiter
+	waitApplied func(ctx context.Context) error
 }
 
 // mustOpenEnv opens every backend and the server; everything is closed at cleanup.
 func mustOpenEnv(tb testing.TB, o envOptions) *env {
 	tb.Helper()
-	ctx := context.Background()
-	dir := tb.TempDir()
-	e := &env{tb: tb}
+	e := &env{tb: tb, backend: cmp.Or(o.backend, embedded)}
 	now := time.Now
 	if o.clock {
 		e.clock = revguardtest.NewClock(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))
 		now = e.clock.Now
 	}
-
-	e.journal = journal.New(filepath.Join(dir, "journal"))
-	e.journal.NoSync = o.noSync
-	e.journal.OnFlush = o.onFlush
-	if err := e.journal.Open(ctx); err != nil {
-		tb.Fatalf("open journal: %v", err)
+	var st envStores
+	if e.backend == distributed {
+		st = openDistributedStores(tb, o, now)
+	} else {
+		st = openEmbeddedStores(tb, o, now)
 	}
-	tb.Cleanup(func() { e.journal.Close() })
-
-	e.inv = inproc.NewInventory(e.journal, filepath.Join(dir, "snapshots"))
-	e.inv.Now = now
-	if err := e.inv.Open(ctx); err != nil {
-		tb.Fatalf("open inventory: %v", err)
-	}
-	tb.Cleanup(func() { e.inv.Close() })
-
-	db := sqlite.NewDB(filepath.Join(dir, "revguard.db"))
-	db.Now = now
-	db.Logger = slog.New(slog.DiscardHandler)
-	if err := db.Open(ctx); err != nil {
-		tb.Fatalf("open sqlite: %v", err)
-	}
-	tb.Cleanup(func() { db.Close() })
-	e.ledger = sqlite.NewLedger(db)
-	// Sessions as the server keeps them: the SQLite store behind the in-memory cache.
-	cache := inproc.NewSessionCache(sqlite.NewSessions(db))
-	cache.Now = now
-	tb.Cleanup(func() { cache.Close() })
-	e.sessions = cache
-
-	// The ledger writer follows the journal until cleanup cancels it.
-	e.writer = &revguard.LedgerWriter{Feed: e.journal, Ledger: e.ledger}
-	if !o.noLedger {
-		wctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			e.writer.Run(wctx)
-		}()
-		tb.Cleanup(func() { cancel(); <-done })
-	}
+	e.inv, e.sessions, e.waitApplied = st.inv, st.sessions, st.waitApplied
 
 	api := httpapi.NewServer()
-	api.Inventory = e.inv
-	api.Ledger = e.ledger
-	api.Sessions = e.sessions
+	api.Inventory = st.inv
+	api.Ledger = st.ledger
+	api.Sessions = st.sessions
 	api.Now = now
 	e.admin = "admin-" + randomHex(16)
 	api.AdminToken = e.admin
@@ -131,14 +126,10 @@ func mustOpenEnv(tb testing.TB, o envOptions) *env {
 		api.BotChecker = bc
 	}
 	if !o.customerRate.Off() {
-		e.custLim = inproc.NewRateLimiter(o.customerRate)
-		e.custLim.Now = now
-		api.CustomerLimiter = e.custLim
+		api.CustomerLimiter = st.limiter("customer", o.customerRate)
 	}
 	if !o.ipRate.Off() {
-		e.ipLimit = inproc.NewRateLimiter(o.ipRate)
-		e.ipLimit.Now = now
-		api.IPLimiter = e.ipLimit
+		api.IPLimiter = st.limiter("ip", o.ipRate)
 	}
 	if o.edit != nil {
 		o.edit(api)
@@ -155,6 +146,145 @@ func mustOpenEnv(tb testing.TB, o envOptions) *env {
 	}
 	e.client = &client{tb: tb, base: e.srv.URL, hc: hc}
 	return e
+}
+
+// openEmbeddedStores opens the embedded backends in a temporary folder: the journal,
+// the inproc inventory, SQLite's ledger and sessions behind the session cache, and
+// the ledger writer.
+func openEmbeddedStores(tb testing.TB, o envOptions, now func() time.Time) envStores {
+	ctx := context.Background()
+	dir := tb.TempDir()
+	j := journal.New(filepath.Join(dir, "journal"))
+	j.NoSync = o.noSync
+	j.OnFlush = o.onFlush
+	if err := j.Open(ctx); err != nil {
+		tb.Fatalf("open journal: %v", err)
+	}
+	tb.Cleanup(func() { j.Close() })
+
+	inv := inproc.NewInventory(j, filepath.Join(dir, "snapshots"))
+	inv.Now = now
+	if err := inv.Open(ctx); err != nil {
+		tb.Fatalf("open inventory: %v", err)
+	}
+	tb.Cleanup(func() { inv.Close() })
+
+	db := sqlite.NewDB(filepath.Join(dir, "revguard.db"))
+	db.Now = now
+	db.Logger = slog.New(slog.DiscardHandler)
+	if err := db.Open(ctx); err != nil {
+		tb.Fatalf("open sqlite: %v", err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	ledger := sqlite.NewLedger(db)
+	// Sessions as the server keeps them: the SQLite store behind the in-memory cache.
+	cache := inproc.NewSessionCache(sqlite.NewSessions(db))
+	cache.Now = now
+	tb.Cleanup(func() { cache.Close() })
+
+	// The ledger writer follows the journal until cleanup cancels it.
+	writer := &revguard.LedgerWriter{Feed: j, Ledger: ledger}
+	if !o.noLedger {
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			writer.Run(wctx)
+		}()
+		tb.Cleanup(func() { cancel(); <-done })
+	}
+	return envStores{
+		inv: inv, ledger: ledger, sessions: cache,
+		limiter: func(_ string, r revguard.Rate) revguard.RateLimiter {
+			l := inproc.NewRateLimiter(r)
+			l.Now = now
+			return l
+		},
+		waitApplied: func(ctx context.Context) error { return writer.WaitApplied(ctx, j.Durable()) },
+	}
+}
+
+// openDistributedStores opens the distributed backends on the test servers
+// (REVGUARD_TEST_REDIS_URL, REVGUARD_TEST_POSTGRES_URL; the test is skipped without
+// them, or fails with REVGUARD_TEST_REQUIRE_ALL=1), in a Redis namespace and a
+// PostgreSQL schema of its own, removed at cleanup: the Redis inventory (four shards,
+// so that a test's SKUs spread over several), sessions and rate limits, the
+// PostgreSQL ledger, and the outbox that copies the one into the other.
+func openDistributedStores(tb testing.TB, o envOptions, now func() time.Time) envStores {
+	redisURL, pgURL := storetest.RedisURL(tb), storetest.PostgresURL(tb)
+	ns, schema := storetest.Namespace(tb, redisURL), storetest.Schema(tb, pgURL)
+	ctx := context.Background()
+	quiet := slog.New(slog.DiscardHandler)
+	c, err := redis.Dial(ctx, redisURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+
+	inv := redis.NewInventory(c)
+	inv.Namespace, inv.Shards, inv.Logger = ns, 4, quiet
+	if o.clock {
+		inv.Now = now
+	}
+	if err := inv.Open(ctx); err != nil {
+		tb.Fatalf("open inventory: %v", err)
+	}
+	tb.Cleanup(func() { inv.Close() })
+
+	sess := redis.NewSessions(c)
+	sess.Namespace, sess.Now, sess.Logger = ns, now, quiet
+	sess.Timeout = 10 * time.Second // generous: a loaded machine under -race is slow
+	if err := sess.Open(ctx); err != nil {
+		tb.Fatalf("open sessions: %v", err)
+	}
+	tb.Cleanup(func() { sess.Close() })
+
+	db := postgres.NewDB(pgURL)
+	db.Schema, db.Logger = schema, quiet
+	if err := db.Open(ctx); err != nil {
+		tb.Fatalf("open PostgreSQL: %v", err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	ledger := postgres.NewLedger(db)
+
+	// The outbox follows the streams until cleanup cancels it.
+	outbox := redis.NewOutbox(c)
+	outbox.Namespace, outbox.Logger = ns, quiet
+	outbox.Block = 50 * time.Millisecond // a quick cleanup
+	if !o.noLedger {
+		octx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			outbox.Run(octx, ledger)
+		}()
+		tb.Cleanup(func() { cancel(); <-done })
+	}
+	return envStores{
+		inv: inv, ledger: ledger, sessions: sess,
+		limiter: func(name string, r revguard.Rate) revguard.RateLimiter {
+			l := redis.NewRateLimiter(c, name, r)
+			l.Namespace = ns
+			l.Timeout = 10 * time.Second
+			if o.clock {
+				l.Now = now
+			}
+			return l
+		},
+		waitApplied: func(ctx context.Context) error {
+			for {
+				bl, err := outbox.Backlog(ctx)
+				if err == nil && bl.Events() == 0 {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("outbox backlog %+v, %v: %w", bl, err, ctx.Err())
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		},
+	}
 }
 
 func randomHex(n int) string {
@@ -223,12 +353,12 @@ func (e *env) checkInvariant(id string) sku {
 	return s
 }
 
-// waitLedger waits until the ledger has applied every event the journal holds.
+// waitLedger waits until the ledger has every change made so far.
 func (e *env) waitLedger() {
 	e.tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := e.writer.WaitApplied(ctx, e.journal.Durable()); err != nil {
+	if err := e.waitApplied(ctx); err != nil {
 		e.tb.Fatalf("ledger did not catch up: %v", err)
 	}
 }

@@ -197,3 +197,58 @@ func TestBotCheckerErrorCodes(t *testing.T) {
 		})
 	}
 }
+
+// findingLedger is a mock.Ledger that is also a revguard.ReservationFinder.
+type findingLedger struct {
+	mock.Ledger
+	find func(ctx context.Context, id string) (revguard.Reservation, error)
+}
+
+func (l *findingLedger) FindReservation(ctx context.Context, id string) (revguard.Reservation, error) {
+	return l.find(ctx, id)
+}
+
+// TestArchivedErrors: when the inventory does not have a reservation, the ledger's
+// failures are answered as such (503, never 404 for what may exist), a ledger that
+// cannot find reservations leaves the 404, and a reservation that the ledger still has
+// as held (its final state not there yet) is 503 for a confirm or a release.
+func TestArchivedErrors(t *testing.T) {
+	notFound := func(context.Context, string) (revguard.Reservation, error) {
+		return revguard.Reservation{}, revguard.Errorf(revguard.CodeReservationNotFound, "no")
+	}
+	inv := &mock.Inventory{
+		FindReservationFn: notFound,
+		ConfirmFn: func(context.Context, revguard.ConfirmRequest) (revguard.Reservation, error) {
+			return revguard.Reservation{}, revguard.Errorf(revguard.CodeReservationNotFound, "no")
+		},
+		ReleaseFn: func(context.Context, string, string) (revguard.Reservation, error) {
+			return revguard.Reservation{}, revguard.Errorf(revguard.CodeReservationNotFound, "no")
+		},
+	}
+	t.Run("ErrLedgerUnavailable", func(t *testing.T) {
+		c, _ := mockServer(t, inv, nil, func(s *httpapi.Server) {
+			s.Ledger = &findingLedger{find: func(context.Context, string) (revguard.Reservation, error) {
+				return revguard.Reservation{}, revguard.Errorf(revguard.CodeUnavailable, "the ledger does not answer")
+			}}
+		})
+		c.do(req{Method: "GET", Path: "/v1/reservations/r1", Token: mockCustomer}).wantProblem(t, 503, revguard.CodeUnavailable)
+		c.do(req{Method: "POST", Path: "/v1/reservations/r1/confirm", Token: mockCustomer}).wantProblem(t, 503, revguard.CodeUnavailable)
+		c.do(req{Method: "POST", Path: "/v1/reservations/r1/release", Token: mockAdmin}).wantProblem(t, 503, revguard.CodeUnavailable)
+	})
+	t.Run("ErrHeldInLedger", func(t *testing.T) {
+		c, _ := mockServer(t, inv, nil, func(s *httpapi.Server) {
+			s.Ledger = &findingLedger{find: func(_ context.Context, id string) (revguard.Reservation, error) {
+				return revguard.Reservation{ID: id, SKU: "a", CustomerID: "c1", Quantity: 1, Status: revguard.StatusHeld,
+					CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Minute)}, nil
+			}}
+		})
+		c.do(req{Method: "GET", Path: "/v1/reservations/r1", Token: mockCustomer}).json(t, 200, &reservation{})
+		c.do(req{Method: "POST", Path: "/v1/reservations/r1/confirm", Token: mockCustomer}).wantProblem(t, 503, revguard.CodeUnavailable)
+		c.do(req{Method: "POST", Path: "/v1/reservations/r1/release", Token: mockCustomer}).wantProblem(t, 503, revguard.CodeUnavailable)
+	})
+	t.Run("ErrNoFinder", func(t *testing.T) {
+		c, _ := mockServer(t, inv, &mock.Ledger{}, nil)
+		c.do(req{Method: "GET", Path: "/v1/reservations/r1", Token: mockCustomer}).wantProblem(t, 404, revguard.CodeReservationNotFound)
+		c.do(req{Method: "POST", Path: "/v1/reservations/r1/confirm", Token: mockCustomer}).wantProblem(t, 404, revguard.CodeReservationNotFound)
+	})
+}

@@ -14,13 +14,15 @@ import (
 // the demo session endpoint, which issues working customer sessions to anyone, rate
 // limited like any public request. The page itself runs in Chromium in cmd/revguard's
 // TestStorefrontExample.
-func TestExample(t *testing.T) {
+func TestExample(t *testing.T) { eachBackend(t, testExample) }
+
+func testExample(t *testing.T, b backend) {
 	t.Run("OffByDefault", func(t *testing.T) {
-		e := mustOpenEnv(t, envOptions{})
+		e := mustOpenEnv(t, envOptions{backend: b})
 		e.do(req{Method: "GET", Path: "/example/"}).wantProblem(t, 404, revguard.CodeNotFound)
 		e.do(req{Method: "POST", Path: "/example/session"}).wantProblem(t, 404, revguard.CodeNotFound)
 	})
-	e := mustOpenEnv(t, envOptions{clock: true, ipRate: revguard.Rate{N: 20, Per: time.Minute}, edit: func(s *httpapi.Server) {
+	e := mustOpenEnv(t, envOptions{backend: b, clock: true, ipRate: revguard.Rate{N: 20, Per: time.Minute}, edit: func(s *httpapi.Server) {
 		s.Example = &httpapi.Example{SiteKey: "1x00000000000000000000AA", WidgetScript: httpapi.CloudflareWidgetScript}
 	}})
 	t.Run("Page", func(t *testing.T) {

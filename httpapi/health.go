@@ -20,7 +20,8 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 
 // handleReadyz answers 200 when Ready says recovery has finished and every store
 // answers, else a 503 problem document. Both bodies say whether the bot check is on,
-// loudly when it is off. The cause of a failure is logged, not shown.
+// loudly when it is off. The cause of a failure is logged; only the detail of a
+// *revguard.Error, such as the name of a store that does not answer, is shown.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	var err error
 	if s.Ready != nil {
@@ -41,7 +42,15 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		b = appendString(b, info.title)
 		b = append(b, `,"status":`...)
 		b = strconv.AppendInt(b, int64(status), 10)
-		b = append(b, `,"detail":"not ready: recovery is running or a backing store does not answer","code":"unavailable"`...)
+		// A *revguard.Error's detail is safe to show, and names what is not ready (the
+		// store that does not answer); any other error's text stays in the log.
+		detail := "recovery is running or a backing store does not answer"
+		if d := revguard.ErrorDetail(err); d != "" {
+			detail = d
+		}
+		b = append(b, `,"detail":`...)
+		b = appendString(b, "not ready: "+detail)
+		b = append(b, `,"code":"unavailable"`...)
 	} else {
 		b = append(b, `{"status":"ready"`...)
 	}

@@ -28,8 +28,10 @@ func TestOpenAPIDocument(t *testing.T) {
 
 // TestOpenAPIServed checks GET /v1/openapi.json: the embedded document, public and
 // cacheable, and 304 for a client whose copy is current.
-func TestOpenAPIServed(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{})
+func TestOpenAPIServed(t *testing.T) { eachBackend(t, testOpenAPIServed) }
+
+func testOpenAPIServed(t *testing.T, b backend) {
+	e := mustOpenEnv(t, envOptions{backend: b})
 	r := e.do(req{Method: "GET", Path: "/v1/openapi.json"})
 	if r.Status != 200 || !bytes.Equal(r.Body, httpapi.OpenAPI()) {
 		t.Fatalf("status %d, body of %d bytes, want the document", r.Status, len(r.Body))

@@ -47,6 +47,9 @@ func (s *Server) handleGetReservation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.Inventory.FindReservation(r.Context(), id)
+	if revguard.ErrorCode(err) == revguard.CodeReservationNotFound {
+		res, err = s.findArchived(r.Context(), id)
+	}
 	if err == nil && !c.admin && res.CustomerID != c.customerID {
 		err = &revguard.Error{Code: revguard.CodeReservationNotFound, Detail: notFoundDetail}
 	}
@@ -80,9 +83,11 @@ func (s *Server) handleConfirm(w http.ResponseWriter, r *http.Request) {
 	if !s.allow(w, r, c, true) {
 		return
 	}
-	res, err := s.Inventory.Confirm(r.Context(), revguard.ConfirmRequest{
-		ID: id, CustomerID: c.customerID, OrderRef: body.OrderRef, Revive: body.Revive,
-	})
+	req := revguard.ConfirmRequest{ID: id, CustomerID: c.customerID, OrderRef: body.OrderRef, Revive: body.Revive}
+	res, err := s.Inventory.Confirm(r.Context(), req)
+	if revguard.ErrorCode(err) == revguard.CodeReservationNotFound {
+		res, err = s.confirmArchived(r.Context(), req)
+	}
 	if err != nil {
 		s.writeReservationError(w, r, err)
 		return
@@ -109,6 +114,9 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.Inventory.Release(r.Context(), id, c.customerID)
+	if revguard.ErrorCode(err) == revguard.CodeReservationNotFound {
+		res, err = s.releaseArchived(r.Context(), id, c.customerID)
+	}
 	if err != nil {
 		s.writeReservationError(w, r, err)
 		return

@@ -2,13 +2,10 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/internal/storetest"
 	"github.com/revenueguard/revguard/postgres"
 	"github.com/revenueguard/revguard/revguardtest"
 )
@@ -24,15 +22,7 @@ import (
 // test when none is set, or fails it when REVGUARD_TEST_REQUIRE_ALL=1 (CI).
 func testURL(tb testing.TB) string {
 	tb.Helper()
-	url := os.Getenv("REVGUARD_TEST_POSTGRES_URL")
-	if url == "" {
-		if os.Getenv("REVGUARD_TEST_REQUIRE_ALL") == "1" {
-			tb.Fatal("REVGUARD_TEST_POSTGRES_URL is not set, and REVGUARD_TEST_REQUIRE_ALL=1")
-		}
-		tb.Skip("REVGUARD_TEST_POSTGRES_URL is not set: skipping the PostgreSQL tests " +
-			"(for example REVGUARD_TEST_POSTGRES_URL='postgres://postgres@127.0.0.1:5432/test?sslmode=disable')")
-	}
-	return url
+	return storetest.PostgresURL(tb)
 }
 
 // MustCreateSchema returns the name of a new, empty schema of its own for the test
@@ -40,24 +30,7 @@ func testURL(tb testing.TB) string {
 // several engineers share one database: each touches only its own schema.
 func MustCreateSchema(tb testing.TB) string {
 	tb.Helper()
-	url := testURL(tb)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "revguard_test_" + hex.EncodeToString(b)
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, url)
-		if err != nil {
-			tb.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-			tb.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return schema
+	return storetest.Schema(tb, testURL(tb))
 }
 
 // NewDB returns a DB on schema of the test database, with quiet logs, not yet open.

@@ -40,13 +40,7 @@ func benchInventory(b *testing.B) (*Inventory, string) {
 	}
 	b.Cleanup(func() {
 		inv.Close()
-		ctx := context.Background()
-		for _, p := range []string{inv.Namespace + ":*", "{" + inv.Namespace + ":*"} {
-			iter := c.Scan(ctx, 0, p, 1000).Iterator()
-			for iter.Next(ctx) {
-				c.Unlink(ctx, iter.Val())
-			}
-		}
+		DeleteNamespace(context.Background(), c, inv.Namespace)
 		c.Close()
 	})
 	const sku = "bench"
@@ -81,10 +75,6 @@ func BenchmarkReserve(b *testing.B) {
 // BenchmarkReserve is measured against (the goal is at least 0.7 of it).
 func BenchmarkReserveScript(b *testing.B) {
 	inv, sku := benchInventory(b)
-	shard := shardOf(sku, inv.Shards)
-	tag := tagOf(inv.Namespace, shard)
-	keys := []string{tag + ":sku:" + sku}
-	script := inv.sc.reserve
 	var next atomic.Int64
 	b.SetParallelism(benchParallelism)
 	b.ReportAllocs()
@@ -92,7 +82,7 @@ func BenchmarkReserveScript(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		customer := fmt.Sprintf("c%d", next.Add(1))
 		for pb.Next() {
-			if err := script.Run(b.Context(), inv.client, keys, tag, shard, "", sku, customer, 1, "").Err(); err != nil {
+			if err := inv.BareReserve(b.Context(), sku, customer); err != nil {
 				b.Error(err)
 				return
 			}
@@ -106,9 +96,6 @@ func BenchmarkReserveScript(b *testing.B) {
 // each kind.
 func BenchmarkReserveRatio(b *testing.B) {
 	inv, sku := benchInventory(b)
-	shard := shardOf(sku, inv.Shards)
-	tag := tagOf(inv.Namespace, shard)
-	keys := []string{tag + ":sku:" + sku}
 	callers := benchParallelism * runtime.GOMAXPROCS(0)
 	ctx := b.Context()
 	round := func(n int, op func(customer string) error) time.Duration {
@@ -135,7 +122,7 @@ func BenchmarkReserveRatio(b *testing.B) {
 		return err
 	}
 	viaScript := func(customer string) error {
-		return inv.sc.reserve.Run(ctx, inv.client, keys, tag, shard, "", sku, customer, 1, "").Err()
+		return inv.BareReserve(ctx, sku, customer)
 	}
 	var tInv, tScript time.Duration
 	const chunk = 500

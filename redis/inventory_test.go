@@ -2,14 +2,12 @@ package redis_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/internal/storetest"
 	"github.com/revenueguard/revguard/redis"
 	"github.com/revenueguard/revguard/revguardtest"
 
@@ -20,14 +18,7 @@ import (
 // REVGUARD_TEST_REDIS_URL is unset, or failing it when REVGUARD_TEST_REQUIRE_ALL=1.
 func redisURL(tb testing.TB) string {
 	tb.Helper()
-	u := os.Getenv("REVGUARD_TEST_REDIS_URL")
-	if u == "" {
-		if os.Getenv("REVGUARD_TEST_REQUIRE_ALL") == "1" {
-			tb.Fatal("REVGUARD_TEST_REDIS_URL is unset and REVGUARD_TEST_REQUIRE_ALL=1")
-		}
-		tb.Skip("REVGUARD_TEST_REDIS_URL is unset: skipping the tests that need Redis")
-	}
-	return u
+	return storetest.RedisURL(tb)
 }
 
 // MustDial connects to url with redis.Dial and closes the client at the end of the test.
@@ -45,9 +36,7 @@ func MustDial(tb testing.TB, url string) goredis.UniversalClient {
 // end of the test: the shared server is never flushed.
 func newNamespace(tb testing.TB, c goredis.UniversalClient) string {
 	tb.Helper()
-	var b [6]byte
-	rand.Read(b[:])
-	ns := "rgt" + hex.EncodeToString(b[:])
+	ns := storetest.NewName("rgt")
 	tb.Cleanup(func() { deleteNamespace(tb, c, ns) })
 	return ns
 }
@@ -56,26 +45,7 @@ func newNamespace(tb testing.TB, c goredis.UniversalClient) string {
 func deleteNamespace(tb testing.TB, c goredis.UniversalClient, ns string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	del := func(ctx context.Context, node *goredis.Client) error {
-		for _, pattern := range []string{ns + ":*", "{" + ns + ":*"} {
-			iter := node.Scan(ctx, 0, pattern, 1000).Iterator()
-			for iter.Next(ctx) {
-				node.Unlink(ctx, iter.Val())
-			}
-			if err := iter.Err(); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	var err error
-	switch c := c.(type) {
-	case *goredis.ClusterClient:
-		err = c.ForEachMaster(ctx, del)
-	case *goredis.Client:
-		err = del(ctx, c)
-	}
-	if err != nil {
+	if err := redis.DeleteNamespace(ctx, c, ns); err != nil {
 		tb.Logf("delete namespace %s: %v", ns, err)
 	}
 }

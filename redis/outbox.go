@@ -55,11 +55,14 @@ type Outbox struct {
 	// MinBackoff and MaxBackoff bound the wait before retrying a failed read or apply;
 	// it doubles after each failure. Defaults: 10ms and 5s.
 	MinBackoff, MaxBackoff time.Duration
-	Logger                 *slog.Logger     // defaults to slog.Default()
-	Now                    func() time.Time // defaults to time.Now
+	// Block is how long a reader's XREADGROUP waits for new entries before it looks
+	// again, and so about how long Run takes to return once ctx is done (a blocked
+	// read is not interrupted). Default 1s.
+	Block  time.Duration
+	Logger *slog.Logger     // defaults to slog.Default()
+	Now    func() time.Time // defaults to time.Now
 
 	client goredis.UniversalClient
-	block  time.Duration // XREADGROUP BLOCK: how long a reader waits before looking again
 
 	inFlight   atomic.Int64  // entries read by this node and not yet acknowledged
 	applied    atomic.Uint64 // events this node applied
@@ -99,7 +102,7 @@ func (o *Outbox) defaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	o.block = cmp.Or(o.block, defaultBlock)
+	o.Block = cmp.Or(o.Block, defaultBlock)
 }
 
 // Run follows every shard's stream until ctx is done, then returns nil. It waits for
@@ -271,7 +274,7 @@ func (o *Outbox) read(ctx context.Context, stream string, ch chan<- delivery) {
 			var res []goredis.XStream
 			res, err = o.client.XReadGroup(ctx, &goredis.XReadGroupArgs{
 				Group: o.group(), Consumer: o.Consumer, Streams: []string{stream, ">"},
-				Count: int64(o.BatchSize), Block: o.block,
+				Count: int64(o.BatchSize), Block: o.Block,
 			}).Result()
 			switch {
 			case errors.Is(err, goredis.Nil):

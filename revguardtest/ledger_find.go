@@ -11,10 +11,7 @@ import (
 // for reservations that the engine no longer keeps in memory.
 type ReservationLedger interface {
 	revguard.Ledger
-
-	// FindReservation returns reservation id in its latest state in the ledger, or fails
-	// with CodeReservationNotFound.
-	FindReservation(ctx context.Context, id string) (revguard.Reservation, error)
+	revguard.ReservationFinder
 }
 
 // TestFindReservation checks FindReservation against the ledgers made by open, each

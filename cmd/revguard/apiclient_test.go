@@ -14,14 +14,17 @@ import (
 
 // TestClient_EveryEndpoint drives every call of the client package against the real
 // server, with the bot check on, every answer validated against the OpenAPI document:
-// the client speaks the API that is built, and its errors carry the API's codes.
-func TestClient_EveryEndpoint(t *testing.T) {
+// the client speaks the API that is built, and its errors carry the API's codes. It
+// runs in each mode.
+func TestClient_EveryEndpoint(t *testing.T) { eachMode(t, testClientEveryEndpoint) }
+
+func testClientEveryEndpoint(t *testing.T, m mode) {
 	verifier := turnstiletest.New()
 	if err := verifier.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(verifier.Close)
-	srv := MustRunServer(t, t.TempDir(), nil, "--turnstile-secret", verifier.Secret, "--turnstile-url", verifier.URL())
+	srv := MustRunServer(t, t.TempDir(), nil, append(storeArgs(t, m), "--turnstile-secret", verifier.Secret, "--turnstile-url", verifier.URL())...)
 	ctx := t.Context()
 	admin := newAdmin(t, srv.URL, 4)
 

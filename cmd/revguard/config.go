@@ -9,11 +9,14 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/postgres"
+	"github.com/revenueguard/revguard/redis"
 )
 
 // DefaultTurnstileURL is Cloudflare's siteverify endpoint.
@@ -42,8 +45,17 @@ type Config struct {
 	Example          bool
 	TurnstileSiteKey string
 
-	RedisURL    string // distributed mode; not available in this build
-	PostgresURL string // distributed mode; not available in this build
+	// Distributed mode: both URLs set (one alone is refused). The SKUs, reservations,
+	// sessions and rate limits live in Redis under RedisNamespace, the ledger in
+	// PostgreSQL in PostgresSchema; DataDir is not used. Several deployments (or test
+	// runs) can share the servers with namespaces and schemas of their own.
+	RedisURL       string
+	PostgresURL    string
+	RedisNamespace string
+	PostgresSchema string
+	// OutboxMinIdle is how long ledger events that a node read and did not apply (it
+	// died) wait before another node takes them over.
+	OutboxMinIdle time.Duration
 
 	RateLimitCustomer revguard.Rate  // reserve, confirm and release requests per customer
 	RateLimitIP       revguard.Rate  // requests per client IP
@@ -70,21 +82,26 @@ func DefaultConfig() Config {
 		TurnstileURL:      DefaultTurnstileURL,
 		RateLimitCustomer: revguard.Rate{N: 10, Per: time.Second},
 		RateLimitIP:       revguard.Rate{N: 100, Per: time.Second},
+		RedisNamespace:    redis.DefaultNamespace,
+		PostgresSchema:    postgres.DefaultSchema,
+		OutboxMinIdle:     redis.DefaultMinIdle,
 		LogLevel:          slog.LevelInfo,
 		ShutdownTimeout:   20 * time.Second,
 		LedgerMaxDefer:    revguard.DefaultMaxDefer,
 	}
 }
 
+// Distributed reports whether c runs the distributed mode: Redis and PostgreSQL URLs.
+func (c *Config) Distributed() bool { return c.RedisURL != "" || c.PostgresURL != "" }
+
 // Validate checks every field, naming the flag and its environment variable in the
-// error. Distributed mode (a Redis or PostgreSQL URL) is refused: this build has only the
-// embedded mode, and silently ignoring the setting would run a different system than the
-// one asked for.
+// error. Distributed mode needs both URLs: with one alone the node would run a
+// different system than the one asked for.
 func (c *Config) Validate() error {
 	if err := validateAddr(c.Addr); err != nil {
 		return fmt.Errorf("--addr (REVGUARD_ADDR): %w", err)
 	}
-	if strings.TrimSpace(c.DataDir) == "" {
+	if !c.Distributed() && strings.TrimSpace(c.DataDir) == "" {
 		return errors.New("--data-dir (REVGUARD_DATA_DIR) must not be empty")
 	}
 	if c.AdminToken != "" && !validBearerToken(c.AdminToken) {
@@ -120,12 +137,49 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--postgres-url (REVGUARD_POSTGRES_URL): %w", err)
 		}
 	}
-	if c.RedisURL != "" || c.PostgresURL != "" {
-		return errors.New("distributed mode (--redis-url / --postgres-url, REVGUARD_REDIS_URL / " +
-			"REVGUARD_POSTGRES_URL) is not available in this build; unset them to run in embedded mode")
+	if c.Distributed() {
+		return c.validateDistributed()
 	}
 	return nil
 }
+
+// validateDistributed checks the distributed mode's settings: both URLs or none.
+func (c *Config) validateDistributed() error {
+	switch {
+	case c.RedisURL != "" && c.PostgresURL == "":
+		return errors.New("distributed mode needs --postgres-url (REVGUARD_POSTGRES_URL) too: " +
+			"--redis-url (REVGUARD_REDIS_URL) is set, and the ledger lives in PostgreSQL")
+	case c.RedisURL == "" && c.PostgresURL != "":
+		return errors.New("distributed mode needs --redis-url (REVGUARD_REDIS_URL) too: " +
+			"--postgres-url (REVGUARD_POSTGRES_URL) is set, and the inventory lives in Redis")
+	}
+	if err := validateNames(c.RedisNamespace, c.PostgresSchema); err != nil {
+		return err
+	}
+	if c.OutboxMinIdle < time.Second {
+		return errors.New("--outbox-min-idle (REVGUARD_OUTBOX_MIN_IDLE) must be at least 1s")
+	}
+	return nil
+}
+
+// validateNames checks the Redis namespace and the PostgreSQL schema of the
+// distributed mode.
+func validateNames(namespace, schema string) error {
+	if !validNamespace.MatchString(namespace) {
+		return fmt.Errorf("--redis-namespace (REVGUARD_REDIS_NAMESPACE): %q is not 1 to 64 characters from A-Z a-z 0-9 . _ -", namespace)
+	}
+	if !validSchema.MatchString(schema) {
+		return fmt.Errorf("--postgres-schema (REVGUARD_POSTGRES_SCHEMA): %q is not a letter or _ then up to 62 letters, digits or _", schema)
+	}
+	return nil
+}
+
+// The names a namespace and a schema may have (the redis and postgres packages check
+// them again at Open; here they are a configuration mistake, exit status 2).
+var (
+	validNamespace = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	validSchema    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+)
 
 // validateAddr accepts host:port with a numeric port; an empty host means every
 // interface.
@@ -214,7 +268,7 @@ func (c *Config) options() []option {
 	return []option{
 		{"addr", "REVGUARD_ADDR", "host:port", "listen address (port 0 picks a free port)", "",
 			(*stringValue)(&c.Addr)},
-		{"data-dir", "REVGUARD_DATA_DIR", "dir", "embedded mode's files (journal, snapshots, SQLite ledger and sessions)", "",
+		{"data-dir", "REVGUARD_DATA_DIR", "dir", "embedded mode's files (journal, snapshots, SQLite ledger and sessions); not used in distributed mode", "",
 			(*stringValue)(&c.DataDir)},
 		{"admin-token", "REVGUARD_ADMIN_TOKEN", "token", "admin bearer token", "generated, printed once at start",
 			(*stringValue)(&c.AdminToken)},
@@ -230,10 +284,16 @@ func (c *Config) options() []option {
 			(*stringValue)(&c.TurnstileSiteKey)},
 		{"example", "REVGUARD_EXAMPLE", "", "serve the storefront example at /example/ (demo only: it issues sessions to anyone)", "off",
 			boolValue{&c.Example}},
-		{"redis-url", "REVGUARD_REDIS_URL", "url", "distributed mode: inventory and sessions in Redis (not available in this build)", "empty",
+		{"redis-url", "REVGUARD_REDIS_URL", "url", "distributed mode, with --postgres-url: inventory, sessions and rate limits in Redis (redis://host:6379/0)", "empty",
 			(*stringValue)(&c.RedisURL)},
-		{"postgres-url", "REVGUARD_POSTGRES_URL", "url", "distributed mode: ledger in PostgreSQL (not available in this build)", "empty",
+		{"postgres-url", "REVGUARD_POSTGRES_URL", "url", "distributed mode, with --redis-url: the ledger in PostgreSQL (postgres://user@host:5432/db)", "empty",
 			(*stringValue)(&c.PostgresURL)},
+		{"redis-namespace", "REVGUARD_REDIS_NAMESPACE", "name", "distributed mode: prefix of every Redis key, so that deployments can share a server", "",
+			(*stringValue)(&c.RedisNamespace)},
+		{"postgres-schema", "REVGUARD_POSTGRES_SCHEMA", "name", "distributed mode: the PostgreSQL schema of the ledger's tables (created if missing)", "",
+			(*stringValue)(&c.PostgresSchema)},
+		{"outbox-min-idle", "REVGUARD_OUTBOX_MIN_IDLE", "duration", "distributed mode: how long ledger events read by a node that died wait before another node takes them over", "",
+			durationValue{&c.OutboxMinIdle}},
 		{"rate-limit-customer", "REVGUARD_RATE_LIMIT_CUSTOMER", "rate", "reserve, confirm and release requests per customer: N/s, N/m or off", "",
 			rateValue{&c.RateLimitCustomer}},
 		{"rate-limit-ip", "REVGUARD_RATE_LIMIT_IP", "rate", "requests per client IP: N/s, N/m or off", "",

@@ -40,11 +40,12 @@ func childEnviron(extra ...string) []string {
 }
 
 // startChild starts the test binary as `revguard args...`. With waitURL it waits for
-// the listening line (or the process's exit, an error).
-func startChild(args []string, waitURL bool) (*child, error) {
+// the listening line (or the process's exit, an error). env holds extra KEY=value
+// settings of the child's environment.
+func startChild(args []string, waitURL bool, env ...string) (*child, error) {
 	c := &child{Log: newLogBuffer(), Stdout: newLogBuffer(), exited: make(chan struct{})}
 	c.cmd = exec.Command(os.Args[0], args...)
-	c.cmd.Env = childEnviron()
+	c.cmd.Env = childEnviron(env...)
 	c.cmd.Stderr = c.Log
 	c.cmd.Stdout = c.Stdout
 	if err := c.cmd.Start(); err != nil {

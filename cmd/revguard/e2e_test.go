@@ -16,15 +16,17 @@ import (
 )
 
 // TestServe_Smoke walks a sale through the real binary's code path and a real
-// listener, with the bot check on against the fake verifier.
-func TestServe_Smoke(t *testing.T) {
+// listener, with the bot check on against the fake verifier, in each mode.
+func TestServe_Smoke(t *testing.T) { eachMode(t, testServeSmoke) }
+
+func testServeSmoke(t *testing.T, m mode) {
 	verifier := turnstiletest.New()
 	if err := verifier.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(verifier.Close)
-	srv := MustRunServer(t, t.TempDir(), nil,
-		"--turnstile-secret", verifier.Secret, "--turnstile-url", verifier.URL())
+	srv := MustRunServer(t, t.TempDir(), nil, append(storeArgs(t, m),
+		"--turnstile-secret", verifier.Secret, "--turnstile-url", verifier.URL())...)
 	c := newClient(t, srv.URL, 4)
 
 	var sku skuJSON
@@ -94,11 +96,16 @@ func TestServe_Smoke(t *testing.T) {
 	c.must(t, http.StatusOK, nil, "GET", "/healthz", "", nil)
 	c.must(t, http.StatusOK, nil, "GET", "/readyz", "", nil)
 	metrics := c.must(t, http.StatusOK, nil, "GET", "/metrics", "", nil)
-	for _, name := range []string{
-		"revguard_journal_batch_events", "revguard_journal_fsync_seconds", "revguard_ledger_lag_events",
-		"revguard_ledger_lag_seconds", "revguard_sessions_cached", "revguard_skus", "revguard_holds",
-		"go_goroutines", "process_cpu_seconds_total",
-	} {
+	names := []string{"revguard_ledger_lag_events", "revguard_ledger_lag_seconds", "revguard_sessions_cached",
+		"go_goroutines", "process_cpu_seconds_total"}
+	if m == embeddedMode {
+		names = append(names, "revguard_journal_batch_events", "revguard_journal_fsync_seconds", "revguard_skus", "revguard_holds")
+	} else {
+		names = append(names, "revguard_redis_up", "revguard_postgres_up", "revguard_redis_rtt_seconds",
+			"revguard_outbox_in_flight", "revguard_outbox_pending", "revguard_outbox_undelivered",
+			"revguard_outbox_applied_events_total", "revguard_outbox_lag_seconds")
+	}
+	for _, name := range names {
 		if !strings.Contains(string(metrics.Body), "\n"+name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
@@ -224,12 +231,16 @@ func TestServe_InvalidConfig(t *testing.T) {
 	}
 }
 
-// TestServe_Restart checks that a server restarted on the same data dir keeps SKUs,
-// reservations in their states, sessions and the ledger.
-func TestServe_Restart(t *testing.T) {
+// TestServe_Restart checks that a server restarted on the same data dir (the same
+// Redis and PostgreSQL) keeps SKUs, reservations in their states, sessions and the
+// ledger.
+func TestServe_Restart(t *testing.T) { eachMode(t, testServeRestart) }
+
+func testServeRestart(t *testing.T, m mode) {
 	ctx := t.Context()
 	dir := t.TempDir()
-	srv := MustRunServer(t, dir, nil)
+	stores := storeArgs(t, m)
+	srv := MustRunServer(t, dir, nil, stores...)
 	admin := newAdmin(t, srv.URL, 1)
 	need(admin.PutSKU(ctx, "restart", client.SKUSettings{Stock: 10, PerCustomerLimit: 5}))(t)
 	sess := need(admin.CreateSession(ctx, client.SessionParams{CustomerID: "c-restart"}))(t)
@@ -249,7 +260,7 @@ func TestServe_Restart(t *testing.T) {
 	}
 
 	for restart := range 2 {
-		srv = MustRunServer(t, dir, nil)
+		srv = MustRunServer(t, dir, nil, stores...)
 		c := newClient(t, srv.URL, 1)
 		buyer := newAdmin(t, srv.URL, 1).WithToken(sess.Token)
 		checkSKU(t, c, "restart", 10, 7, 2, 1)

@@ -17,6 +17,8 @@ import (
 
 	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/httpapi"
+	"github.com/revenueguard/revguard/postgres"
+	"github.com/revenueguard/revguard/redis"
 	"github.com/revenueguard/revguard/sqlite"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
@@ -24,8 +26,9 @@ import (
 
 // ExportCommand is `revguard export`: it writes the ledger, every reservation in its
 // latest state, as CSV or JSON lines, for accounting. It reads one consistent snapshot
-// of the SQLite ledger without writing to it, so it works on a stopped server's data and
-// beside a running server alike.
+// of the SQLite ledger (or, in distributed mode, of the PostgreSQL ledger) without
+// writing to it, so it works on a stopped server's data and beside a running server
+// alike.
 type ExportCommand struct {
 	Getenv         func(string) string
 	Stdout, Stderr io.Writer
@@ -37,6 +40,7 @@ type ExportCommand struct {
 
 // exportOptions are the settings of one export.
 type exportOptions struct {
+	stores  *storeFlags
 	dataDir string
 	format  string
 	sku     string
@@ -66,9 +70,11 @@ Flags:
       only the reservations created at or after this RFC 3339 time
   --out file
       write to this file (replaced) instead of stdout
-  --redis-url, --postgres-url url
-      distributed mode (env REVGUARD_REDIS_URL, REVGUARD_POSTGRES_URL): not available in
-      this build
+  --postgres-url url, --postgres-schema name
+      distributed mode: read the PostgreSQL ledger of the fleet started with these
+      (env REVGUARD_POSTGRES_URL, REVGUARD_POSTGRES_SCHEMA; default schema revguard)
+      instead of --data-dir; --redis-url (REVGUARD_REDIS_URL) may be given and is not
+      needed
 `
 }
 
@@ -78,7 +84,7 @@ func (c *ExportCommand) parse(args []string) (exportOptions, error) {
 	fs := flag.NewFlagSet("revguard export", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var since string
-	stores := bindStoreFlags(fs, &o.dataDir, c.Getenv)
+	o.stores = bindStoreFlags(fs, &o.dataDir, c.Getenv)
 	fs.StringVar(&o.format, "format", o.format, "csv or jsonl")
 	fs.StringVar(&o.sku, "sku", "", "only this SKU")
 	fs.StringVar(&since, "since", "", "only reservations created at or after this RFC 3339 time")
@@ -86,7 +92,7 @@ func (c *ExportCommand) parse(args []string) (exportOptions, error) {
 	if err := parseFlags(fs, "export", args); err != nil {
 		return o, err
 	}
-	if err := stores.check("export"); err != nil {
+	if err := o.stores.check("export", false); err != nil {
 		return o, err
 	}
 	switch o.format {
@@ -116,12 +122,7 @@ func (c *ExportCommand) Run(ctx context.Context, args []string) (err error) {
 		}
 		return err
 	}
-	db, err := openLedgerReadOnly(ctx, o.dataDir)
-	if err != nil {
-		return fmt.Errorf("export: %w", err)
-	}
-	defer db.Close()
-	scan, err := sqlite.NewLedger(db).Scan(ctx, sqlite.ScanFilter{SKU: o.sku, Since: o.since})
+	scan, err := c.openScan(ctx, o)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
@@ -181,8 +182,46 @@ func (c *ExportCommand) Run(ctx context.Context, args []string) (err error) {
 		bar.Set(n)
 		bar.Finish()
 	}
-	fmt.Fprintf(c.Stderr, "exported %d reservations (ledger at journal seq %d)\n", n, scan.LastApplied())
+	fmt.Fprintf(c.Stderr, "exported %d reservations (%s)\n", n, scan.where)
 	return nil
+}
+
+// ledgerScan is a scan of the ledger's reservations, SQLite's or PostgreSQL's.
+type ledgerScan interface {
+	Next() bool
+	Reservation() revguard.Reservation
+	Err() error
+	Close() error
+	Total() int
+	LastApplied() uint64
+}
+
+// exportScan is the scan of one export, with what closes its ledger and the words
+// that say which ledger it read.
+type exportScan struct {
+	ledgerScan
+	closeLedger func() error
+	where       string
+}
+
+// Close ends the scan and closes its ledger.
+func (s *exportScan) Close() error { return errors.Join(s.ledgerScan.Close(), s.closeLedger()) }
+
+// openScan opens the ledger of o's mode and starts the scan of its reservations.
+func (c *ExportCommand) openScan(ctx context.Context, o exportOptions) (*exportScan, error) {
+	if o.stores.distributed() {
+		return openPostgresScan(ctx, o)
+	}
+	db, err := openLedgerReadOnly(ctx, o.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	scan, err := sqlite.NewLedger(db).Scan(ctx, sqlite.ScanFilter{SKU: o.sku, Since: o.since})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &exportScan{ledgerScan: scan, closeLedger: db.Close, where: fmt.Sprintf("ledger at journal seq %d", scan.LastApplied())}, nil
 }
 
 func (c *ExportCommand) isTerminal(w io.Writer) bool {
@@ -246,10 +285,11 @@ func csvTime(t time.Time) string {
 }
 
 // storeFlags are the store settings that export and verify share with serve.
-type storeFlags struct{ redisURL, postgresURL string }
+type storeFlags struct{ redisURL, postgresURL, namespace, schema string }
 
-// bindStoreFlags registers --data-dir, --redis-url and --postgres-url on fs, with their
-// REVGUARD_* variables as defaults (the flag wins), as serve does.
+// bindStoreFlags registers --data-dir, --redis-url, --postgres-url, --redis-namespace
+// and --postgres-schema on fs, with their REVGUARD_* variables as defaults (the flag
+// wins), as serve does.
 func bindStoreFlags(fs *flag.FlagSet, dataDir *string, getenv func(string) string) *storeFlags {
 	s := &storeFlags{}
 	env := func(k, def string) string {
@@ -261,17 +301,43 @@ func bindStoreFlags(fs *flag.FlagSet, dataDir *string, getenv func(string) strin
 		return def
 	}
 	fs.StringVar(dataDir, "data-dir", env("REVGUARD_DATA_DIR", *dataDir), "data directory")
-	fs.StringVar(&s.redisURL, "redis-url", env("REVGUARD_REDIS_URL", ""), "distributed mode (not available)")
-	fs.StringVar(&s.postgresURL, "postgres-url", env("REVGUARD_POSTGRES_URL", ""), "distributed mode (not available)")
+	fs.StringVar(&s.redisURL, "redis-url", env("REVGUARD_REDIS_URL", ""), "distributed mode: Redis")
+	fs.StringVar(&s.postgresURL, "postgres-url", env("REVGUARD_POSTGRES_URL", ""), "distributed mode: PostgreSQL")
+	fs.StringVar(&s.namespace, "redis-namespace", env("REVGUARD_REDIS_NAMESPACE", redis.DefaultNamespace), "distributed mode: Redis key prefix")
+	fs.StringVar(&s.schema, "postgres-schema", env("REVGUARD_POSTGRES_SCHEMA", postgres.DefaultSchema), "distributed mode: PostgreSQL schema")
 	return s
 }
 
-// check refuses distributed mode, which this build lacks, rather than silently reading
-// the embedded files instead.
-func (s *storeFlags) check(cmd string) error {
-	if s.redisURL != "" || s.postgresURL != "" {
-		return usageErrorf("%s: distributed mode (--redis-url / --postgres-url, REVGUARD_REDIS_URL / REVGUARD_POSTGRES_URL) "+
-			"is not available in this build; unset them to use the embedded data in --data-dir", cmd)
+// distributed reports whether the flags name a fleet's stores rather than --data-dir.
+func (s *storeFlags) distributed() bool { return s.redisURL != "" || s.postgresURL != "" }
+
+// check validates the distributed mode's settings as serve does: a PostgreSQL URL
+// always, a Redis URL too when needRedis (verify reads both; export only the ledger).
+func (s *storeFlags) check(cmd string, needRedis bool) error {
+	if !s.distributed() {
+		return nil
+	}
+	var err error
+	switch {
+	case s.postgresURL == "":
+		err = errors.New("distributed mode needs --postgres-url (REVGUARD_POSTGRES_URL): the ledger lives in PostgreSQL")
+	case needRedis && s.redisURL == "":
+		err = errors.New("distributed mode needs --redis-url (REVGUARD_REDIS_URL) too: the reservation engine's state lives in Redis")
+	default:
+		err = validateNames(s.namespace, s.schema)
+	}
+	if err == nil && s.redisURL != "" {
+		if uerr := validateURL(s.redisURL, "redis", "rediss", "unix"); uerr != nil {
+			err = fmt.Errorf("--redis-url (REVGUARD_REDIS_URL): %w", uerr)
+		}
+	}
+	if err == nil {
+		if uerr := validateURL(s.postgresURL, "postgres", "postgresql"); uerr != nil {
+			err = fmt.Errorf("--postgres-url (REVGUARD_POSTGRES_URL): %w", uerr)
+		}
+	}
+	if err != nil {
+		return usageErrorf("%s: %v", cmd, err)
 	}
 	return nil
 }

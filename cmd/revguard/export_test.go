@@ -179,7 +179,7 @@ func TestExport(t *testing.T) {
 	t.Run("ErrUsage", func(t *testing.T) {
 		for _, args := range [][]string{
 			{"--format", "xml"}, {"--sku", "bad sku!"}, {"--since", "yesterday"}, {"--nope"}, {"extra"},
-			{"--postgres-url", "postgres://127.0.0.1/x"},
+			{"--redis-url", "redis://127.0.0.1:6379/0"}, {"--postgres-url", "postgres://127.0.0.1/x", "--postgres-schema", "a-b"},
 		} {
 			_, _, err := runExport(t, dir, false, args...)
 			if _, ok := errors.AsType[*usageError](err); !ok {

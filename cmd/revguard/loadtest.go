@@ -106,18 +106,19 @@ func (lc *LoadtestCommand) flagSet(c *loadtestConfig) *flag.FlagSet {
 	fs.DurationVar(&c.wait, "wait", time.Minute, "how long to wait for the targets' /readyz")
 	fs.DurationVar(&c.ledgerWait, "ledger-wait", 30*time.Second, "how long the ledger may take to catch up")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 10*time.Second, "timeout of one request")
-	fs.Func("baseline", "also drive what a shop would otherwise use, with the same scenario: redis, postgres, or redis,postgres", func(v string) error {
+	fs.Func("baseline", "also drive what a shop would otherwise use, with the same scenario: redis, postgres, "+
+		"and distributed (the same sale on a revguard node in distributed mode, in a namespace and schema of its own), comma-separated", func(v string) error {
 		for b := range strings.SplitSeq(v, ",") {
-			if b != "redis" && b != "postgres" {
-				return fmt.Errorf("unknown baseline %q: want redis or postgres", b)
+			if b != "redis" && b != "postgres" && b != "distributed" {
+				return fmt.Errorf("unknown baseline %q: want redis, postgres or distributed", b)
 			}
 			c.baselines = append(c.baselines, b)
 		}
 		return nil
 	})
 	fs.BoolVar(&c.baselineOnly, "baseline-only", false, "run the baselines without the sale")
-	fs.StringVar(&c.redisURL, "redis-url", getenv("REVGUARD_TEST_REDIS_URL"), "Redis of the redis baseline (env REVGUARD_TEST_REDIS_URL)")
-	fs.StringVar(&c.postgresURL, "postgres-url", getenv("REVGUARD_TEST_POSTGRES_URL"), "PostgreSQL of the postgres baseline (env REVGUARD_TEST_POSTGRES_URL)")
+	fs.StringVar(&c.redisURL, "redis-url", getenv("REVGUARD_TEST_REDIS_URL"), "Redis of the redis and distributed baselines (env REVGUARD_TEST_REDIS_URL)")
+	fs.StringVar(&c.postgresURL, "postgres-url", getenv("REVGUARD_TEST_POSTGRES_URL"), "PostgreSQL of the postgres and distributed baselines (env REVGUARD_TEST_POSTGRES_URL)")
 	fs.StringVar(&c.dataDir, "data-dir", "", "where the embedded server's temporary folder goes (default the system's temporary directory)")
 	return fs
 }
@@ -170,6 +171,9 @@ func (lc *LoadtestCommand) parse(args []string) (loadtestConfig, error) {
 	for _, b := range c.baselines {
 		if b == "redis" && c.redisURL == "" || b == "postgres" && c.postgresURL == "" {
 			return c, usageErrorf("loadtest: --baseline %s needs --%s-url", b, b)
+		}
+		if b == "distributed" && (c.redisURL == "" || c.postgresURL == "") {
+			return c, usageErrorf("loadtest: --baseline distributed needs --redis-url and --postgres-url")
 		}
 	}
 	return c, nil
@@ -229,6 +233,9 @@ func (lc *LoadtestCommand) Run(ctx context.Context, args []string) error {
 	if !c.baselineOnly {
 		if rep, err = lc.sale(ctx, c, progress); err != nil {
 			return err
+		}
+		if c.scenario.Seed == 0 { // the baselines get the sale's arrivals
+			c.scenario.Seed = rep.Scenario.Seed
 		}
 	}
 	for _, name := range c.baselines {
@@ -330,14 +337,8 @@ func startEmbedded(ctx context.Context, parent string, log io.Writer) (*embedded
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("loadtest: fake verifier: %w", err)
 	}
-	m := NewMain()
-	m.Config.Addr = "127.0.0.1:0"
+	m := newLoadtestMain(e.verifier, log)
 	m.Config.DataDir = dir
-	m.Config.AdminToken = revguard.NewSessionToken()
-	m.Config.TurnstileSecret = e.verifier.Secret
-	m.Config.TurnstileURL = e.verifier.URL()
-	m.Config.RateLimitIP = revguard.Rate{}
-	m.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelError}))
 	if err := m.Open(ctx); err != nil {
 		e.verifier.Close()
 		os.RemoveAll(dir)
@@ -345,6 +346,21 @@ func startEmbedded(ctx context.Context, parent string, log io.Writer) (*embedded
 	}
 	e.main = m
 	return e, nil
+}
+
+// newLoadtestMain returns a Main for a load test on 127.0.0.1:0, with a fresh admin
+// token, its bot check pointed at verifier, the per-IP rate limit off (every simulated
+// customer comes from 127.0.0.1) and the per-customer one at its default, logging
+// errors to log.
+func newLoadtestMain(verifier *turnstiletest.Server, log io.Writer) *Main {
+	m := NewMain()
+	m.Config.Addr = "127.0.0.1:0"
+	m.Config.AdminToken = revguard.NewSessionToken()
+	m.Config.TurnstileSecret = verifier.Secret
+	m.Config.TurnstileURL = verifier.URL()
+	m.Config.RateLimitIP = revguard.Rate{}
+	m.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelError}))
+	return m
 }
 
 // Close stops the server and the verifier and removes the data.
@@ -420,6 +436,8 @@ func runBaseline(ctx context.Context, name string, c loadtestConfig, progress io
 		store = r
 	case "postgres":
 		store = loadtest.NewPostgresBaseline(c.postgresURL, c.scenario.Connections)
+	case "distributed":
+		return runDistributedBaseline(ctx, c, progress)
 	}
 	b := &loadtest.BaselineRunner{Scenario: c.scenario, Store: store, Progress: progress}
 	return b.Run(ctx)

@@ -153,6 +153,7 @@ func TestLoadtestUsage(t *testing.T) {
 		{"ErrVerifierAndToken", []string{"--target", "http://x", "--admin-token", "t", "--fake-verifier", "127.0.0.1:1", "--turnstile-token", "x"}, "not both"},
 		{"ErrBaseline", []string{"--baseline", "mongo"}, "unknown baseline"},
 		{"ErrBaselineURL", []string{"--baseline", "redis"}, "needs --redis-url"},
+		{"ErrBaselineDistributedURL", []string{"--baseline", "distributed", "--redis-url", "redis://h/0"}, "needs --redis-url and --postgres-url"},
 		{"ErrBaselineOnly", []string{"--baseline-only"}, "needs --baseline"},
 		{"ErrArgument", []string{"now"}, "unexpected argument"},
 		{"ErrFlag", []string{"--stonks"}, "flag provided but not defined"},
@@ -192,12 +193,13 @@ func TestLoadtestBaselines(t *testing.T) {
 	}
 	var stdout, stderr bytes.Buffer
 	lc := &LoadtestCommand{Getenv: os.Getenv, Stdout: &stdout, Stderr: &stderr}
-	err := lc.Run(t.Context(), []string{"--baseline-only", "--baseline", "redis,postgres",
+	err := lc.Run(t.Context(), []string{"--baseline-only", "--baseline", "redis,postgres,distributed",
 		"--customers", "400", "--stock", "100", "--arrival", "burst", "--connections", "8"})
 	if err != nil {
 		t.Fatalf("baselines failed: %v\n%s", err, stdout.String())
 	}
-	for _, s := range []string{"baseline redis-lua:", "baseline postgres:", "comparison of the reserve path", "reserved 100, 0 left"} {
+	for _, s := range []string{"baseline redis-lua:", "baseline postgres:", "baseline revguard distributed:",
+		"comparison of the reserve path", "reserved 100, 0 left", "PASS  ledger"} {
 		if !strings.Contains(stdout.String(), s) {
 			t.Errorf("output lacks %q:\n%s", s, stdout.String())
 		}

@@ -1,6 +1,7 @@
 // Command revguard is Revenue Guard's one binary: `revguard serve` runs the flash-sale
-// guard in embedded mode (journal, SQLite ledger and sessions under --data-dir), and the
-// other subcommands export and verify its ledger or load-test a server.
+// guard in embedded mode (journal, SQLite ledger and sessions under --data-dir) or as a
+// node of the distributed mode (Redis and PostgreSQL), and the other subcommands export
+// and verify its ledger or load-test a server.
 //
 // main only calls run, so that tests drive exactly what the binary does: the end-to-end
 // tests call run in-process on 127.0.0.1:0, the shutdown and crash tests run the test
@@ -75,7 +76,7 @@ type commandInfo struct{ name, summary string }
 // commands lists the subcommands for the help text, in display order.
 func commands() []commandInfo {
 	return []commandInfo{
-		{"serve", "run the server (embedded mode: everything under --data-dir)"},
+		{"serve", "run the server (embedded under --data-dir, or a node on Redis and PostgreSQL)"},
 		{"export", "write the ledger as CSV or JSON lines"},
 		{"verify", "check that the ledger matches the reservation engine's state"},
 		{"loadtest", "run a simulated flash sale against a server and check the outcome"},
@@ -134,6 +135,8 @@ Commands:
 	b.WriteString(`
 Start a server on the embedded default with:
   revguard serve
+or a node of the distributed mode (start any number with the same settings) with:
+  revguard serve --redis-url redis://HOST:6379/0 --postgres-url postgres://USER@HOST/DB --admin-token TOKEN
 
 Flags of revguard serve (each has an environment variable; the flag wins):
 `)

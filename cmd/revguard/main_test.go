@@ -45,6 +45,9 @@ var flagTable = []struct{ flag, env, def string }{
 	{"--turnstile-url", "REVGUARD_TURNSTILE_URL", "https://challenges.cloudflare.com/turnstile/v0/siteverify"},
 	{"--redis-url", "REVGUARD_REDIS_URL", "empty"},
 	{"--postgres-url", "REVGUARD_POSTGRES_URL", "empty"},
+	{"--redis-namespace", "REVGUARD_REDIS_NAMESPACE", "rg"},
+	{"--postgres-schema", "REVGUARD_POSTGRES_SCHEMA", "revguard"},
+	{"--outbox-min-idle", "REVGUARD_OUTBOX_MIN_IDLE", "30s"},
 	{"--rate-limit-customer", "REVGUARD_RATE_LIMIT_CUSTOMER", "10/s"},
 	{"--rate-limit-ip", "REVGUARD_RATE_LIMIT_IP", "100/s"},
 	{"--trusted-proxies", "REVGUARD_TRUSTED_PROXIES", "empty"},
@@ -130,8 +133,9 @@ func TestRun_UsageErrors(t *testing.T) {
 		{[]string{"serve", "--rate-limit-ip", "fast"}, nil, `invalid rate "fast"`},
 		{[]string{"serve"}, map[string]string{"REVGUARD_RATE_LIMIT_CUSTOMER": "10/h"}, "REVGUARD_RATE_LIMIT_CUSTOMER"},
 		{[]string{"serve", "--addr", "localhost"}, nil, "--addr (REVGUARD_ADDR)"},
-		{[]string{"serve", "--redis-url", "redis://127.0.0.1:6379/0"}, nil, "distributed mode"},
-		{[]string{"serve"}, map[string]string{"REVGUARD_POSTGRES_URL": "postgres://postgres@127.0.0.1/test"}, "not available in this build"},
+		{[]string{"serve", "--redis-url", "redis://127.0.0.1:6379/0"}, nil, "distributed mode needs --postgres-url"},
+		{[]string{"serve"}, map[string]string{"REVGUARD_POSTGRES_URL": "postgres://postgres@127.0.0.1/test"}, "distributed mode needs --redis-url"},
+		{[]string{"serve", "--redis-url", "redis://h/0", "--postgres-url", "postgres://h/db", "--redis-namespace", "a:b"}, nil, "--redis-namespace"},
 		{[]string{"version", "extra"}, nil, "unexpected argument"},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -246,8 +250,21 @@ func TestConfigValidate(t *testing.T) {
 		{"DebugNotLoopback", func(c *Config) { c.DebugAddr = "0.0.0.0:6060" }, "--debug-addr"},
 		{"DebugNoPort", func(c *Config) { c.DebugAddr = "127.0.0.1" }, "--debug-addr"},
 		{"RedisURLBadScheme", func(c *Config) { c.RedisURL = "http://127.0.0.1:6379" }, "--redis-url"},
-		{"RedisDistributed", func(c *Config) { c.RedisURL = "redis://127.0.0.1:6379/0" }, "distributed mode"},
-		{"PostgresDistributed", func(c *Config) { c.PostgresURL = "postgresql://127.0.0.1/test" }, "distributed mode"},
+		{"RedisAlone", func(c *Config) { c.RedisURL = "redis://127.0.0.1:6379/0" }, "needs --postgres-url"},
+		{"PostgresAlone", func(c *Config) { c.PostgresURL = "postgresql://127.0.0.1/test" }, "needs --redis-url"},
+		{"Distributed", func(c *Config) { c.RedisURL, c.PostgresURL = "redis://127.0.0.1:6379/0", "postgres://127.0.0.1/test" }, ""},
+		{"DistributedNoDataDir", func(c *Config) {
+			c.RedisURL, c.PostgresURL, c.DataDir = "redis://127.0.0.1:6379/0", "postgres://127.0.0.1/test", ""
+		}, ""},
+		{"DistributedBadNamespace", func(c *Config) {
+			c.RedisURL, c.PostgresURL, c.RedisNamespace = "redis://127.0.0.1:6379/0", "postgres://127.0.0.1/test", "rg{x}"
+		}, "--redis-namespace"},
+		{"DistributedBadSchema", func(c *Config) {
+			c.RedisURL, c.PostgresURL, c.PostgresSchema = "redis://127.0.0.1:6379/0", "postgres://127.0.0.1/test", "1st"
+		}, "--postgres-schema"},
+		{"DistributedMinIdle", func(c *Config) {
+			c.RedisURL, c.PostgresURL, c.OutboxMinIdle = "redis://127.0.0.1:6379/0", "postgres://127.0.0.1/test", time.Millisecond
+		}, "--outbox-min-idle"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := DefaultConfig()

@@ -81,6 +81,15 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 	if m.Config.TurnstileSecret == "" {
 		fmt.Fprintf(c.Stderr, "revguard: WARNING: %s\n", botCheckOffWarning)
 	}
+	if m.Fleet != nil {
+		for _, w := range m.Fleet.Warnings {
+			fmt.Fprintf(c.Stderr, "revguard: WARNING: ACKNOWLEDGED HOLDS CAN BE LOST: %s\n", w)
+		}
+		if m.Config.DataDir != DefaultConfig().DataDir {
+			fmt.Fprintf(c.Stderr, "revguard: note: --data-dir (REVGUARD_DATA_DIR) is not used in distributed mode: "+
+				"the state lives in Redis (namespace %s) and PostgreSQL (schema %s)\n", m.Config.RedisNamespace, m.Config.PostgresSchema)
+		}
+	}
 	fmt.Fprintf(c.Stderr, "revguard: listening on %s\n", m.URL())
 	if m.Config.Example {
 		fmt.Fprintf(c.Stderr, "revguard: storefront example (demo only, it issues sessions to anyone) at %s/example/\n", m.URL())
@@ -105,9 +114,13 @@ func (c *ServeCommand) Usage() string {
 	var b strings.Builder
 	b.WriteString(`Usage: revguard serve [flags]
 
-Runs the Revenue Guard server in embedded mode: the reservation journal, inventory
-snapshots and the SQLite ledger and sessions live under --data-dir. SIGTERM or SIGINT
-shut it down gracefully (stop accepting, finish in-flight requests, flush, exit 0).
+Runs the Revenue Guard server. In embedded mode (the default) the reservation
+journal, inventory snapshots and the SQLite ledger and sessions live under --data-dir.
+In distributed mode (--redis-url and --postgres-url, both) the node keeps no state of
+its own: the SKUs, reservations, sessions and rate limits live in Redis, the ledger in
+PostgreSQL, and any number of nodes started with the same URLs and --admin-token serve
+the same sale behind a load balancer. SIGTERM or SIGINT shut it down gracefully (stop
+accepting, finish in-flight requests, flush, exit 0).
 
 Flags (each has an environment variable; the flag wins):
 `)
@@ -122,13 +135,17 @@ const botCheckOffWarning = "BOT CHECK IS OFF: no --turnstile-secret (REVGUARD_TU
 
 // Main is the server: it opens the stores in order, builds the HTTP server, and closes
 // everything in reverse order (benbjohnson/wtf cmd/wtfd). The end-to-end tests and the
-// load generator reuse it.
+// load generator reuse it. Open decides the mode, once: embedded (Journal, Inventory,
+// DB, Ledger, Sessions and Writer are set) or distributed (Fleet is set).
 type Main struct {
 	Config Config
 	Logger *slog.Logger
 	Now    func() time.Time
 
-	// Set by Open.
+	// Set by Open in distributed mode.
+	Fleet *Fleet
+
+	// Set by Open; in distributed mode only BotChecker, Registry, API and HTTPServer.
 	Journal    *journal.Journal
 	Inventory  *inproc.Inventory
 	DB         *sqlite.DB
@@ -170,11 +187,9 @@ func NewMain() *Main {
 	}
 }
 
-// Open opens, in order: the data directory, the journal, the inventory (recovery:
-// snapshot then journal replay), the SQLite ledger and sessions, the session cache, the
-// ledger writer and the session purge loop, the bot check, the rate limiters, the metrics,
-// the HTTP API and its listener. On failure it closes what it opened. A generated admin
-// token is left in m.Config.AdminToken.
+// Open opens, in order: the stores of the mode (openEmbedded or openDistributed), the
+// bot check, the rate limiters, the metrics, the HTTP API and its listener. On failure
+// it closes what it opened. A generated admin token is left in m.Config.AdminToken.
 func (m *Main) Open(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
@@ -196,69 +211,19 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	bg, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 
-	journalDir := filepath.Join(cfg.DataDir, journalDirName)
-	snapshotsDir := filepath.Join(cfg.DataDir, snapshotsDirName)
-	for _, dir := range []string{cfg.DataDir, journalDir, snapshotsDir} {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return fmt.Errorf("serve: create data directory: %w", err)
-		}
-	}
 	m.Registry = prometheus.NewRegistry()
 	met := newServerMetrics(m.Registry)
 
-	// Each store is kept on m only once open, so that Close closes only what is open.
-	start := time.Now()
-	j := journal.New(journalDir)
-	j.Logger = log.With("component", "journal")
-	j.Now = m.Now
-	j.OnFlush = met.observeFlush
-	if err := j.Open(ctx); err != nil {
-		return fmt.Errorf("serve: open journal: %w", err)
+	// The only place that chooses the mode.
+	var st stores
+	if cfg.Distributed() {
+		st, err = m.openDistributed(ctx, bg, met)
+	} else {
+		st, err = m.openEmbedded(ctx, bg, met)
 	}
-	m.Journal = j
-
-	inv := inproc.NewInventory(m.Journal, snapshotsDir)
-	inv.Logger = log.With("component", "inventory")
-	inv.Now = m.Now
-	if err := inv.Open(ctx); err != nil {
-		return fmt.Errorf("serve: recover inventory: %w", err)
+	if err != nil {
+		return err
 	}
-	m.Inventory = inv
-	log.Info("inventory recovered", "journal_seq", m.Journal.LastSeq(), "took", time.Since(start).Round(time.Millisecond))
-
-	db := sqlite.NewDB(filepath.Join(cfg.DataDir, dbFileName))
-	db.Logger = log.With("component", "sqlite")
-	db.Now = m.Now
-	if err := db.Open(ctx); err != nil {
-		return fmt.Errorf("serve: open database: %w", err)
-	}
-	m.DB = db
-	m.Ledger = sqlite.NewLedger(m.DB)
-	m.rawSessions = sqlite.NewSessions(m.DB)
-	m.Sessions = inproc.NewSessionCache(m.rawSessions)
-	m.Sessions.Now = m.Now
-
-	m.Writer = &revguard.LedgerWriter{Feed: m.Journal, Ledger: m.Ledger, Logger: log.With("component", "ledger"), Now: m.Now}
-	if cfg.LedgerMaxDefer > 0 {
-		m.Writer.MaxDefer = cfg.LedgerMaxDefer
-		m.Writer.Peak = newPeakDetector(m.Journal, m.Writer).Peak
-	}
-	m.writerDone = make(chan struct{})
-	m.wg.Add(2)
-	// The ledger writer follows the journal until Close cancels bg (after letting it catch up).
-	go func() {
-		defer m.wg.Done()
-		defer close(m.writerDone)
-		if err := m.Writer.Run(bg); err != nil && bg.Err() == nil {
-			m.writerErr = err
-			log.Error("ledger writer stopped: the ledger no longer follows the journal", "err", err)
-		}
-	}()
-	// The purge loop deletes expired sessions every minute until Close cancels bg.
-	go func() {
-		defer m.wg.Done()
-		_ = m.rawSessions.RunPurge(bg, sessionPurgeInterval) // returns nil when bg ends
-	}()
 
 	var bot revguard.BotChecker
 	if cfg.TurnstileSecret != "" {
@@ -271,15 +236,13 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		bot = m.BotChecker
 	}
 
-	met.registerStores(m)
-
 	m.API = httpapi.NewServer()
-	m.API.Inventory = m.Inventory
-	m.API.Ledger = m.Ledger
-	m.API.Sessions = m.Sessions
+	m.API.Inventory = st.inventory
+	m.API.Ledger = st.ledger
+	m.API.Sessions = st.sessions
 	m.API.BotChecker = bot
-	m.API.CustomerLimiter = newLimiter(cfg.RateLimitCustomer)
-	m.API.IPLimiter = newLimiter(cfg.RateLimitIP)
+	m.API.CustomerLimiter = st.newLimiter("customer", cfg.RateLimitCustomer)
+	m.API.IPLimiter = st.newLimiter("ip", cfg.RateLimitIP)
 	m.API.AdminToken = cfg.AdminToken
 	m.API.TrustedProxies = cfg.TrustedProxies
 	m.API.Registerer = m.Registry
@@ -321,24 +284,121 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 	}
 	m.ready.Store(true)
-	log.Info("serving", "addr", m.ln.Addr().String(), "data_dir", cfg.DataDir,
-		"bot_check", bot != nil, "version", versionString(version, readBuildInfo()))
+	where := []any{"mode", "embedded", "data_dir", cfg.DataDir}
+	if cfg.Distributed() {
+		where = []any{"mode", "distributed", "redis_namespace", cfg.RedisNamespace, "postgres_schema", cfg.PostgresSchema}
+	}
+	log.Info("serving", append(where, "addr", m.ln.Addr().String(),
+		"bot_check", bot != nil, "version", versionString(version, readBuildInfo()))...)
 	return nil
 }
 
-// newLimiter returns a rate limiter for r, or nil (no limit) when r is off.
-func newLimiter(r revguard.Rate) revguard.RateLimiter {
+// stores are the implementations of the root interfaces that the API serves from, in
+// either mode.
+type stores struct {
+	inventory revguard.Inventory
+	ledger    revguard.Ledger
+	sessions  revguard.Sessions
+	limiter   func(name string, r revguard.Rate) revguard.RateLimiter // r is never off
+}
+
+// newLimiter returns the rate limiter name of rate r, or nil (no limit) when r is off.
+func (st stores) newLimiter(name string, r revguard.Rate) revguard.RateLimiter {
 	if r.Off() {
 		return nil
 	}
-	return inproc.NewRateLimiter(r)
+	return st.limiter(name, r)
 }
 
-// Ready reports whether the server can serve: recovery finished, the ledger writer runs
-// and the database answers.
+// openEmbedded opens the embedded mode's stores in order: the data directory, the
+// journal, the inventory (recovery: snapshot then journal replay), the SQLite ledger
+// and sessions, the session cache; then it starts the ledger writer and the session
+// purge loop on bg, tracked by m.wg.
+func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *serverMetrics) (stores, error) {
+	cfg := &m.Config
+	log := m.Logger
+	journalDir := filepath.Join(cfg.DataDir, journalDirName)
+	snapshotsDir := filepath.Join(cfg.DataDir, snapshotsDirName)
+	for _, dir := range []string{cfg.DataDir, journalDir, snapshotsDir} {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return stores{}, fmt.Errorf("serve: create data directory: %w", err)
+		}
+	}
+
+	// Each store is kept on m only once open, so that Close closes only what is open.
+	start := time.Now()
+	j := journal.New(journalDir)
+	j.Logger = log.With("component", "journal")
+	j.Now = m.Now
+	j.OnFlush = met.observeFlush
+	if err := j.Open(ctx); err != nil {
+		return stores{}, fmt.Errorf("serve: open journal: %w", err)
+	}
+	m.Journal = j
+
+	inv := inproc.NewInventory(m.Journal, snapshotsDir)
+	inv.Logger = log.With("component", "inventory")
+	inv.Now = m.Now
+	if err := inv.Open(ctx); err != nil {
+		return stores{}, fmt.Errorf("serve: recover inventory: %w", err)
+	}
+	m.Inventory = inv
+	log.Info("inventory recovered", "journal_seq", m.Journal.LastSeq(), "took", time.Since(start).Round(time.Millisecond))
+
+	db := sqlite.NewDB(filepath.Join(cfg.DataDir, dbFileName))
+	db.Logger = log.With("component", "sqlite")
+	db.Now = m.Now
+	if err := db.Open(ctx); err != nil {
+		return stores{}, fmt.Errorf("serve: open database: %w", err)
+	}
+	m.DB = db
+	m.Ledger = sqlite.NewLedger(m.DB)
+	m.rawSessions = sqlite.NewSessions(m.DB)
+	m.Sessions = inproc.NewSessionCache(m.rawSessions)
+	m.Sessions.Now = m.Now
+
+	m.Writer = &revguard.LedgerWriter{Feed: m.Journal, Ledger: m.Ledger, Logger: log.With("component", "ledger"), Now: m.Now}
+	if cfg.LedgerMaxDefer > 0 {
+		m.Writer.MaxDefer = cfg.LedgerMaxDefer
+		m.Writer.Peak = newPeakDetector(m.Journal, m.Writer).Peak
+	}
+	m.writerDone = make(chan struct{})
+	m.wg.Add(2)
+	// The ledger writer follows the journal until Close cancels bg (after letting it catch up).
+	go func() {
+		defer m.wg.Done()
+		defer close(m.writerDone)
+		if err := m.Writer.Run(bg); err != nil && bg.Err() == nil {
+			m.writerErr = err
+			log.Error("ledger writer stopped: the ledger no longer follows the journal", "err", err)
+		}
+	}()
+	// The purge loop deletes expired sessions every minute until Close cancels bg.
+	go func() {
+		defer m.wg.Done()
+		_ = m.rawSessions.RunPurge(bg, sessionPurgeInterval) // returns nil when bg ends
+	}()
+
+	met.registerStores(m)
+	return stores{
+		inventory: m.Inventory,
+		ledger:    m.Ledger,
+		sessions:  m.Sessions,
+		limiter: func(_ string, r revguard.Rate) revguard.RateLimiter {
+			return inproc.NewRateLimiter(r)
+		},
+	}, nil
+}
+
+// Ready reports whether the server can serve: recovery finished, the ledger writer (or
+// outbox consumer) runs and every store answers. Its error's detail names what is not
+// ready, for /readyz.
 func (m *Main) Ready(ctx context.Context) error {
 	if !m.ready.Load() {
 		return revguard.Errorf(revguard.CodeUnavailable, "starting or stopping")
+	}
+	if m.Fleet != nil {
+		return m.Fleet.ready(ctx)
 	}
 	select {
 	case <-m.writerDone:
@@ -372,8 +432,10 @@ func (m *Main) Done() <-chan error { return m.serveDone }
 
 // Close closes everything Open opened, in reverse order: it stops accepting and lets
 // in-flight requests finish (up to Config.ShutdownTimeout), lets the ledger writer catch
-// up with the journal, then closes the inventory (final snapshot), the journal and the
-// database. It is safe to call more than once.
+// up with the journal (in distributed mode: the outbox apply what it read), then closes
+// the inventory (final snapshot), the journal and the database (in distributed mode:
+// PostgreSQL, the sessions, the inventory and the Redis client). It is safe to call
+// more than once.
 func (m *Main) Close() error {
 	m.closeOnce.Do(func() { m.closeErr = m.close() })
 	return m.closeErr
@@ -398,6 +460,9 @@ func (m *Main) close() error {
 	if m.Writer != nil {
 		m.drainLedger()
 	}
+	if m.Fleet != nil && m.Fleet.Outbox != nil {
+		m.Fleet.drain(m.Logger)
+	}
 	if m.cancel != nil {
 		m.cancel()
 	}
@@ -421,6 +486,9 @@ func (m *Main) close() error {
 		if err := m.DB.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close database: %w", err))
 		}
+	}
+	if m.Fleet != nil {
+		errs = append(errs, m.Fleet.close())
 	}
 	return errors.Join(errs...)
 }

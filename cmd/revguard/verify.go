@@ -63,9 +63,10 @@ Flags:
       env REVGUARD_DATA_DIR; default: ./revguard-data
   --wait duration
       how long to wait for the ledger to catch up with the engine; default: 10s
-  --redis-url, --postgres-url url
-      distributed mode (env REVGUARD_REDIS_URL, REVGUARD_POSTGRES_URL): not available in
-      this build
+  --redis-url, --postgres-url url; --redis-namespace, --postgres-schema name
+      distributed mode (env REVGUARD_REDIS_URL, REVGUARD_POSTGRES_URL,
+      REVGUARD_REDIS_NAMESPACE, REVGUARD_POSTGRES_SCHEMA): compare the fleet's engine
+      state in Redis with its PostgreSQL ledger instead of --data-dir
 `
 }
 
@@ -83,11 +84,14 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 		}
 		return err
 	}
-	if err := stores.check("verify"); err != nil {
+	if err := stores.check("verify", true); err != nil {
 		return err
 	}
 	if wait < 0 {
 		return usageErrorf("verify: --wait must not be negative")
+	}
+	if stores.distributed() {
+		return c.runDistributed(ctx, stores, wait) // verify_distributed.go
 	}
 
 	quiet := slog.New(slog.DiscardHandler)

@@ -79,12 +79,18 @@ func measureBuiltin(ctx context.Context, o options, t target, conns int) (result
 		r.non2xx += tl.non2xx
 		r.errors += tl.errors
 	}
-	if len(all) == 0 {
-		return r, fmt.Errorf("no answers")
+	return r, r.summarize(all, took)
+}
+
+// summarize sets r's count, rate and percentiles from the latencies of the answers
+// received in took; it fails when there were none.
+func (r *result) summarize(lat []time.Duration, took time.Duration) error {
+	if len(lat) == 0 {
+		return fmt.Errorf("no answers")
 	}
-	slices.Sort(all)
-	r.requests = int64(len(all))
-	r.rate = float64(len(all)) / took.Seconds()
-	r.p50, r.p99 = all[len(all)/2], all[len(all)*99/100]
-	return r, nil
+	slices.Sort(lat)
+	r.requests = int64(len(lat))
+	r.rate = float64(len(lat)) / took.Seconds()
+	r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
+	return nil
 }

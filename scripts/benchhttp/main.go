@@ -17,7 +17,11 @@
 //   - soldout: the same request on a sold-out SKU, refused 409 on the fast path;
 //
 //   - botcheck (-botcheck): reserve with the bot check on, against a fake siteverify on
-//     loopback that passes every token (Cloudflare's always-pass test secret).
+//     loopback that passes every token (Cloudflare's always-pass test secret);
+//
+//   - dist1, dist3 and lua, with a Redis and a PostgreSQL (-redis-url, -postgres-url):
+//     the distributed mode through one node and through three, against the bare Lua
+//     script (dist.go).
 //
 //     go run ./scripts/benchhttp -bin bin/revguard -conns 64,256 -duration 10s -rounds 3
 package main
@@ -70,6 +74,8 @@ type options struct {
 	variants []string
 	args     []string // extra flags for revguard serve
 	keep     bool
+
+	redisURL, postgresURL string // the distributed variants' stores
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -85,9 +91,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	variantsFlag := fs.String("variants", "bare,reserve,soldout,botcheck", "variants to run")
 	serveArgs := fs.String("serve-args", "", "extra flags for revguard serve, space-separated")
 	fs.BoolVar(&o.keep, "keep", false, "keep the data directory")
+	fs.StringVar(&o.redisURL, "redis-url", os.Getenv("REVGUARD_TEST_REDIS_URL"), "Redis of the distributed variants (env REVGUARD_TEST_REDIS_URL)")
+	fs.StringVar(&o.postgresURL, "postgres-url", os.Getenv("REVGUARD_TEST_POSTGRES_URL"), "PostgreSQL of the distributed variants (env REVGUARD_TEST_POSTGRES_URL)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	variantsGiven := false
+	fs.Visit(func(f *flag.Flag) { variantsGiven = variantsGiven || f.Name == "variants" })
 	for _, c := range strings.Split(*connsFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
 		if err != nil || n < 1 {
@@ -96,6 +106,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		o.conns = append(o.conns, n)
 	}
 	o.variants = strings.Split(*variantsFlag, ",")
+	distributed := o.redisURL != "" && o.postgresURL != ""
+	if !variantsGiven && distributed {
+		o.variants = append(o.variants, distVariants...)
+	}
+	if !distributed && slices.ContainsFunc(o.variants, func(v string) bool { return slices.Contains(distVariants, v) }) {
+		return fmt.Errorf("-variants %s need -redis-url and -postgres-url", strings.Join(distVariants, ", "))
+	}
 	if !o.botcheck {
 		o.variants = slices.DeleteFunc(o.variants, func(v string) bool { return v == "botcheck" })
 	}
@@ -120,6 +137,8 @@ type target struct {
 	path    string
 	headers map[string]string
 	status  int
+	spread  []string // base URLs to drive at once instead of url (dist3)
+	lua     *fleet   // the bare script loop instead of HTTP (lua)
 }
 
 func bench(ctx context.Context, o options, out io.Writer) error {
@@ -211,6 +230,27 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		all["botcheck"] = target{name: "botcheck", url: servers["bot"], path: "/v1/skus/hot/reservations", status: 201,
 			headers: map[string]string{"Authorization": "Bearer " + tokens["bot"], "CF-Turnstile-Response": turnstiletest.DummyToken}}
 	}
+	if slices.ContainsFunc(o.variants, func(v string) bool { return slices.Contains(distVariants, v) }) {
+		f, err := startFleet(ctx, o, dir, admin)
+		if err != nil {
+			return fmt.Errorf("distributed fleet: %w", err)
+		}
+		defer f.close()
+		if err := setup(ctx, f.nodes[0], admin); err != nil {
+			return fmt.Errorf("fleet: %w", err)
+		}
+		tok, err := session(ctx, f.nodes[0], admin)
+		if err != nil {
+			return fmt.Errorf("fleet: %w", err)
+		}
+		hdr := map[string]string{"Authorization": "Bearer " + tok}
+		all["dist1"] = target{name: "dist1", url: f.nodes[0], path: "/v1/skus/hot/reservations", status: 201, headers: hdr}
+		all["dist3"] = target{name: "dist3", spread: f.nodes, path: "/v1/skus/hot/reservations", status: 201, headers: hdr}
+		all["lua"] = target{name: "lua", lua: f, status: 201}
+		for i := range f.nodes {
+			defer warnErrors(out, dir, fmt.Sprintf("node%d", i+1))
+		}
+	}
 	var targets []target
 	for _, v := range o.variants {
 		t, ok := all[v]
@@ -242,11 +282,16 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		report(out, conns, targets, results)
 	}
 	for name := range servers {
-		if b, err := os.ReadFile(filepath.Join(dir, name+".log")); err == nil && bytes.Contains(b, []byte("level=ERROR")) {
-			fmt.Fprintf(out, "WARNING: the %s server logged errors:\n%s\n", name, lastLines(b, 10))
-		}
+		warnErrors(out, dir, name)
 	}
 	return nil
+}
+
+// warnErrors prints the last lines of the server name's log if it logged errors.
+func warnErrors(out io.Writer, dir, name string) {
+	if b, err := os.ReadFile(filepath.Join(dir, name+".log")); err == nil && bytes.Contains(b, []byte("level=ERROR")) {
+		fmt.Fprintf(out, "WARNING: the %s server logged errors:\n%s\n", name, lastLines(b, 10))
+	}
 }
 
 var stops []func()
@@ -268,28 +313,43 @@ func (r result) wrong(want int) int64 {
 	return r.requests - r.non2xx
 }
 
-// report prints, per variant, the median rate and latencies and the median of the
-// per-round ratios to the bare handler.
+// report prints, per variant, the median rate and latencies and the medians of the
+// per-round ratios to the bare handler and, with the distributed variants, to the bare
+// Lua script.
 func report(out io.Writer, conns int, targets []target, results map[string][]result) {
+	_, withLua := results["lua"]
 	fmt.Fprintf(out, "\n%d connections (median of %d rounds)\n", conns, len(results[targets[0].name]))
-	fmt.Fprintf(out, "  %-8s  %10s  %8s  %8s  %8s\n", "variant", "req/s", "p50 ms", "p99 ms", "÷ bare")
-	bare := results["bare"]
+	fmt.Fprintf(out, "  %-8s  %10s  %8s  %8s  %8s", "variant", "req/s", "p50 ms", "p99 ms", "÷ bare")
+	if withLua {
+		fmt.Fprintf(out, "  %8s", "÷ lua")
+	}
+	fmt.Fprintln(out)
+	// ratio is the median of the per-round ratios of rs to base, "—" without base.
+	ratio := func(rs, base []result) string {
+		var ratios []float64
+		for i, r := range rs {
+			if i < len(base) && base[i].rate > 0 {
+				ratios = append(ratios, r.rate/base[i].rate)
+			}
+		}
+		if len(ratios) == 0 {
+			return "       —"
+		}
+		return fmt.Sprintf("%8.2f", median(ratios))
+	}
 	for _, t := range targets {
 		rs := results[t.name]
-		var rates, p50s, p99s, ratios []float64
-		for i, r := range rs {
+		var rates, p50s, p99s []float64
+		for _, r := range rs {
 			rates = append(rates, r.rate)
 			p50s = append(p50s, r.p50.Seconds()*1e3)
 			p99s = append(p99s, r.p99.Seconds()*1e3)
-			if i < len(bare) && bare[i].rate > 0 {
-				ratios = append(ratios, r.rate/bare[i].rate)
-			}
 		}
-		ratio := "      —"
-		if len(ratios) > 0 {
-			ratio = fmt.Sprintf("%8.2f", median(ratios))
+		fmt.Fprintf(out, "  %-8s  %10.0f  %8.2f  %8.2f  %s", t.name, median(rates), median(p50s), median(p99s), ratio(rs, results["bare"]))
+		if withLua {
+			fmt.Fprintf(out, "  %s", ratio(rs, results["lua"]))
 		}
-		fmt.Fprintf(out, "  %-8s  %10.0f  %8.2f  %8.2f  %s\n", t.name, median(rates), median(p50s), median(p99s), ratio)
+		fmt.Fprintln(out)
 	}
 	fmt.Fprintln(out)
 }
@@ -308,6 +368,14 @@ func median(xs []float64) float64 {
 
 // measure drives t with conns connections for o.duration.
 func measure(ctx context.Context, o options, t target, conns int) (result, error) {
+	switch {
+	case t.lua != nil:
+		return measureLua(ctx, o, t.lua, conns)
+	case len(t.spread) > 0:
+		urls := t.spread
+		t.spread = nil
+		return measureSpread(ctx, o, t, urls, conns)
+	}
 	if o.gen == "wrk" {
 		return measureWrk(ctx, o, t, conns)
 	}

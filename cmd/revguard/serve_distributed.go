@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/postgres"
+	"github.com/revenueguard/revguard/redis"
+)
+
+// Timings of the distributed mode.
+const (
+	// sampleInterval is how often the sampler reads Redis's round trip, the outbox's
+	// backlog and whether PostgreSQL answers, for /metrics.
+	sampleInterval = time.Second
+	// postgresTimeout bounds each PostgreSQL call, so that a database that does not
+	// answer costs a request a 503 after a few seconds, not a hang.
+	postgresTimeout = 5 * time.Second
+)
+
+// Fleet is what a node of the distributed mode opens: the shared Redis (the
+// inventory, sessions, rate limits and the outbox streams) and PostgreSQL (the
+// ledger), and the node's own goroutines on them: the outbox consumer, which applies
+// the streams to the ledger, and the sampler, which keeps the metrics' readings.
+// Every node of a fleet is the same: no node owns anything, and any may be lost.
+type Fleet struct {
+	Redis     goredis.UniversalClient
+	Inventory *redis.Inventory
+	Sessions  *redis.Sessions
+	Outbox    *redis.Outbox
+	DB        *postgres.DB
+	Ledger    *postgres.Ledger
+
+	// Warnings are the durability check's: the Redis settings under which acknowledged
+	// holds could be lost. serve prints them loudly at start.
+	Warnings []string
+
+	outboxDone chan struct{} // closed when Outbox.Run returns
+	sample     fleetSample
+}
+
+// fleetSample is the sampler's latest reading, which /metrics reports: a scrape never
+// waits for Redis or PostgreSQL.
+type fleetSample struct {
+	redisUp, postgresUp  atomic.Bool
+	rtt                  atomic.Int64 // ns of the last PING round trip
+	pending, undelivered atomic.Int64 // the outbox group's, all nodes
+	oldest               atomic.Int64 // unix ns of the oldest event the ledger lacks; 0: none
+}
+
+// openDistributed opens the fleet's stores in order: Redis (and its durability
+// check), the inventory, the sessions, PostgreSQL (migrating under its advisory lock)
+// and the ledger; then it starts the outbox consumer and the sampler on bg, tracked by
+// m.wg. Each store is kept on m.Fleet only once open, so that Close closes only what
+// is open.
+func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *serverMetrics) (stores, error) {
+	cfg := &m.Config
+	log := m.Logger
+	f := &Fleet{outboxDone: make(chan struct{})}
+	m.Fleet = f
+
+	client, err := redis.Dial(ctx, cfg.RedisURL)
+	if err != nil {
+		return stores{}, fmt.Errorf("serve: connect to Redis: %w", err)
+	}
+	f.Redis = client
+	warnings, err := redis.CheckDurability(ctx, client)
+	if err != nil {
+		warnings = append(warnings, fmt.Sprintf("could not read Redis's persistence settings (%v): "+
+			"unless it runs with appendonly yes and appendfsync always, a crash of Redis can lose acknowledged holds", err))
+	}
+	for _, w := range warnings {
+		log.Warn("redis durability: " + w)
+	}
+	f.Warnings = warnings
+
+	inv := redis.NewInventory(client)
+	inv.Namespace = cfg.RedisNamespace
+	inv.Logger = log.With("component", "inventory")
+	if err := inv.Open(ctx); err != nil {
+		return stores{}, fmt.Errorf("serve: open the Redis inventory: %w", err)
+	}
+	f.Inventory = inv
+
+	sess := redis.NewSessions(client)
+	sess.Namespace = cfg.RedisNamespace
+	sess.Logger = log.With("component", "sessions")
+	sess.Now = m.Now
+	if err := sess.Open(ctx); err != nil {
+		return stores{}, fmt.Errorf("serve: open the Redis sessions: %w", err)
+	}
+	f.Sessions = sess
+
+	db := postgres.NewDB(cfg.PostgresURL)
+	db.Schema = cfg.PostgresSchema
+	db.Timeout = postgresTimeout
+	db.Logger = log.With("component", "postgres")
+	if err := db.Open(ctx); err != nil {
+		return stores{}, fmt.Errorf("serve: open the PostgreSQL ledger: %w", err)
+	}
+	f.DB = db
+	f.Ledger = postgres.NewLedger(db)
+
+	f.Outbox = redis.NewOutbox(client)
+	f.Outbox.Namespace = cfg.RedisNamespace
+	f.Outbox.MinIdle = cfg.OutboxMinIdle
+	f.Outbox.Logger = log.With("component", "outbox")
+	m.wg.Add(2)
+	// The outbox consumer applies the streams to the ledger until Close cancels bg
+	// (after letting it apply what it read); it retries every failure itself, so it
+	// returns early only on a programming error, which /readyz then reports.
+	go func() {
+		defer m.wg.Done()
+		defer close(f.outboxDone)
+		if err := f.Outbox.Run(bg, f.Ledger); err != nil {
+			log.Error("outbox stopped: the ledger no longer follows the inventory", "err", err)
+		}
+	}()
+	// The sampler reads the metrics' values every sampleInterval until Close cancels bg.
+	go func() {
+		defer m.wg.Done()
+		f.runSampler(bg)
+	}()
+	met.registerFleet(f)
+
+	return stores{
+		inventory: inv,
+		ledger:    f.Ledger,
+		sessions:  sess,
+		limiter: func(name string, r revguard.Rate) revguard.RateLimiter {
+			l := redis.NewRateLimiter(client, name, r)
+			l.Namespace = cfg.RedisNamespace
+			return l
+		},
+	}, nil
+}
+
+// runSampler refreshes f.sample every sampleInterval until ctx ends.
+func (f *Fleet) runSampler(ctx context.Context) {
+	t := time.NewTicker(sampleInterval)
+	defer t.Stop()
+	for {
+		f.takeSample(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// takeSample reads Redis's round trip and the outbox's backlog, and pings PostgreSQL,
+// each bounded by sampleInterval.
+func (f *Fleet) takeSample(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, sampleInterval)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		rtt, err := redis.Ping(ctx, f.Redis)
+		f.sample.redisUp.Store(err == nil)
+		if err != nil {
+			return
+		}
+		f.sample.rtt.Store(int64(rtt))
+		if bl, err := f.Outbox.Backlog(ctx); err == nil {
+			f.sample.pending.Store(bl.Pending)
+			f.sample.undelivered.Store(bl.Undelivered)
+			var oldest int64
+			if !bl.Oldest.IsZero() {
+				oldest = bl.Oldest.UnixNano()
+			}
+			f.sample.oldest.Store(oldest)
+		}
+	})
+	wg.Go(func() { f.sample.postgresUp.Store(f.DB.Ping(ctx) == nil) })
+	wg.Wait()
+}
+
+// ready reports whether the fleet's stores answer, naming each one that does not,
+// and whether the outbox consumer runs.
+func (f *Fleet) ready(ctx context.Context) error {
+	select {
+	case <-f.outboxDone:
+		return revguard.Errorf(revguard.CodeUnavailable, "the outbox consumer stopped: the ledger no longer follows the inventory")
+	default:
+	}
+	var redisErr, pgErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { _, redisErr = redis.Ping(ctx, f.Redis) })
+	wg.Go(func() { pgErr = f.DB.Ping(ctx) })
+	wg.Wait()
+	var down []string
+	if redisErr != nil {
+		down = append(down, "redis")
+	}
+	if pgErr != nil {
+		down = append(down, "postgres")
+	}
+	switch len(down) {
+	case 0:
+		return nil
+	case 1:
+		return revguard.Errorf(revguard.CodeUnavailable, "%s does not answer", down[0])
+	}
+	return revguard.Errorf(revguard.CodeUnavailable, "%s do not answer", strings.Join(down, " and "))
+}
+
+// drain waits, for at most ledgerDrainTimeout, until the outbox has applied what this
+// node read, so that a graceful stop leaves nothing pending under its name (which
+// another node would take over only after Config.OutboxMinIdle). Nothing is lost if it
+// cannot: the entries stay pending in Redis.
+func (f *Fleet) drain(log interface{ Warn(string, ...any) }) {
+	deadline := time.Now().Add(ledgerDrainTimeout)
+	for f.Outbox.InFlight() > 0 {
+		select {
+		case <-f.outboxDone:
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			log.Warn("the outbox did not apply what it read before shutdown; another node takes it over",
+				"in_flight", f.Outbox.InFlight())
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// close closes the fleet's stores in the reverse order of openDistributed; the
+// goroutines must have stopped.
+func (f *Fleet) close() error {
+	var errs []error
+	if f.DB != nil {
+		if err := f.DB.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close PostgreSQL: %w", err))
+		}
+	}
+	if f.Sessions != nil {
+		if err := f.Sessions.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close sessions: %w", err))
+		}
+	}
+	if f.Inventory != nil {
+		if err := f.Inventory.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close inventory: %w", err))
+		}
+	}
+	if f.Redis != nil {
+		if err := f.Redis.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close Redis client: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
