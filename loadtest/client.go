@@ -30,6 +30,7 @@ type client struct {
 	admin    string             // admin bearer token
 	http     *http.Client       // the transport of https:// targets, or the caller's
 	timeout  time.Duration      // per request
+	pipeline int                // connections per http:// target to pipeline over; 0: none
 	now      func() time.Time
 	next     atomic.Uint64
 

@@ -28,7 +28,7 @@ import (
 // fasthttp's HostClient reuses its requests, answers and buffers and reads the answer
 // in the caller's goroutine. https:// targets and a caller's Runner.Client keep net/http.
 type fastTarget struct {
-	hc      *fasthttp.HostClient
+	hc      fastDoer
 	host    string        // the Host header
 	prefix  string        // the base URL's path, without a trailing slash
 	timeout time.Duration // of one request, dial and a replay included; 0 for none
@@ -36,9 +36,22 @@ type fastTarget struct {
 	lastDate atomic.Pointer[[]string] // the latest Date header, shared by the answers that have it
 }
 
+// fastDoer is what fastTarget needs of fasthttp's HostClient and PipelineClient.
+type fastDoer interface {
+	Do(req *fasthttp.Request, resp *fasthttp.Response) error
+	DoDeadline(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error
+}
+
 // newFastTargets returns a fasthttp client per target, each with up to conns
 // keep-alive connections, or false when a target is not a plain http:// base URL.
-func newFastTargets(targets []string, conns int, timeout time.Duration) ([]*fastTarget, bool) {
+//
+// With pipeline > 0, each target's requests are pipelined over that many connections
+// instead (HTTP/1.1 pipelining: fasthttp's PipelineClient writes every request waiting
+// for a connection in one write and reads the answers in order): the generator then
+// makes a fraction of the system calls per request, and so does the server, which reads
+// many requests per read. The server answers pipelined requests one after the other,
+// exactly as it answers them on separate connections.
+func newFastTargets(targets []string, conns, pipeline int, timeout time.Duration) ([]*fastTarget, bool) {
 	fts := make([]*fastTarget, len(targets))
 	for i, t := range targets {
 		u, err := url.Parse(t)
@@ -50,6 +63,23 @@ func newFastTargets(targets []string, conns int, timeout time.Duration) ([]*fast
 			addr = net.JoinHostPort(u.Hostname(), "80")
 		}
 		dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+		if pipeline > 0 {
+			fts[i] = &fastTarget{
+				hc: &fasthttp.PipelineClient{
+					Addr:                     addr,
+					Dial:                     func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) },
+					MaxConns:                 pipeline,
+					MaxPendingRequests:       2 * conns,
+					MaxIdleConnDuration:      90 * time.Second,
+					ReadBufferSize:           64 << 10,
+					WriteBufferSize:          64 << 10,
+					NoDefaultUserAgentHeader: true,
+					DisablePathNormalizing:   true,
+				},
+				host: u.Host, prefix: strings.TrimRight(u.EscapedPath(), "/"), timeout: timeout,
+			}
+			continue
+		}
 		fts[i] = &fastTarget{
 			hc: &fasthttp.HostClient{
 				Addr:                      addr,
@@ -77,7 +107,7 @@ func (c *client) useTransport(conns int) (closeIdle func()) {
 	closeIdle = func() {}
 	doers := make([]rgclient.Doer, len(c.targets))
 	if c.http == nil {
-		if fts, ok := newFastTargets(c.targets, conns, c.timeout); ok {
+		if fts, ok := newFastTargets(c.targets, conns, c.pipeline, c.timeout); ok {
 			c.fast = fts
 			for i, ft := range fts {
 				doers[i] = ft
@@ -119,8 +149,13 @@ func retryFast(req *fasthttp.Request, attempts int, err error) (resetTimeout, re
 	return false, req.Header.IsGet() || req.Header.IsPut() || len(req.Header.Peek("Idempotency-Key")) > 0
 }
 
-// close closes the idle connections; those in use are closed when they come back.
-func (ft *fastTarget) close() { ft.hc.CloseIdleConnections() }
+// close closes the idle connections; those in use are closed when they come back. A
+// pipelined target's connections close once idle for a while.
+func (ft *fastTarget) close() {
+	if hc, ok := ft.hc.(*fasthttp.HostClient); ok {
+		hc.CloseIdleConnections()
+	}
+}
 
 // Do sends r through fasthttp (DoRaw) and returns its answer as net/http's: the client
 // package calls DoRaw itself, so Do serves only other callers.

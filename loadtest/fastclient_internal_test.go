@@ -49,8 +49,9 @@ func TestUseTransport(t *testing.T) {
 	if c.fast == nil || c.http != nil {
 		t.Fatalf("http:// targets: fast %v, http %v; want fasthttp only", c.fast, c.http)
 	}
-	if c.fast[1].host != "localhost:2" || c.fast[1].prefix != "/base" || c.fast[1].hc.Addr != "localhost:2" {
-		t.Fatalf("target 1: host %q prefix %q addr %q", c.fast[1].host, c.fast[1].prefix, c.fast[1].hc.Addr)
+	hc := c.fast[1].hc.(*fasthttp.HostClient)
+	if c.fast[1].host != "localhost:2" || c.fast[1].prefix != "/base" || hc.Addr != "localhost:2" {
+		t.Fatalf("target 1: host %q prefix %q addr %q", c.fast[1].host, c.fast[1].prefix, hc.Addr)
 	}
 	if c := fastClient(t, time.Second, "http://127.0.0.1:1", "https://127.0.0.1:2"); c.fast != nil || c.http == nil {
 		t.Fatalf("an https:// target: fast %v, http %v; want net/http only", c.fast, c.http)

@@ -248,7 +248,8 @@ func (r *Report) writeSale(b *strings.Builder) {
 		s.Customers, s.Bots*100, s.Stock, s.Limit, s.Quantity, s.HoldSeconds, arrival, s.Connections)
 	fmt.Fprintf(b, "          confirm %.0f%% after %s, release %.0f%% after %s, %d attempts per buyer, duration cap %s\n",
 		s.Confirm*100, s.ConfirmDelay, s.Release*100, s.ReleaseDelay, s.Attempts(), s.Duration)
-	fmt.Fprintf(b, "setup: sessions in %.1fs\n", r.SetupSeconds)
+	fmt.Fprintf(b, "sessions: %d issued before the sale opened, in %.1fs (%.0f/s); not part of the sale's figures\n",
+		s.Customers, r.SetupSeconds, float64(s.Customers)/max(r.SetupSeconds, 1e-9))
 	fmt.Fprintf(b, "sale: %.1fs, %d requests, %.0f requests/s (%.0f reserves/s)\n",
 		r.SaleSeconds, r.Requests, r.Throughput, r.ReserveThroughput)
 	if so := r.SoldOut; so != nil {

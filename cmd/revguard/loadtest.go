@@ -40,6 +40,7 @@ type loadtestConfig struct {
 	wait           time.Duration
 	ledgerWait     time.Duration
 	requestTimeout time.Duration
+	pipeline       int // connections per target to pipeline over; 0: none
 	baselines      []string
 	baselineOnly   bool
 	redisURL       string
@@ -101,6 +102,9 @@ func (lc *LoadtestCommand) flagSet(c *loadtestConfig) *flag.FlagSet {
 	fs.StringVar(&s.SKU, "sku", "", "SKU to sell (default a fresh loadtest-<random>; it must have nothing held or sold)")
 	fs.Int64Var(&s.Seed, "seed", 0, "seed of the crowd's choices (default random; the report shows it)")
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON")
+	fs.Bool("drop", false, "the headline drop: 1,000,000 buyers for 10,000 units, all at the opening instant, one click each, 256 connections "+
+		"(sessions are issued before the drop opens and reported apart); other flags change it")
+	fs.IntVar(&c.pipeline, "pipeline", 0, "pipeline each target's requests over this many connections (HTTP/1.1 pipelining, as a proxy multiplexing its clients would); 0: one connection per request in flight")
 	fs.StringVar(&c.fakeVerifier, "fake-verifier", "", "with --target: run a fake Turnstile verifier on this loopback address (e.g. 127.0.0.1:8099), print the serve flags that point a server at it, and wait for the target")
 	fs.StringVar(&c.token, "turnstile-token", "", "with --target: the bot-check token every human sends (e.g. XXXX.DUMMY.TOKEN.XXXX for a server on Cloudflare's always-pass test secret)")
 	fs.DurationVar(&c.wait, "wait", time.Minute, "how long to wait for the targets' /readyz")
@@ -132,10 +136,29 @@ func parseFloat(v string, dst *float64) error {
 	return nil
 }
 
+// dropScenario is the scenario of --drop, the headline drop: the defaults below, on
+// which the other flags then apply.
+func dropScenario(s *loadtest.Scenario) {
+	s.Customers = 1_000_000
+	s.Stock = 10_000
+	s.Arrival = loadtest.ArrivalBurst
+	s.OverLimit = 0
+	s.HoldSeconds = 600
+	s.Connections = 256
+	s.Duration = 2 * time.Minute
+}
+
 // parse reads args into a checked configuration.
 func (lc *LoadtestCommand) parse(args []string) (loadtestConfig, error) {
 	var c loadtestConfig
 	fs := lc.flagSet(&c)
+	// --drop sets defaults that the other flags override, wherever it stands: parse
+	// once to find it, then again on its scenario.
+	if err := fs.Parse(args); err == nil && fs.Lookup("drop").Value.String() == "true" {
+		c = loadtestConfig{}
+		fs = lc.flagSet(&c)
+		dropScenario(&c.scenario)
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -302,6 +325,7 @@ func (lc *LoadtestCommand) sale(ctx context.Context, c loadtestConfig, progress 
 	r.Progress = progress
 	r.LedgerWait = c.ledgerWait
 	r.RequestTimeout = c.requestTimeout
+	r.Pipeline = c.pipeline
 	rep, err := r.Run(ctx)
 	if err != nil {
 		return nil, err
