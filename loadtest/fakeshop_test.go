@@ -1,6 +1,9 @@
 package loadtest_test
 
 import (
+	"net"
+	"sync/atomic"
+
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -15,12 +18,13 @@ import (
 // test drives, with switches that break one guarantee each. One mutex serialises
 // everything: it is the serialisation point of every SKU.
 type fakeShop struct {
-	oversell     bool // skip the stock check
-	ignoreLimit  bool // skip the per-customer limit check
-	admitBots    bool // skip the bot check
-	loseOne      bool // leave the first reservation out of GET /v1/orders
-	staleSoldOut bool // refuse sold_out while units are free (after the first 5 holds)
-	shed         int  // refuse this many reservations 503 unavailable first (load shedding)
+	conns        atomic.Int64 // connections accepted
+	oversell     bool         // skip the stock check
+	ignoreLimit  bool         // skip the per-customer limit check
+	admitBots    bool         // skip the bot check
+	loseOne      bool         // leave the first reservation out of GET /v1/orders
+	staleSoldOut bool         // refuse sold_out while units are free (after the first 5 holds)
+	shed         int          // refuse this many reservations 503 unavailable first (load shedding)
 
 	admin string
 
@@ -65,7 +69,13 @@ func MustStartFakeShop(tb testing.TB, f *fakeShop) string {
 	mux.HandleFunc("POST /v1/reservations/{id}/confirm", f.change)
 	mux.HandleFunc("POST /v1/reservations/{id}/release", f.change)
 	mux.HandleFunc("GET /v1/orders", f.orders)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			f.conns.Add(1)
+		}
+	}
+	srv.Start()
 	tb.Cleanup(srv.Close)
 	return srv.URL
 }

@@ -72,9 +72,10 @@ func TestRunnerSteadyArrivals(t *testing.T) {
 	if err := rep.Err(); err != nil {
 		t.Fatalf("%v\n%s", err, text)
 	}
-	// 100 customers per second for half a second: 50 arrive, one hold each.
-	if rep.Sale.Customers != 50 || rep.Sale.Holds != 50 {
-		t.Errorf("customers %d, holds %d, want 50 and 50\n%s", rep.Sale.Customers, rep.Sale.Holds, text)
+	// 100 customers per second for half a second: 50 are due, one hold each. On a
+	// loaded machine the last few may be sent after the cap, and then never are.
+	if c := rep.Sale.Customers; c > 50 || c < 40 || rep.Sale.Holds != c {
+		t.Errorf("customers %d, holds %d, want 40 to 50, one hold each\n%s", rep.Sale.Customers, rep.Sale.Holds, text)
 	}
 	if rep.SaleSeconds < 0.45 {
 		t.Errorf("the sale took %.2fs, want about 0.5s", rep.SaleSeconds)

@@ -101,6 +101,30 @@ func TestRunner(t *testing.T) {
 			t.Errorf("JSON report does not round-trip: %v", err)
 		}
 	})
+	t.Run("OKPipelined", func(t *testing.T) {
+		shop := &fakeShop{}
+		url := MustStartFakeShop(t, shop)
+		r := loadtest.NewRunner(smallScenario(), shop.admin, url)
+		r.Tokens = shop
+		r.LedgerWait = 1500 * time.Millisecond
+		r.SampleEvery = 20 * time.Millisecond
+		r.Pipeline = 2
+		rep, err := r.Run(t.Context())
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if err := rep.Err(); err != nil {
+			t.Fatalf("a correct shop failed through pipelined connections: %v", err)
+		}
+		if rep.Sale.Reserved < 40 || rep.Sale.SoldOut == 0 {
+			t.Errorf("the pipelined sale did not sell out: %+v", rep.Sale)
+		}
+		// The crowd's requests shared two connections (plus the few of the setup and
+		// the checks, which are pipelined too), not one per request in flight.
+		if n := shop.conns.Load(); n > 4 {
+			t.Errorf("%d connections for a pipelined sale over 2", n)
+		}
+	})
 	t.Run("OKPlentyOfStock", func(t *testing.T) {
 		s := smallScenario()
 		s.Stock, s.Limit, s.Quantity, s.OverLimit = 1000, 3, 2, 1 // attempts of 2, 2, 2 against a limit of 3
