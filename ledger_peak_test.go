@@ -13,17 +13,15 @@ import (
 // TestLedgerWriterPeak: at a peak the writer leaves events unapplied until the peak
 // ends, or until the oldest has waited MaxDefer; without a peak it applies at once.
 func TestLedgerWriterPeak(t *testing.T) {
-	// stamp sets the events' times to the bubble's now, as the journal would.
-	stamp := func(f *memFeed) {
-		f.mu.Lock()
+	// start runs a writer on a feed of n events made at the bubble's now, as the
+	// journal would time them.
+	start := func(t *testing.T, peak *atomic.Bool, n int) (*memLedger, *memFeed, *revguard.LedgerWriter, context.CancelFunc) {
+		l := newMemLedger()
+		f := newMemFeed(l)
+		f.append(n)
 		for i := range f.events {
 			f.events[i].Time = time.Now()
 		}
-		f.mu.Unlock()
-	}
-	start := func(t *testing.T, peak *atomic.Bool) (*memLedger, *memFeed, *revguard.LedgerWriter, context.CancelFunc) {
-		l := newMemLedger()
-		f := newMemFeed(l)
 		w := &revguard.LedgerWriter{Feed: f, Ledger: l, MaxDefer: 10 * time.Second, PeakPoll: 50 * time.Millisecond,
 			Peak: peak.Load}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -35,10 +33,8 @@ func TestLedgerWriterPeak(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var peak atomic.Bool
 			peak.Store(true)
-			_, f, w, cancel := start(t, &peak)
+			_, _, w, cancel := start(t, &peak, 100)
 			defer cancel()
-			f.append(100)
-			stamp(f)
 			time.Sleep(5 * time.Second)
 			synctest.Wait()
 			if got := w.Applied(); got != 0 {
@@ -60,10 +56,8 @@ func TestLedgerWriterPeak(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var peak atomic.Bool
 			peak.Store(true)
-			_, f, w, cancel := start(t, &peak)
+			_, _, w, cancel := start(t, &peak, 10)
 			defer cancel()
-			f.append(10)
-			stamp(f)
 			time.Sleep(9900 * time.Millisecond)
 			synctest.Wait()
 			if got := w.Applied(); got != 0 {
@@ -80,10 +74,8 @@ func TestLedgerWriterPeak(t *testing.T) {
 	t.Run("OK_NoPeakNoWait", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var peak atomic.Bool
-			_, f, w, cancel := start(t, &peak)
+			_, _, w, cancel := start(t, &peak, 10)
 			defer cancel()
-			f.append(10)
-			stamp(f)
 			synctest.Wait()
 			if got := w.Applied(); got != 10 {
 				t.Fatalf("applied up to %d without a peak, want 10 at once", got)

@@ -16,6 +16,24 @@ import (
 // every step they check the invariants of the SKU involved: available + held + sold
 // == stock, each non-negative.
 func TestInventory(t *testing.T, open func(tb testing.TB, clock *Clock) revguard.Inventory) {
+	TestInventoryWith(t, open, SuiteOptions{})
+}
+
+// SuiteOptions scales the conformance suite to a backend.
+type SuiteOptions struct {
+	// StressGoroutines is how many goroutines each stress subtest runs; 0 means 2,000.
+	// A backend whose every call crosses the network several times over (a Redis
+	// Cluster with its servers on the same two cores, say) runs fewer, so that the
+	// stress tests its rules under contention, not its timeouts.
+	StressGoroutines int
+}
+
+// TestInventoryWith is TestInventory scaled by o.
+func TestInventoryWith(t *testing.T, open func(tb testing.TB, clock *Clock) revguard.Inventory, o SuiteOptions) {
+	goroutines := o.StressGoroutines
+	if goroutines == 0 {
+		goroutines = 2000
+	}
 	run := func(name string, test func(f *invFixture)) {
 		t.Run(name, func(t *testing.T) {
 			clock := NewClock(time.Time{})
@@ -65,11 +83,11 @@ func TestInventory(t *testing.T, open func(tb testing.TB, clock *Clock) revguard
 	run("Times/OK_MonotonicWithinStock", testTimesWithinStock)
 	run("Linearizable", testLinearizable)
 	run("Stress/HotSKU", func(f *invFixture) {
-		Stress(f.t, f.inv, StressOptions{Prefix: "hot", SKUs: 1, Goroutines: 2000, Ops: 4,
+		Stress(f.t, f.inv, StressOptions{Prefix: "hot", SKUs: 1, Goroutines: goroutines, Ops: 4,
 			Stock: 1500, Limit: 3, Customers: 1000, Clock: f.clock})
 	})
 	run("Stress/ManySKUs", func(f *invFixture) {
-		Stress(f.t, f.inv, StressOptions{Prefix: "many", SKUs: 200, Goroutines: 2000, Ops: 4,
+		Stress(f.t, f.inv, StressOptions{Prefix: "many", SKUs: 200, Goroutines: goroutines, Ops: 4,
 			Stock: 20, Limit: 2, Customers: 500, Clock: f.clock})
 	})
 }
