@@ -1,8 +1,13 @@
-//go:build !unix
+//go:build !linux
 
 package turnstiletest
 
-import "io"
+import (
+	"io"
+	"net"
+)
+
+func listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 
 // holdPort cannot keep the port here: ModeRefuse just closes the listener.
 func holdPort(string) io.Closer { return nil }

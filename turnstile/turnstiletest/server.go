@@ -71,7 +71,7 @@ type listener struct {
 
 // Start serves the fake on a fresh port of 127.0.0.1. Call Close when done.
 func (s *Server) Start() error {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := listen("127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("turnstiletest: listen: %w", err)
 	}
@@ -152,14 +152,15 @@ func (s *Server) SetMode(m Mode) error {
 	}
 	switch {
 	case m == ModeRefuse && l.srv != nil:
+		// Keep the port: bind a socket to it before the listener goes (both share it),
+		// so no other process can take the port before we listen again. Bound but not
+		// listening, it refuses connections.
+		l.hold = holdPort(l.addr)
 		l.srv.Close() // closes the listener and every connection, idle or active
 		l.srv = nil
-		// Keep the port: a socket bound to it but not listening refuses connections,
-		// and no other process can take the port before we listen again.
-		l.hold = holdPort(l.addr)
 	case m != ModeRefuse && l.srv == nil:
+		ln, err := listen(l.addr) // while the holding socket still keeps the port
 		l.release()
-		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
 			return fmt.Errorf("turnstiletest: listen again on %s: %w", l.addr, err)
 		}
