@@ -13,6 +13,14 @@ const (
 	MaxIdempotencyKeyLen = 255
 )
 
+// How long a final reservation stays in an engine's memory, with its idempotency key,
+// before it is served from the ledger: at least the API's 24 hours during which a key is
+// remembered.
+const (
+	DefaultRetention = 25 * time.Hour
+	MinRetention     = 24 * time.Hour
+)
+
 // Status is the state of a reservation: held → confirmed | released | expired.
 type Status string
 

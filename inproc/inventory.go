@@ -55,6 +55,14 @@ type Inventory struct {
 	// SnapshotEvery is the number of journaled changes after which a snapshot is
 	// written (and the journal compacted); DefaultSnapshotEvery when zero.
 	SnapshotEvery int
+	// Retention is how long a final reservation (confirmed, released or expired) stays
+	// in memory after it became final, with its idempotency key; then it is served
+	// from the ledger (evict.go). Zero keeps every reservation in memory.
+	Retention time.Duration
+	// Archived returns the seq up to which the ledger durably holds every event (the
+	// ledger writer's Durable): no reservation leaves memory before the ledger has its
+	// final state. Nil keeps every reservation in memory.
+	Archived func() uint64
 	// ReadOnly opens the state beside a running server, or on a stopped server's data,
 	// for revguard verify and export: Open loads the snapshot and replays the journal,
 	// starts no goroutine and writes nothing; holds are never expired; every change
@@ -72,6 +80,7 @@ type Inventory struct {
 	skuCount  atomic.Int64
 	holdCount atomic.Int64
 	applied   atomic.Uint64 // highest seq applied by recovery
+	evicted   atomic.Int64  // reservations dropped from memory since Open
 
 	// Snapshots: snapMu serialises writing them (snapshotter and Close) and guards
 	// lastSnap, the seq of the newest snapshot (0: none).
@@ -147,6 +156,10 @@ func (inv *Inventory) Open(ctx context.Context) error {
 	inv.wg.Add(2)
 	go inv.runExpirer()
 	go inv.runSnapshotter()
+	if inv.Retention > 0 && inv.Archived != nil {
+		inv.wg.Add(1)
+		go inv.runEvictor()
+	}
 	return nil
 }
 
@@ -169,13 +182,14 @@ func (inv *Inventory) Close() error {
 
 // Stats are gauges of an Inventory.
 type Stats struct {
-	SKUs  int // SKUs that exist
-	Holds int // reservations held now
+	SKUs    int   // SKUs that exist
+	Holds   int   // reservations held now
+	Evicted int64 // final reservations dropped from memory since Open (Retention)
 }
 
 // Stats returns the current gauges; it takes no lock.
 func (inv *Inventory) Stats() Stats {
-	return Stats{SKUs: int(inv.skuCount.Load()), Holds: int(inv.holdCount.Load())}
+	return Stats{SKUs: int(inv.skuCount.Load()), Holds: int(inv.holdCount.Load()), Evicted: inv.evicted.Load()}
 }
 
 // AppliedSeq returns the highest journal seq reflected in memory. On a ReadOnly

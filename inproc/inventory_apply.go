@@ -28,7 +28,7 @@ func (inv *Inventory) applyReserve(s *sku, r *reservation) {
 	inv.holdCount.Add(1)
 }
 
-func (inv *Inventory) applyConfirm(s *sku, r *reservation, at int64, orderRef string, revived bool) {
+func (inv *Inventory) applyConfirm(s *sku, r *reservation, seq uint64, at int64, orderRef string, revived bool) {
 	q := int64(r.qty)
 	if revived {
 		s.addOwned(r.customer, q)
@@ -45,17 +45,20 @@ func (inv *Inventory) applyConfirm(s *sku, r *reservation, at int64, orderRef st
 		}
 		r.extra.orderRef = orderRef
 	}
+	inv.finalized(s, r, seq, at)
 }
 
-func (inv *Inventory) applyRelease(s *sku, r *reservation, at int64) {
+func (inv *Inventory) applyRelease(s *sku, r *reservation, seq uint64, at int64) {
 	inv.unhold(s, r)
 	r.state = stReleased
 	r.doneAt = at
+	inv.finalized(s, r, seq, at)
 }
 
-func (inv *Inventory) applyExpire(s *sku, r *reservation) {
+func (inv *Inventory) applyExpire(s *sku, r *reservation, seq uint64, at int64) {
 	inv.unhold(s, r)
 	r.state = stExpired
+	inv.finalized(s, r, seq, at)
 }
 
 func (inv *Inventory) unhold(s *sku, r *reservation) {
@@ -95,7 +98,7 @@ func (inv *Inventory) expireDue(s *sku, now int64) error {
 			break
 		}
 		b.holds.pop()
-		inv.applyExpire(s, r)
+		inv.applyExpire(s, r, sq, now)
 		seq = sq
 	}
 	if seq != 0 {

@@ -159,7 +159,7 @@ func (inv *Inventory) FindReservation(ctx context.Context, id string) (revguard.
 	}
 	s := r.sku
 	s.mu.Lock()
-	if r.state == 0 { // being created: not there yet
+	if r.state == 0 || r.state == stEvicted { // being created, or gone from memory: not here
 		s.mu.Unlock()
 		return revguard.Reservation{}, errResNotFound(id)
 	}
@@ -197,7 +197,7 @@ func (inv *Inventory) Confirm(ctx context.Context, req revguard.ConfirmRequest) 
 }
 
 func (inv *Inventory) confirmLocked(s *sku, r *reservation, req revguard.ConfirmRequest) (revguard.Reservation, error) {
-	if r.state == 0 { // being created: not there yet
+	if r.state == 0 || r.state == stEvicted { // being created, or gone from memory: not here
 		return revguard.Reservation{}, errResNotFound(req.ID)
 	}
 	now := inv.clock(s)
@@ -240,7 +240,7 @@ func (inv *Inventory) confirmLocked(s *sku, r *reservation, req revguard.Confirm
 	if err != nil {
 		return revguard.Reservation{}, err
 	}
-	inv.applyConfirm(s, r, now, req.OrderRef, retake)
+	inv.applyConfirm(s, r, seq, now, req.OrderRef, retake)
 	inv.publish(s, seq)
 	return r.view(), nil
 }
@@ -266,7 +266,7 @@ func (inv *Inventory) Release(ctx context.Context, id, customerID string) (revgu
 }
 
 func (inv *Inventory) releaseLocked(s *sku, r *reservation) (revguard.Reservation, error) {
-	if r.state == 0 { // being created: not there yet
+	if r.state == 0 || r.state == stEvicted { // being created, or gone from memory: not here
 		return revguard.Reservation{}, errResNotFound(r.id.String())
 	}
 	now := inv.clock(s)
@@ -297,7 +297,7 @@ func (inv *Inventory) releaseLocked(s *sku, r *reservation) (revguard.Reservatio
 	if err != nil {
 		return revguard.Reservation{}, err
 	}
-	inv.applyRelease(s, r, now)
+	inv.applyRelease(s, r, seq, now)
 	inv.publish(s, seq)
 	return r.view(), nil
 }

@@ -34,6 +34,7 @@ func (inv *Inventory) recover(ctx context.Context) error {
 		err := inv.loadSnapshot(path)
 		if err == nil {
 			inv.lastSnap = s0
+			inv.queueSnapshotFinals()
 			break
 		}
 		if errors.Is(err, os.ErrNotExist) && inv.ReadOnly {
@@ -227,13 +228,13 @@ func (inv *Inventory) replayEvent(ev *revguard.Event) error {
 	}
 	switch {
 	case ev.Type == revguard.EventConfirmed && r.state == stHeld && !ev.Revived:
-		inv.applyConfirm(s, r, at, ev.OrderRef, false)
+		inv.applyConfirm(s, r, ev.Seq, at, ev.OrderRef, false)
 	case ev.Type == revguard.EventConfirmed && r.state == stExpired && ev.Revived && int64(r.qty) <= s.available():
-		inv.applyConfirm(s, r, at, ev.OrderRef, true)
+		inv.applyConfirm(s, r, ev.Seq, at, ev.OrderRef, true)
 	case ev.Type == revguard.EventReleased && r.state == stHeld:
-		inv.applyRelease(s, r, at)
+		inv.applyRelease(s, r, ev.Seq, at)
 	case ev.Type == revguard.EventExpired && r.state == stHeld:
-		inv.applyExpire(s, r)
+		inv.applyExpire(s, r, ev.Seq, at)
 	default:
 		return fmt.Errorf("reservation %s is %s: %w", ev.ReservationID, r.state.status(), errReplay)
 	}

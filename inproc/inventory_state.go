@@ -52,6 +52,9 @@ type book struct {
 	// few customers have any (most SKUs), a map beyond that.
 	few  []owner
 	many map[string]int64
+	// final lists the reservations that became final, in the order they did, until
+	// they leave memory (evict.go); empty unless Inventory.Retention is set.
+	final []finalEntry
 }
 
 type owner struct {
@@ -154,6 +157,7 @@ const (
 	stConfirmed
 	stReleased
 	stExpired
+	stEvicted // final, and gone from memory (evict.go): the ledger answers for it
 )
 
 func (st resState) status() revguard.Status {

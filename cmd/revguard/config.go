@@ -64,6 +64,11 @@ type Config struct {
 	LogLevel        slog.Level
 	ShutdownTimeout time.Duration // how long in-flight requests get to finish at shutdown
 
+	// Retention is how long a final reservation (and its idempotency key) stays in the
+	// engine after it became final; the API then answers for it from the ledger. At
+	// least the API's 24 hours.
+	Retention time.Duration
+
 	// LedgerMaxDefer bounds how long the ledger writer defers applying events while the
 	// journal takes them at a peak rate; 0 turns the deferral off.
 	LedgerMaxDefer time.Duration
@@ -88,6 +93,7 @@ func DefaultConfig() Config {
 		LogLevel:          slog.LevelInfo,
 		ShutdownTimeout:   20 * time.Second,
 		LedgerMaxDefer:    revguard.DefaultMaxDefer,
+		Retention:         revguard.DefaultRetention,
 	}
 }
 
@@ -118,6 +124,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("--shutdown-timeout (REVGUARD_SHUTDOWN_TIMEOUT) must be positive")
+	}
+	if c.Retention < revguard.MinRetention {
+		return fmt.Errorf("--retention (REVGUARD_RETENTION) must be at least %v: idempotency keys are remembered for 24 hours", revguard.MinRetention)
 	}
 	if c.LedgerMaxDefer < 0 {
 		return errors.New("--ledger-max-defer (REVGUARD_LEDGER_MAX_DEFER) must not be negative")
@@ -304,6 +313,8 @@ func (c *Config) options() []option {
 			levelValue{&c.LogLevel}},
 		{"shutdown-timeout", "REVGUARD_SHUTDOWN_TIMEOUT", "duration", "how long in-flight requests may take to finish at SIGTERM/SIGINT", "",
 			durationValue{&c.ShutdownTimeout}},
+		{"retention", "REVGUARD_RETENTION", "duration", "how long a final reservation stays in memory (and its idempotency key with it) before the ledger answers for it; at least 24h", "",
+			durationValue{&c.Retention}},
 		{"ledger-max-defer", "REVGUARD_LEDGER_MAX_DEFER", "duration", "at a peak of reservations, how long the ledger may wait before applying them, leaving the CPU and disk to the hot path (0s: never wait)", "",
 			durationValue{&c.LedgerMaxDefer}},
 		{"debug-addr", "REVGUARD_DEBUG_ADDR", "host:port", "serve the Go runtime's profiles (/debug/pprof/) on this loopback address", "empty: off",

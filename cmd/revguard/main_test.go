@@ -55,6 +55,7 @@ var flagTable = []struct{ flag, env, def string }{
 	{"--turnstile-action", "REVGUARD_TURNSTILE_ACTION", "empty: not checked"},
 	{"--log-level", "REVGUARD_LOG_LEVEL", "info"},
 	{"--shutdown-timeout", "REVGUARD_SHUTDOWN_TIMEOUT", "20s"},
+	{"--retention", "REVGUARD_RETENTION", "25h0m0s"},
 	{"--ledger-max-defer", "REVGUARD_LEDGER_MAX_DEFER", "30s"},
 	{"--debug-addr", "REVGUARD_DEBUG_ADDR", "empty: off"},
 }
@@ -243,6 +244,7 @@ func TestConfigValidate(t *testing.T) {
 		{"RateBuiltInCode", func(c *Config) { c.RateLimitIP = revguard.Rate{N: 3, Per: time.Hour} }, "--rate-limit-ip"},
 		{"NegativeRate", func(c *Config) { c.RateLimitCustomer = revguard.Rate{N: -1, Per: time.Second} }, "--rate-limit-customer"},
 		{"ZeroShutdown", func(c *Config) { c.ShutdownTimeout = 0 }, "--shutdown-timeout"},
+		{"RetentionShort", func(c *Config) { c.Retention = time.Hour }, "--retention"},
 		{"LedgerMaxDeferOff", func(c *Config) { c.LedgerMaxDefer = 0 }, ""},
 		{"LedgerMaxDeferNegative", func(c *Config) { c.LedgerMaxDefer = -time.Second }, "--ledger-max-defer"},
 		{"DebugLoopback", func(c *Config) { c.DebugAddr = "127.0.0.1:6060" }, ""},

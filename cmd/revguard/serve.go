@@ -339,6 +339,16 @@ func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *server
 	inv := inproc.NewInventory(m.Journal, snapshotsDir)
 	inv.Logger = log.With("component", "inventory")
 	inv.Now = m.Now
+	// Final reservations leave memory after the retention, once the ledger (whose
+	// writer starts below) has them durably; the API then answers from the ledger.
+	var writer atomic.Pointer[revguard.LedgerWriter]
+	inv.Retention = cfg.Retention
+	inv.Archived = func() uint64 {
+		if w := writer.Load(); w != nil {
+			return w.Durable()
+		}
+		return 0
+	}
 	if err := inv.Open(ctx); err != nil {
 		return stores{}, fmt.Errorf("serve: recover inventory: %w", err)
 	}
@@ -362,6 +372,7 @@ func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *server
 		m.Writer.MaxDefer = cfg.LedgerMaxDefer
 		m.Writer.Peak = newPeakDetector(m.Journal, m.Writer).Peak
 	}
+	writer.Store(m.Writer)
 	m.writerDone = make(chan struct{})
 	m.wg.Add(2)
 	// The ledger writer follows the journal until Close cancels bg (after letting it catch up).

@@ -84,6 +84,7 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 
 	inv := redis.NewInventory(client)
 	inv.Namespace = cfg.RedisNamespace
+	inv.Retention = cfg.Retention
 	inv.Logger = log.With("component", "inventory")
 	if err := inv.Open(ctx); err != nil {
 		return stores{}, fmt.Errorf("serve: open the Redis inventory: %w", err)

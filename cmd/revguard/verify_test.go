@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -110,6 +111,38 @@ func TestVerify(t *testing.T) {
 		}
 		if _, ok := errors.AsType[*usageError](err); ok {
 			t.Error("a difference is not a usage error (exit 1, not 2)")
+		}
+	})
+
+	// A reservation final for longer than the retention has left the engine's memory:
+	// in the ledger only, it is not a difference; a recent one is.
+	t.Run("OK_ArchivedNotCompared", func(t *testing.T) {
+		dir := t.TempDir()
+		s := openLedgerStack(t, dir, true)
+		s.sale(t, "shoe", 3)
+		s.catchUp(t)
+		s.close(t)
+		old := time.Now().Add(-72 * time.Hour).UnixNano()
+		recent := time.Now().Add(-time.Hour).UnixNano()
+		tamper(t, dir,
+			fmt.Sprintf(`INSERT INTO sku_history (sku, seq, time, stock, per_customer_limit, hold_seconds) VALUES ('old', 1, %d, 2, 1, 1)`, old-1e9),
+			fmt.Sprintf(`INSERT INTO reservations (id, sku, customer_id, quantity, status, created_at, expires_at, released_at, seq)
+				VALUES ('01AAAAAAAAAAAAAAAAAAAAAAAA', 'old', 'zed', 1, 'released', %d, %d, %d, 1)`, old, old+1e9, old+1e8),
+		)
+		out, errOut, err := runVerify(t, dir)
+		if err != nil || out != "" {
+			t.Fatalf("verify with a reservation that left memory long ago: %v\n%s", err, out)
+		}
+		if !strings.Contains(errOut, "1 final for longer than the retention, in the ledger only, not compared") {
+			t.Errorf("stderr %q", errOut)
+		}
+		tamper(t, dir,
+			fmt.Sprintf(`INSERT INTO reservations (id, sku, customer_id, quantity, status, created_at, expires_at, released_at, seq)
+				VALUES ('01BBBBBBBBBBBBBBBBBBBBBBBB', 'old', 'zed', 1, 'released', %d, %d, %d, 1)`, recent, recent+1e9, recent+1e8),
+		)
+		out, _, err = runVerify(t, dir)
+		if err == nil || !strings.Contains(out, "01BBBBBBBBBBBBBBBBBBBBBBBB: in the ledger but not in the engine") {
+			t.Fatalf("verify with a recent reservation in the ledger only: %v\n%s", err, out)
 		}
 	})
 
