@@ -34,6 +34,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -139,6 +140,11 @@ type target struct {
 	status  int
 	spread  []string // base URLs to drive at once instead of url (dist3)
 	lua     *fleet   // the bare script loop instead of HTTP (lua)
+
+	// fresh, when set, is the server that issues a new customer's session before each
+	// measurement: one customer's holds of the hot SKU stop at the per-customer limit
+	// (1,000,000 at most), which a few rounds at full speed reach.
+	fresh string
 }
 
 func bench(ctx context.Context, o options, out io.Writer) error {
@@ -214,7 +220,7 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		if err := setup(ctx, u, admin); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		tok, err := session(ctx, u, admin)
+		tok, err := session(ctx, u, admin, "bench")
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -223,12 +229,12 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 
 	all := map[string]target{
 		"bare":    {name: "bare", url: "http://" + bareAddr, path: "/reserve", status: 201},
-		"reserve": {name: "reserve", url: servers["api"], path: "/v1/skus/hot/reservations", status: 201, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}},
+		"reserve": {name: "reserve", url: servers["api"], path: "/v1/skus/hot/reservations", status: 201, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}, fresh: servers["api"]},
 		"soldout": {name: "soldout", url: servers["api"], path: "/v1/skus/gone/reservations", status: 409, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}},
 	}
 	if verifier != nil {
 		all["botcheck"] = target{name: "botcheck", url: servers["bot"], path: "/v1/skus/hot/reservations", status: 201,
-			headers: map[string]string{"Authorization": "Bearer " + tokens["bot"], "CF-Turnstile-Response": turnstiletest.DummyToken}}
+			headers: map[string]string{"Authorization": "Bearer " + tokens["bot"], "CF-Turnstile-Response": turnstiletest.DummyToken}, fresh: servers["bot"]}
 	}
 	if slices.ContainsFunc(o.variants, func(v string) bool { return slices.Contains(distVariants, v) }) {
 		f, err := startFleet(ctx, o, dir, admin)
@@ -239,13 +245,13 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		if err := setup(ctx, f.nodes[0], admin); err != nil {
 			return fmt.Errorf("fleet: %w", err)
 		}
-		tok, err := session(ctx, f.nodes[0], admin)
+		tok, err := session(ctx, f.nodes[0], admin, "bench")
 		if err != nil {
 			return fmt.Errorf("fleet: %w", err)
 		}
 		hdr := map[string]string{"Authorization": "Bearer " + tok}
-		all["dist1"] = target{name: "dist1", url: f.nodes[0], path: "/v1/skus/hot/reservations", status: 201, headers: hdr}
-		all["dist3"] = target{name: "dist3", spread: f.nodes, path: "/v1/skus/hot/reservations", status: 201, headers: hdr}
+		all["dist1"] = target{name: "dist1", url: f.nodes[0], path: "/v1/skus/hot/reservations", status: 201, headers: hdr, fresh: f.nodes[0]}
+		all["dist3"] = target{name: "dist3", spread: f.nodes, path: "/v1/skus/hot/reservations", status: 201, headers: hdr, fresh: f.nodes[0]}
 		all["lua"] = target{name: "lua", lua: f, status: 201}
 		for i := range f.nodes {
 			defer warnErrors(out, dir, fmt.Sprintf("node%d", i+1))
@@ -262,10 +268,20 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 
 	fmt.Fprintf(out, "benchhttp: %s, generator %s, %v per measurement, %d rounds, GOMAXPROCS of the machine: %d cores\n",
 		o.bin, o.gen, o.duration, o.rounds, numCPU())
+	customers := 0
 	for _, conns := range o.conns {
 		results := map[string][]result{}
 		for round := range o.rounds {
 			for _, t := range targets {
+				if t.fresh != "" {
+					customers++
+					tok, err := session(ctx, t.fresh, admin, fmt.Sprintf("bench-%d", customers))
+					if err != nil {
+						return fmt.Errorf("%s: %w", t.name, err)
+					}
+					t.headers = maps.Clone(t.headers)
+					t.headers["Authorization"] = "Bearer " + tok
+				}
 				r, err := measure(ctx, o, t, conns)
 				if err != nil {
 					return fmt.Errorf("%s, %d connections: %w", t.name, conns, err)
@@ -454,8 +470,8 @@ func parseWrk(s string) (result, error) {
 	return r, nil
 }
 
-// setup creates the hot SKU (stock to spare, a limit that one customer never reaches)
-// and the sold-out one.
+// setup creates the hot SKU (stock to spare, the highest per-customer limit, and a new
+// customer for each measurement: see target.fresh) and the sold-out one.
 func setup(ctx context.Context, base, admin string) error {
 	for path, b := range map[string]string{
 		"/v1/skus/hot":  `{"stock":100000000,"per_customer_limit":1000000,"hold_seconds":86400}`,
@@ -468,8 +484,8 @@ func setup(ctx context.Context, base, admin string) error {
 	return nil
 }
 
-func session(ctx context.Context, base, admin string) (string, error) {
-	b, err := call(ctx, http.MethodPost, base+"/v1/sessions", admin, `{"customer_id":"bench","ttl_seconds":86400}`, 201)
+func session(ctx context.Context, base, admin, customer string) (string, error) {
+	b, err := call(ctx, http.MethodPost, base+"/v1/sessions", admin, `{"customer_id":"`+customer+`","ttl_seconds":86400}`, 201)
 	if err != nil {
 		return "", err
 	}
