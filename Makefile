@@ -5,7 +5,7 @@ FUZZTIME  ?= 30s
 REDIS_URL ?= redis://127.0.0.1:6379/0
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: build test test-all lint fuzz bench golden screenshot run
+.PHONY: build test test-all lint fuzz bench bench-http golden screenshot run
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/revguard ./cmd/revguard
@@ -33,6 +33,11 @@ fuzz:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+# The durable reserve over HTTP against a bare net/http handler, interleaved rounds, with the
+# distributed variants too when REVGUARD_TEST_REDIS_URL and REVGUARD_TEST_POSTGRES_URL are set.
+bench-http: build
+	$(GO) run ./scripts/benchhttp -bin bin/revguard $(BENCHHTTP_ARGS)
 
 golden:
 	$(GO) test ./httpapi -update
