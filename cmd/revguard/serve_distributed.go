@@ -67,6 +67,7 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 	f := &Fleet{outboxDone: make(chan struct{})}
 	m.Fleet = f
 
+	redis.SetLogger(log)
 	client, err := redis.Dial(ctx, cfg.RedisURL)
 	if err != nil {
 		return stores{}, fmt.Errorf("serve: connect to Redis: %w", err)
