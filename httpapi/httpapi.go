@@ -74,6 +74,15 @@ type Server struct {
 	// Now is the clock of sale opening times; it should be the inventory's clock.
 	Now func() time.Time
 
+	// WaitingRoom serves the SKUs' waiting rooms; a reservation of a SKU with a room
+	// needs a current admission from it. Nil: no waiting rooms (their endpoints answer
+	// 404 waiting_room_not_found).
+	WaitingRoom revguard.WaitingRoom
+
+	// PlaceStreamEvery is how often the place stream (server-sent events) reads the
+	// place; DefaultPlaceStreamEvery when zero.
+	PlaceStreamEvery time.Duration
+
 	// Example, when set, serves the storefront example under /example/ (example.go):
 	// a demonstration, off by default.
 	Example *Example
