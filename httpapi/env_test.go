@@ -242,6 +242,13 @@ func openDistributedStores(tb testing.TB, o envOptions, now func() time.Time) en
 	}
 	tb.Cleanup(func() { inv.Close() })
 
+	room := redis.NewWaitingRoom(inv)
+	room.Tick = 0 // the tests advance it
+	if err := room.Open(ctx); err != nil {
+		tb.Fatalf("open waiting room: %v", err)
+	}
+	tb.Cleanup(func() { room.Close() })
+
 	sess := redis.NewSessions(c)
 	sess.Namespace, sess.Now, sess.Logger = ns, now, quiet
 	sess.Timeout = 10 * time.Second // generous: a loaded machine under -race is slow
@@ -272,7 +279,7 @@ func openDistributedStores(tb testing.TB, o envOptions, now func() time.Time) en
 		tb.Cleanup(func() { cancel(); <-done })
 	}
 	return envStores{
-		inv: inv, ledger: ledger, sessions: sess,
+		inv: inv, ledger: ledger, sessions: sess, room: room,
 		limiter: func(name string, r revguard.Rate) revguard.RateLimiter {
 			l := redis.NewRateLimiter(c, name, r)
 			l.Namespace = ns

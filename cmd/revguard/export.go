@@ -75,8 +75,8 @@ Flags:
       write the waiting rooms' log instead (of --sku's room, or of every room): each
       setting, join, draw (its seed, then each customer's place), admission, use,
       closing and reopening, in order; then check that every draw is the one its seed
-      and the join order give, saying so on stderr (exit 1 if one is not); embedded
-      mode only, without --since
+      and the join order give, saying so on stderr (exit 1 if one is not); not with
+      --since; in distributed mode it reads the rooms' logs in Redis (--redis-url)
   --postgres-url url, --postgres-schema name
       distributed mode: read the PostgreSQL ledger of the fleet started with these
       (env REVGUARD_POSTGRES_URL, REVGUARD_POSTGRES_SCHEMA; default schema revguard)
@@ -100,7 +100,7 @@ func (c *ExportCommand) parse(args []string) (exportOptions, error) {
 	if err := parseFlags(fs, "export", args); err != nil {
 		return o, err
 	}
-	if err := o.stores.check("export", false); err != nil {
+	if err := o.stores.check("export", o.rooms); err != nil {
 		return o, err
 	}
 	switch o.format {
@@ -111,8 +111,8 @@ func (c *ExportCommand) parse(args []string) (exportOptions, error) {
 	if o.sku != "" && !revguard.ValidSKUID(o.sku) {
 		return o, usageErrorf("export: --sku %q is not a SKU id (1 to %d characters from A-Z a-z 0-9 . _ : -)", o.sku, revguard.MaxSKUIDLen)
 	}
-	if o.rooms && (since != "" || o.stores.distributed()) {
-		return o, usageErrorf("export: --waiting-room reads the embedded ledger, without --since")
+	if o.rooms && since != "" {
+		return o, usageErrorf("export: --waiting-room writes whole room logs: no --since")
 	}
 	if since != "" {
 		t, err := time.Parse(time.RFC3339Nano, since)

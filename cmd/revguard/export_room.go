@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/redis"
 	"github.com/revenueguard/revguard/sqlite"
 )
 
@@ -94,11 +96,11 @@ func (c *drawCheck) report(w io.Writer) error {
 // exportRooms writes the room log (of o.sku, or every SKU) in o's format and checks
 // every draw in it.
 func (c *ExportCommand) exportRooms(ctx context.Context, o exportOptions, out io.Writer) error {
-	db, err := openLedgerReadOnly(ctx, o.dataDir)
+	read, done, err := openRoomLogs(ctx, o)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer done()
 	check := newDrawCheck()
 	n := 0
 	var write func(revguard.RoomRecord) error
@@ -115,7 +117,7 @@ func (c *ExportCommand) exportRooms(ctx context.Context, o exportOptions, out io
 		write = func(r revguard.RoomRecord) error { return cw.Write(roomRowOf(r)) }
 		flush = func() error { cw.Flush(); return cw.Error() }
 	}
-	err = sqlite.NewRoomLog(db).ReadRoomRecords(ctx, o.sku, func(r revguard.RoomRecord) error {
+	err = read(func(r revguard.RoomRecord) error {
 		check.add(r)
 		n++
 		return write(r)
@@ -131,6 +133,50 @@ func (c *ExportCommand) exportRooms(ctx context.Context, o exportOptions, out io
 	}
 	fmt.Fprintf(c.Stderr, "exported %d waiting room records\n", n)
 	return nil
+}
+
+// openRoomLogs returns a reader of the room logs that o names (of o.sku, or of every
+// room): the embedded ledger's room_log, or in distributed mode the rooms' streams in
+// Redis.
+func openRoomLogs(ctx context.Context, o exportOptions) (read func(fn func(revguard.RoomRecord) error) error, done func(), err error) {
+	if !o.stores.distributed() {
+		db, err := openLedgerReadOnly(ctx, o.dataDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		read = func(fn func(revguard.RoomRecord) error) error {
+			return sqlite.NewRoomLog(db).ReadRoomRecords(ctx, o.sku, fn)
+		}
+		return read, func() { db.Close() }, nil
+	}
+	client, err := redis.Dial(ctx, o.stores.redisURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	inv := redis.NewInventory(client)
+	inv.Namespace = o.stores.namespace
+	inv.Logger = slog.New(slog.DiscardHandler)
+	if err := inv.Open(ctx); err != nil {
+		client.Close()
+		return nil, nil, fmt.Errorf("open the Redis inventory: %w", err)
+	}
+	inv.Close() // reads only: no sweeper
+	room := redis.NewWaitingRoom(inv)
+	read = func(fn func(revguard.RoomRecord) error) error {
+		skus := []string{o.sku}
+		if o.sku == "" {
+			if skus, err = room.Rooms(ctx); err != nil {
+				return err
+			}
+		}
+		for _, sku := range skus {
+			if err := room.ReadRoomRecords(ctx, sku, fn); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return read, func() { client.Close() }, nil
 }
 
 func roomTime(t time.Time) string {

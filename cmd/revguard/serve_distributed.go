@@ -34,6 +34,7 @@ const (
 type Fleet struct {
 	Redis     goredis.UniversalClient
 	Inventory *redis.Inventory
+	Room      *redis.WaitingRoom
 	Sessions  *redis.Sessions
 	Outbox    *redis.Outbox
 	DB        *postgres.DB
@@ -91,6 +92,15 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 	}
 	f.Inventory = inv
 
+	// The waiting rooms live beside the SKUs; every node's timer admits, at the
+	// rooms' own pace.
+	room := redis.NewWaitingRoom(inv)
+	room.Logger = log.With("component", "waitingroom")
+	if err := room.Open(ctx); err != nil {
+		return stores{}, fmt.Errorf("serve: open the waiting rooms: %w", err)
+	}
+	f.Room = room
+
 	sess := redis.NewSessions(client)
 	sess.Namespace = cfg.RedisNamespace
 	sess.Logger = log.With("component", "sessions")
@@ -136,6 +146,7 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 		inventory: inv,
 		ledger:    f.Ledger,
 		sessions:  sess,
+		room:      room,
 		limiter: func(name string, r revguard.Rate) revguard.RateLimiter {
 			l := redis.NewRateLimiter(client, name, r)
 			l.Namespace = cfg.RedisNamespace
@@ -248,6 +259,9 @@ func (f *Fleet) close() error {
 		if err := f.Sessions.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close sessions: %w", err))
 		}
+	}
+	if f.Room != nil {
+		errs = append(errs, f.Room.Close())
 	}
 	if f.Inventory != nil {
 		if err := f.Inventory.Close(); err != nil {
