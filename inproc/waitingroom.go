@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/revenueguard/revguard"
@@ -40,8 +41,11 @@ type WaitingRoom struct {
 	// Logger receives the background loop's failures.
 	Logger *slog.Logger
 
-	mu    sync.RWMutex // guards rooms
-	rooms map[string]*room
+	// rooms maps a SKU to its room. It is never changed, only replaced (under mu) by a
+	// copy with one more room: a reservation's Claim reads it without a lock, so that a
+	// SKU without a room costs its reservations a map lookup and nothing shared.
+	mu    sync.Mutex
+	rooms atomic.Pointer[map[string]*room]
 
 	commit roomCommitter
 	cancel context.CancelFunc
@@ -106,7 +110,8 @@ func (w *WaitingRoom) now() time.Time {
 // Open rebuilds the rooms from the log and starts the advancing goroutine when Tick
 // is set. The goroutine exits when Close is called.
 func (w *WaitingRoom) Open(ctx context.Context) error {
-	w.rooms = map[string]*room{}
+	rooms := map[string]*room{}
+	w.rooms.Store(&rooms)
 	w.commit.log = w.Log
 	if w.Logger == nil {
 		w.Logger = slog.New(slog.DiscardHandler)
@@ -143,14 +148,12 @@ func (w *WaitingRoom) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		w.mu.RLock()
 		var active []string
-		for id, r := range w.rooms {
+		for id, r := range *w.rooms.Load() { // set by Open, before this goroutine
 			if r.active() {
 				active = append(active, id)
 			}
 		}
-		w.mu.RUnlock()
 		for _, id := range active {
 			if err := w.Advance(ctx, id); err != nil && ctx.Err() == nil {
 				w.Logger.Warn("waiting room: advance failed", "sku", id, "err", err)
@@ -170,9 +173,28 @@ func (r *room) active() bool {
 
 // find returns the enabled room of sku, or nil.
 func (w *WaitingRoom) find(sku string) *room {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	return w.rooms[sku]
+	if rooms := w.rooms.Load(); rooms != nil {
+		return (*rooms)[sku]
+	}
+	return nil // not open
+}
+
+// add returns the room of sku, adding a new one if there is none.
+func (w *WaitingRoom) add(sku string) (r *room, created bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	old := *w.rooms.Load()
+	if r := old[sku]; r != nil {
+		return r, false
+	}
+	rooms := make(map[string]*room, len(old)+1)
+	for k, v := range old {
+		rooms[k] = v
+	}
+	r = newRoom(sku)
+	rooms[sku] = r
+	w.rooms.Store(&rooms)
+	return r, true
 }
 
 func errNoRoom(sku string) error {
@@ -188,14 +210,7 @@ func (w *WaitingRoom) PutRoom(ctx context.Context, sku string, s revguard.RoomSe
 	if err != nil {
 		return revguard.Room{}, false, err
 	}
-	w.mu.Lock()
-	r := w.rooms[sku]
-	created := r == nil
-	if created {
-		r = newRoom(sku)
-		w.rooms[sku] = r
-	}
-	w.mu.Unlock()
+	r, created := w.add(sku)
 
 	r.adv.Lock()
 	defer r.adv.Unlock()

@@ -70,10 +70,11 @@ func (c *roomCommitter) wait(b *commitBatch) error {
 
 // replay applies one record of the log to the rooms, at Open.
 func (w *WaitingRoom) replay(rec revguard.RoomRecord) error {
-	r := w.rooms[rec.SKU]
+	rooms := *w.rooms.Load() // Open's own map: no reader yet
+	r := rooms[rec.SKU]
 	if r == nil {
 		r = newRoom(rec.SKU)
-		w.rooms[rec.SKU] = r
+		rooms[rec.SKU] = r
 	}
 	get := func() *place {
 		p := r.places[rec.CustomerID]

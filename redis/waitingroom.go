@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/revenueguard/revguard"
@@ -19,6 +20,12 @@ import (
 
 // DefaultRoomTick is how often a WaitingRoom advances the namespace's rooms.
 const DefaultRoomTick = 100 * time.Millisecond
+
+// roomSetMaxAge is how long a node trusts its copy of the set of SKUs with a room. A
+// reservation of a SKU outside the set asks Redis nothing about rooms: a SKU without a
+// room costs its reservations no round trip. A room put on another node is enforced
+// here within this time; one put on this node, at once.
+const roomSetMaxAge = 100 * time.Millisecond
 
 var _ revguard.WaitingRoom = (*WaitingRoom)(nil)
 
@@ -45,6 +52,49 @@ type WaitingRoom struct {
 	}
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	known      atomic.Pointer[roomSet] // the SKUs with a room, as last read
+	refreshing atomic.Bool
+}
+
+// roomSet is a node's copy of the namespace's set of SKUs with a room.
+type roomSet struct {
+	skus map[string]bool
+	at   time.Time
+}
+
+// hasRoom reports whether the SKU may have a room, from the node's copy of the set,
+// read again when older than roomSetMaxAge (by one caller; the others use the old
+// copy meanwhile).
+func (w *WaitingRoom) hasRoom(ctx context.Context, sku string) (bool, error) {
+	set := w.known.Load()
+	if set == nil || time.Since(set.at) > roomSetMaxAge {
+		if set == nil || w.refreshing.CompareAndSwap(false, true) {
+			fresh, err := w.readRoomSet(ctx)
+			if set != nil {
+				w.refreshing.Store(false)
+			}
+			if err != nil {
+				return false, err
+			}
+			set = fresh
+		}
+	}
+	return set.skus[sku], nil
+}
+
+func (w *WaitingRoom) readRoomSet(ctx context.Context) (*roomSet, error) {
+	at := time.Now()
+	skus, err := w.inv.client.SMembers(ctx, w.roomsKey()).Result()
+	if err != nil {
+		return nil, storeErr("list rooms", err)
+	}
+	set := &roomSet{skus: make(map[string]bool, len(skus)), at: at}
+	for _, sku := range skus {
+		set.skus[sku] = true
+	}
+	w.known.Store(set)
+	return set, nil
 }
 
 // NewWaitingRoom returns the waiting rooms of inv's namespace and shards, on its client
@@ -148,6 +198,9 @@ func (w *WaitingRoom) PutRoom(ctx context.Context, sku string, s revguard.RoomSe
 	}
 	if err := w.inv.client.SAdd(ctx, w.roomsKey(), sku).Err(); err != nil {
 		return revguard.Room{}, false, storeErr("put room", err)
+	}
+	if _, err := w.readRoomSet(ctx); err != nil { // this node enforces the room at once
+		return revguard.Room{}, false, err
 	}
 	room, err := w.FindRoom(ctx, sku)
 	return room, r[0] == "created", err
@@ -333,8 +386,12 @@ func (w *WaitingRoom) FindPlace(ctx context.Context, sku, customerID string) (re
 	return w.placeOf(sku, customerID, append(parts, str(rv[1]), str(rv[2]), str(rv[3]), opens.Val()))
 }
 
-// Claim implements revguard.WaitingRoom.
+// Claim implements revguard.WaitingRoom. A SKU that the node's copy of the room set
+// does not hold costs no round trip.
 func (w *WaitingRoom) Claim(ctx context.Context, sku, customerID string) (bool, error) {
+	if ok, err := w.hasRoom(ctx, sku); err != nil || !ok {
+		return false, err
+	}
 	r, err := w.call(ctx, "claim admission", w.sc.claim, sku, customerID)
 	if err != nil {
 		return false, err

@@ -1,7 +1,9 @@
 package redis_test
 
 import (
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/redis"
@@ -22,4 +24,69 @@ func TestWaitingRoom(t *testing.T) {
 		tb.Cleanup(func() { w.Close() })
 		return inv, w
 	})
+}
+
+// TestWaitingRoom_TwoNodes checks that a room put on one node is enforced on another
+// (within the refresh of its copy of the room set), and that the pace holds across
+// nodes: both advancing at once admit no more than one node would.
+func TestWaitingRoom_TwoNodes(t *testing.T) {
+	c := MustDial(t, redisURL(t))
+	ctx := t.Context()
+	ns := newNamespace(t, c)
+	clock := revguardtest.NewClock(time.Time{})
+	node := func() (*redis.Inventory, *redis.WaitingRoom) {
+		inv := MustOpenInventory(t, c, ns, func(inv *redis.Inventory) { inv.Now, inv.Shards = clock.Now, 4 })
+		w := redis.NewWaitingRoom(inv)
+		w.Tick = 0
+		if err := w.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.Close() })
+		return inv, w
+	}
+	invA, a := node()
+	_, b := node()
+	if _, _, err := invA.PutSKU(ctx, "s", revguard.SKUUpdate{Stock: 100, PerCustomerLimit: 1, HoldSeconds: 600}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.Claim(ctx, "s", "x"); ok || err != nil {
+		t.Fatalf("Claim on B before any room = %v, %v", ok, err)
+	}
+	if _, _, err := a.PutRoom(ctx, "s", revguard.RoomSettings{AdmitPerSecond: 5}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, err := b.Claim(ctx, "s", "x")
+		if revguard.ErrorCode(err) == revguard.CodeAdmissionRequired {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node B never enforced the room put on node A: %v", err)
+		}
+	}
+	for i := range 20 {
+		if _, _, err := b.Join(ctx, "s", fmt.Sprint("c-", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		for _, w := range []*redis.WaitingRoom{a, b} {
+			if err := w.Advance(ctx, "s"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if r, err := a.FindRoom(ctx, "s"); err != nil || r.Admitted != 5 {
+		t.Fatalf("after six advances by two nodes at one instant: %+v, %v; want 5 admitted (one second's pace)", r, err)
+	}
+	clock.Advance(time.Second)
+	if err := b.Advance(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Advance(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := b.FindRoom(ctx, "s"); r.Admitted != 10 {
+		t.Fatalf("a second later: %d admitted, want 10", r.Admitted)
+	}
 }
