@@ -1,9 +1,11 @@
 package inproc_test
 
 import (
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,4 +173,42 @@ func TestWaitingRoom_Timer(t *testing.T) {
 	}
 	w.Close()
 	goleak.VerifyNone(t, before)
+}
+
+// BenchmarkFindPlace measures the room's read of a place, in a room of 100,000 places:
+// what a poll costs beyond the HTTP server and the session lookup.
+func BenchmarkFindPlace(b *testing.B) {
+	clock := revguardtest.NewClock(time.Time{})
+	dir := b.TempDir()
+	inv := MustOpenEngine(b, dir, clock.Now, nil).Inv
+	w := MustOpenWaitingRoom(b, MustOpenRoomDB(b, dir), inv, clock.Now)
+	ctx := b.Context()
+	if _, _, err := inv.PutSKU(ctx, "s", revguard.SKUUpdate{Stock: 100, PerCustomerLimit: 1, HoldSeconds: 600}); err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := w.PutRoom(ctx, "s", revguard.RoomSettings{AdmitPerSecond: 10}); err != nil {
+		b.Fatal(err)
+	}
+	const places = 100_000
+	var wg sync.WaitGroup
+	for g := range 64 {
+		wg.Go(func() {
+			for i := g; i < places; i += 64 {
+				if _, _, err := w.Join(ctx, "s", fmt.Sprintf("c-%06d", i)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		if _, err := w.FindPlace(ctx, "s", fmt.Sprintf("c-%06d", i%places)); err != nil {
+			b.Fatal(err)
+		}
+		i += 7919
+	}
 }
