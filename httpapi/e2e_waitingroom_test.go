@@ -316,3 +316,30 @@ func testWaitingRoomEvents(t *testing.T, b backend) {
 		t.Fatalf("events after the reservation: %v, want [used] then the end of the stream", statuses)
 	}
 }
+
+// TestWaitingRoomEventsShutdown checks that CloseStreams ends an open place stream, so
+// that a graceful shutdown does not wait for it.
+func TestWaitingRoomEventsShutdown(t *testing.T) {
+	e := mustOpenRoomEnv(t, embedded, func(s *httpapi.Server) { s.PlaceStreamEvery = 5 * time.Millisecond })
+	e.putSKU("shoe", `{"stock":5}`)
+	e.putRoom("shoe", `{"admit_per_second":1}`).json(t, 201, &waitingRoom{})
+	alice := e.session("alice")
+	e.join(alice, "shoe", e.tokenHeader()).json(t, 201, &place{})
+	hr, err := http.NewRequestWithContext(t.Context(), "GET", e.srv.URL+"/v1/skus/shoe/waiting-room/place/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Header.Set("Authorization", "Bearer "+alice)
+	resp, err := (&http.Client{}).Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "event: place") {
+		t.Fatalf("first line %q, want an event", sc.Text())
+	}
+	e.api.CloseStreams()
+	for sc.Scan() { // the stream must end: a hang fails the test by its timeout
+	}
+}

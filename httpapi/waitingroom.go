@@ -203,7 +203,7 @@ func (s *Server) handleGetPlace(w http.ResponseWriter, r *http.Request) {
 
 // handlePlaceEvents streams the customer's place as server-sent events: an event
 // "place" with the place object at once and whenever it changes, until the place is
-// final (used or expired) or the client leaves. Errors before the stream starts are
+// final (used or expired), the client leaves or the server shuts down (CloseStreams). Errors before the stream starts are
 // problem documents, as for GET .../place.
 func (s *Server) handlePlaceEvents(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
@@ -265,6 +265,8 @@ func (s *Server) handlePlaceEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		select {
 		case <-ctx.Done():
+			return
+		case <-s.streams.Done(): // the server is shutting down
 			return
 		case <-t.C:
 			quiet += every

@@ -269,6 +269,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return bg },
 	}
+	// Shutdown waits for the requests in flight; the place streams end only with
+	// their place, so they are told to end first.
+	m.HTTPServer.RegisterOnShutdown(m.API.CloseStreams)
 	var lc net.ListenConfig
 	m.ln, err = lc.Listen(ctx, "tcp", cfg.Addr)
 	if err != nil {
