@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -270,9 +271,14 @@ func (w *WaitingRoom) Join(ctx context.Context, sku, customerID string) (revguar
 	return revguard.Place{}, false, revguard.Errorf(revguard.CodeUnavailable, "the draw of SKU %s did not settle", sku)
 }
 
-// draw makes the SKU's draw: reads the pre-queue, shuffles it with a fresh seed and
-// records the order, unless another node drew first. A pre-queue that changed between
-// the read and the record (a join from a node whose clock is behind) is read again.
+// drawChunk is how many customers one step of a draw places: a script of a few
+// milliseconds, however large the pre-queue.
+const drawChunk = 2000
+
+// draw makes the SKU's draw, or helps finish one under way (lua/room_draw.lua): it
+// begins it with a fresh seed (the first node to begin wins, and every node uses the
+// recorded seed), reads the frozen pre-queue, computes the order with
+// revguard.DrawOrder, and places it a chunk at a time.
 func (w *WaitingRoom) draw(ctx context.Context, sku string) error {
 	tag, _, _ := w.inv.skuKey(sku)
 	for range 8 {
@@ -280,25 +286,56 @@ func (w *WaitingRoom) draw(ctx context.Context, sku string) error {
 		if err != nil {
 			return storeErr("read pre-queue", err)
 		}
-		seed := revguard.NewDrawSeed()
-		order := revguard.DrawOrder(seed, pre)
-		args := make([]any, 0, 2+len(order))
-		args = append(args, hex.EncodeToString(seed), len(order))
-		for _, c := range order {
-			args = append(args, c)
-		}
-		r, err := w.call(ctx, "draw", w.sc.draw, sku, args...)
+		r, err := w.call(ctx, "draw", w.sc.draw, sku, "begin", hex.EncodeToString(revguard.NewDrawSeed()), len(pre))
 		if err != nil {
 			return err
 		}
-		switch r[0] {
-		case "ok", "not_due":
+		switch {
+		case r[0] == "ok" || r[0] == "not_due":
 			return nil
-		case "retry":
+		case r[0] == "retry":
 			continue
-		default:
+		case r[0] != "drawing" || len(r) != 4:
 			return errNoRoom(sku)
 		}
+		seed, err := hex.DecodeString(r[1])
+		size, err2 := strconv.Atoi(r[2])
+		placed, err3 := strconv.Atoi(r[3])
+		if err := errors.Join(err, err2, err3); err != nil {
+			return fmt.Errorf("redis: draw of %s: bad reply %q", sku, r)
+		}
+		if len(pre) != size {
+			// Begun by another node on the pre-queue it read; frozen since: read it again.
+			if pre, err = w.inv.client.LRange(ctx, tag+":rpre:"+sku, 0, -1).Result(); err != nil {
+				return storeErr("read pre-queue", err)
+			}
+			if len(pre) != size {
+				return fmt.Errorf("redis: draw of %s: the frozen pre-queue has %d customers, the draw %d", sku, len(pre), size)
+			}
+		}
+		order := revguard.DrawOrder(seed, pre)
+		for placed < size {
+			end := min(placed+drawChunk, size)
+			args := make([]any, 0, 2+end-placed)
+			args = append(args, "place", placed)
+			for _, c := range order[placed:end] {
+				args = append(args, c)
+			}
+			r, err := w.call(ctx, "draw", w.sc.draw, sku, args...)
+			if err != nil {
+				return err
+			}
+			if r[0] != "progress" || len(r) != 2 {
+				return nil // finished by another node, or the room was turned off
+			}
+			if placed, err = strconv.Atoi(r[1]); err != nil {
+				return fmt.Errorf("redis: draw of %s: bad reply %q", sku, r)
+			}
+		}
+		if _, err := w.call(ctx, "draw", w.sc.draw, sku, "end"); err != nil {
+			return err
+		}
+		return nil
 	}
 	return revguard.Errorf(revguard.CodeUnavailable, "the pre-queue of SKU %s kept changing during the draw", sku)
 }

@@ -12,6 +12,7 @@ if s.opens ~= ZERO and t_less(now, t_add(s.opens, -room.pre)) then
 end
 if room.sold_out then return {'sold_out'} end
 p = {cust = cust, ticket = 0, joined = now, adm = '', till = '', state = 'w'}
+if room.drawing then return {'draw_needed'} end -- the pre-queue is frozen: help finish the draw
 if not room.drawn and s.opens ~= ZERO and t_less(now, s.opens) then
   redis.call('RPUSH', rk(sku, 'rpre'), cust)
 else

@@ -3,7 +3,7 @@
 --
 --	T:room:<sku>    hash    on, pre, rate, window, drawn, seed, drawn_at, draw_size,
 --	                        head (admitted so far), tail (last ticket), tokens, last,
---	                        sold_out, used, joined
+--	                        sold_out, used, joined, drawing and placed (a draw under way)
 --	T:rplace:<sku>  hash    customer → "ticket|joined|admitted_at|until|state"
 --	                        (state w: in line or pre-queue, a: admitted, c: claimed, u: used)
 --	T:rpre:<sku>    list    the pre-queue, in join order (until the draw)
@@ -16,12 +16,13 @@ local function rk(sku, name) return k(name .. ':' .. sku) end
 
 local function load_room(sku)
   local v = redis.call('HMGET', rk(sku, 'room'), 'on', 'pre', 'rate', 'window', 'drawn', 'seed', 'drawn_at',
-    'draw_size', 'head', 'tail', 'tokens', 'last', 'sold_out', 'used', 'joined')
+    'draw_size', 'head', 'tail', 'tokens', 'last', 'sold_out', 'used', 'joined', 'drawing', 'placed')
   if not v[2] then return nil end
   return {on = v[1] == '1', pre = tonumber(v[2]), rate = tonumber(v[3]), window = tonumber(v[4]),
     drawn = v[5] == '1', seed = v[6] or '', drawn_at = v[7] or '', draw_size = tonumber(v[8]) or 0,
     head = tonumber(v[9]) or 0, tail = tonumber(v[10]) or 0, tokens = tonumber(v[11]) or 0, last = v[12] or '',
-    sold_out = v[13] == '1', used = tonumber(v[14]) or 0, joined = tonumber(v[15]) or 0}
+    sold_out = v[13] == '1', used = tonumber(v[14]) or 0, joined = tonumber(v[15]) or 0,
+    drawing = v[16] == '1', placed = tonumber(v[17]) or 0}
 end
 
 local function load_place(sku, cust)
