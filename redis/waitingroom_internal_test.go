@@ -32,7 +32,7 @@ func TestDraw_Resumed(t *testing.T) {
 	defer c.Close()
 	clock := revguardtest.NewClock(time.Time{})
 	inv := NewInventory(c)
-	inv.Namespace, inv.Shards, inv.Now = "rgd" + hex.EncodeToString(revguard.NewDrawSeed()[:6]), 2, clock.Now
+	inv.Namespace, inv.Shards, inv.Now = "rgd"+hex.EncodeToString(revguard.NewDrawSeed()[:6]), 2, clock.Now
 	if err := inv.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
