@@ -2,6 +2,7 @@ package inproc
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -24,10 +25,10 @@ var _ revguard.WaitingRoom = (*WaitingRoom)(nil)
 // Advance reads the SKU's exact counts through Inventory.FindSKU, once per room and
 // tick.
 //
-// Lock order: WaitingRoom.mu, then room.adv, then room.mu. room.mu is held across a log
-// commit only by the draw (once per room), so that no join slips between the draw and
-// its record; joins and admissions enqueue their records under room.mu, which keeps the
-// log in the order of memory, and wait for the commit after unlocking.
+// Lock order: WaitingRoom.mu, then room.adv, then room.mu. room.mu is never held across
+// a log commit: joins, admissions and the draw enqueue their records under it, which
+// keeps the log in the order of memory, and wait for the commit after unlocking (the
+// draw freezes the pre-queue meanwhile).
 type WaitingRoom struct {
 	// Log records every change durably; required.
 	Log revguard.RoomLog
@@ -77,7 +78,8 @@ type room struct {
 	seed     []byte
 	drawSize int64
 	soldOut  bool
-	tokens   float64 // admissions the pace allows now
+	drawing  chan struct{} // non-nil while a draw's records are written; closed after
+	tokens   float64       // admissions the pace allows now
 	last     time.Time
 }
 
@@ -299,37 +301,43 @@ func (w *WaitingRoom) Join(ctx context.Context, sku, customerID string) (revguar
 	}
 	now := w.now()
 	r.mu.Lock()
-	if !r.enabled {
-		r.mu.Unlock()
-		return revguard.Place{}, false, errNoRoom(sku)
-	}
-	if p := r.places[customerID]; p != nil {
-		r.mu.Unlock()
-		return w.placeOf(ctx, r, p, false)
-	}
-	r.opensAt = av.OpensAt
-	opens := av.OpensAt
-	if pre := time.Duration(r.settings.PreQueueSeconds) * time.Second; !opens.IsZero() && now.Before(opens.Add(-pre)) {
-		r.mu.Unlock()
-		return revguard.Place{}, false, revguard.Errorf(revguard.CodeSaleNotOpen,
-			"the waiting room opens at %s", opens.Add(-pre).UTC().Format(time.RFC3339))
-	}
-	if r.soldOut {
-		r.mu.Unlock()
-		return revguard.Place{}, false, revguard.Errorf(revguard.CodeSoldOut, "sold out: the waiting room is closed")
-	}
-	p := &place{customer: customerID, joinedAt: now, ready: make(chan struct{})}
-	if !r.drawn && !opens.IsZero() && now.Before(opens) {
-		r.prequeue = append(r.prequeue, p)
-	} else {
-		if r.drawDue(opens, now) {
+	var p *place
+	for p == nil {
+		if !r.enabled {
+			r.mu.Unlock()
+			return revguard.Place{}, false, errNoRoom(sku)
+		}
+		if p := r.places[customerID]; p != nil {
+			r.mu.Unlock()
+			return w.placeOf(ctx, r, p, false)
+		}
+		r.opensAt = av.OpensAt
+		opens := av.OpensAt
+		if pre := time.Duration(r.settings.PreQueueSeconds) * time.Second; !opens.IsZero() && now.Before(opens.Add(-pre)) {
+			r.mu.Unlock()
+			return revguard.Place{}, false, revguard.Errorf(revguard.CodeSaleNotOpen,
+				"the waiting room opens at %s", opens.Add(-pre).UTC().Format(time.RFC3339))
+		}
+		if r.soldOut {
+			r.mu.Unlock()
+			return revguard.Place{}, false, revguard.Errorf(revguard.CodeSoldOut, "sold out: the waiting room is closed")
+		}
+		preQueue := !r.drawn && r.drawing == nil && !opens.IsZero() && now.Before(opens)
+		if !preQueue && (r.drawing != nil || r.drawDue(opens, now)) {
+			// The draw first (it releases r.mu): then everything read above again.
 			if err := w.draw(r, now); err != nil {
 				r.mu.Unlock()
 				return revguard.Place{}, false, err
 			}
+			continue
 		}
-		r.line = append(r.line, p)
-		p.ticket = int64(len(r.line))
+		p = &place{customer: customerID, joinedAt: now, ready: make(chan struct{})}
+		if preQueue {
+			r.prequeue = append(r.prequeue, p)
+		} else {
+			r.line = append(r.line, p)
+			p.ticket = int64(len(r.line))
+		}
 	}
 	r.places[customerID] = p
 	b := w.commit.enqueue(revguard.RoomRecord{Type: revguard.RoomJoined, SKU: sku, Time: now, CustomerID: customerID, Ticket: p.ticket})
@@ -357,9 +365,22 @@ func (r *room) drawDue(opens, now time.Time) bool {
 	return !r.drawn && (opens.IsZero() || !now.Before(opens)) && (len(r.prequeue) > 0 || !opens.IsZero())
 }
 
-// draw shuffles the pre-queue with a fresh seed and places it in line, under r.mu,
-// once its record is durable.
+// draw shuffles the pre-queue with a fresh seed and places it in line once its
+// records are durable. Called with r.mu held, it releases it while the records are
+// written, so that polls and claims go on during a large draw; r.drawing freezes the
+// pre-queue meanwhile (a join waits for the draw, then queues behind it). A caller that
+// finds a draw under way waits for it. r.mu is held again when it returns; the caller
+// must check again what it read before.
 func (w *WaitingRoom) draw(r *room, now time.Time) error {
+	if ch := r.drawing; ch != nil {
+		r.mu.Unlock()
+		<-ch
+		r.mu.Lock()
+		if !r.drawn {
+			return fmt.Errorf("inproc: the draw of %s failed", r.sku)
+		}
+		return nil
+	}
 	seed := revguard.NewDrawSeed()
 	joined := make([]string, 0, len(r.prequeue))
 	for _, p := range r.prequeue {
@@ -373,7 +394,15 @@ func (w *WaitingRoom) draw(r *room, now time.Time) error {
 	for i, c := range order {
 		recs = append(recs, revguard.RoomRecord{Type: revguard.RoomPlaced, SKU: r.sku, Time: now, CustomerID: c, Ticket: int64(i + 1)})
 	}
-	if err := w.commit.wait(w.commit.enqueue(recs...)); err != nil {
+	ch := make(chan struct{})
+	r.drawing = ch
+	b := w.commit.enqueue(recs...)
+	r.mu.Unlock()
+	err := w.commit.wait(b)
+	r.mu.Lock()
+	r.drawing = nil
+	defer close(ch)
+	if err != nil {
 		return err
 	}
 	r.drawn, r.drawnAt, r.seed, r.drawSize = true, now, seed, int64(len(order))

@@ -90,10 +90,14 @@ func (w *WaitingRoom) Advance(ctx context.Context, sku string) error {
 		return nil
 	}
 	r.opensAt = s.OpensAt
-	if r.drawDue(s.OpensAt, now) {
-		if err := w.draw(r, now); err != nil {
+	if r.drawing != nil || r.drawDue(s.OpensAt, now) {
+		if err := w.draw(r, now); err != nil { // releases r.mu meanwhile; Advance's adv stays held
 			r.mu.Unlock()
 			return err
+		}
+		if !r.enabled {
+			r.mu.Unlock()
+			return nil
 		}
 	}
 	// Lapsed and used admissions no longer count.

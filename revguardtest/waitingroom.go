@@ -38,6 +38,7 @@ func TestWaitingRoom(t *testing.T, open OpenRoomFunc) {
 	run("Draw/OK_ShuffledAndReproducible", testDrawShuffled)
 	run("Draw/OK_Once", testDrawOnce)
 	run("Draw/OK_FirstComeAfter", testDrawFIFOAfter)
+	run("Draw/OK_ConcurrentJoinsAndPolls", testDrawConcurrent)
 	run("Admission/OK_Paced", testAdmissionPaced)
 	run("Admission/OK_WithinStock", testAdmissionWithinStock)
 	run("Admission/OK_Lapses", testAdmissionLapses)

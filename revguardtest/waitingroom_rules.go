@@ -467,3 +467,55 @@ func testClaimConcurrent(f *roomFixture) {
 		f.t.Fatalf("%d concurrent claims of one admission succeeded, want 1", claims)
 	}
 }
+
+// testDrawConcurrent races the draw against late joins, polls and more advances at
+// opens_at: every customer ends up in line once, the pre-queue in the draw's order,
+// and the late joiners behind it.
+func testDrawConcurrent(f *roomFixture) {
+	cs := names("c", 100)
+	f.opensIn("s", 1000, 10*time.Minute, 1)
+	for _, c := range cs {
+		f.join("s", c)
+	}
+	f.clock.Set(ClockStart.Add(10 * time.Minute))
+	late := names("late", 50)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4*len(late))
+	for i, c := range late {
+		wg.Go(func() {
+			if _, _, err := f.room.Join(f.ctx, "s", c); err != nil {
+				errs <- err
+			}
+		})
+		wg.Go(func() {
+			if _, err := f.room.FindPlace(f.ctx, "s", cs[i]); err != nil {
+				errs <- err
+			}
+		})
+		if i%10 == 0 {
+			wg.Go(func() {
+				if err := f.room.Advance(f.ctx, "s"); err != nil {
+					errs <- err
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		f.t.Fatalf("during the draw: %v", err)
+	}
+	r := f.findRoom("s")
+	if r.DrawSize != int64(len(cs)) || r.Joined != int64(len(cs)+len(late)) {
+		f.t.Fatalf("room %+v: want a draw of %d and %d joined", r, len(cs), len(cs)+len(late))
+	}
+	line := f.lineOf(append(slices.Clone(cs), late...))
+	if want := revguard.DrawOrder(r.Seed, cs); !slices.Equal(line[:len(cs)], want) {
+		f.t.Fatalf("the line's head %v is not the draw %v", line[:len(cs)], want)
+	}
+	got := slices.Clone(line[len(cs):])
+	slices.Sort(got)
+	if !slices.Equal(got, late) {
+		f.t.Fatalf("behind the draw: %v, want the late joiners", got)
+	}
+}
