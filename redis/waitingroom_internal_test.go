@@ -98,3 +98,22 @@ func TestDraw_Resumed(t *testing.T) {
 		}
 	}
 }
+
+func TestRoomSeq(t *testing.T) {
+	for _, id := range []string{"0-1", "1764985200123-0", "1764985200123-2047", "1764985200123-1048575"} {
+		seq, err := roomSeq(id)
+		if err != nil || roomID(seq) != id {
+			t.Errorf("roomSeq(%q) = %d, %v; roomID = %q", id, seq, err, roomID(seq))
+		}
+	}
+	a, _ := roomSeq("1764985200123-5")
+	b, _ := roomSeq("1764985200124-0")
+	if a >= b {
+		t.Errorf("seqs out of the streams' order: %d >= %d", a, b)
+	}
+	for _, id := range []string{"", "1", "x-1", "1-1048576", "-1-0"} {
+		if _, err := roomSeq(id); err == nil {
+			t.Errorf("roomSeq(%q): want an error", id)
+		}
+	}
+}

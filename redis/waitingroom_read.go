@@ -105,33 +105,72 @@ func (w *WaitingRoom) Rooms(ctx context.Context) ([]string, error) {
 	return skus, nil
 }
 
-// ReadRoomRecords calls fn with every record of the SKU's room log, in order (the
-// read side of revguard.RoomLog, for revguard export).
+// roomSeqBits is how many low bits of a room record's Seq hold its stream entry's
+// sequence within its millisecond; the high bits hold the millisecond.
+const roomSeqBits = 20
+
+// roomSeq returns the Seq of the stream entry id "<ms>-<n>".
+func roomSeq(id string) (int64, error) {
+	ms, n, ok := strings.Cut(id, "-")
+	a, err1 := strconv.ParseInt(ms, 10, 64)
+	b, err2 := strconv.ParseInt(n, 10, 64)
+	if !ok || err1 != nil || err2 != nil || b >= 1<<roomSeqBits || a >= 1<<(63-roomSeqBits) {
+		return 0, fmt.Errorf("redis: room log entry id %q", id)
+	}
+	return a<<roomSeqBits | b, nil
+}
+
+// roomID is the inverse of roomSeq.
+func roomID(seq int64) string {
+	return strconv.FormatInt(seq>>roomSeqBits, 10) + "-" + strconv.FormatInt(seq&(1<<roomSeqBits-1), 10)
+}
+
+// ReadRoomRecords calls fn with every record of the SKU's room log, in order.
 func (w *WaitingRoom) ReadRoomRecords(ctx context.Context, sku string, fn func(revguard.RoomRecord) error) error {
-	tag, _, _ := w.inv.skuKey(sku)
-	key := tag + ":rlog:" + sku
-	start := "-"
-	var seq int64
+	var after int64
 	for {
-		msgs, err := w.inv.client.XRangeN(ctx, key, start, "+", 1000).Result()
+		recs, err := w.ReadRoomRecordsAfter(ctx, sku, after, 1000)
 		if err != nil {
-			return storeErr("read room log", err)
+			return err
 		}
-		for _, m := range msgs {
-			seq++
-			rec, err := roomRecordOf(sku, seq, m.Values)
-			if err != nil {
-				return err
-			}
-			if err := fn(rec); err != nil {
+		for _, r := range recs {
+			if err := fn(r); err != nil {
 				return err
 			}
 		}
-		if len(msgs) < 1000 {
+		if len(recs) < 1000 {
 			return nil
 		}
-		start = "(" + msgs[len(msgs)-1].ID
+		after = recs[len(recs)-1].Seq
 	}
+}
+
+// ReadRoomRecordsAfter returns up to max records of the SKU's room log whose Seq is
+// above after, in order. A record's Seq is its stream entry's position, the same on
+// every node and every read: the copy into the ledger resumes from it.
+func (w *WaitingRoom) ReadRoomRecordsAfter(ctx context.Context, sku string, after int64, max int) ([]revguard.RoomRecord, error) {
+	tag, _, _ := w.inv.skuKey(sku)
+	start := "-"
+	if after > 0 {
+		start = "(" + roomID(after)
+	}
+	msgs, err := w.inv.client.XRangeN(ctx, tag+":rlog:"+sku, start, "+", int64(max)).Result()
+	if err != nil {
+		return nil, storeErr("read room log", err)
+	}
+	recs := make([]revguard.RoomRecord, 0, len(msgs))
+	for _, m := range msgs {
+		seq, err := roomSeq(m.ID)
+		if err != nil {
+			return nil, err
+		}
+		rec, err := roomRecordOf(sku, seq, m.Values)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, rec)
+	}
+	return recs, nil
 }
 
 // roomRecordOf decodes one entry of a room log stream.

@@ -76,7 +76,8 @@ Flags:
       setting, join, draw (its seed, then each customer's place), admission, use,
       closing and reopening, in order; then check that every draw is the one its seed
       and the join order give, saying so on stderr (exit 1 if one is not); not with
-      --since; in distributed mode it reads the rooms' logs in Redis (--redis-url)
+      --since; in distributed mode it reads the ledger's copy of the rooms' logs,
+      then what Redis (--redis-url) has that is not copied yet
   --postgres-url url, --postgres-schema name
       distributed mode: read the PostgreSQL ledger of the fleet started with these
       (env REVGUARD_POSTGRES_URL, REVGUARD_POSTGRES_SCHEMA; default schema revguard)

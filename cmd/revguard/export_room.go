@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/postgres"
 	"github.com/revenueguard/revguard/redis"
 	"github.com/revenueguard/revguard/sqlite"
 )
@@ -136,8 +137,8 @@ func (c *ExportCommand) exportRooms(ctx context.Context, o exportOptions, out io
 }
 
 // openRoomLogs returns a reader of the room logs that o names (of o.sku, or of every
-// room): the embedded ledger's room_log, or in distributed mode the rooms' streams in
-// Redis.
+// room): the embedded ledger's room_log, or in distributed mode the PostgreSQL
+// ledger's copy of the rooms' Redis streams followed by what is not copied yet.
 func openRoomLogs(ctx context.Context, o exportOptions) (read func(fn func(revguard.RoomRecord) error) error, done func(), err error) {
 	if !o.stores.distributed() {
 		db, err := openLedgerReadOnly(ctx, o.dataDir)
@@ -161,7 +162,14 @@ func openRoomLogs(ctx context.Context, o exportOptions) (read func(fn func(revgu
 		return nil, nil, fmt.Errorf("open the Redis inventory: %w", err)
 	}
 	inv.Close() // reads only: no sweeper
-	room := redis.NewWaitingRoom(inv)
+	db, err := openPostgresLedger(ctx, o.stores)
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	room, ledger := redis.NewWaitingRoom(inv), postgres.NewRoomLog(db)
+	// Each room's records from the ledger, then those the nodes have not copied yet
+	// from its Redis stream.
 	read = func(fn func(revguard.RoomRecord) error) error {
 		skus := []string{o.sku}
 		if o.sku == "" {
@@ -170,13 +178,33 @@ func openRoomLogs(ctx context.Context, o exportOptions) (read func(fn func(revgu
 			}
 		}
 		for _, sku := range skus {
-			if err := room.ReadRoomRecords(ctx, sku, fn); err != nil {
+			var last int64
+			err := ledger.ReadRoomRecords(ctx, sku, func(r revguard.RoomRecord) error {
+				last = r.Seq
+				return fn(r)
+			})
+			if err != nil {
 				return err
+			}
+			for {
+				recs, err := room.ReadRoomRecordsAfter(ctx, sku, last, 1000)
+				if err != nil {
+					return err
+				}
+				for _, r := range recs {
+					if err := fn(r); err != nil {
+						return err
+					}
+				}
+				if len(recs) < 1000 {
+					break
+				}
+				last = recs[len(recs)-1].Seq
 			}
 		}
 		return nil
 	}
-	return read, func() { client.Close() }, nil
+	return read, func() { db.Close(); client.Close() }, nil
 }
 
 func roomTime(t time.Time) string {

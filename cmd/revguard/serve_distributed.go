@@ -35,6 +35,7 @@ type Fleet struct {
 	Redis     goredis.UniversalClient
 	Inventory *redis.Inventory
 	Room      *redis.WaitingRoom
+	RoomLog   *postgres.RoomLog // the ledger's copy of the rooms' audit records
 	Sessions  *redis.Sessions
 	Outbox    *redis.Outbox
 	DB        *postgres.DB
@@ -119,6 +120,7 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 	}
 	f.DB = db
 	f.Ledger = postgres.NewLedger(db)
+	f.RoomLog = postgres.NewRoomLog(db)
 
 	f.Outbox = redis.NewOutbox(client)
 	f.Outbox.Namespace = cfg.RedisNamespace
@@ -134,6 +136,13 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 		if err := f.Outbox.Run(bg, f.Ledger); err != nil {
 			log.Error("outbox stopped: the ledger no longer follows the inventory", "err", err)
 		}
+	}()
+	// The copy of the rooms' audit records into the ledger runs until Close cancels bg
+	// (Close copies once more after the HTTP server has stopped).
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		runRoomLogCopy(bg, f.Room, f.RoomLog, log.With("component", "waitingroom"))
 	}()
 	// The sampler reads the metrics' values every sampleInterval until Close cancels bg.
 	go func() {
@@ -230,6 +239,13 @@ func (f *Fleet) ready(ctx context.Context) error {
 // another node would take over only after Config.OutboxMinIdle). Nothing is lost if it
 // cannot: the entries stay pending in Redis.
 func (f *Fleet) drain(log interface{ Warn(string, ...any) }) {
+	if f.Room != nil && f.RoomLog != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ledgerDrainTimeout)
+		if _, err := copyRoomLogs(ctx, f.Room, f.RoomLog); err != nil {
+			log.Warn("the waiting rooms' last audit records were not copied into the ledger; another node copies them", "err", err)
+		}
+		cancel()
+	}
 	deadline := time.Now().Add(ledgerDrainTimeout)
 	for f.Outbox.InFlight() > 0 {
 		select {

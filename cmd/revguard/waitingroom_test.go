@@ -1,10 +1,15 @@
 package main
 
 import (
+	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/postgres"
 )
 
 // TestServe_WaitingRoom runs a waiting room on the real server: two customers join its
@@ -74,6 +79,25 @@ func testServeWaitingRoom(t *testing.T, m mode) {
 	poll(first, "used")
 	if err := srv.Stop(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, srv.Log)
+	}
+
+	if m == distributedMode {
+		// The node's shutdown copied the rooms' audit records into the ledger.
+		schema := stores[slices.Index(stores, "--postgres-schema")+1]
+		db := postgres.NewDB(stores[slices.Index(stores, "--postgres-url")+1])
+		db.Schema, db.Logger = schema, slog.New(slog.DiscardHandler)
+		if err := db.Open(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		var types []string
+		err := postgres.NewRoomLog(db).ReadRoomRecords(t.Context(), "drop", func(r revguard.RoomRecord) error {
+			types = append(types, r.Type.String())
+			return nil
+		})
+		db.Close()
+		if err != nil || !slices.Contains(types, "drawn") || !slices.Contains(types, "used") {
+			t.Fatalf("the ledger's room log: %v, %v; want the draw and the use", types, err)
+		}
 	}
 
 	srv = MustRunServer(t, dir, nil, stores...)
