@@ -33,6 +33,9 @@ const (
 	CodeBotCheckUnavailable  Code = "bot_check_unavailable"
 	CodeRateLimited          Code = "rate_limited"
 	CodeUnavailable          Code = "unavailable"
+	CodeAdmissionRequired    Code = "admission_required"     // a SKU with a waiting room, without a current admission
+	CodeWaitingRoomNotFound  Code = "waiting_room_not_found" // the SKU has no waiting room (or it is off)
+	CodePlaceNotFound        Code = "place_not_found"        // the customer has no place in the waiting room
 	CodeInternal             Code = "internal"
 )
 
@@ -44,6 +47,7 @@ var Codes = []Code{
 	CodeLimitExceeded, CodeStockBelowCommitted, CodeHoldExpired, CodeHoldReleased,
 	CodeAlreadyConfirmed, CodeIdempotencyKeyReused, CodeBotCheckFailed,
 	CodeBotCheckUnavailable, CodeRateLimited, CodeUnavailable, CodeInternal,
+	CodeAdmissionRequired, CodeWaitingRoomNotFound, CodePlaceNotFound,
 }
 
 // Error is a domain error with a stable Code and a Detail safe to show to the client.

@@ -23,6 +23,10 @@ var decodeSeeds = []string{
 	`{"customer_id":"c-42","ttl_seconds":3600}`, `{"order_ref":"o-1","revive":true}`,
 	`{"a":{"b":[1,2,{"c":null}]}}`, `[]`, `"x"`, `1`, `null`, `{"quantity":1}garbage`, `{,}`,
 	`{"quantity"`, `{"quantity":`, `{"turnstile_token":"\`, `{"turnstile_token":"\u12`,
+	// Waiting room settings and joins.
+	`{"admit_per_second":5}`, `{"admit_per_second":5,"pre_queue_seconds":60,"admission_seconds":30}`,
+	`{"admit_per_second":5,"admission_seconds":null}`, `{"admit_per_second":0}`, `{"admit_per_second":5,"admission_seconds":0}`,
+	`{"admit_per_second":5,"pre_queue_seconds":-1}`, `{"admit_per_second":5,"admit_per_second":6}`,
 }
 
 // FuzzDecodeReserve checks the reserve decoder: it never panics, every refusal is
@@ -180,6 +184,68 @@ func FuzzRequestID(f *testing.F) {
 		}
 		if len(id) > maxRequestIDLen || strings.Trim(id, saneRequestIDChars) != "" {
 			t.Fatalf("validRequestID accepted %q", id)
+		}
+	})
+}
+
+// FuzzDecodeRoom checks the waiting room decoder like FuzzDecodeSKU: refusals are
+// invalid_request, what it accepts is valid and what encoding/json reads.
+func FuzzDecodeRoom(f *testing.F) {
+	for _, s := range decodeSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, err := decodeRoom(body)
+		if err != nil {
+			if revguard.ErrorCode(err) != revguard.CodeInvalidRequest {
+				t.Fatalf("decodeRoom(%q): %v, want invalid_request", body, err)
+			}
+			return
+		}
+		if err := got.Validate(); err != nil {
+			t.Fatalf("decodeRoom(%q) accepted invalid settings %+v: %v", body, got, err)
+		}
+		var ref struct {
+			PreQueueSeconds  *int64 `json:"pre_queue_seconds"`
+			AdmitPerSecond   *int64 `json:"admit_per_second"`
+			AdmissionSeconds *int64 `json:"admission_seconds"`
+		}
+		if err := strictUnmarshal(body, &ref); err != nil {
+			t.Fatalf("decodeRoom accepted %q, encoding/json refuses it: %v", body, err)
+		}
+		if ref.AdmitPerSecond == nil || *ref.AdmitPerSecond != got.AdmitPerSecond ||
+			ref.PreQueueSeconds != nil && *ref.PreQueueSeconds != got.PreQueueSeconds ||
+			ref.AdmissionSeconds != nil && *ref.AdmissionSeconds != got.AdmissionSeconds {
+			t.Fatalf("decodeRoom(%q) = %+v, encoding/json says %+v", body, got, ref)
+		}
+	})
+}
+
+// FuzzDecodeJoin checks the join decoder: refusals are invalid_request, and what it
+// accepts encoding/json reads the same.
+func FuzzDecodeJoin(f *testing.F) {
+	for _, s := range decodeSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, err := decodeJoin(body)
+		if err != nil {
+			if revguard.ErrorCode(err) != revguard.CodeInvalidRequest {
+				t.Fatalf("decodeJoin(%q): %v, want invalid_request", body, err)
+			}
+			return
+		}
+		if len(body) == 0 {
+			return
+		}
+		var ref struct {
+			TurnstileToken *string `json:"turnstile_token"`
+		}
+		if err := strictUnmarshal(body, &ref); err != nil {
+			t.Fatalf("decodeJoin accepted %q, encoding/json refuses it: %v", body, err)
+		}
+		if ref.TurnstileToken != nil && *ref.TurnstileToken != got.TurnstileToken {
+			t.Fatalf("decodeJoin(%q) = %+v, encoding/json says %q", body, got, *ref.TurnstileToken)
 		}
 	})
 }

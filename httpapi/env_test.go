@@ -37,6 +37,7 @@ type env struct {
 	backend  backend
 	api      *httpapi.Server
 	inv      revguard.Inventory
+	room     revguard.WaitingRoom    // advanced by the tests (no timer); nil when the backend has none
 	clock    *revguardtest.Clock     // nil: the real clock
 	verifier *turnstiletest.Server   // nil: bot check off
 	admin    string                  // the admin token
@@ -83,6 +84,7 @@ type envStores struct {
 	inv         revguard.Inventory
 	ledger      revguard.Ledger
 	sessions    revguard.Sessions
+	room        revguard.WaitingRoom
 	limiter     func(name string, r revguard.Rate) revguard.RateLimiter
 	waitApplied func(ctx context.Context) error
 }
@@ -102,12 +104,13 @@ func mustOpenEnv(tb testing.TB, o envOptions) *env {
 	} else {
 		st = openEmbeddedStores(tb, o, now)
 	}
-	e.inv, e.sessions, e.waitApplied = st.inv, st.sessions, st.waitApplied
+	e.inv, e.sessions, e.waitApplied, e.room = st.inv, st.sessions, st.waitApplied, st.room
 
 	api := httpapi.NewServer()
 	api.Inventory = st.inv
 	api.Ledger = st.ledger
 	api.Sessions = st.sessions
+	api.WaitingRoom = st.room
 	api.Now = now
 	e.admin = "admin-" + randomHex(16)
 	api.AdminToken = e.admin
@@ -182,6 +185,14 @@ func openEmbeddedStores(tb testing.TB, o envOptions, now func() time.Time) envSt
 	cache.Now = now
 	tb.Cleanup(func() { cache.Close() })
 
+	// The waiting room, without its timer: the tests advance it.
+	room := inproc.NewWaitingRoom(sqlite.NewRoomLog(db), inv)
+	room.Now, room.Tick = now, 0
+	if err := room.Open(ctx); err != nil {
+		tb.Fatalf("open waiting room: %v", err)
+	}
+	tb.Cleanup(func() { room.Close() })
+
 	// The ledger writer follows the journal until cleanup cancels it.
 	writer := &revguard.LedgerWriter{Feed: j, Ledger: ledger}
 	if !o.noLedger {
@@ -194,7 +205,7 @@ func openEmbeddedStores(tb testing.TB, o envOptions, now func() time.Time) envSt
 		tb.Cleanup(func() { cancel(); <-done })
 	}
 	return envStores{
-		inv: inv, ledger: ledger, sessions: cache,
+		inv: inv, ledger: ledger, sessions: cache, room: room,
 		limiter: func(_ string, r revguard.Rate) revguard.RateLimiter {
 			l := inproc.NewRateLimiter(r)
 			l.Now = now
@@ -231,6 +242,13 @@ func openDistributedStores(tb testing.TB, o envOptions, now func() time.Time) en
 	}
 	tb.Cleanup(func() { inv.Close() })
 
+	room := redis.NewWaitingRoom(inv)
+	room.Tick = 0 // the tests advance it
+	if err := room.Open(ctx); err != nil {
+		tb.Fatalf("open waiting room: %v", err)
+	}
+	tb.Cleanup(func() { room.Close() })
+
 	sess := redis.NewSessions(c)
 	sess.Namespace, sess.Now, sess.Logger = ns, now, quiet
 	sess.Timeout = 10 * time.Second // generous: a loaded machine under -race is slow
@@ -261,7 +279,7 @@ func openDistributedStores(tb testing.TB, o envOptions, now func() time.Time) en
 		tb.Cleanup(func() { cancel(); <-done })
 	}
 	return envStores{
-		inv: inv, ledger: ledger, sessions: sess,
+		inv: inv, ledger: ledger, sessions: sess, room: room,
 		limiter: func(name string, r revguard.Rate) revguard.RateLimiter {
 			l := redis.NewRateLimiter(c, name, r)
 			l.Namespace = ns

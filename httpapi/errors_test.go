@@ -252,3 +252,59 @@ func TestArchivedErrors(t *testing.T) {
 		c.do(req{Method: "POST", Path: "/v1/reservations/r1/confirm", Token: mockCustomer}).wantProblem(t, 404, revguard.CodeReservationNotFound)
 	})
 }
+
+// TestWaitingRoomErrors injects the waiting room's failures: a store that breaks is a
+// 500 that leaks nothing, one that is down a 503, and a reservation whose admission
+// could not be settled still answers its outcome (the failure is logged).
+func TestWaitingRoomErrors(t *testing.T) {
+	secret := errors.New("redis: READONLY You can't write against a read only replica at 10.0.0.7")
+	var settled []bool
+	room := &mock.WaitingRoom{
+		FindPlaceFn: func(context.Context, string, string) (revguard.Place, error) {
+			return revguard.Place{}, fmt.Errorf("redis: find place: %w", secret)
+		},
+		FindRoomFn: func(context.Context, string) (revguard.Room, error) {
+			return revguard.Room{}, revguard.Errorf(revguard.CodeUnavailable, "redis does not answer")
+		},
+		ClaimFn: func(_ context.Context, sku, _ string) (bool, error) {
+			if sku == "broken" {
+				return false, secret
+			}
+			return true, nil
+		},
+		SettleFn: func(_ context.Context, _, _ string, used bool) error {
+			settled = append(settled, used)
+			return secret
+		},
+	}
+	inv := &mock.Inventory{
+		AvailabilityFn: func(_ context.Context, id string) (revguard.Availability, error) {
+			return revguard.Availability{SKU: id, Available: 5}, nil
+		},
+		ReserveFn: func(_ context.Context, r revguard.ReserveRequest) (revguard.Reservation, bool, error) {
+			if r.SKU == "full" {
+				return revguard.Reservation{}, false, revguard.Errorf(revguard.CodeSoldOut, "no units are available")
+			}
+			now := time.Now().UTC()
+			return revguard.Reservation{ID: "01RES", SKU: r.SKU, CustomerID: r.CustomerID, Quantity: 1,
+				Status: revguard.StatusHeld, CreatedAt: now, ExpiresAt: now.Add(time.Minute)}, false, nil
+		},
+	}
+	c, logs := mockServer(t, inv, &mock.Ledger{}, func(s *httpapi.Server) { s.WaitingRoom = room })
+
+	r := c.do(req{Method: "GET", Path: "/v1/skus/a/waiting-room/place", Token: mockCustomer})
+	r.wantProblem(t, 500, revguard.CodeInternal)
+	if strings.Contains(string(r.Body), "10.0.0.7") || !strings.Contains(logs.String(), "READONLY") {
+		t.Fatalf("answer %s, log %s: want the error logged and not shown", r.Body, logs.String())
+	}
+	c.do(req{Method: "GET", Path: "/v1/skus/a/waiting-room", Token: mockAdmin}).wantProblem(t, 503, revguard.CodeUnavailable)
+	c.do(req{Method: "POST", Path: "/v1/skus/broken/reservations", Token: mockCustomer}).wantProblem(t, 500, revguard.CodeInternal)
+	c.do(req{Method: "POST", Path: "/v1/skus/full/reservations", Token: mockCustomer}).wantProblem(t, 409, revguard.CodeSoldOut)
+	c.do(req{Method: "POST", Path: "/v1/skus/shoe/reservations", Token: mockCustomer}).json(t, 201, &reservation{})
+	if fmt.Sprint(settled) != "[false true]" {
+		t.Fatalf("settled %v, want the refused reservation's claim given back and the made one's spent", settled)
+	}
+	if !strings.Contains(logs.String(), "settle an admission") {
+		t.Fatalf("log lacks the failed settle: %s", logs.String())
+	}
+}

@@ -74,6 +74,15 @@ type Server struct {
 	// Now is the clock of sale opening times; it should be the inventory's clock.
 	Now func() time.Time
 
+	// WaitingRoom serves the SKUs' waiting rooms; a reservation of a SKU with a room
+	// needs a current admission from it. Nil: no waiting rooms (their endpoints answer
+	// 404 waiting_room_not_found).
+	WaitingRoom revguard.WaitingRoom
+
+	// PlaceStreamEvery is how often the place stream (server-sent events) reads the
+	// place; DefaultPlaceStreamEvery when zero.
+	PlaceStreamEvery time.Duration
+
 	// Example, when set, serves the storefront example under /example/ (example.go):
 	// a demonstration, off by default.
 	Example *Example
@@ -87,6 +96,19 @@ type Server struct {
 	idPrefix  string        // random per Server, so generated request ids are unique across restarts
 	idSeq     atomic.Uint64 // the counter part of generated request ids
 	flights   singleflight.Group
+
+	// streams is cancelled by CloseStreams: the place streams end, so that a graceful
+	// shutdown does not wait for them.
+	streams      context.Context
+	closeStreams context.CancelFunc
+}
+
+// CloseStreams ends every server-sent event stream, at once and for good: register it
+// with http.Server.RegisterOnShutdown, so that Shutdown, which waits for the requests
+// in flight, does not wait for streams that only end when their place does.
+func (s *Server) CloseStreams() {
+	s.once.Do(s.build)
+	s.closeStreams()
 }
 
 // NewServer returns a Server with its defaults: no bot check, no rate limits, a fresh
@@ -134,6 +156,7 @@ func (s *Server) build() {
 	rand.Read(seed[:])
 	s.idPrefix = base32.StdEncoding.EncodeToString(seed[:]) + "-"
 
+	s.streams, s.closeStreams = context.WithCancel(context.Background())
 	s.promHTTP = promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{})
 	s.mux = http.NewServeMux()
 	patterns := s.routes(s.mux)

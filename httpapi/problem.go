@@ -46,6 +46,9 @@ var problems = map[revguard.Code]problemInfo{
 	revguard.CodeRateLimited:          {http.StatusTooManyRequests, "Too many requests"},
 	revguard.CodeUnavailable:          {http.StatusServiceUnavailable, "Service unavailable"},
 	revguard.CodeInternal:             {http.StatusInternalServerError, "Internal server error"},
+	revguard.CodeAdmissionRequired:    {http.StatusConflict, "Admission required"},
+	revguard.CodeWaitingRoomNotFound:  {http.StatusNotFound, "Waiting room not found"},
+	revguard.CodePlaceNotFound:        {http.StatusNotFound, "Place not found"},
 }
 
 // writeError answers err as a problem document. A *revguard.Error is answered with its

@@ -175,6 +175,22 @@ func (s *Server) reserve(ctx context.Context, req *revguard.ReserveRequest, toke
 	if av.Available < req.Quantity {
 		return reserveOutcome{err: soldOut(av.Available, req.Quantity)}
 	}
+	// A SKU with a waiting room: the customer's admission, claimed before the bot
+	// check (a customer not yet admitted spends none) and spent only if the
+	// reservation is made.
+	settle, err := s.gateReserve(ctx, req)
+	if err != nil {
+		return reserveOutcome{err: err}
+	}
+	out := s.verifyAndReserve(ctx, req, token, ip)
+	if settle != nil {
+		settle(out.err == nil && !out.replayed)
+	}
+	return out
+}
+
+// verifyAndReserve runs the bot check, then the serialisation point.
+func (s *Server) verifyAndReserve(ctx context.Context, req *revguard.ReserveRequest, token, ip string) reserveOutcome {
 	if s.BotChecker != nil {
 		if token == "" {
 			err := revguard.Errorf(revguard.CodeBotCheckFailed, "a Turnstile token is required: send the CF-Turnstile-Response header or the turnstile_token field")

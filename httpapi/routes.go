@@ -21,6 +21,9 @@ func (s *Server) routes(mux *http.ServeMux) []string {
 	handle("GET /v1/skus/{sku}", s.handleGetSKU)
 	handle("POST /v1/sessions", s.handleCreateSession)
 	handle("GET /v1/orders", s.handleListOrders)
+	handle("PUT /v1/skus/{sku}/waiting-room", s.handlePutRoom)
+	handle("GET /v1/skus/{sku}/waiting-room", s.handleGetRoom)
+	handle("DELETE /v1/skus/{sku}/waiting-room", s.handleDeleteRoom)
 
 	// Customer (session token; GET and release of a reservation also the admin).
 	handle("DELETE /v1/sessions/current", s.handleLogout)
@@ -29,6 +32,9 @@ func (s *Server) routes(mux *http.ServeMux) []string {
 	handle("POST /v1/reservations/{id}/confirm", s.handleConfirm)
 	handle("POST /v1/reservations/{id}/release", s.handleRelease)
 	handle("GET /v1/me/reservations", s.handleMyReservations)
+	handle("POST /v1/skus/{sku}/waiting-room/place", s.handleJoin)
+	handle("GET /v1/skus/{sku}/waiting-room/place", s.handleGetPlace)
+	handle("GET /v1/skus/{sku}/waiting-room/place/events", s.handlePlaceEvents)
 
 	// Public.
 	handle("GET /v1/skus/{sku}/availability", s.handleAvailability)

@@ -41,7 +41,7 @@ import (
 var migrationFS embed.FS
 
 // SchemaVersion is the version of the newest migration in migration/.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // Defaults of DB's settings.
 const (

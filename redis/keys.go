@@ -24,7 +24,9 @@ import (
 //	T:final          zset    reservation id → µs it became final (the retention purge)
 //	T:seq            string  the shard's event counter
 //	T:outbox         stream  the shard's events, in order
+//	T:room:<sku>     hash    a SKU's waiting room (lua/room_lib.lua has the room's keys)
 //	<ns>:meta        hash    shards
+//	<ns>:rooms       set     the SKUs with a waiting room
 //	<ns>:idem:{<h>}:<key>   hash   an idempotency key's binding: sku, qty, n (h: the customer's hash)
 
 // shardOf returns the shard of the SKU id.

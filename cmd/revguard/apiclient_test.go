@@ -116,6 +116,37 @@ func testClientEveryEndpoint(t *testing.T, m mode) {
 	if m := need(admin.Metrics(ctx))(t); !strings.Contains(m, "revguard_") {
 		t.Fatal("no revguard metrics")
 	}
+	// The waiting room: put, join (a bot check for a new place only), poll, get, delete.
+	need(admin.PutSKU(ctx, "cli-room", client.SKUSettings{Stock: 1}))(t)
+	room := need(admin.PutWaitingRoom(ctx, "cli-room", client.WaitingRoomSettings{AdmitPerSecond: 10, AdmissionSeconds: 60}))(t)
+	if room.Meta.StatusCode != 201 || room.AdmitPerSecond != 10 || room.AdmissionSeconds != 60 || room.PreQueueSeconds != 3600 || room.Draw != nil {
+		t.Fatalf("room %+v", room)
+	}
+	if _, err := buyer.JoinWaitingRoom(ctx, "cli-room", ""); client.ErrorCode(err) != revguard.CodeBotCheckFailed {
+		t.Fatalf("join without a bot token: %v", err)
+	}
+	place := need(buyer.JoinWaitingRoom(ctx, "cli-room", verifier.Token()))(t)
+	if place.Meta.StatusCode != 201 || place.CustomerID != "c-cli" || place.JoinedAt.IsZero() {
+		t.Fatalf("place %+v", place)
+	}
+	if again := need(buyer.JoinWaitingRoom(ctx, "cli-room", ""))(t); again.Meta.StatusCode != 200 {
+		t.Fatalf("joining again: %+v", again)
+	}
+	for deadline := time.Now().Add(10 * time.Second); place.Status != string(revguard.PlaceAdmitted); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("place %+v, never admitted", place)
+		}
+		place = need(buyer.Place(ctx, "cli-room"))(t)
+	}
+	if room = need(admin.GetWaitingRoom(ctx, "cli-room"))(t); room.Joined != 1 || room.Admitted != 1 {
+		t.Fatalf("room %+v", room)
+	}
+	if err := admin.DeleteWaitingRoom(ctx, "cli-room"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := buyer.Place(ctx, "cli-room"); client.ErrorCode(err) != revguard.CodeWaitingRoomNotFound {
+		t.Fatalf("place after the room was turned off: %v", err)
+	}
 	if err := buyer.Logout(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,7 @@ type exportOptions struct {
 	sku     string
 	since   time.Time
 	out     string
+	rooms   bool // the waiting rooms' log instead of the reservations
 }
 
 // Usage returns the help of `revguard export`.
@@ -70,6 +71,13 @@ Flags:
       only the reservations created at or after this RFC 3339 time
   --out file
       write to this file (replaced) instead of stdout
+  --waiting-room
+      write the waiting rooms' log instead (of --sku's room, or of every room): each
+      setting, join, draw (its seed, then each customer's place), admission, use,
+      closing and reopening, in order; then check that every draw is the one its seed
+      and the join order give, saying so on stderr (exit 1 if one is not); not with
+      --since; in distributed mode it reads the ledger's copy of the rooms' logs,
+      then what Redis (--redis-url) has that is not copied yet
   --postgres-url url, --postgres-schema name
       distributed mode: read the PostgreSQL ledger of the fleet started with these
       (env REVGUARD_POSTGRES_URL, REVGUARD_POSTGRES_SCHEMA; default schema revguard)
@@ -89,10 +97,11 @@ func (c *ExportCommand) parse(args []string) (exportOptions, error) {
 	fs.StringVar(&o.sku, "sku", "", "only this SKU")
 	fs.StringVar(&since, "since", "", "only reservations created at or after this RFC 3339 time")
 	fs.StringVar(&o.out, "out", "", "output file")
+	fs.BoolVar(&o.rooms, "waiting-room", false, "the waiting rooms' log")
 	if err := parseFlags(fs, "export", args); err != nil {
 		return o, err
 	}
-	if err := o.stores.check("export", false); err != nil {
+	if err := o.stores.check("export", o.rooms); err != nil {
 		return o, err
 	}
 	switch o.format {
@@ -102,6 +111,9 @@ func (c *ExportCommand) parse(args []string) (exportOptions, error) {
 	}
 	if o.sku != "" && !revguard.ValidSKUID(o.sku) {
 		return o, usageErrorf("export: --sku %q is not a SKU id (1 to %d characters from A-Z a-z 0-9 . _ : -)", o.sku, revguard.MaxSKUIDLen)
+	}
+	if o.rooms && since != "" {
+		return o, usageErrorf("export: --waiting-room writes whole room logs: no --since")
 	}
 	if since != "" {
 		t, err := time.Parse(time.RFC3339Nano, since)
@@ -122,12 +134,14 @@ func (c *ExportCommand) Run(ctx context.Context, args []string) (err error) {
 		}
 		return err
 	}
-	scan, err := c.openScan(ctx, o)
-	if err != nil {
-		return fmt.Errorf("export: %w", err)
+	var scan *exportScan
+	if !o.rooms {
+		scan, err = c.openScan(ctx, o)
+		if err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		defer scan.Close()
 	}
-	defer scan.Close()
-
 	out := c.Stdout
 	if o.out != "" {
 		f, err := os.Create(o.out)
@@ -142,6 +156,16 @@ func (c *ExportCommand) Run(ctx context.Context, args []string) (err error) {
 		out = f
 	}
 	bw := bufio.NewWriterSize(out, 64<<10)
+	if o.rooms {
+		err := c.exportRooms(ctx, o, bw)
+		if ferr := bw.Flush(); err == nil {
+			err = ferr
+		}
+		if err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		return nil
+	}
 	write := newExportWriter(bw, o.format)
 
 	var bar *progressbar.ProgressBar

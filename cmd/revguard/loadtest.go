@@ -47,6 +47,9 @@ type loadtestConfig struct {
 	postgresURL    string
 	dataDir        string // parent of the embedded server's temporary folder
 	botsSet        bool   // --bots was given
+	waitingRoom    bool   // the fairness experiment instead of the sale
+	roomRate       int64
+	roomPreQueue   time.Duration
 }
 
 // targetList is a repeatable flag that also takes comma-separated lists.
@@ -120,6 +123,10 @@ func (lc *LoadtestCommand) flagSet(c *loadtestConfig) *flag.FlagSet {
 		}
 		return nil
 	})
+	fs.BoolVar(&c.waitingRoom, "waiting-room", false, "instead of the sale, the fairness experiment: the crowd (--customers, --stock) in four groups "+
+		"whose requests are delayed by 0, 50, 150 and 300 ms, once through a waiting room and once without; the report shows each group's share of the stock")
+	fs.Int64Var(&c.roomRate, "room-rate", 200, "with --waiting-room: customers admitted a second")
+	fs.DurationVar(&c.roomPreQueue, "room-pre-queue", 5*time.Second, "with --waiting-room: how long before the opening the crowd arrives")
 	fs.BoolVar(&c.baselineOnly, "baseline-only", false, "run the baselines without the sale")
 	fs.StringVar(&c.redisURL, "redis-url", getenv("REVGUARD_TEST_REDIS_URL"), "Redis of the redis and distributed baselines (env REVGUARD_TEST_REDIS_URL)")
 	fs.StringVar(&c.postgresURL, "postgres-url", getenv("REVGUARD_TEST_POSTGRES_URL"), "PostgreSQL of the postgres and distributed baselines (env REVGUARD_TEST_POSTGRES_URL)")
@@ -183,6 +190,8 @@ func (lc *LoadtestCommand) parse(args []string) (loadtestConfig, error) {
 		return c, usageErrorf("loadtest: --fake-verifier and --turnstile-token are for --target; the embedded server has its own verifier")
 	case c.fakeVerifier != "" && c.token != "":
 		return c, usageErrorf("loadtest: give --fake-verifier or --turnstile-token, not both")
+	case c.waitingRoom && (c.roomRate < 1 || c.roomRate > revguard.MaxAdmitPerSecond || c.roomPreQueue <= 0 || len(c.baselines) > 0):
+		return c, usageErrorf("loadtest: --waiting-room needs --room-rate 1 to %d and a positive --room-pre-queue, and no --baseline", revguard.MaxAdmitPerSecond)
 	case c.baselineOnly && len(c.baselines) == 0:
 		return c, usageErrorf("loadtest: --baseline-only needs --baseline")
 	}
@@ -251,6 +260,9 @@ func (lc *LoadtestCommand) Run(ctx context.Context, args []string) error {
 	var progress io.Writer
 	if f, ok := lc.Stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		progress = f
+	}
+	if c.waitingRoom {
+		return lc.runWaitingRoom(ctx, c)
 	}
 	rep := &loadtest.Report{Scenario: c.scenario}
 	if !c.baselineOnly {

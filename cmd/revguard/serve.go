@@ -151,6 +151,7 @@ type Main struct {
 	DB         *sqlite.DB
 	Ledger     *sqlite.Ledger
 	Sessions   *inproc.SessionCache
+	Room       *inproc.WaitingRoom
 	Writer     *revguard.LedgerWriter
 	BotChecker *turnstile.BotChecker // nil when the bot check is off
 	Registry   *prometheus.Registry
@@ -240,6 +241,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.API.Inventory = st.inventory
 	m.API.Ledger = st.ledger
 	m.API.Sessions = st.sessions
+	m.API.WaitingRoom = st.room
 	m.API.BotChecker = bot
 	m.API.CustomerLimiter = st.newLimiter("customer", cfg.RateLimitCustomer)
 	m.API.IPLimiter = st.newLimiter("ip", cfg.RateLimitIP)
@@ -267,6 +269,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return bg },
 	}
+	// Shutdown waits for the requests in flight; the place streams end only with
+	// their place, so they are told to end first.
+	m.HTTPServer.RegisterOnShutdown(m.API.CloseStreams)
 	var lc net.ListenConfig
 	m.ln, err = lc.Listen(ctx, "tcp", cfg.Addr)
 	if err != nil {
@@ -299,6 +304,7 @@ type stores struct {
 	inventory revguard.Inventory
 	ledger    revguard.Ledger
 	sessions  revguard.Sessions
+	room      revguard.WaitingRoom                                    // nil: no waiting rooms
 	limiter   func(name string, r revguard.Rate) revguard.RateLimiter // r is never off
 }
 
@@ -367,6 +373,15 @@ func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *server
 	m.Sessions = inproc.NewSessionCache(m.rawSessions)
 	m.Sessions.Now = m.Now
 
+	// The waiting rooms, rebuilt from their log in the database; their timer admits.
+	room := inproc.NewWaitingRoom(sqlite.NewRoomLog(m.DB), m.Inventory)
+	room.Now = m.Now
+	room.Logger = log.With("component", "waitingroom")
+	if err := room.Open(ctx); err != nil {
+		return stores{}, fmt.Errorf("serve: recover waiting rooms: %w", err)
+	}
+	m.Room = room
+
 	m.Writer = &revguard.LedgerWriter{Feed: m.Journal, Ledger: m.Ledger, Logger: log.With("component", "ledger"), Now: m.Now}
 	if cfg.LedgerMaxDefer > 0 {
 		m.Writer.MaxDefer = cfg.LedgerMaxDefer
@@ -395,6 +410,7 @@ func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *server
 		inventory: m.Inventory,
 		ledger:    m.Ledger,
 		sessions:  m.Sessions,
+		room:      m.Room,
 		limiter: func(_ string, r revguard.Rate) revguard.RateLimiter {
 			return inproc.NewRateLimiter(r)
 		},
@@ -478,6 +494,9 @@ func (m *Main) close() error {
 		m.cancel()
 	}
 	m.wg.Wait()
+	if m.Room != nil {
+		errs = append(errs, m.Room.Close())
+	}
 	if m.Inventory != nil {
 		if err := m.Inventory.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close inventory: %w", err))

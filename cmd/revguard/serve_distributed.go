@@ -34,6 +34,8 @@ const (
 type Fleet struct {
 	Redis     goredis.UniversalClient
 	Inventory *redis.Inventory
+	Room      *redis.WaitingRoom
+	RoomLog   *postgres.RoomLog // the ledger's copy of the rooms' audit records
 	Sessions  *redis.Sessions
 	Outbox    *redis.Outbox
 	DB        *postgres.DB
@@ -92,6 +94,15 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 	}
 	f.Inventory = inv
 
+	// The waiting rooms live beside the SKUs; every node's timer admits, at the
+	// rooms' own pace.
+	room := redis.NewWaitingRoom(inv)
+	room.Logger = log.With("component", "waitingroom")
+	if err := room.Open(ctx); err != nil {
+		return stores{}, fmt.Errorf("serve: open the waiting rooms: %w", err)
+	}
+	f.Room = room
+
 	sess := redis.NewSessions(client)
 	sess.Namespace = cfg.RedisNamespace
 	sess.Logger = log.With("component", "sessions")
@@ -110,6 +121,7 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 	}
 	f.DB = db
 	f.Ledger = postgres.NewLedger(db)
+	f.RoomLog = postgres.NewRoomLog(db)
 
 	f.Outbox = redis.NewOutbox(client)
 	f.Outbox.Namespace = cfg.RedisNamespace
@@ -126,6 +138,13 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 			log.Error("outbox stopped: the ledger no longer follows the inventory", "err", err)
 		}
 	}()
+	// The copy of the rooms' audit records into the ledger runs until Close cancels bg
+	// (Close copies once more after the HTTP server has stopped).
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		runRoomLogCopy(bg, f.Room, f.RoomLog, log.With("component", "waitingroom"))
+	}()
 	// The sampler reads the metrics' values every sampleInterval until Close cancels bg.
 	go func() {
 		defer m.wg.Done()
@@ -137,6 +156,7 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 		inventory: inv,
 		ledger:    f.Ledger,
 		sessions:  sess,
+		room:      room,
 		limiter: func(name string, r revguard.Rate) revguard.RateLimiter {
 			l := redis.NewRateLimiter(client, name, r)
 			l.Namespace = cfg.RedisNamespace
@@ -220,6 +240,13 @@ func (f *Fleet) ready(ctx context.Context) error {
 // another node would take over only after Config.OutboxMinIdle). Nothing is lost if it
 // cannot: the entries stay pending in Redis.
 func (f *Fleet) drain(log interface{ Warn(string, ...any) }) {
+	if f.Room != nil && f.RoomLog != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ledgerDrainTimeout)
+		if _, err := copyRoomLogs(ctx, f.Room, f.RoomLog); err != nil {
+			log.Warn("the waiting rooms' last audit records were not copied into the ledger; another node copies them", "err", err)
+		}
+		cancel()
+	}
 	deadline := time.Now().Add(ledgerDrainTimeout)
 	for f.Outbox.InFlight() > 0 {
 		select {
@@ -249,6 +276,9 @@ func (f *Fleet) close() error {
 		if err := f.Sessions.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close sessions: %w", err))
 		}
+	}
+	if f.Room != nil {
+		errs = append(errs, f.Room.Close())
 	}
 	if f.Inventory != nil {
 		if err := f.Inventory.Close(); err != nil {

@@ -1,0 +1,345 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/httpapi"
+)
+
+// The waiting room end to end: the admin's settings, joining with the bot check, the
+// pre-queue and its draw, polling and the event stream, and the admission that a
+// reservation of the SKU needs.
+
+// place is the place object.
+type place struct {
+	SKU           string  `json:"sku"`
+	CustomerID    string  `json:"customer_id"`
+	Status        string  `json:"status"`
+	Position      *int64  `json:"position"`
+	EstimatedWait *int64  `json:"estimated_wait_seconds"`
+	JoinedAt      string  `json:"joined_at"`
+	OpensAt       *string `json:"opens_at"`
+	AdmittedAt    *string `json:"admitted_at"`
+	AdmittedUntil *string `json:"admitted_until"`
+}
+
+// waitingRoom is the waiting room object.
+type waitingRoom struct {
+	SKU              string `json:"sku"`
+	PreQueueSeconds  int64  `json:"pre_queue_seconds"`
+	AdmitPerSecond   int64  `json:"admit_per_second"`
+	AdmissionSeconds *int64 `json:"admission_seconds"`
+	Joined           int64  `json:"joined"`
+	PreQueue         int64  `json:"pre_queue"`
+	Waiting          int64  `json:"waiting"`
+	Admitted         int64  `json:"admitted"`
+	Used             int64  `json:"used"`
+	SoldOut          bool   `json:"sold_out"`
+	Draw             *struct {
+		Seed    string `json:"seed"`
+		DrawnAt string `json:"drawn_at"`
+		Size    int64  `json:"size"`
+	} `json:"draw"`
+}
+
+func (e *env) putRoom(sku, body string) *response {
+	e.tb.Helper()
+	return e.do(req{Method: "PUT", Path: "/v1/skus/" + sku + "/waiting-room", Token: e.admin, Body: body})
+}
+
+func (e *env) getRoom(sku string) waitingRoom {
+	e.tb.Helper()
+	var r waitingRoom
+	e.do(req{Method: "GET", Path: "/v1/skus/" + sku + "/waiting-room", Token: e.admin}).json(e.tb, 200, &r)
+	return r
+}
+
+func (e *env) join(token, sku string, hdr map[string]string) *response {
+	e.tb.Helper()
+	return e.do(req{Method: "POST", Path: "/v1/skus/" + sku + "/waiting-room/place", Token: token, Header: hdr})
+}
+
+func (e *env) getPlace(token, sku string) place {
+	e.tb.Helper()
+	var p place
+	r := e.do(req{Method: "GET", Path: "/v1/skus/" + sku + "/waiting-room/place", Token: token})
+	r.json(e.tb, 200, &p)
+	if r.Header.Get("Cache-Control") != "no-store" {
+		e.tb.Fatalf("GET place: Cache-Control %q, want no-store", r.Header.Get("Cache-Control"))
+	}
+	return p
+}
+
+func (e *env) advance(sku string) {
+	e.tb.Helper()
+	if err := e.room.Advance(e.tb.Context(), sku); err != nil {
+		e.tb.Fatalf("Advance(%s): %v", sku, err)
+	}
+}
+
+// mustOpenRoomEnv opens an env with a clock and the bot check, skipping a backend
+// without waiting rooms.
+func mustOpenRoomEnv(t *testing.T, b backend, edit func(*httpapi.Server)) *env {
+	e := mustOpenEnv(t, envOptions{backend: b, botCheck: true, clock: true, edit: edit})
+	if e.room == nil {
+		t.Skipf("the %s backend has no waiting room", b)
+	}
+	return e
+}
+
+func TestWaitingRoomAdmin(t *testing.T) { eachBackend(t, testWaitingRoomAdmin) }
+
+func testWaitingRoomAdmin(t *testing.T, b backend) {
+	e := mustOpenRoomEnv(t, b, nil)
+	e.putSKU("shoe", `{"stock":3}`)
+	alice := e.session("alice")
+
+	e.putRoom("nope", `{"admit_per_second":5}`).wantProblem(t, 404, revguard.CodeSKUNotFound)
+	for _, body := range []string{``, `{}`, `{"admit_per_second":0}`, `{"admit_per_second":5,"admission_seconds":0}`,
+		`{"admit_per_second":5,"pre_queue_seconds":-1}`, `{"admit_per_second":"5"}`, `{"admit_per_second":5,"x":1}`,
+		`{"admit_per_second":5}{}`, `{"admit_per_second":5,"admit_per_second":5}`, `{"admit_per_second":1000001}`} {
+		e.putRoom("shoe", body).wantProblem(t, 400, revguard.CodeInvalidRequest)
+	}
+	e.do(req{Method: "GET", Path: "/v1/skus/shoe/waiting-room", Token: e.admin}).wantProblem(t, 404, revguard.CodeWaitingRoomNotFound)
+	e.do(req{Method: "PUT", Path: "/v1/skus/shoe/waiting-room", Token: alice, Body: `{"admit_per_second":5}`}).wantProblem(t, 403, revguard.CodeForbidden)
+	e.do(req{Method: "PUT", Path: "/v1/skus/bad%20id/waiting-room", Token: e.admin, Body: `{"admit_per_second":5}`}).wantProblem(t, 400, revguard.CodeInvalidSKU)
+
+	r := e.putRoom("shoe", `{"admit_per_second":5,"pre_queue_seconds":120,"admission_seconds":60}`)
+	var got waitingRoom
+	r.json(t, 201, &got)
+	if r.Header.Get("Location") != "/v1/skus/shoe/waiting-room" {
+		t.Fatalf("Location %q", r.Header.Get("Location"))
+	}
+	if got.SKU != "shoe" || got.AdmitPerSecond != 5 || got.PreQueueSeconds != 120 || got.AdmissionSeconds == nil || *got.AdmissionSeconds != 60 || got.Draw != nil {
+		t.Fatalf("room %+v", got)
+	}
+	e.putRoom("shoe", `{"admit_per_second":7}`).json(t, 200, &got)
+	if got.AdmitPerSecond != 7 || got.PreQueueSeconds != revguard.DefaultPreQueueSeconds || got.AdmissionSeconds != nil {
+		t.Fatalf("room after a second PUT %+v, want the defaults back", got)
+	}
+	if g := e.getRoom("shoe"); g.AdmitPerSecond != 7 {
+		t.Fatalf("GET room %+v", g)
+	}
+
+	// With the room on, reserving needs an admission; turned off, it does not.
+	e.reserve(alice, "shoe", ``, e.tokenHeader()).wantProblem(t, 409, revguard.CodeAdmissionRequired)
+	if r := e.do(req{Method: "DELETE", Path: "/v1/skus/shoe/waiting-room", Token: e.admin}); r.Status != 204 {
+		t.Fatalf("DELETE room: %d %s", r.Status, r.Body)
+	}
+	e.do(req{Method: "DELETE", Path: "/v1/skus/shoe/waiting-room", Token: e.admin}).wantProblem(t, 404, revguard.CodeWaitingRoomNotFound)
+	e.join(alice, "shoe", e.tokenHeader()).wantProblem(t, 404, revguard.CodeWaitingRoomNotFound)
+	e.mustReserve(alice, "shoe", ``, e.tokenHeader())
+}
+
+func TestWaitingRoomDraw(t *testing.T) { eachBackend(t, testWaitingRoomDraw) }
+
+func testWaitingRoomDraw(t *testing.T, b backend) {
+	e := mustOpenRoomEnv(t, b, nil)
+	// The clock is at 09:00; the sale opens at 09:30, the pre-queue 10 minutes before.
+	e.putSKU("shoe", `{"stock":2,"opens_at":"2026-11-27T09:30:00Z"}`)
+	e.putRoom("shoe", `{"admit_per_second":1,"pre_queue_seconds":600}`).json(t, 201, &waitingRoom{})
+	names := []string{"alice", "bob", "carol", "dave", "erin", "frank"}
+	tokens := map[string]string{}
+	for _, n := range names {
+		tokens[n] = e.session(n)
+	}
+	alice := tokens["alice"]
+
+	e.join(alice, "shoe", e.tokenHeader()).wantProblem(t, 409, revguard.CodeSaleNotOpen)
+	e.do(req{Method: "GET", Path: "/v1/skus/shoe/waiting-room/place", Token: alice}).wantProblem(t, 404, revguard.CodePlaceNotFound)
+	e.clock.Set(time.Date(2026, 11, 27, 9, 20, 0, 0, time.UTC))
+
+	// Joining needs a bot check, the customer's own session, and the room.
+	e.join(alice, "shoe", nil).wantProblem(t, 403, revguard.CodeBotCheckFailed)
+	e.join(e.admin, "shoe", e.tokenHeader()).wantProblem(t, 403, revguard.CodeForbidden)
+	e.join("", "shoe", e.tokenHeader()).wantProblem(t, 401, revguard.CodeUnauthenticated)
+	e.putSKU("boot", `{"stock":2}`)
+	e.join(alice, "boot", e.tokenHeader()).wantProblem(t, 404, revguard.CodeWaitingRoomNotFound)
+	e.do(req{Method: "POST", Path: "/v1/skus/shoe/waiting-room/place", Token: alice, Body: `{"quantity":1}`}).wantProblem(t, 400, revguard.CodeInvalidRequest)
+
+	for i, n := range names[:5] {
+		var p place
+		hdr := e.tokenHeader()
+		if i == 1 {
+			hdr = nil // in the body instead
+		}
+		body := ``
+		if hdr == nil {
+			body = `{"turnstile_token":"` + e.verifier.Token() + `"}`
+		}
+		e.do(req{Method: "POST", Path: "/v1/skus/shoe/waiting-room/place", Token: tokens[n], Header: hdr, Body: body}).json(t, 201, &p)
+		if p.Status != "pre_queue" || p.Position != nil || p.CustomerID != n || p.OpensAt == nil || *p.OpensAt != "2026-11-27T09:30:00Z" {
+			t.Fatalf("place of %s: %+v", n, p)
+		}
+		if i == 0 {
+			golden(t, "place_pre_queue", e.join(tokens[n], "shoe", nil).Body) // a second join: 200, no bot check
+		}
+		e.clock.Advance(time.Second)
+	}
+	e.join(alice, "shoe", nil).json(t, 200, &place{})
+	// Before the sale opens, a reservation is refused for that reason first.
+	e.reserve(alice, "shoe", ``, e.tokenHeader()).wantProblem(t, 409, revguard.CodeSaleNotOpen)
+
+	e.clock.Set(time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC))
+	e.advance("shoe")
+	room := e.getRoom("shoe")
+	if room.Draw == nil || room.Draw.Size != 5 || room.Draw.DrawnAt != "2026-11-27T09:30:00Z" || room.Joined != 5 || room.Admitted != 1 || room.Waiting != 4 {
+		t.Fatalf("room after the draw: %+v", room)
+	}
+	seed, err := hex.DecodeString(room.Draw.Seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := revguard.DrawOrder(seed, names[:5])
+	first := tokens[order[0]]
+	if p := e.getPlace(first, "shoe"); p.Status != "admitted" || p.AdmittedUntil == nil || *p.AdmittedUntil != "2026-11-27T09:40:00Z" {
+		t.Fatalf("the draw's first: %+v, want admitted until 09:40 (the hold time)", p)
+	}
+	for i, n := range order[1:] {
+		p := e.getPlace(tokens[n], "shoe")
+		if p.Status != "waiting" || p.Position == nil || *p.Position != int64(i+1) || p.EstimatedWait == nil || *p.EstimatedWait != int64(i+1) {
+			t.Fatalf("place of %s: %+v, want waiting at %d", n, p, i+1)
+		}
+	}
+	// A late joiner queues behind the draw.
+	var late place
+	e.join(tokens["frank"], "shoe", e.tokenHeader()).json(t, 201, &late)
+	if late.Status != "waiting" || late.Position == nil || *late.Position != 5 {
+		t.Fatalf("late joiner: %+v, want waiting at 5", late)
+	}
+
+	// The admitted customer reserves once; the others must wait their turn.
+	second := tokens[order[1]]
+	e.reserve(second, "shoe", ``, e.tokenHeader()).wantProblem(t, 409, revguard.CodeAdmissionRequired)
+	res := e.mustReserve(first, "shoe", ``, e.tokenHeader())
+	e.reserve(first, "shoe", ``, e.tokenHeader()).wantProblem(t, 409, revguard.CodeAdmissionRequired)
+	if p := e.getPlace(first, "shoe"); p.Status != "used" {
+		t.Fatalf("place after the reservation: %+v, want used", p)
+	}
+	e.clock.Advance(time.Second)
+	e.advance("shoe")
+	if p := e.getPlace(second, "shoe"); p.Status != "admitted" {
+		t.Fatalf("the draw's second after a second: %+v, want admitted", p)
+	}
+	// The second buys the last unit; confirmed both, the room closes.
+	res2 := e.mustReserve(second, "shoe", ``, e.tokenHeader())
+	e.confirm(first, res.ID, ``).json(t, 200, &reservation{})
+	e.confirm(second, res2.ID, ``).json(t, 200, &reservation{})
+	e.clock.Advance(time.Second)
+	e.advance("shoe")
+	if p := e.getPlace(tokens[order[2]], "shoe"); p.Status != "sold_out" || p.Position != nil {
+		t.Fatalf("a waiting place once sold out: %+v", p)
+	}
+	e.join(e.session("gina"), "shoe", e.tokenHeader()).wantProblem(t, 409, revguard.CodeSoldOut)
+	if r := e.getRoom("shoe"); !r.SoldOut || r.Used != 2 {
+		t.Fatalf("room once sold out: %+v", r)
+	}
+}
+
+func TestWaitingRoomEvents(t *testing.T) { eachBackend(t, testWaitingRoomEvents) }
+
+func testWaitingRoomEvents(t *testing.T, b backend) {
+	e := mustOpenRoomEnv(t, b, func(s *httpapi.Server) { s.PlaceStreamEvery = 5 * time.Millisecond })
+	e.putSKU("shoe", `{"stock":5}`)
+	e.putRoom("shoe", `{"admit_per_second":1}`).json(t, 201, &waitingRoom{})
+	alice, bob := e.session("alice"), e.session("bob")
+	e.do(req{Method: "GET", Path: "/v1/skus/shoe/waiting-room/place/events", Token: alice}).wantProblem(t, 404, revguard.CodePlaceNotFound)
+	e.join(alice, "shoe", e.tokenHeader()).json(t, 201, &place{})
+	e.join(bob, "shoe", e.tokenHeader()).json(t, 201, &place{})
+
+	hr, err := http.NewRequestWithContext(t.Context(), "GET", e.srv.URL+"/v1/skus/shoe/waiting-room/place/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Header.Set("Authorization", "Bearer "+bob)
+	// A plain client: the validating one reads each answer whole, and a stream
+	// ends only with the place.
+	resp, err := (&http.Client{}).Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	events := make(chan place)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			line, ok := strings.CutPrefix(sc.Text(), "data: ")
+			if !ok {
+				continue
+			}
+			var p place
+			if err := json.Unmarshal([]byte(line), &p); err != nil {
+				t.Errorf("event data %q: %v", line, err)
+				return
+			}
+			events <- p
+		}
+	}()
+	next := func() place {
+		t.Helper()
+		p, ok := <-events
+		if !ok {
+			t.Fatal("the stream ended early")
+		}
+		return p
+	}
+	if p := next(); p.Status != "waiting" || *p.Position != 2 {
+		t.Fatalf("first event: %+v, want waiting at 2", p)
+	}
+	e.advance("shoe") // alice admitted: bob is next
+	if p := next(); p.Status != "waiting" || *p.Position != 1 {
+		t.Fatalf("second event: %+v, want waiting at 1", p)
+	}
+	e.clock.Advance(time.Second)
+	e.advance("shoe")
+	if p := next(); p.Status != "admitted" {
+		t.Fatalf("third event: %+v, want admitted", p)
+	}
+	e.mustReserve(bob, "shoe", ``, e.tokenHeader())
+	var statuses []string
+	for p := range events {
+		statuses = append(statuses, p.Status)
+	}
+	if !slices.Equal(statuses, []string{"used"}) {
+		t.Fatalf("events after the reservation: %v, want [used] then the end of the stream", statuses)
+	}
+}
+
+// TestWaitingRoomEventsShutdown checks that CloseStreams ends an open place stream, so
+// that a graceful shutdown does not wait for it.
+func TestWaitingRoomEventsShutdown(t *testing.T) {
+	e := mustOpenRoomEnv(t, embedded, func(s *httpapi.Server) { s.PlaceStreamEvery = 5 * time.Millisecond })
+	e.putSKU("shoe", `{"stock":5}`)
+	e.putRoom("shoe", `{"admit_per_second":1}`).json(t, 201, &waitingRoom{})
+	alice := e.session("alice")
+	e.join(alice, "shoe", e.tokenHeader()).json(t, 201, &place{})
+	hr, err := http.NewRequestWithContext(t.Context(), "GET", e.srv.URL+"/v1/skus/shoe/waiting-room/place/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Header.Set("Authorization", "Bearer "+alice)
+	resp, err := (&http.Client{}).Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "event: place") {
+		t.Fatalf("first line %q, want an event", sc.Text())
+	}
+	e.api.CloseStreams()
+	for sc.Scan() { // the stream must end: a hang fails the test by its timeout
+	}
+}

@@ -1,0 +1,447 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/revenueguard/revguard"
+)
+
+// DefaultPlaceStreamEvery is how often the place stream looks at the place.
+const DefaultPlaceStreamEvery = time.Second
+
+// placeStreamKeepAlive is how long the place stream may stay silent: a comment line
+// then tells proxies the connection is alive.
+const placeStreamKeepAlive = 15 * time.Second
+
+// room returns the server's waiting room, or writes 404 waiting_room_not_found when the
+// server has none.
+func (s *Server) room(w http.ResponseWriter, r *http.Request) (revguard.WaitingRoom, bool) {
+	if s.WaitingRoom == nil {
+		s.writeProblem(w, r, revguard.CodeWaitingRoomNotFound, "this server has no waiting rooms")
+		return nil, false
+	}
+	return s.WaitingRoom, true
+}
+
+// handlePutRoom creates (201) or replaces (200) a SKU's waiting room settings.
+func (s *Server) handlePutRoom(w http.ResponseWriter, r *http.Request) {
+	if !s.requireAdmin(w, r) {
+		return
+	}
+	id, ok := s.skuID(w, r)
+	if !ok {
+		return
+	}
+	var set revguard.RoomSettings
+	err := withBody(r, func(b []byte) (err error) {
+		set, err = decodeRoom(b)
+		return err
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	wr, ok := s.room(w, r)
+	if !ok {
+		return
+	}
+	room, created, err := wr.PutRoom(r.Context(), id, set)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		w.Header().Set("Location", "/v1/skus/"+id+"/waiting-room")
+	}
+	s.writeRoom(w, status, &room)
+}
+
+// handleGetRoom answers a SKU's waiting room: settings, counts and the draw.
+func (s *Server) handleGetRoom(w http.ResponseWriter, r *http.Request) {
+	if !s.requireAdmin(w, r) {
+		return
+	}
+	id, ok := s.skuID(w, r)
+	if !ok {
+		return
+	}
+	wr, ok := s.room(w, r)
+	if !ok {
+		return
+	}
+	room, err := wr.FindRoom(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeRoom(w, http.StatusOK, &room)
+}
+
+// handleDeleteRoom turns a SKU's waiting room off.
+func (s *Server) handleDeleteRoom(w http.ResponseWriter, r *http.Request) {
+	if !s.requireAdmin(w, r) {
+		return
+	}
+	id, ok := s.skuID(w, r)
+	if !ok {
+		return
+	}
+	wr, ok := s.room(w, r)
+	if !ok {
+		return
+	}
+	if err := wr.DeleteRoom(r.Context(), id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleJoin gives the customer a place in a SKU's waiting room (201), or answers the
+// place it has (200) at no bot check. Order of checks: session, request shape, rate
+// limits, the room and an existing place, the bot check, then the room.
+func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	c, ok := s.requireCustomer(w, r)
+	if !ok {
+		return
+	}
+	id, ok := s.skuID(w, r)
+	if !ok {
+		return
+	}
+	var body joinRequest
+	err := withBody(r, func(b []byte) (err error) {
+		body, err = decodeJoin(b)
+		return err
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if !s.allow(w, r, c, true) {
+		return
+	}
+	wr, ok := s.room(w, r)
+	if !ok {
+		return
+	}
+	p, err := wr.FindPlace(ctx, id, c.customerID)
+	if err == nil {
+		s.writePlace(w, http.StatusOK, &p)
+		return
+	}
+	if revguard.ErrorCode(err) != revguard.CodePlaceNotFound {
+		s.writeError(w, r, err)
+		return
+	}
+	if s.BotChecker != nil {
+		token := r.Header.Get("Cf-Turnstile-Response")
+		if token == "" {
+			token = body.TurnstileToken
+		}
+		if token == "" {
+			s.metrics.countBotCheck(string(revguard.CodeBotCheckFailed))
+			s.writeProblem(w, r, revguard.CodeBotCheckFailed, "a Turnstile token is required: send the CF-Turnstile-Response header or the turnstile_token field")
+			return
+		}
+		start := time.Now()
+		err := s.BotChecker.Verify(ctx, token, s.clientIP(r))
+		s.metrics.observeBotCheck(err, time.Since(start))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	p, joined, err := wr.Join(ctx, id, c.customerID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if joined {
+		status = http.StatusCreated
+	}
+	s.writePlace(w, status, &p)
+}
+
+// handleGetPlace answers the customer's place: cheap, never through the SKU's
+// serialisation point; only the per-IP limit applies, so that polling does not spend
+// the customer's reservation budget.
+func (s *Server) handleGetPlace(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.requireCustomer(w, r)
+	if !ok {
+		return
+	}
+	id, ok := s.skuID(w, r)
+	if !ok {
+		return
+	}
+	if !s.allow(w, r, c, false) {
+		return
+	}
+	wr, ok := s.room(w, r)
+	if !ok {
+		return
+	}
+	p, err := wr.FindPlace(r.Context(), id, c.customerID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header()["Cache-Control"] = noStore
+	s.writePlace(w, http.StatusOK, &p)
+}
+
+// handlePlaceEvents streams the customer's place as server-sent events: an event
+// "place" with the place object at once and whenever it changes, until the place is
+// final (used or expired), the client leaves or the server shuts down (CloseStreams). Errors before the stream starts are
+// problem documents, as for GET .../place.
+func (s *Server) handlePlaceEvents(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	c, ok := s.requireCustomer(w, r)
+	if !ok {
+		return
+	}
+	id, ok := s.skuID(w, r)
+	if !ok {
+		return
+	}
+	if !s.allow(w, r, c, false) {
+		return
+	}
+	wr, ok := s.room(w, r)
+	if !ok {
+		return
+	}
+	p, err := wr.FindPlace(ctx, id, c.customerID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	every := s.PlaceStreamEvery
+	if every <= 0 {
+		every = DefaultPlaceStreamEvery
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h["Cache-Control"] = noStore
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	var last []byte
+	quiet := time.Duration(0)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		b := appendPlace(nil, &p)
+		var out []byte
+		switch {
+		case !bytes.Equal(b, last):
+			out = append(append([]byte("event: place\ndata: "), b...), "\n\n"...)
+			last, quiet = b, 0
+		case quiet >= placeStreamKeepAlive:
+			out, quiet = []byte(": keep-alive\n\n"), 0
+		}
+		if out != nil {
+			_ = rc.SetWriteDeadline(time.Now().Add(every + placeStreamKeepAlive))
+			if _, err := w.Write(out); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+		}
+		if p.Status == revguard.PlaceUsed || p.Status == revguard.PlaceExpired {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.streams.Done(): // the server is shutting down
+			return
+		case <-t.C:
+			quiet += every
+		}
+		if p, err = wr.FindPlace(ctx, id, c.customerID); err != nil {
+			return // the room was turned off, or the client left
+		}
+	}
+}
+
+// gateReserve claims the customer's admission for a reservation of a SKU that has a
+// waiting room; the returned settle must be called with the reservation's outcome.
+// A SKU without a room needs no admission.
+func (s *Server) gateReserve(ctx context.Context, req *revguard.ReserveRequest) (settle func(made bool), err error) {
+	if s.WaitingRoom == nil {
+		return nil, nil
+	}
+	claimed, err := s.WaitingRoom.Claim(ctx, req.SKU, req.CustomerID)
+	if err != nil || !claimed {
+		return nil, err
+	}
+	sku, customer := req.SKU, req.CustomerID
+	return func(made bool) {
+		if err := s.WaitingRoom.Settle(context.WithoutCancel(ctx), sku, customer, made); err != nil {
+			s.Logger.LogAttrs(ctx, slog.LevelError, "httpapi: settle an admission", slog.String("err", err.Error()),
+				slog.String("sku", sku), slog.String("request_id", revguard.RequestIDFromContext(ctx)))
+		}
+	}, nil
+}
+
+// joinRequest is the optional body of POST .../waiting-room/place.
+type joinRequest struct {
+	TurnstileToken string
+}
+
+var joinFields = []string{"turnstile_token"}
+
+func decodeJoin(body []byte) (joinRequest, error) {
+	var req joinRequest
+	if len(body) == 0 {
+		return req, nil
+	}
+	d := objectDecoder{data: body, fields: joinFields}
+	for f := d.next(); f >= 0; f = d.next() {
+		if d.null() {
+			continue
+		}
+		req.TurnstileToken = d.str("turnstile_token")
+	}
+	return req, d.err
+}
+
+var roomFields = []string{"pre_queue_seconds", "admit_per_second", "admission_seconds"}
+
+// decodeRoom decodes the body of PUT /v1/skus/{sku}/waiting-room into validated
+// settings: admit_per_second is required; pre_queue_seconds defaults to an hour;
+// admission_seconds, when omitted or null, is the SKU's hold_seconds.
+func decodeRoom(body []byte) (revguard.RoomSettings, error) {
+	s := revguard.RoomSettings{PreQueueSeconds: revguard.DefaultPreQueueSeconds}
+	if len(body) == 0 {
+		return s, revguard.Errorf(revguard.CodeInvalidRequest, "request body is empty; admit_per_second is required")
+	}
+	d := objectDecoder{data: body, fields: roomFields}
+	var present [3]bool
+	for f := d.next(); f >= 0; f = d.next() {
+		if d.null() {
+			continue
+		}
+		present[f] = true
+		switch f {
+		case 0:
+			s.PreQueueSeconds = d.int("pre_queue_seconds")
+		case 1:
+			s.AdmitPerSecond = d.int("admit_per_second")
+		case 2:
+			s.AdmissionSeconds = d.int("admission_seconds")
+		}
+	}
+	if d.err != nil {
+		return s, d.err
+	}
+	if !present[1] {
+		return s, revguard.Errorf(revguard.CodeInvalidRequest, "admit_per_second is required")
+	}
+	if present[2] && s.AdmissionSeconds < 1 {
+		s.AdmissionSeconds = -1 // make Validate refuse an explicit 0
+	}
+	if err := s.Validate(); err != nil {
+		return revguard.RoomSettings{}, err
+	}
+	return s, nil
+}
+
+func (s *Server) writeRoom(w http.ResponseWriter, status int, room *revguard.Room) {
+	bp := getBuf()
+	*bp = append(appendRoom((*bp)[:0], room), '\n')
+	writeJSON(w, status, *bp)
+	putBuf(bp)
+}
+
+func (s *Server) writePlace(w http.ResponseWriter, status int, p *revguard.Place) {
+	bp := getBuf()
+	*bp = append(appendPlace((*bp)[:0], p), '\n')
+	writeJSON(w, status, *bp)
+	putBuf(bp)
+}
+
+// appendRoom appends the waiting room object.
+func appendRoom(b []byte, r *revguard.Room) []byte {
+	b = append(b, `{"sku":`...)
+	b = appendString(b, r.SKU)
+	b = append(b, `,"pre_queue_seconds":`...)
+	b = strconv.AppendInt(b, r.PreQueueSeconds, 10)
+	b = append(b, `,"admit_per_second":`...)
+	b = strconv.AppendInt(b, r.AdmitPerSecond, 10)
+	b = append(b, `,"admission_seconds":`...)
+	if r.AdmissionSeconds > 0 {
+		b = strconv.AppendInt(b, r.AdmissionSeconds, 10)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"joined":`...)
+	b = strconv.AppendInt(b, r.Joined, 10)
+	b = append(b, `,"pre_queue":`...)
+	b = strconv.AppendInt(b, r.PreQueue, 10)
+	b = append(b, `,"waiting":`...)
+	b = strconv.AppendInt(b, r.Waiting, 10)
+	b = append(b, `,"admitted":`...)
+	b = strconv.AppendInt(b, r.Admitted, 10)
+	b = append(b, `,"used":`...)
+	b = strconv.AppendInt(b, r.Used, 10)
+	b = append(b, `,"sold_out":`...)
+	b = strconv.AppendBool(b, r.SoldOut)
+	b = append(b, `,"draw":`...)
+	if r.Seed == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, `{"seed":"`...)
+		b = hex.AppendEncode(b, r.Seed)
+		b = append(b, `","drawn_at":`...)
+		b = appendTime(b, r.DrawnAt)
+		b = append(b, `,"size":`...)
+		b = strconv.AppendInt(b, r.DrawSize, 10)
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
+
+// appendPlace appends the place object.
+func appendPlace(b []byte, p *revguard.Place) []byte {
+	b = append(b, `{"sku":`...)
+	b = appendString(b, p.SKU)
+	b = append(b, `,"customer_id":`...)
+	b = appendString(b, p.CustomerID)
+	b = append(b, `,"status":`...)
+	b = appendString(b, string(p.Status))
+	b = append(b, `,"position":`...)
+	if p.Position > 0 {
+		b = strconv.AppendInt(b, p.Position, 10)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"estimated_wait_seconds":`...)
+	if p.EstimatedWait >= 0 {
+		b = strconv.AppendInt(b, int64((p.EstimatedWait+time.Second-1)/time.Second), 10)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"joined_at":`...)
+	b = appendTime(b, p.JoinedAt)
+	b = append(b, `,"opens_at":`...)
+	b = appendTime(b, p.OpensAt)
+	b = append(b, `,"admitted_at":`...)
+	b = appendTime(b, p.AdmittedAt)
+	b = append(b, `,"admitted_until":`...)
+	b = appendTime(b, p.AdmittedUntil)
+	return append(b, '}')
+}

@@ -1,0 +1,142 @@
+package redis_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/redis"
+	"github.com/revenueguard/revguard/revguardtest"
+)
+
+// TestWaitingRoom runs the conformance suite on the distributed room, over the Redis
+// inventory of a namespace of its own, with four shards.
+func TestWaitingRoom(t *testing.T) {
+	c := MustDial(t, redisURL(t))
+	revguardtest.TestWaitingRoom(t, func(tb testing.TB, clock *revguardtest.Clock) (revguard.Inventory, revguard.WaitingRoom) {
+		inv := MustOpenInventory(tb, c, newNamespace(tb, c), func(inv *redis.Inventory) { inv.Now, inv.Shards = clock.Now, 4 })
+		w := redis.NewWaitingRoom(inv)
+		w.Tick = 0
+		if err := w.Open(tb.Context()); err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { w.Close() })
+		return inv, w
+	})
+}
+
+// TestWaitingRoom_TwoNodes checks that a room put on one node is enforced on another
+// (within the refresh of its copy of the room set), and that the pace holds across
+// nodes: both advancing at once admit no more than one node would.
+func TestWaitingRoom_TwoNodes(t *testing.T) {
+	c := MustDial(t, redisURL(t))
+	ctx := t.Context()
+	ns := newNamespace(t, c)
+	clock := revguardtest.NewClock(time.Time{})
+	node := func() (*redis.Inventory, *redis.WaitingRoom) {
+		inv := MustOpenInventory(t, c, ns, func(inv *redis.Inventory) { inv.Now, inv.Shards = clock.Now, 4 })
+		w := redis.NewWaitingRoom(inv)
+		w.Tick = 0
+		if err := w.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.Close() })
+		return inv, w
+	}
+	invA, a := node()
+	_, b := node()
+	if _, _, err := invA.PutSKU(ctx, "s", revguard.SKUUpdate{Stock: 100, PerCustomerLimit: 1, HoldSeconds: 600}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.Claim(ctx, "s", "x"); ok || err != nil {
+		t.Fatalf("Claim on B before any room = %v, %v", ok, err)
+	}
+	if _, _, err := a.PutRoom(ctx, "s", revguard.RoomSettings{AdmitPerSecond: 5}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, err := b.Claim(ctx, "s", "x")
+		if revguard.ErrorCode(err) == revguard.CodeAdmissionRequired {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node B never enforced the room put on node A: %v", err)
+		}
+	}
+	for i := range 20 {
+		if _, _, err := b.Join(ctx, "s", fmt.Sprint("c-", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		for _, w := range []*redis.WaitingRoom{a, b} {
+			if err := w.Advance(ctx, "s"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if r, err := a.FindRoom(ctx, "s"); err != nil || r.Admitted != 5 {
+		t.Fatalf("after six advances by two nodes at one instant: %+v, %v; want 5 admitted (one second's pace)", r, err)
+	}
+	clock.Advance(time.Second)
+	if err := b.Advance(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Advance(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := b.FindRoom(ctx, "s"); r.Admitted != 10 {
+		t.Fatalf("a second later: %d admitted, want 10", r.Admitted)
+	}
+}
+
+// BenchmarkDraw measures the draw of a pre-queue of 100,000 customers in Redis: the
+// node reads the pre-queue, shuffles it and records the order in one script (which
+// holds the server for its duration). Run it with -benchtime 1x.
+func BenchmarkDraw(b *testing.B) {
+	const places = 100_000
+	c := MustDial(b, redisURL(b))
+	ctx := b.Context()
+	for b.Loop() {
+		b.StopTimer()
+		clock := revguardtest.NewClock(time.Time{})
+		inv := MustOpenInventory(b, c, newNamespace(b, c), func(inv *redis.Inventory) { inv.Now, inv.Shards = clock.Now, 4 })
+		w := redis.NewWaitingRoom(inv)
+		w.Tick = 0
+		if err := w.Open(ctx); err != nil {
+			b.Fatal(err)
+		}
+		opens := clock.Now().Add(time.Minute)
+		if _, _, err := inv.PutSKU(ctx, "s", revguard.SKUUpdate{Stock: 100, PerCustomerLimit: 1, HoldSeconds: 600, OpensAt: opens}); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := w.PutRoom(ctx, "s", revguard.RoomSettings{PreQueueSeconds: 600, AdmitPerSecond: 10}); err != nil {
+			b.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for g := range 64 {
+			wg.Go(func() {
+				for i := g; i < places; i += 64 {
+					if _, _, err := w.Join(ctx, "s", fmt.Sprintf("c-%06d", i)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		clock.Set(opens)
+		b.StartTimer()
+		if err := w.Advance(ctx, "s"); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if r, _ := w.FindRoom(ctx, "s"); r.DrawSize != places {
+			b.Fatalf("draw of %d, want %d", r.DrawSize, places)
+		}
+		w.Close()
+		b.StartTimer()
+	}
+}
