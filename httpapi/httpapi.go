@@ -78,6 +78,19 @@ type Server struct {
 	// a demonstration, off by default.
 	Example *Example
 
+	// Changes, when set, serves the change log as the event stream GET /v1/events;
+	// nil answers 404 there (distributed mode).
+	Changes revguard.ChangeReader
+
+	// Webhooks, when set, serves the registration of webhook endpoints under
+	// /v1/webhooks; nil answers 404 there. WebhooksChanged, when set, is called after
+	// an endpoint is created, deleted, paused or resumed (the dispatcher's Kick).
+	Webhooks        revguard.Webhooks
+	WebhooksChanged func()
+
+	// Dashboard feeds the live dashboard under /dashboard/; nil shows no SKUs.
+	Dashboard *Dashboard
+
 	once      sync.Once
 	handler   http.Handler
 	mux       *http.ServeMux
@@ -87,6 +100,9 @@ type Server struct {
 	idPrefix  string        // random per Server, so generated request ids are unique across restarts
 	idSeq     atomic.Uint64 // the counter part of generated request ids
 	flights   singleflight.Group
+
+	streams      context.Context // ends when CloseStreams is called
+	closeStreams context.CancelFunc
 }
 
 // NewServer returns a Server with its defaults: no bot check, no rate limits, a fresh
@@ -134,6 +150,7 @@ func (s *Server) build() {
 	rand.Read(seed[:])
 	s.idPrefix = base32.StdEncoding.EncodeToString(seed[:]) + "-"
 
+	s.streams, s.closeStreams = context.WithCancel(context.Background())
 	s.promHTTP = promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{})
 	s.mux = http.NewServeMux()
 	patterns := s.routes(s.mux)

@@ -24,6 +24,7 @@ import (
 	"github.com/revenueguard/revguard/journal"
 	"github.com/revenueguard/revguard/sqlite"
 	"github.com/revenueguard/revguard/turnstile"
+	"github.com/revenueguard/revguard/webhook"
 )
 
 // The data directory's layout, fixed so that export and verify find the same files.
@@ -43,6 +44,9 @@ const (
 	idleTimeout          = 2 * time.Minute
 	maxHeaderBytes       = 64 << 10
 	minAdminTokenLen     = 16 // shorter admin tokens are accepted with a warning
+	dashboardLinkTTL     = time.Hour
+	changeRetention      = 7 * 24 * time.Hour // longer than the webhooks' retries (27.6 hours)
+	changePruneInterval  = time.Hour
 )
 
 // ServeCommand implements `revguard serve`.
@@ -91,6 +95,8 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 		}
 	}
 	fmt.Fprintf(c.Stderr, "revguard: listening on %s\n", m.URL())
+	fmt.Fprintf(c.Stderr, "revguard: live dashboard (this link works for %s; then enter the admin token): %s\n",
+		dashboardLinkTTL, m.DashboardLink(dashboardLinkTTL))
 	if m.Config.Example {
 		fmt.Fprintf(c.Stderr, "revguard: storefront example (demo only, it issues sessions to anyone) at %s/example/\n", m.URL())
 	}
@@ -146,16 +152,22 @@ type Main struct {
 	Fleet *Fleet
 
 	// Set by Open; in distributed mode only BotChecker, Registry, API and HTTPServer.
-	Journal    *journal.Journal
-	Inventory  *inproc.Inventory
-	DB         *sqlite.DB
-	Ledger     *sqlite.Ledger
-	Sessions   *inproc.SessionCache
-	Writer     *revguard.LedgerWriter
-	BotChecker *turnstile.BotChecker // nil when the bot check is off
-	Registry   *prometheus.Registry
-	API        *httpapi.Server
-	HTTPServer *http.Server
+	Journal   *journal.Journal
+	Inventory *inproc.Inventory
+	DB        *sqlite.DB
+	Ledger    *sqlite.Ledger
+	Sessions  *inproc.SessionCache
+	Writer    *revguard.LedgerWriter
+	// The change log (event stream, webhooks) and its writer, the webhook endpoints
+	// and their dispatcher.
+	Changes      *sqlite.ChangeLog
+	ChangeWriter *revguard.ChangeWriter
+	Webhooks     *sqlite.Webhooks
+	Dispatcher   *webhook.Dispatcher
+	BotChecker   *turnstile.BotChecker // nil when the bot check is off
+	Registry     *prometheus.Registry
+	API          *httpapi.Server
+	HTTPServer   *http.Server
 
 	rawSessions *sqlite.Sessions
 	ln          net.Listener
@@ -256,6 +268,10 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if cfg.Example {
 		m.API.Example = exampleOf(*cfg)
 	}
+	m.API.Changes = st.changes
+	m.API.Webhooks = st.webhooks
+	m.API.WebhooksChanged = st.kick
+	m.API.Dashboard = st.dashboard
 
 	m.HTTPServer = &http.Server{
 		Handler:           m.API.Handler(),
@@ -267,6 +283,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return bg },
 	}
+	m.HTTPServer.RegisterOnShutdown(m.API.CloseStreams)
 	var lc net.ListenConfig
 	m.ln, err = lc.Listen(ctx, "tcp", cfg.Addr)
 	if err != nil {
@@ -300,6 +317,12 @@ type stores struct {
 	ledger    revguard.Ledger
 	sessions  revguard.Sessions
 	limiter   func(name string, r revguard.Rate) revguard.RateLimiter // r is never off
+
+	// The change log, webhooks and dashboard feed; nil where the mode has none.
+	changes   revguard.ChangeReader
+	webhooks  revguard.Webhooks
+	kick      func()
+	dashboard *httpapi.Dashboard
 }
 
 // newLimiter returns the rate limiter name of rate r, or nil (no limit) when r is off.
@@ -367,7 +390,16 @@ func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *server
 	m.Sessions = inproc.NewSessionCache(m.rawSessions)
 	m.Sessions.Now = m.Now
 
-	m.Writer = &revguard.LedgerWriter{Feed: m.Journal, Ledger: m.Ledger, Logger: log.With("component", "ledger"), Now: m.Now}
+	// The journal has two followers: the ledger writer and the change writer (the
+	// event stream's and the webhooks' change log).
+	shared := &sharedJournal{j: m.Journal}
+	m.Changes = sqlite.NewChangeLog(m.DB)
+	m.Webhooks = sqlite.NewWebhooks(m.DB)
+	m.ChangeWriter = &revguard.ChangeWriter{Feed: shared.follower(1), Log: m.Changes, FirstSeq: shared.firstSeq,
+		Logger: log.With("component", "changes")}
+	m.Dispatcher = &webhook.Dispatcher{Store: m.Webhooks, Changes: m.ChangeWriter, Logger: log.With("component", "webhook"), Now: m.Now}
+
+	m.Writer = &revguard.LedgerWriter{Feed: shared.follower(0), Ledger: m.Ledger, Logger: log.With("component", "ledger"), Now: m.Now}
 	if cfg.LedgerMaxDefer > 0 {
 		m.Writer.MaxDefer = cfg.LedgerMaxDefer
 		m.Writer.Peak = newPeakDetector(m.Journal, m.Writer).Peak
@@ -389,12 +421,31 @@ func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *server
 		defer m.wg.Done()
 		_ = m.rawSessions.RunPurge(bg, sessionPurgeInterval) // returns nil when bg ends
 	}()
+	// The change writer, the webhook dispatcher and the change log's pruning run until
+	// Close cancels bg.
+	m.wg.Add(3)
+	go func() {
+		defer m.wg.Done()
+		_ = m.ChangeWriter.Run(bg)
+	}()
+	go func() {
+		defer m.wg.Done()
+		_ = m.Dispatcher.Run(bg)
+	}()
+	go func() {
+		defer m.wg.Done()
+		m.pruneChanges(bg)
+	}()
 
 	met.registerStores(m)
 	return stores{
 		inventory: m.Inventory,
 		ledger:    m.Ledger,
 		sessions:  m.Sessions,
+		changes:   m.ChangeWriter,
+		webhooks:  m.Webhooks,
+		kick:      m.Dispatcher.Kick,
+		dashboard: &httpapi.Dashboard{SKUs: m.Inventory.ForEachSKU, LedgerLag: m.Writer.Lag},
 		limiter: func(_ string, r revguard.Rate) revguard.RateLimiter {
 			return inproc.NewRateLimiter(r)
 		},
@@ -436,6 +487,31 @@ func (m *Main) URL() string {
 		return ""
 	}
 	return "http://" + m.ln.Addr().String()
+}
+
+// DashboardLink returns a link to the live dashboard that opens it without the admin
+// token until ttl has passed.
+func (m *Main) DashboardLink(ttl time.Duration) string {
+	return m.URL() + "/dashboard/#token=" + m.API.DashboardToken(m.Now().Add(ttl))
+}
+
+// pruneChanges deletes, every hour until ctx ends, the changes older than the change
+// log's retention.
+func (m *Main) pruneChanges(ctx context.Context) {
+	t := time.NewTicker(changePruneInterval)
+	defer t.Stop()
+	for {
+		if n, err := m.Changes.PruneChanges(ctx, m.Now().Add(-changeRetention)); err != nil && ctx.Err() == nil {
+			m.Logger.Error("prune the change log", "err", err)
+		} else if n > 0 {
+			m.Logger.Info("pruned the change log", "changes", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Done receives an error if the HTTP server stops serving by itself.
