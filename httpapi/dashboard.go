@@ -174,9 +174,15 @@ type sampler struct {
 	d        *Dashboard
 	prevAt   time.Time
 	outcomes map[string]float64 // cumulative, by outcome
-	buckets  []float64          // cumulative counts of the reserve latency histogram
-	bounds   []float64
+	// The cumulative counts of the reserve latency histogram at each snapshot of the
+	// last latencyWindow, oldest first, and the buckets' bounds.
+	buckets [][]float64
+	times   []time.Time
+	bounds  []float64
 }
+
+// latencyWindow is the span of the latency percentiles.
+const latencyWindow = time.Minute
 
 type dashSKU struct {
 	SKU       string `json:"sku"`
@@ -202,7 +208,7 @@ type dashSnapshot struct {
 	SKUCount   int                `json:"sku_count"`
 	Decisions  map[string]float64 `json:"decisions"` // per second over the last interval, by outcome
 	Totals     map[string]float64 `json:"totals"`    // since start, by outcome
-	Latency    map[string]float64 `json:"latency"`   // reserve latency percentiles (seconds) over the last interval
+	Latency    map[string]float64 `json:"latency"`   // reserve latency percentiles (seconds) over the last minute
 	LedgerLag  *float64           `json:"ledger_lag_seconds"`
 	Nodes      []DashboardNode    `json:"nodes"`
 	Webhooks   []dashWebhook      `json:"webhooks"`
@@ -310,22 +316,32 @@ func (sm *sampler) metrics(now time.Time, snap *dashSnapshot) {
 				snap.Decisions[k] = math.Round(dv/secs*10) / 10
 			}
 		}
-		if len(buckets) > 0 && len(buckets) == len(sm.buckets) {
-			delta := make([]float64, len(buckets))
-			for i := range buckets {
-				delta[i] = buckets[i] - sm.buckets[i]
-			}
-			for _, p := range []struct {
-				name string
-				q    float64
-			}{{"p50", .5}, {"p90", .9}, {"p99", .99}} {
-				if v, ok := quantile(p.q, bounds, delta); ok {
-					snap.Latency[p.name] = v
-				}
+	}
+	if buckets != nil && len(sm.buckets) == 0 && !sm.prevAt.IsZero() {
+		// The histogram appeared since the last snapshot: it was all zeros then.
+		sm.buckets, sm.times = [][]float64{make([]float64, len(buckets))}, []time.Time{sm.prevAt}
+	}
+	if len(buckets) > 0 && len(sm.buckets) > 0 && len(buckets) == len(sm.buckets[0]) {
+		delta := make([]float64, len(buckets))
+		for i := range buckets {
+			delta[i] = buckets[i] - sm.buckets[0][i]
+		}
+		for _, p := range []struct {
+			name string
+			q    float64
+		}{{"p50", .5}, {"p90", .9}, {"p99", .99}} {
+			if v, ok := quantile(p.q, bounds, delta); ok {
+				snap.Latency[p.name] = v
 			}
 		}
 	}
-	sm.prevAt, sm.outcomes, sm.buckets, sm.bounds = now, outcomes, buckets, bounds
+	sm.prevAt, sm.outcomes, sm.bounds = now, outcomes, bounds
+	if buckets != nil {
+		sm.buckets, sm.times = append(sm.buckets, buckets), append(sm.times, now)
+		for len(sm.times) > 1 && now.Sub(sm.times[0]) > latencyWindow {
+			sm.buckets, sm.times = sm.buckets[1:], sm.times[1:]
+		}
+	}
 }
 
 func label(m *dto.Metric, name string) string {

@@ -132,7 +132,8 @@ function render(s) {
   $("t-rate").textContent = fmt.format(Math.round(rate));
   const l = s.latency || {};
   $("t-latency").textContent = l.p50 === undefined ? "–" : `${ms(l.p50)} · ${ms(l.p90)} · ${ms(l.p99)}`;
-  $("t-lag").textContent = s.ledger_lag_seconds === null || s.ledger_lag_seconds === undefined ? "–" : ms(s.ledger_lag_seconds);
+  const lag = s.ledger_lag_seconds;
+  $("t-lag").textContent = lag === null || lag === undefined ? "–" : lag === 0 ? "caught up" : ms(lag);
   const ready = s.nodes.filter((n) => n.ready).length;
   $("t-nodes").textContent = `${ready} / ${s.nodes.length} ready`;
   $("t-nodes").title = s.nodes.map((n) => `${n.name}: ${n.ready ? "ready" : n.detail}`).join("\n");
@@ -146,6 +147,8 @@ function render(s) {
   draw();
 }
 
+// draw plots the decisions of each second as a bar stacked by outcome, over the last
+// minute at first and up to the last five as history accumulates.
 function draw() {
   const cv = $("chart");
   const dpr = window.devicePixelRatio || 1;
@@ -154,13 +157,15 @@ function draw() {
   const g = cv.getContext("2d");
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.clearRect(0, 0, w, h);
-  const outcomes = new Set();
-  for (const p of points) for (const k in p.d) outcomes.add(k);
+  const tNow = points.length ? points[points.length - 1].t : 0;
+  const span = points.length ? tNow - points[0].t : 0;
+  const win = Math.min(WINDOW, Math.max(60, Math.ceil(span / 60) * 60));
+  const outcomes = [...new Set(points.flatMap((p) => Object.keys(p.d)))].sort((a, b) => (a === "reserved" ? -1 : b === "reserved" ? 1 : a < b ? -1 : 1));
   let top = 1;
-  for (const p of points) for (const k in p.d) top = Math.max(top, p.d[k]);
+  for (const p of points) top = Math.max(top, Object.values(p.d).reduce((a, b) => a + b, 0));
   top = niceCeil(top);
-  const left = 48, bottom = h - 18, right = w - 8, tNow = points.length ? points[points.length - 1].t : 0;
-  const x = (t) => right - ((tNow - t) / WINDOW) * (right - left);
+  const left = 48, bottom = h - 18, right = w - 8;
+  const x = (t) => right - ((tNow - t) / win) * (right - left);
   const y = (v) => bottom - (v / top) * (bottom - 8);
   g.strokeStyle = "#26313d"; g.fillStyle = "#8b98a5"; g.font = "11px system-ui"; g.lineWidth = 1;
   for (let i = 0; i <= 4; i++) {
@@ -168,16 +173,20 @@ function draw() {
     g.beginPath(); g.moveTo(left, yy); g.lineTo(right, yy); g.stroke();
     g.fillText(fmt.format(v), 4, yy + 4);
   }
-  for (const m of [5, 4, 3, 2, 1]) g.fillText(`-${m}m`, x(tNow - m * 60) - 8, h - 4);
-  const legend = [];
-  for (const k of [...outcomes].sort()) {
-    const c = COLORS[k] || "#c9d1d9";
-    g.strokeStyle = c; g.lineWidth = 2; g.beginPath();
-    points.forEach((p, i) => { const px = x(p.t), py = y(p.d[k] || 0); i ? g.lineTo(px, py) : g.moveTo(px, py); });
-    g.stroke();
-    legend.push(`<li><i style="background:${c}"></i>${esc(LABELS[k] || k)}</li>`);
+  const step = win > 60 ? 60 : 15;
+  for (let s = step; s <= win; s += step) g.fillText(s % 60 ? `-${s}s` : `-${s / 60}m`, x(tNow - s) - 10, h - 4);
+  const bw = Math.max(1, ((right - left) / win) * 0.8);
+  for (const p of points) {
+    let base = 0;
+    for (const k of outcomes) {
+      const v = p.d[k] || 0;
+      if (!v) continue;
+      g.fillStyle = COLORS[k] || "#c9d1d9";
+      g.fillRect(x(p.t) - bw, y(base + v), bw, y(base) - y(base + v));
+      base += v;
+    }
   }
-  $("legend").innerHTML = legend.join("");
+  $("legend").innerHTML = outcomes.map((k) => `<li><i style="background:${COLORS[k] || "#c9d1d9"}"></i>${esc(LABELS[k] || k)}</li>`).join("");
 }
 
 function niceCeil(v) {
