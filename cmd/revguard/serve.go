@@ -94,9 +94,10 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 				"the state lives in Redis (namespace %s) and PostgreSQL (schema %s)\n", m.Config.RedisNamespace, m.Config.PostgresSchema)
 		}
 	}
-	fmt.Fprintf(c.Stderr, "revguard: listening on %s\n", m.URL())
+	// Before the listening line, which tells tests and scripts that start-up is over.
 	fmt.Fprintf(c.Stderr, "revguard: live dashboard (this link works for %s; then enter the admin token): %s\n",
 		dashboardLinkTTL, m.DashboardLink(dashboardLinkTTL))
+	fmt.Fprintf(c.Stderr, "revguard: listening on %s\n", m.URL())
 	if m.Config.Example {
 		fmt.Fprintf(c.Stderr, "revguard: storefront example (demo only, it issues sessions to anyone) at %s/example/\n", m.URL())
 	}
