@@ -38,4 +38,4 @@ golden:
 	$(GO) test ./httpapi -update
 
 screenshot:
-	$(GO) test ./cmd/revguard -run TestStorefrontExample -count=1 -update-screenshot
+	$(GO) test ./cmd/revguard -run 'TestStorefrontExample|TestDashboard' -count=1 -update-screenshot

@@ -75,6 +75,7 @@ type envOptions struct {
 	botTimeout   time.Duration                                // per verifier attempt; 0: 500 ms
 	onFlush      func(events, bytes int, fsync time.Duration) // embedded: the journal's group-commit hook
 	noLedger     bool                                         // no ledger writer or outbox (benchmarks of the hot path alone)
+	changes      bool                                         // embedded: the change log (event stream) and the webhook store
 	edit         func(*httpapi.Server)
 }
 
@@ -85,6 +86,8 @@ type envStores struct {
 	sessions    revguard.Sessions
 	limiter     func(name string, r revguard.Rate) revguard.RateLimiter
 	waitApplied func(ctx context.Context) error
+	changes     revguard.ChangeReader // with envOptions.changes
+	webhooks    revguard.Webhooks
 }
 
 // mustOpenEnv opens every backend and the server; everything is closed at cleanup.
@@ -109,6 +112,13 @@ func mustOpenEnv(tb testing.TB, o envOptions) *env {
 	api.Ledger = st.ledger
 	api.Sessions = st.sessions
 	api.Now = now
+	if st.changes != nil {
+		api.Changes, api.Webhooks = st.changes, st.webhooks
+		api.Dashboard = &httpapi.Dashboard{Interval: 50 * time.Millisecond}
+		if inv, ok := st.inv.(*inproc.Inventory); ok {
+			api.Dashboard.SKUs = inv.ForEachSKU
+		}
+	}
 	e.admin = "admin-" + randomHex(16)
 	api.AdminToken = e.admin
 	if o.botCheck {
@@ -193,7 +203,21 @@ func openEmbeddedStores(tb testing.TB, o envOptions, now func() time.Time) envSt
 		}()
 		tb.Cleanup(func() { cancel(); <-done })
 	}
-	return envStores{
+	var changes *revguard.ChangeWriter
+	if o.changes {
+		// The change writer follows the journal too, until cleanup cancels it. (The
+		// journal is told that events are consumed only by the ledger writer: nothing
+		// is compacted in these tests.)
+		changes = &revguard.ChangeWriter{Feed: noConsume{j}, Log: sqlite.NewChangeLog(db), FirstSeq: j.FirstSeq}
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			changes.Run(cctx)
+		}()
+		tb.Cleanup(func() { cancel(); <-done })
+	}
+	st := envStores{
 		inv: inv, ledger: ledger, sessions: cache,
 		limiter: func(_ string, r revguard.Rate) revguard.RateLimiter {
 			l := inproc.NewRateLimiter(r)
@@ -202,7 +226,21 @@ func openEmbeddedStores(tb testing.TB, o envOptions, now func() time.Time) envSt
 		},
 		waitApplied: func(ctx context.Context) error { return writer.WaitApplied(ctx, j.Durable()) },
 	}
+	if changes != nil {
+		st.changes, st.webhooks = changes, sqlite.NewWebhooks(db)
+	}
+	return st
 }
+
+// noConsume is a second follower's view of a journal: it reads, and leaves the
+// consumed position to the first.
+type noConsume struct{ j *journal.Journal }
+
+func (f noConsume) ReadEvents(ctx context.Context, after uint64, max int) ([]revguard.Event, error) {
+	return f.j.ReadEvents(ctx, after, max)
+}
+
+func (noConsume) Consumed(uint64) {}
 
 // openDistributedStores opens the distributed backends on the test servers
 // (REVGUARD_TEST_REDIS_URL, REVGUARD_TEST_POSTGRES_URL; the test is skipped without
