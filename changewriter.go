@@ -34,6 +34,16 @@ type ChangeWriter struct {
 
 	Logger *slog.Logger // defaults to slog.Default()
 
+	// Peak, when set, reports whether the hot path is at a peak, as for the
+	// LedgerWriter: the writer then leaves the events it has read until the peak ends
+	// or the oldest has waited MaxDefer (0 means DefaultMaxDefer), looking again every
+	// PeakPoll (0 means 50ms), so that the change log's transactions never compete
+	// with reservations for the CPU and the disk. The event stream and the webhooks
+	// lag meanwhile; the dashboard's counts, read from the inventory, do not.
+	Peak     func() bool
+	MaxDefer time.Duration
+	PeakPoll time.Duration
+
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced each time last moves
 
@@ -95,6 +105,11 @@ func (w *ChangeWriter) follow(ctx context.Context, batch int) error {
 		if err != nil {
 			return err
 		}
+		if w.Peak != nil && w.Peak() {
+			if !w.deferPeak(ctx, events[0].Time) {
+				return ctx.Err()
+			}
+		}
 		out = out[:0]
 		for i := range events {
 			out = c.Apply(out, &events[i])
@@ -110,6 +125,24 @@ func (w *ChangeWriter) follow(ctx context.Context, batch int) error {
 		}
 		w.Feed.Consumed(end)
 	}
+}
+
+// deferPeak waits while the hot path is at a peak and the oldest unapplied event,
+// which happened at oldest, has waited less than MaxDefer. It reports false when ctx
+// ended first.
+func (w *ChangeWriter) deferPeak(ctx context.Context, oldest time.Time) bool {
+	maxDefer := cmp.Or(w.MaxDefer, DefaultMaxDefer)
+	poll := cmp.Or(w.PeakPoll, 50*time.Millisecond)
+	for time.Since(oldest) < maxDefer && w.Peak() {
+		t := time.NewTimer(poll)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+	}
+	return true
 }
 
 // publish records that every change up to seq is in the log and wakes the waiters.

@@ -76,6 +76,7 @@ type envOptions struct {
 	onFlush      func(events, bytes int, fsync time.Duration) // embedded: the journal's group-commit hook
 	noLedger     bool                                         // no ledger writer or outbox (benchmarks of the hot path alone)
 	changes      bool                                         // embedded: the change log (event stream) and the webhook store
+	changesPeak  bool                                         // the change writer defers at peaks, as in production
 	edit         func(*httpapi.Server)
 }
 
@@ -209,6 +210,9 @@ func openEmbeddedStores(tb testing.TB, o envOptions, now func() time.Time) envSt
 		// journal is told that events are consumed only by the ledger writer: nothing
 		// is compacted in these tests.)
 		changes = &revguard.ChangeWriter{Feed: noConsume{j}, Log: sqlite.NewChangeLog(db), FirstSeq: j.FirstSeq}
+		if o.changesPeak {
+			changes.Peak = (&revguard.PeakDetector{Last: j.LastSeq, Applied: changes.JournalSeq}).Peak
+		}
 		cctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/revenueguard/revguard"
 )
@@ -16,7 +17,14 @@ var _ revguard.Webhooks = (*Webhooks)(nil)
 // log whose seqs their cursors are.
 type Webhooks struct {
 	db *DB
+
+	mu     sync.Mutex
+	record *sql.Stmt // recordDelivery, prepared on the writer at first use
 }
+
+const recordDelivery = `UPDATE webhooks SET cursor = ?, failures = ?, next_attempt_at = ?, last_error = ?,
+	last_success_at = coalesce(?, last_success_at), status = CASE WHEN status = 'paused' THEN 'paused' ELSE ? END,
+	paused_at = coalesce(paused_at, ?) WHERE id = ?`
 
 // NewWebhooks returns the endpoints stored in db, which must be open.
 func NewWebhooks(db *DB) *Webhooks { return &Webhooks{db: db} }
@@ -174,9 +182,16 @@ func (s *Webhooks) RecordDelivery(ctx context.Context, id string, d revguard.Web
 	if d.Paused {
 		status, paused = "paused", s.db.Now().UnixNano()
 	}
-	_, err = conn.ExecContext(ctx, `UPDATE webhooks SET cursor = ?, failures = ?, next_attempt_at = ?, last_error = ?,
-		last_success_at = coalesce(?, last_success_at), status = CASE WHEN status = 'paused' THEN 'paused' ELSE ? END,
-		paused_at = coalesce(paused_at, ?) WHERE id = ?`,
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.record == nil {
+		// Prepared once: the dispatcher records often, and compiling the statement
+		// cost more than running it.
+		if s.record, err = conn.PrepareContext(ctx, recordDelivery); err != nil {
+			return fmt.Errorf("sqlite: record delivery of webhook %s: %w", id, err)
+		}
+	}
+	_, err = s.record.ExecContext(ctx,
 		int64(d.Cursor), d.Failures, nanos(d.NextAttemptAt), d.LastError, nanos(d.LastSuccessAt), status, paused, id)
 	if err != nil {
 		return fmt.Errorf("sqlite: record delivery of webhook %s: %w", id, err)

@@ -30,11 +30,12 @@ var DefaultSchedule = []time.Duration{
 
 // Defaults of the Dispatcher's settings.
 const (
-	DefaultTimeout = 10 * time.Second // one attempt, response included
-	DefaultJitter  = 0.2              // each wait is its schedule's ±20%
-	DefaultPoll    = time.Second      // how often the endpoints are read again
-	readBatch      = 256              // changes read at a time
-	maxResponse    = 64 << 10         // bytes of a response read before the connection is dropped
+	DefaultTimeout = 10 * time.Second       // one attempt, response included
+	DefaultJitter  = 0.2                    // each wait is its schedule's ±20%
+	DefaultPoll    = time.Second            // how often the endpoints are read again
+	readBatch      = 256                    // changes read at a time
+	recordEvery    = 250 * time.Millisecond // how often a busy endpoint's cursor is stored
+	maxResponse    = 64 << 10               // bytes of a response read before the connection is dropped
 )
 
 // Dispatcher delivers changes to every active endpoint of Store. Each endpoint has its
@@ -42,8 +43,10 @@ const (
 // once every earlier change the endpoint wants was accepted, so changes of one SKU
 // arrive in order; a slow or failing endpoint holds up only itself. Concurrency is
 // bounded by the number of endpoints (revguard.MaxWebhooks). An endpoint's place
-// (its cursor, failures and next attempt) is stored after each attempt, so a restart
-// carries on where it stopped, redelivering at most the change in flight.
+// (its cursor, failures and next attempt) is stored after each failed attempt, and
+// while deliveries succeed every 250ms and whenever the endpoint has caught up, so a
+// restart carries on where it stopped, redelivering at most the changes of the last
+// quarter of a second.
 //
 // Set the exported fields before Run.
 type Dispatcher struct {
@@ -200,6 +203,15 @@ func (d *Dispatcher) deliver(ctx context.Context, ep revguard.Webhook, log *slog
 		return
 	}
 	st := revguard.WebhookDelivery{Cursor: ep.Cursor, Failures: ep.Failures, NextAttemptAt: ep.NextAttemptAt, LastError: ep.LastError}
+	// A success is stored at most every recordEvery while deliveries flow, and before
+	// the goroutine waits or ends: a crash may send the changes since again (at least
+	// once), and the store is not written once per delivery.
+	dirty, recorded := false, time.Now()
+	defer func() {
+		if dirty {
+			d.record(ctx, ep.ID, st, log)
+		}
+	}()
 	for ctx.Err() == nil {
 		changes, err := d.Changes.ReadChanges(ctx, st.Cursor, readBatch)
 		if err != nil {
@@ -210,6 +222,10 @@ func (d *Dispatcher) deliver(ctx context.Context, ep revguard.Webhook, log *slog
 			continue
 		}
 		if len(changes) == 0 {
+			if dirty {
+				d.record(ctx, ep.ID, st, log)
+				dirty, recorded = false, time.Now()
+			}
 			d.Changes.WaitChanges(ctx, st.Cursor)
 			continue
 		}
@@ -220,8 +236,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep revguard.Webhook, log *slog
 				continue
 			}
 			if skipped {
-				d.record(ctx, ep.ID, st, log)
-				skipped = false
+				dirty, skipped = true, false
 			}
 			for {
 				if !st.NextAttemptAt.IsZero() && !d.wait(ctx, st.NextAttemptAt) {
@@ -232,12 +247,18 @@ func (d *Dispatcher) deliver(ctx context.Context, ep revguard.Webhook, log *slog
 					return
 				}
 				if err == nil {
+					failed := st.Failures > 0
 					st = revguard.WebhookDelivery{Cursor: c.Seq, LastSuccessAt: d.now()}
-					d.record(ctx, ep.ID, st, log)
+					dirty = true
+					if failed || time.Since(recorded) >= recordEvery {
+						d.record(ctx, ep.ID, st, log)
+						dirty, recorded = false, time.Now()
+					}
 					break
 				}
 				st.Failures++
 				st.LastError = err.Error()
+				dirty = false // recorded below, with the success before it
 				w, ok := d.delay(st.Failures)
 				if !ok {
 					st.Paused, st.NextAttemptAt = true, time.Time{}
@@ -251,7 +272,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep revguard.Webhook, log *slog
 			}
 		}
 		if skipped {
-			d.record(ctx, ep.ID, st, log)
+			dirty = true
 		}
 	}
 }
