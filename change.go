@@ -114,13 +114,26 @@ type ChangeLog interface {
 	LoadChangeState(ctx context.Context) (ChangeState, error)
 
 	// AppendChanges appends changes (Seqs following the last) together with the new
-	// journal seq and the counts of the SKUs they touched, in one transaction, durable
-	// when it returns.
+	// journal seq and the counts of the SKUs they touched, in one transaction. Unless
+	// the log is a ChangeSyncer, it is durable when it returns.
 	AppendChanges(ctx context.Context, changes []Change, journalSeq uint64, skus []SKUCounts) error
 
 	// ReadChanges returns up to max changes with Seq > after, in order. It does not wait.
 	ReadChanges(ctx context.Context, after uint64, max int) ([]Change, error)
 }
+
+// ChangeSyncer is implemented by a ChangeLog whose AppendChanges returns once a batch
+// is committed but before it is durable against a crash of the machine: the
+// ChangeWriter then syncs at most every ChangeSyncInterval, and tells its feed that
+// events are consumed only up to what a sync covered, so that the disk's flushes do
+// not follow every group commit of the journal.
+type ChangeSyncer interface {
+	SyncChanges(ctx context.Context) error
+}
+
+// ChangeSyncInterval is how often a ChangeWriter syncs a ChangeSyncer while changes
+// flow (and once they stop).
+const ChangeSyncInterval = 500 * time.Millisecond
 
 // ChangeSeeder is implemented by a ChangeLog that shares its store with the ledger: on
 // the first start over a journal whose early events were compacted away, it sets the

@@ -97,11 +97,40 @@ func (w *ChangeWriter) follow(ctx context.Context, batch int) error {
 	w.journal.Store(st.JournalSeq)
 	w.publish(st.LastSeq)
 	w.ready.Store(true)
+	syncer, _ := w.Log.(ChangeSyncer)
+	if syncer != nil {
+		// What an earlier run committed may not be durable yet (it may have been
+		// killed before its sync): make it so before telling the feed.
+		if err := syncer.SyncChanges(ctx); err != nil {
+			return err
+		}
+	}
 	w.Feed.Consumed(st.JournalSeq)
 	c := NewChanges(st)
 	var out []Change
+	unsynced, lastSync := false, time.Now()
+	sync := func() error {
+		if err := syncer.SyncChanges(ctx); err != nil {
+			return err
+		}
+		unsynced, lastSync = false, time.Now()
+		w.Feed.Consumed(st.JournalSeq)
+		return nil
+	}
 	for {
-		events, err := w.Feed.ReadEvents(ctx, st.JournalSeq, batch)
+		rctx, cancel := ctx, context.CancelFunc(func() {})
+		if unsynced {
+			// Wake up to sync if no event comes before the interval ends.
+			rctx, cancel = context.WithDeadline(ctx, lastSync.Add(ChangeSyncInterval))
+		}
+		events, err := w.Feed.ReadEvents(rctx, st.JournalSeq, batch)
+		cancel()
+		if err != nil && unsynced && ctx.Err() == nil && rctx.Err() != nil {
+			if err := sync(); err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -123,7 +152,16 @@ func (w *ChangeWriter) follow(ctx context.Context, batch int) error {
 		if len(out) > 0 {
 			w.publish(out[len(out)-1].Seq)
 		}
-		w.Feed.Consumed(end)
+		if syncer == nil {
+			w.Feed.Consumed(end)
+			continue
+		}
+		unsynced = true
+		if time.Since(lastSync) >= ChangeSyncInterval {
+			if err := sync(); err != nil {
+				return err
+			}
+		}
 	}
 }
 

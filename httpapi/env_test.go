@@ -211,7 +211,7 @@ func openEmbeddedStores(tb testing.TB, o envOptions, now func() time.Time) envSt
 		// is compacted in these tests.)
 		changes = &revguard.ChangeWriter{Feed: noConsume{j}, Log: sqlite.NewChangeLog(db), FirstSeq: j.FirstSeq}
 		if o.changesPeak {
-			changes.Peak = (&revguard.PeakDetector{Last: j.LastSeq, Applied: changes.JournalSeq}).Peak
+			changes.Peak = (&revguard.PeakDetector{Last: j.LastSeq, Applied: changes.JournalSeq, Window: 20 * time.Millisecond}).Peak
 		}
 		cctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})

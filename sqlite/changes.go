@@ -13,6 +13,7 @@ import (
 var (
 	_ revguard.ChangeLog    = (*ChangeLog)(nil)
 	_ revguard.ChangeSeeder = (*ChangeLog)(nil)
+	_ revguard.ChangeSyncer = (*ChangeLog)(nil)
 )
 
 // ChangeLog is the change log (revguard.ChangeLog) in a DB, beside the ledger it can
@@ -63,7 +64,8 @@ func (l *ChangeLog) LoadChangeState(ctx context.Context) (revguard.ChangeState, 
 }
 
 // AppendChanges appends changes, records journalSeq and the SKUs' counts, in one
-// transaction, and makes it durable before it returns. A batch whose journal seq the
+// transaction. It returns once the transaction is committed: it survives a crash of
+// the process, and one of the machine after SyncChanges. A batch whose journal seq the
 // log has already reached changes nothing.
 func (l *ChangeLog) AppendChanges(ctx context.Context, changes []revguard.Change, journalSeq uint64, skus []revguard.SKUCounts) error {
 	if journalSeq > math.MaxInt64 {
@@ -119,6 +121,12 @@ func (l *ChangeLog) AppendChanges(ctx context.Context, changes []revguard.Change
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: append changes: commit: %w", err)
 	}
+	return nil
+}
+
+// SyncChanges makes every batch appended so far durable (revguard.ChangeSyncer): one
+// fsync of the WAL, which the ledger's Sync shares.
+func (l *ChangeLog) SyncChanges(ctx context.Context) error {
 	return l.db.syncWAL()
 }
 

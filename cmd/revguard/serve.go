@@ -403,9 +403,9 @@ func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *server
 	m.Writer = &revguard.LedgerWriter{Feed: shared.follower(0), Ledger: m.Ledger, Logger: log.With("component", "ledger"), Now: m.Now}
 	if cfg.LedgerMaxDefer > 0 {
 		m.Writer.MaxDefer = cfg.LedgerMaxDefer
-		m.Writer.Peak = newPeakDetector(m.Journal, m.Writer.Applied).Peak
+		m.Writer.Peak = newPeakDetector(m.Journal, m.Writer.Applied, 0).Peak
 		m.ChangeWriter.MaxDefer = cfg.LedgerMaxDefer
-		m.ChangeWriter.Peak = newPeakDetector(m.Journal, m.ChangeWriter.JournalSeq).Peak
+		m.ChangeWriter.Peak = newPeakDetector(m.Journal, m.ChangeWriter.JournalSeq, changesPeakWindow).Peak
 	}
 	writer.Store(m.Writer)
 	m.writerDone = make(chan struct{})
