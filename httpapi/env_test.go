@@ -44,6 +44,8 @@ type env struct {
 	srv      *httptest.Server        // the listener
 	extra    func(s *httpapi.Server) // applied before Handler
 
+	peak func() bool // the change writer's peak detector, with envOptions.changesPeak
+
 	// waitApplied waits until the ledger has every change made so far.
 	waitApplied func(ctx context.Context) error
 }
@@ -89,6 +91,7 @@ type envStores struct {
 	waitApplied func(ctx context.Context) error
 	changes     revguard.ChangeReader // with envOptions.changes
 	webhooks    revguard.Webhooks
+	peak        func() bool // the change writer's, with envOptions.changesPeak
 }
 
 // mustOpenEnv opens every backend and the server; everything is closed at cleanup.
@@ -106,7 +109,7 @@ func mustOpenEnv(tb testing.TB, o envOptions) *env {
 	} else {
 		st = openEmbeddedStores(tb, o, now)
 	}
-	e.inv, e.sessions, e.waitApplied = st.inv, st.sessions, st.waitApplied
+	e.inv, e.sessions, e.waitApplied, e.peak = st.inv, st.sessions, st.waitApplied, st.peak
 
 	api := httpapi.NewServer()
 	api.Inventory = st.inv
@@ -205,6 +208,7 @@ func openEmbeddedStores(tb testing.TB, o envOptions, now func() time.Time) envSt
 		tb.Cleanup(func() { cancel(); <-done })
 	}
 	var changes *revguard.ChangeWriter
+	var peak func() bool
 	if o.changes {
 		// The change writer follows the journal too, until cleanup cancels it. (The
 		// journal is told that events are consumed only by the ledger writer: nothing
@@ -212,6 +216,7 @@ func openEmbeddedStores(tb testing.TB, o envOptions, now func() time.Time) envSt
 		changes = &revguard.ChangeWriter{Feed: noConsume{j}, Log: sqlite.NewChangeLog(db), FirstSeq: j.FirstSeq}
 		if o.changesPeak {
 			changes.Peak = (&revguard.PeakDetector{Last: j.LastSeq, Applied: changes.JournalSeq, Window: 20 * time.Millisecond}).Peak
+			peak = changes.Peak
 		}
 		cctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
@@ -231,7 +236,7 @@ func openEmbeddedStores(tb testing.TB, o envOptions, now func() time.Time) envSt
 		waitApplied: func(ctx context.Context) error { return writer.WaitApplied(ctx, j.Durable()) },
 	}
 	if changes != nil {
-		st.changes, st.webhooks = changes, sqlite.NewWebhooks(db)
+		st.changes, st.webhooks, st.peak = changes, sqlite.NewWebhooks(db), peak
 	}
 	return st
 }

@@ -59,6 +59,13 @@ type Dispatcher struct {
 	Jitter   float64         // 0 means DefaultJitter; negative means none
 	Poll     time.Duration   // 0 means DefaultPoll
 
+	// Peak, when set, reports whether the hot path is at a peak (cmd/revguard: the
+	// change writer's detector): deliveries then wait, polling every 50ms, until it
+	// ends or the change has waited MaxDefer (0 means revguard.DefaultMaxDefer), so
+	// that signing and sending never compete with reservations for the CPU.
+	Peak     func() bool
+	MaxDefer time.Duration
+
 	Logger *slog.Logger                         // defaults to slog.Default()
 	Now    func() time.Time                     // defaults to time.Now
 	After  func(time.Duration) <-chan time.Time // defaults to time.After; tests record the waits
@@ -174,6 +181,25 @@ func (d *Dispatcher) wait(ctx context.Context, t time.Time) bool {
 	}
 }
 
+// deferPeak waits while the hot path is at a peak and the change, made at t, has
+// waited less than MaxDefer. It reports false when ctx ended first.
+func (d *Dispatcher) deferPeak(ctx context.Context, t time.Time) bool {
+	if d.Peak == nil {
+		return true
+	}
+	maxDefer := cmp.Or(d.MaxDefer, revguard.DefaultMaxDefer)
+	for d.now().Sub(t) < maxDefer && d.Peak() {
+		tm := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-tm.C:
+		case <-ctx.Done():
+			tm.Stop()
+			return false
+		}
+	}
+	return ctx.Err() == nil
+}
+
 // delay returns the wait before retry n (1 for the first), jittered, and false when
 // the schedule has no retry n.
 func (d *Dispatcher) delay(n int) (time.Duration, bool) {
@@ -240,6 +266,9 @@ func (d *Dispatcher) deliver(ctx context.Context, ep revguard.Webhook, log *slog
 			}
 			for {
 				if !st.NextAttemptAt.IsZero() && !d.wait(ctx, st.NextAttemptAt) {
+					return
+				}
+				if !d.deferPeak(ctx, c.Time) {
 					return
 				}
 				err := d.post(ctx, ep.URL, key, c)

@@ -405,7 +405,9 @@ func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *server
 		m.Writer.MaxDefer = cfg.LedgerMaxDefer
 		m.Writer.Peak = newPeakDetector(m.Journal, m.Writer.Applied, 0).Peak
 		m.ChangeWriter.MaxDefer = cfg.LedgerMaxDefer
-		m.ChangeWriter.Peak = newPeakDetector(m.Journal, m.ChangeWriter.JournalSeq, changesPeakWindow).Peak
+		peak := newPeakDetector(m.Journal, m.ChangeWriter.JournalSeq, changesPeakWindow)
+		m.ChangeWriter.Peak = peak.Peak
+		m.Dispatcher.Peak, m.Dispatcher.MaxDefer = peak.Peak, cfg.LedgerMaxDefer
 	}
 	writer.Store(m.Writer)
 	m.writerDone = make(chan struct{})
