@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,5 +72,31 @@ func TestChangeWriter(t *testing.T) {
 	}
 	if w.JournalSeq() != 5 || w.LastChange() != 6 {
 		t.Fatalf("journal seq %d, last change %d; want 5 and 6", w.JournalSeq(), w.LastChange())
+	}
+}
+
+// TestChangeWriter_StandsAsideAtPeaks: while the hot path is at a peak the writer
+// leaves the events in the journal; once it ends, they become changes.
+func TestChangeWriter_StandsAsideAtPeaks(t *testing.T) {
+	j := mustOpenJournal(t, filepath.Join(t.TempDir(), "journal"), true)
+	var atPeak atomic.Bool
+	atPeak.Store(true)
+	w := &revguard.ChangeWriter{Feed: j, Log: sqlite.NewChangeLog(MustOpenDB(t)), FirstSeq: j.FirstSeq,
+		Peak: atPeak.Load, PeakPoll: time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	appendLog(t, j, []revguard.Event{{Seq: 1, Type: revguard.EventSKUPut, SKU: "s", Time: time.Now(), Stock: 1, PerCustomerLimit: 1, HoldSeconds: 60}})
+	wctx, wcancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer wcancel()
+	if err := w.WaitChanges(wctx, 0); err == nil {
+		t.Fatal("a change was written at a peak")
+	}
+	atPeak.Store(false)
+	wctx, wcancel = context.WithTimeout(t.Context(), 10*time.Second)
+	defer wcancel()
+	if err := w.WaitChanges(wctx, 0); err != nil {
+		t.Fatalf("no change after the peak: %v", err)
 	}
 }

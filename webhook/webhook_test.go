@@ -409,3 +409,27 @@ func TestDispatcher_SlowEndpointDelaysNoOther(t *testing.T) {
 	once.Do(func() { close(release) })
 	slow.waitFor(100)
 }
+
+// TestDispatcher_StandsAsideAtPeaks: while the hot path is at a peak nothing is sent;
+// once it ends, everything is.
+func TestDispatcher_StandsAsideAtPeaks(t *testing.T) {
+	var peak sync.Mutex
+	atPeak := true
+	e := newEnv(t, func(d *webhook.Dispatcher) {
+		d.Peak = func() bool { peak.Lock(); defer peak.Unlock(); return atPeak }
+	})
+	r := newReceiver(t, func(int, string) int { return 200 })
+	id := e.register(t, r)
+	e.changes.add(revguard.ChangeHeld, "a")
+	e.changes.add(revguard.ChangeHeld, "a")
+	// The worker has read the changes and waits: nothing arrives while the peak lasts.
+	time.Sleep(200 * time.Millisecond)
+	if got := r.got(); len(got) != 0 {
+		t.Fatalf("delivered at a peak: %v", got)
+	}
+	peak.Lock()
+	atPeak = false
+	peak.Unlock()
+	r.waitFor(2)
+	e.waitStored(t, id, func(w revguard.Webhook) bool { return w.Cursor == 2 })
+}
