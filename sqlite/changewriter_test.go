@@ -2,14 +2,17 @@ package sqlite_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/revguardtest"
 	"github.com/revenueguard/revguard/sqlite"
 )
 
@@ -98,5 +101,75 @@ func TestChangeWriter_StandsAsideAtPeaks(t *testing.T) {
 	defer wcancel()
 	if err := w.WaitChanges(wctx, 0); err != nil {
 		t.Fatalf("no change after the peak: %v", err)
+	}
+}
+
+// TestChangeWriter_SeedsAfterCompaction is the first start of a change log beside a
+// ledger whose journal has already dropped its first events (a server upgraded to a
+// version with the change log): the log starts from the ledger's position and counts,
+// follows the journal from there, and ends with the counts that the whole history
+// gives.
+func TestChangeWriter_SeedsAfterCompaction(t *testing.T) {
+	dir := t.TempDir()
+	j := mustOpenJournal(t, filepath.Join(dir, "journal"), false)
+	j.SegmentSize = 4 << 10
+	var log revguardtest.EventLog
+	for i := range 3 {
+		log.PutSKU(fmt.Sprintf("sku-%d", i), 1000)
+	}
+	var holds []revguard.Event
+	for i := range 400 {
+		holds = append(holds, log.Reserve(fmt.Sprintf("sku-%d", i%3), fmt.Sprintf("c-%d", i), 1+int64(i%2)))
+	}
+	for i, r := range holds {
+		switch i % 3 {
+		case 0:
+			log.Change(revguard.EventConfirmed, r, "", false)
+		case 1:
+			log.Change(revguard.EventReleased, r, "", false)
+		}
+	}
+	half := len(log.Events) / 2
+	appendLog(t, j, log.Events[:half])
+	db := MustOpenDB(t)
+	lw := &revguard.LedgerWriter{Feed: j, Ledger: sqlite.NewLedger(db), BatchSize: 64}
+	stop := runWriter(t, lw)
+	waitFor(t, lw, uint64(half))
+	waitDurable(t, lw, uint64(half))
+	stop()
+	if err := j.Compact(j.Durable()); err != nil {
+		t.Fatal(err)
+	}
+	if j.FirstSeq() <= 1 {
+		t.Fatalf("nothing compacted (first seq %d)", j.FirstSeq())
+	}
+	appendLog(t, j, log.Events[half:])
+
+	w := &revguard.ChangeWriter{Feed: j, Log: sqlite.NewChangeLog(db), FirstSeq: j.FirstSeq,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for deadline := time.Now().Add(20 * time.Second); w.JournalSeq() < uint64(len(log.Events)); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the change writer is at %d of %d", w.JournalSeq(), len(log.Events))
+		}
+	}
+	st, err := sqlite.NewChangeLog(db).LoadChangeState(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := revguard.NewChanges(revguard.ChangeState{})
+	for i := range log.Events {
+		whole.Apply(nil, &log.Events[i])
+	}
+	if !reflect.DeepEqual(st.SKUs, whole.SKUs) {
+		t.Fatalf("counts after seeding and following\n got %+v\nwant %+v", st.SKUs, whole.SKUs)
+	}
+	// The first change is the one after the ledger's position, not from the start.
+	got, err := w.ReadChanges(t.Context(), 0, 1)
+	if err != nil || len(got) != 1 || got[0].Type == revguard.ChangeSKUCreated {
+		t.Fatalf("first change %+v, %v; want one after the seed", got, err)
 	}
 }
