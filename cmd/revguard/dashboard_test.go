@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -200,4 +201,66 @@ func quoteJoin(s []string) string {
 		q[i] = fmt.Sprintf("%q", v)
 	}
 	return strings.Join(q, ", ")
+}
+
+// TestDashboard_Modes: in both modes the dashboard's stream serves snapshots with the
+// node's health and ledger lag; only the embedded mode lists the SKUs and has the event
+// stream and the webhooks (a distributed node answers them 404 not_found).
+func TestDashboard_Modes(t *testing.T) { eachMode(t, testDashboardModes) }
+
+func testDashboardModes(t *testing.T, m mode) {
+	srv := MustRunServer(t, t.TempDir(), nil, storeArgs(t, m)...)
+	hc := &http.Client{Transport: openapitest.NewTransport(nil), Timeout: 30 * time.Second}
+	admin, err := client.New(srv.URL, client.WithToken(testAdminToken), client.WithDoer(hc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.PutSKU(t.Context(), "mode-sku", client.SKUSettings{Stock: 3}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/v1/dashboard/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	var snap struct {
+		SKUs      []struct{ SKU string }
+		Nodes     []struct{ Ready bool }
+		LedgerLag *float64 `json:"ledger_lag_seconds"`
+	}
+	for sc.Scan() {
+		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			if err := json.Unmarshal([]byte(data), &snap); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if len(snap.Nodes) != 1 || !snap.Nodes[0].Ready || snap.LedgerLag == nil {
+		t.Fatalf("%s snapshot: %+v", m, snap)
+	}
+	wantSKUs := map[mode]int{embeddedMode: 1, distributedMode: 0}[m]
+	if len(snap.SKUs) != wantSKUs {
+		t.Fatalf("%s snapshot lists %d SKUs; want %d", m, len(snap.SKUs), wantSKUs)
+	}
+	if m == distributedMode {
+		for _, path := range []string{"/v1/events", "/v1/webhooks"} {
+			r, _ := http.NewRequest("GET", srv.URL+path, nil)
+			r.Header.Set("Authorization", "Bearer "+testAdminToken)
+			res, err := hc.Do(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != 404 {
+				t.Fatalf("distributed %s: %d; want 404", path, res.StatusCode)
+			}
+		}
+	}
 }
