@@ -43,4 +43,4 @@ golden:
 	$(GO) test ./httpapi -update
 
 screenshot:
-	$(GO) test ./cmd/revguard -run TestStorefrontExample -count=1 -update-screenshot
+	$(GO) test ./cmd/revguard -run 'TestStorefrontExample|TestDashboard' -count=1 -update-screenshot

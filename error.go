@@ -21,6 +21,7 @@ const (
 	CodeForbidden            Code = "forbidden"
 	CodeSKUNotFound          Code = "sku_not_found"
 	CodeReservationNotFound  Code = "reservation_not_found"
+	CodeWebhookNotFound      Code = "webhook_not_found"
 	CodeSaleNotOpen          Code = "sale_not_open"
 	CodeSoldOut              Code = "sold_out"
 	CodeLimitExceeded        Code = "limit_exceeded"
@@ -43,7 +44,7 @@ const (
 var Codes = []Code{
 	CodeInvalidRequest, CodeInvalidSKU, CodeBodyTooLarge, CodeUnsupportedMediaType,
 	CodeMethodNotAllowed, CodeNotFound, CodeUnauthenticated, CodeForbidden,
-	CodeSKUNotFound, CodeReservationNotFound, CodeSaleNotOpen, CodeSoldOut,
+	CodeSKUNotFound, CodeReservationNotFound, CodeWebhookNotFound, CodeSaleNotOpen, CodeSoldOut,
 	CodeLimitExceeded, CodeStockBelowCommitted, CodeHoldExpired, CodeHoldReleased,
 	CodeAlreadyConfirmed, CodeIdempotencyKeyReused, CodeBotCheckFailed,
 	CodeBotCheckUnavailable, CodeRateLimited, CodeUnavailable, CodeInternal,

@@ -45,6 +45,8 @@ type env struct {
 	srv      *httptest.Server        // the listener
 	extra    func(s *httpapi.Server) // applied before Handler
 
+	peak func() bool // the change writer's peak detector, with envOptions.changesPeak
+
 	// waitApplied waits until the ledger has every change made so far.
 	waitApplied func(ctx context.Context) error
 }
@@ -76,6 +78,8 @@ type envOptions struct {
 	botTimeout   time.Duration                                // per verifier attempt; 0: 500 ms
 	onFlush      func(events, bytes int, fsync time.Duration) // embedded: the journal's group-commit hook
 	noLedger     bool                                         // no ledger writer or outbox (benchmarks of the hot path alone)
+	changes      bool                                         // embedded: the change log (event stream) and the webhook store
+	changesPeak  bool                                         // the change writer defers at peaks, as in production
 	edit         func(*httpapi.Server)
 }
 
@@ -87,6 +91,9 @@ type envStores struct {
 	room        revguard.WaitingRoom
 	limiter     func(name string, r revguard.Rate) revguard.RateLimiter
 	waitApplied func(ctx context.Context) error
+	changes     revguard.ChangeReader // with envOptions.changes
+	webhooks    revguard.Webhooks
+	peak        func() bool // the change writer's, with envOptions.changesPeak
 }
 
 // mustOpenEnv opens every backend and the server; everything is closed at cleanup.
@@ -104,7 +111,7 @@ func mustOpenEnv(tb testing.TB, o envOptions) *env {
 	} else {
 		st = openEmbeddedStores(tb, o, now)
 	}
-	e.inv, e.sessions, e.waitApplied, e.room = st.inv, st.sessions, st.waitApplied, st.room
+	e.inv, e.sessions, e.waitApplied, e.room, e.peak = st.inv, st.sessions, st.waitApplied, st.room, st.peak
 
 	api := httpapi.NewServer()
 	api.Inventory = st.inv
@@ -112,6 +119,13 @@ func mustOpenEnv(tb testing.TB, o envOptions) *env {
 	api.Sessions = st.sessions
 	api.WaitingRoom = st.room
 	api.Now = now
+	if st.changes != nil {
+		api.Changes, api.Webhooks = st.changes, st.webhooks
+		api.Dashboard = &httpapi.Dashboard{Interval: 50 * time.Millisecond}
+		if inv, ok := st.inv.(*inproc.Inventory); ok {
+			api.Dashboard.SKUs = inv.ForEachSKU
+		}
+	}
 	e.admin = "admin-" + randomHex(16)
 	api.AdminToken = e.admin
 	if o.botCheck {
@@ -204,7 +218,26 @@ func openEmbeddedStores(tb testing.TB, o envOptions, now func() time.Time) envSt
 		}()
 		tb.Cleanup(func() { cancel(); <-done })
 	}
-	return envStores{
+	var changes *revguard.ChangeWriter
+	var peak func() bool
+	if o.changes {
+		// The change writer follows the journal too, until cleanup cancels it. (The
+		// journal is told that events are consumed only by the ledger writer: nothing
+		// is compacted in these tests.)
+		changes = &revguard.ChangeWriter{Feed: noConsume{j}, Log: sqlite.NewChangeLog(db), FirstSeq: j.FirstSeq}
+		if o.changesPeak {
+			changes.Peak = (&revguard.PeakDetector{Last: j.LastSeq, Applied: changes.JournalSeq, Window: 20 * time.Millisecond}).Peak
+			peak = changes.Peak
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			changes.Run(cctx)
+		}()
+		tb.Cleanup(func() { cancel(); <-done })
+	}
+	st := envStores{
 		inv: inv, ledger: ledger, sessions: cache, room: room,
 		limiter: func(_ string, r revguard.Rate) revguard.RateLimiter {
 			l := inproc.NewRateLimiter(r)
@@ -213,7 +246,21 @@ func openEmbeddedStores(tb testing.TB, o envOptions, now func() time.Time) envSt
 		},
 		waitApplied: func(ctx context.Context) error { return writer.WaitApplied(ctx, j.Durable()) },
 	}
+	if changes != nil {
+		st.changes, st.webhooks, st.peak = changes, sqlite.NewWebhooks(db), peak
+	}
+	return st
 }
+
+// noConsume is a second follower's view of a journal: it reads, and leaves the
+// consumed position to the first.
+type noConsume struct{ j *journal.Journal }
+
+func (f noConsume) ReadEvents(ctx context.Context, after uint64, max int) ([]revguard.Event, error) {
+	return f.j.ReadEvents(ctx, after, max)
+}
+
+func (noConsume) Consumed(uint64) {}
 
 // openDistributedStores opens the distributed backends on the test servers
 // (REVGUARD_TEST_REDIS_URL, REVGUARD_TEST_POSTGRES_URL; the test is skipped without

@@ -87,6 +87,19 @@ type Server struct {
 	// a demonstration, off by default.
 	Example *Example
 
+	// Changes, when set, serves the change log as the event stream GET /v1/events;
+	// nil answers 404 there (distributed mode).
+	Changes revguard.ChangeReader
+
+	// Webhooks, when set, serves the registration of webhook endpoints under
+	// /v1/webhooks; nil answers 404 there. WebhooksChanged, when set, is called after
+	// an endpoint is created, deleted, paused or resumed (the dispatcher's Kick).
+	Webhooks        revguard.Webhooks
+	WebhooksChanged func()
+
+	// Dashboard feeds the live dashboard under /dashboard/; nil shows no SKUs.
+	Dashboard *Dashboard
+
 	once      sync.Once
 	handler   http.Handler
 	mux       *http.ServeMux
@@ -97,8 +110,8 @@ type Server struct {
 	idSeq     atomic.Uint64 // the counter part of generated request ids
 	flights   singleflight.Group
 
-	// streams is cancelled by CloseStreams: the place streams end, so that a graceful
-	// shutdown does not wait for them.
+	// streams is cancelled by CloseStreams: the place, event and dashboard streams
+	// end, so that a graceful shutdown does not wait for them.
 	streams      context.Context
 	closeStreams context.CancelFunc
 }

@@ -451,3 +451,56 @@ func quoteForDetail(b []byte) string {
 	}
 	return strconv.Quote(string(b))
 }
+
+// strs reads an array of at most max strings as the value of the field name.
+func (d *objectDecoder) strs(name string, max int) []string {
+	if d.err != nil {
+		return nil
+	}
+	if d.data[d.pos] != '[' {
+		d.wrongType(name, "an array of strings")
+		return nil
+	}
+	d.pos++
+	out := []string{}
+	d.skipSpace()
+	if d.pos < len(d.data) && d.data[d.pos] == ']' {
+		d.pos++
+		return out
+	}
+	for {
+		d.skipSpace()
+		if d.pos >= len(d.data) {
+			d.syntax("unexpected end of input")
+			return nil
+		}
+		if d.data[d.pos] != '"' {
+			d.wrongType(name+"'s items", "strings")
+			return nil
+		}
+		b, ok := d.readString()
+		if !ok {
+			return nil
+		}
+		if len(out) == max {
+			d.fail(name + " has more than " + strconv.Itoa(max) + " items")
+			return nil
+		}
+		out = append(out, string(b))
+		d.skipSpace()
+		if d.pos >= len(d.data) {
+			d.syntax("unexpected end of input")
+			return nil
+		}
+		switch d.data[d.pos] {
+		case ',':
+			d.pos++
+		case ']':
+			d.pos++
+			return out
+		default:
+			d.syntax("expected , or ] in an array")
+			return nil
+		}
+	}
+}

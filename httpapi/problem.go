@@ -33,6 +33,7 @@ var problems = map[revguard.Code]problemInfo{
 	revguard.CodeForbidden:            {http.StatusForbidden, "Forbidden"},
 	revguard.CodeSKUNotFound:          {http.StatusNotFound, "SKU not found"},
 	revguard.CodeReservationNotFound:  {http.StatusNotFound, "Reservation not found"},
+	revguard.CodeWebhookNotFound:      {http.StatusNotFound, "Webhook not found"},
 	revguard.CodeSaleNotOpen:          {http.StatusConflict, "Sale not open"},
 	revguard.CodeSoldOut:              {http.StatusConflict, "Sold out"},
 	revguard.CodeLimitExceeded:        {http.StatusConflict, "Per-customer limit exceeded"},

@@ -24,6 +24,14 @@ func (s *Server) routes(mux *http.ServeMux) []string {
 	handle("PUT /v1/skus/{sku}/waiting-room", s.handlePutRoom)
 	handle("GET /v1/skus/{sku}/waiting-room", s.handleGetRoom)
 	handle("DELETE /v1/skus/{sku}/waiting-room", s.handleDeleteRoom)
+	handle("GET /v1/events", s.handleEvents)
+	handle("GET /v1/webhooks", s.handleListWebhooks)
+	handle("POST /v1/webhooks", s.handleCreateWebhook)
+	handle("GET /v1/webhooks/{id}", s.handleGetWebhook)
+	handle("DELETE /v1/webhooks/{id}", s.handleDeleteWebhook)
+	handle("POST /v1/webhooks/{id}/pause", s.handlePauseWebhook)
+	handle("POST /v1/webhooks/{id}/resume", s.handleResumeWebhook)
+	handle("GET /v1/dashboard/stream", s.handleDashboardStream)
 
 	// Customer (session token; GET and release of a reservation also the admin).
 	handle("DELETE /v1/sessions/current", s.handleLogout)
@@ -42,6 +50,8 @@ func (s *Server) routes(mux *http.ServeMux) []string {
 	handle("GET /readyz", s.handleReadyz)
 	handle("GET /metrics", s.handleMetrics)
 	handle("GET /v1/openapi.json", s.handleOpenAPI)
+	handle("GET /dashboard/{$}", s.handleDashboardPage)
+	handle("GET /dashboard/{file}", s.handleDashboardAsset)
 
 	// The storefront example (demo only), when configured.
 	if s.Example != nil {

@@ -37,7 +37,7 @@ import (
 var migrationFS embed.FS
 
 // SchemaVersion is the version of the newest migration in migration/.
-const SchemaVersion = 5
+const SchemaVersion = 6
 
 // walCheckpointPages is the WAL size, in pages, at which the writer copies the WAL
 // back into the database file (wal_autocheckpoint; SQLite's default is 1000). The copy

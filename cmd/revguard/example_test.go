@@ -27,7 +27,7 @@ import (
 	"github.com/revenueguard/revguard/turnstile/turnstiletest"
 )
 
-var updateScreenshot = flag.Bool("update-screenshot", false, "write the storefront example's screenshot to docs/storefront.png")
+var updateScreenshot = flag.Bool("update-screenshot", false, "write the screenshots of the storefront example and the dashboard to docs/storefront.png and docs/dashboard.png")
 
 // findChromium returns the path of a Chromium to drive, from REVGUARD_CHROMIUM or the
 // usual names. Without one the test skips, saying how to install it, except where every

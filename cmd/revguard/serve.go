@@ -24,6 +24,7 @@ import (
 	"github.com/revenueguard/revguard/journal"
 	"github.com/revenueguard/revguard/sqlite"
 	"github.com/revenueguard/revguard/turnstile"
+	"github.com/revenueguard/revguard/webhook"
 )
 
 // The data directory's layout, fixed so that export and verify find the same files.
@@ -43,6 +44,9 @@ const (
 	idleTimeout          = 2 * time.Minute
 	maxHeaderBytes       = 64 << 10
 	minAdminTokenLen     = 16 // shorter admin tokens are accepted with a warning
+	dashboardLinkTTL     = time.Hour
+	changeRetention      = 7 * 24 * time.Hour // longer than the webhooks' retries (27.6 hours)
+	changePruneInterval  = time.Hour
 )
 
 // ServeCommand implements `revguard serve`.
@@ -90,6 +94,9 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 				"the state lives in Redis (namespace %s) and PostgreSQL (schema %s)\n", m.Config.RedisNamespace, m.Config.PostgresSchema)
 		}
 	}
+	// Before the listening line, which tells tests and scripts that start-up is over.
+	fmt.Fprintf(c.Stderr, "revguard: live dashboard (this link works for %s; then enter the admin token): %s\n",
+		dashboardLinkTTL, m.DashboardLink(dashboardLinkTTL))
 	fmt.Fprintf(c.Stderr, "revguard: listening on %s\n", m.URL())
 	if m.Config.Example {
 		fmt.Fprintf(c.Stderr, "revguard: storefront example (demo only, it issues sessions to anyone) at %s/example/\n", m.URL())
@@ -146,17 +153,23 @@ type Main struct {
 	Fleet *Fleet
 
 	// Set by Open; in distributed mode only BotChecker, Registry, API and HTTPServer.
-	Journal    *journal.Journal
-	Inventory  *inproc.Inventory
-	DB         *sqlite.DB
-	Ledger     *sqlite.Ledger
-	Sessions   *inproc.SessionCache
-	Room       *inproc.WaitingRoom
-	Writer     *revguard.LedgerWriter
-	BotChecker *turnstile.BotChecker // nil when the bot check is off
-	Registry   *prometheus.Registry
-	API        *httpapi.Server
-	HTTPServer *http.Server
+	Journal   *journal.Journal
+	Inventory *inproc.Inventory
+	DB        *sqlite.DB
+	Ledger    *sqlite.Ledger
+	Sessions  *inproc.SessionCache
+	Room      *inproc.WaitingRoom
+	Writer    *revguard.LedgerWriter
+	// The change log (event stream, webhooks) and its writer, the webhook endpoints
+	// and their dispatcher.
+	Changes      *sqlite.ChangeLog
+	ChangeWriter *revguard.ChangeWriter
+	Webhooks     *sqlite.Webhooks
+	Dispatcher   *webhook.Dispatcher
+	BotChecker   *turnstile.BotChecker // nil when the bot check is off
+	Registry     *prometheus.Registry
+	API          *httpapi.Server
+	HTTPServer   *http.Server
 
 	rawSessions *sqlite.Sessions
 	ln          net.Listener
@@ -258,6 +271,10 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if cfg.Example {
 		m.API.Example = exampleOf(*cfg)
 	}
+	m.API.Changes = st.changes
+	m.API.Webhooks = st.webhooks
+	m.API.WebhooksChanged = st.kick
+	m.API.Dashboard = st.dashboard
 
 	m.HTTPServer = &http.Server{
 		Handler:           m.API.Handler(),
@@ -269,8 +286,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return bg },
 	}
-	// Shutdown waits for the requests in flight; the place streams end only with
-	// their place, so they are told to end first.
+	// Shutdown waits for the requests in flight; the server-sent event streams (a
+	// place, the admin events, the dashboard) end only with their client, so they
+	// are told to end first.
 	m.HTTPServer.RegisterOnShutdown(m.API.CloseStreams)
 	var lc net.ListenConfig
 	m.ln, err = lc.Listen(ctx, "tcp", cfg.Addr)
@@ -306,6 +324,12 @@ type stores struct {
 	sessions  revguard.Sessions
 	room      revguard.WaitingRoom                                    // nil: no waiting rooms
 	limiter   func(name string, r revguard.Rate) revguard.RateLimiter // r is never off
+
+	// The change log, webhooks and dashboard feed; nil where the mode has none.
+	changes   revguard.ChangeReader
+	webhooks  revguard.Webhooks
+	kick      func()
+	dashboard *httpapi.Dashboard
 }
 
 // newLimiter returns the rate limiter name of rate r, or nil (no limit) when r is off.
@@ -382,10 +406,23 @@ func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *server
 	}
 	m.Room = room
 
-	m.Writer = &revguard.LedgerWriter{Feed: m.Journal, Ledger: m.Ledger, Logger: log.With("component", "ledger"), Now: m.Now}
+	// The journal has two followers: the ledger writer and the change writer (the
+	// event stream's and the webhooks' change log).
+	shared := &sharedJournal{j: m.Journal}
+	m.Changes = sqlite.NewChangeLog(m.DB)
+	m.Webhooks = sqlite.NewWebhooks(m.DB)
+	m.ChangeWriter = &revguard.ChangeWriter{Feed: shared.follower(1), Log: m.Changes, FirstSeq: shared.firstSeq,
+		Logger: log.With("component", "changes")}
+	m.Dispatcher = &webhook.Dispatcher{Store: m.Webhooks, Changes: m.ChangeWriter, Logger: log.With("component", "webhook"), Now: m.Now}
+
+	m.Writer = &revguard.LedgerWriter{Feed: shared.follower(0), Ledger: m.Ledger, Logger: log.With("component", "ledger"), Now: m.Now}
 	if cfg.LedgerMaxDefer > 0 {
 		m.Writer.MaxDefer = cfg.LedgerMaxDefer
-		m.Writer.Peak = newPeakDetector(m.Journal, m.Writer).Peak
+		m.Writer.Peak = newPeakDetector(m.Journal, m.Writer.Applied, 0).Peak
+		m.ChangeWriter.MaxDefer = cfg.LedgerMaxDefer
+		peak := newPeakDetector(m.Journal, m.ChangeWriter.JournalSeq, changesPeakWindow)
+		m.ChangeWriter.Peak = peak.Peak
+		m.Dispatcher.Peak, m.Dispatcher.MaxDefer = peak.Peak, cfg.LedgerMaxDefer
 	}
 	writer.Store(m.Writer)
 	m.writerDone = make(chan struct{})
@@ -404,6 +441,21 @@ func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *server
 		defer m.wg.Done()
 		_ = m.rawSessions.RunPurge(bg, sessionPurgeInterval) // returns nil when bg ends
 	}()
+	// The change writer, the webhook dispatcher and the change log's pruning run until
+	// Close cancels bg.
+	m.wg.Add(3)
+	go func() {
+		defer m.wg.Done()
+		_ = m.ChangeWriter.Run(bg)
+	}()
+	go func() {
+		defer m.wg.Done()
+		_ = m.Dispatcher.Run(bg)
+	}()
+	go func() {
+		defer m.wg.Done()
+		m.pruneChanges(bg)
+	}()
 
 	met.registerStores(m)
 	return stores{
@@ -411,6 +463,10 @@ func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *server
 		ledger:    m.Ledger,
 		sessions:  m.Sessions,
 		room:      m.Room,
+		changes:   m.ChangeWriter,
+		webhooks:  m.Webhooks,
+		kick:      m.Dispatcher.Kick,
+		dashboard: &httpapi.Dashboard{SKUs: m.Inventory.ForEachSKU, LedgerLag: m.Writer.Lag},
 		limiter: func(_ string, r revguard.Rate) revguard.RateLimiter {
 			return inproc.NewRateLimiter(r)
 		},
@@ -452,6 +508,31 @@ func (m *Main) URL() string {
 		return ""
 	}
 	return "http://" + m.ln.Addr().String()
+}
+
+// DashboardLink returns a link to the live dashboard that opens it without the admin
+// token until ttl has passed.
+func (m *Main) DashboardLink(ttl time.Duration) string {
+	return m.URL() + "/dashboard/#token=" + m.API.DashboardToken(m.Now().Add(ttl))
+}
+
+// pruneChanges deletes, every hour until ctx ends, the changes older than the change
+// log's retention.
+func (m *Main) pruneChanges(ctx context.Context) {
+	t := time.NewTicker(changePruneInterval)
+	defer t.Stop()
+	for {
+		if n, err := m.Changes.PruneChanges(ctx, m.Now().Add(-changeRetention)); err != nil && ctx.Err() == nil {
+			m.Logger.Error("prune the change log", "err", err)
+		} else if n > 0 {
+			m.Logger.Info("pruned the change log", "changes", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Done receives an error if the HTTP server stops serving by itself.

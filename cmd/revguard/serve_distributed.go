@@ -12,6 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/httpapi"
 	"github.com/revenueguard/revguard/postgres"
 	"github.com/revenueguard/revguard/redis"
 )
@@ -157,6 +158,9 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 		ledger:    f.Ledger,
 		sessions:  sess,
 		room:      room,
+		// The dashboard shows this node's decisions, latency, health and outbox lag;
+		// it lists no SKUs (the inventory in Redis has no cheap listing).
+		dashboard: &httpapi.Dashboard{LedgerLag: f.Outbox.Lag},
 		limiter: func(name string, r revguard.Rate) revguard.RateLimiter {
 			l := redis.NewRateLimiter(client, name, r)
 			l.Namespace = cfg.RedisNamespace

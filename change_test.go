@@ -1,0 +1,82 @@
+package revguard_test
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/revenueguard/revguard"
+)
+
+// TestChanges_Apply turns sequences of journal events into changes: the types, the
+// derived sold_out and restocked, and the counts each change carries.
+func TestChanges_Apply(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	put := func(stock int64) revguard.Event {
+		return revguard.Event{Type: revguard.EventSKUPut, SKU: "s", Time: t0, Stock: stock, PerCustomerLimit: 1, HoldSeconds: 600}
+	}
+	res := func(typ revguard.EventType, id string, q int64) revguard.Event {
+		return revguard.Event{Type: typ, SKU: "s", Time: t0, ReservationID: id, CustomerID: "c-" + id, Quantity: q, ExpiresAt: t0.Add(time.Hour)}
+	}
+	revived := res(revguard.EventConfirmed, "a", 1)
+	revived.Revived = true
+	type change struct {
+		typ                          revguard.ChangeType
+		stock, available, held, sold int64
+	}
+	for _, tc := range []struct {
+		name   string
+		events []revguard.Event
+		want   []change
+	}{
+		{"CreateHoldConfirm", []revguard.Event{put(2), res(revguard.EventReserved, "a", 1), res(revguard.EventConfirmed, "a", 1)}, []change{
+			{revguard.ChangeSKUCreated, 2, 2, 0, 0}, {revguard.ChangeHeld, 2, 1, 1, 0}, {revguard.ChangeConfirmed, 2, 1, 0, 1}}},
+		{"SoldOutOnce", []revguard.Event{put(2), res(revguard.EventReserved, "a", 2), res(revguard.EventConfirmed, "a", 2)}, []change{
+			{revguard.ChangeSKUCreated, 2, 2, 0, 0}, {revguard.ChangeHeld, 2, 0, 2, 0}, {revguard.ChangeSKUSoldOut, 2, 0, 2, 0},
+			{revguard.ChangeConfirmed, 2, 0, 0, 2}}},
+		{"ReleaseAndSellOutAgain", []revguard.Event{put(1), res(revguard.EventReserved, "a", 1), res(revguard.EventReleased, "a", 1), res(revguard.EventReserved, "b", 1)}, []change{
+			{revguard.ChangeSKUCreated, 1, 1, 0, 0}, {revguard.ChangeHeld, 1, 0, 1, 0}, {revguard.ChangeSKUSoldOut, 1, 0, 1, 0},
+			{revguard.ChangeReleased, 1, 1, 0, 0}, {revguard.ChangeHeld, 1, 0, 1, 0}, {revguard.ChangeSKUSoldOut, 1, 0, 1, 0}}},
+		{"Restock", []revguard.Event{put(1), put(5), put(5), put(3)}, []change{
+			{revguard.ChangeSKUCreated, 1, 1, 0, 0}, {revguard.ChangeSKURestocked, 5, 5, 0, 0}, {revguard.ChangeSKUUpdated, 5, 5, 0, 0},
+			{revguard.ChangeSKUUpdated, 5, 5, 0, 0}, {revguard.ChangeSKUUpdated, 3, 3, 0, 0}}},
+		{"LoweredToSoldOut", []revguard.Event{put(3), res(revguard.EventReserved, "a", 1), put(1)}, []change{
+			{revguard.ChangeSKUCreated, 3, 3, 0, 0}, {revguard.ChangeHeld, 3, 2, 1, 0}, {revguard.ChangeSKUUpdated, 1, 0, 1, 0},
+			{revguard.ChangeSKUSoldOut, 1, 0, 1, 0}}},
+		{"ExpireThenRevive", []revguard.Event{put(1), res(revguard.EventReserved, "a", 1), res(revguard.EventExpired, "a", 1), revived}, []change{
+			{revguard.ChangeSKUCreated, 1, 1, 0, 0}, {revguard.ChangeHeld, 1, 0, 1, 0}, {revguard.ChangeSKUSoldOut, 1, 0, 1, 0},
+			{revguard.ChangeExpired, 1, 1, 0, 0}, {revguard.ChangeConfirmed, 1, 0, 0, 1}, {revguard.ChangeSKUSoldOut, 1, 0, 0, 1}}},
+		{"CreatedEmptyIsNotSoldOut", []revguard.Event{put(0)}, []change{{revguard.ChangeSKUCreated, 0, 0, 0, 0}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := revguard.NewChanges(revguard.ChangeState{LastSeq: 10})
+			var out []revguard.Change
+			for i := range tc.events {
+				tc.events[i].Seq = uint64(i + 1)
+				out = c.Apply(out, &tc.events[i])
+			}
+			var got []change
+			for i, ch := range out {
+				var b revguard.ChangeBody
+				if err := json.Unmarshal(ch.Body, &b); err != nil {
+					t.Fatal(err)
+				}
+				if ch.Seq != uint64(11+i) || b.Seq != ch.Seq || b.ID != revguard.ChangeID(ch.Seq) || b.Type != ch.Type || ch.SKU != "s" || !b.CreatedAt.Equal(t0) {
+					t.Fatalf("change %d: %+v, body %s", i, ch, ch.Body)
+				}
+				if (b.Reservation != nil) != (ch.Type == revguard.ChangeHeld || ch.Type == revguard.ChangeConfirmed ||
+					ch.Type == revguard.ChangeReleased || ch.Type == revguard.ChangeExpired) {
+					t.Fatalf("change %d (%s) reservation %+v", i, ch.Type, b.Reservation)
+				}
+				got = append(got, change{ch.Type, b.SKU.Stock, b.SKU.Available, b.SKU.Held, b.SKU.Sold})
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("changes\n got %v\nwant %v", got, tc.want)
+			}
+			if touched := c.Touched(); len(touched) != 1 || touched[0].SKU != "s" || len(c.Touched()) != 0 {
+				t.Fatalf("Touched: %+v", touched)
+			}
+		})
+	}
+}
