@@ -129,13 +129,15 @@ func (w *WaitingRoom) Advance(ctx context.Context, sku string) error {
 	}
 	r.last = now
 
+	// The head moves once the admissions are durable: until then the places of the
+	// batch keep their positions (r.adv keeps other advances out meanwhile).
 	var batch []*place
-	from := r.head
+	next := r.head
 	if s.Open(now) && !soldOut {
 		n := min(int64(r.tokens), s.Available-int64(len(r.admitted)))
 		until := now.Add(r.settings.AdmissionWindow(s.HoldDuration()))
-		for ; n > 0 && r.head < len(r.line); r.head++ {
-			p := r.line[r.head]
+		for ; n > 0 && next < len(r.line); next++ {
+			p := r.line[next]
 			if p == nil || p.err != nil {
 				continue
 			}
@@ -155,10 +157,10 @@ func (w *WaitingRoom) Advance(ctx context.Context, sku string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
-		r.head = from
 		r.tokens += float64(len(batch))
 		return err
 	}
+	r.head = next
 	r.soldOut = soldOut
 	until := now.Add(r.settings.AdmissionWindow(s.HoldDuration()))
 	for _, p := range batch {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -36,14 +37,40 @@ func TestCrash_WaitingRoom(t *testing.T) {
 			c.must(t, http.StatusCreated, nil, "PUT", "/v1/skus/room", testAdminToken, map[string]any{"stock": 100000})
 			c.must(t, http.StatusCreated, nil, "PUT", "/v1/skus/room/waiting-room", testAdminToken, map[string]any{"admit_per_second": 200})
 		}
+		// Positions count from the head of the line, which the room's timer moves as it
+		// admits: closing the sale stops admission, and the places are read until two
+		// readings in a row agree (an advance that read the SKU before the PUT may still
+		// admit once), so that the positions checked are one picture.
+		if cycle > 0 {
+			c.must(t, http.StatusOK, nil, "PUT", "/v1/skus/room", testAdminToken, map[string]any{"stock": 100000, "opens_at": "2099-01-01T00:00:00Z"})
+		}
+		type view struct {
+			Status   string `json:"status"`
+			Position *int64 `json:"position"`
+		}
+		read := func() map[string]view {
+			got := map[string]view{}
+			for cust, tok := range joined {
+				var p view
+				c.must(t, http.StatusOK, &p, "GET", "/v1/skus/room/waiting-room/place", tok, nil)
+				got[cust] = p
+			}
+			return got
+		}
+		places := read()
+		for stable, n := false, 0; !stable; n++ {
+			if n == 20 {
+				t.Fatalf("cycle %d: the places still change after the sale closed (20 readings)", cycle)
+			}
+			next := read()
+			stable = maps.EqualFunc(places, next, func(a, b view) bool {
+				return a.Status == b.Status && (a.Position == nil) == (b.Position == nil) && (a.Position == nil || *a.Position == *b.Position)
+			})
+			places = next
+		}
 		// Everything acknowledged before the last kill is there.
 		positions := map[int64]string{}
-		for cust, tok := range joined {
-			var p struct {
-				Status   string `json:"status"`
-				Position *int64 `json:"position"`
-			}
-			c.must(t, http.StatusOK, &p, "GET", "/v1/skus/room/waiting-room/place", tok, nil)
+		for cust, p := range places {
 			if bought[cust] && p.Status != "used" {
 				t.Fatalf("cycle %d: %s reserved (acknowledged) but its place is %s", cycle, cust, p.Status)
 			}
@@ -57,6 +84,9 @@ func TestCrash_WaitingRoom(t *testing.T) {
 		if cycle == cycles {
 			ch.kill()
 			break
+		}
+		if cycle > 0 {
+			c.must(t, http.StatusOK, nil, "PUT", "/v1/skus/room", testAdminToken, map[string]any{"stock": 100000})
 		}
 		ctx, stop := context.WithCancel(t.Context())
 		var wg sync.WaitGroup
