@@ -185,11 +185,20 @@ type sampler struct {
 const latencyWindow = time.Minute
 
 type dashSKU struct {
-	SKU       string `json:"sku"`
-	Stock     int64  `json:"stock"`
-	Available int64  `json:"available"`
-	Held      int64  `json:"held"`
-	Sold      int64  `json:"sold"`
+	SKU       string    `json:"sku"`
+	Stock     int64     `json:"stock"`
+	Available int64     `json:"available"`
+	Held      int64     `json:"held"`
+	Sold      int64     `json:"sold"`
+	Room      *dashRoom `json:"waiting_room,omitempty"` // absent without a waiting room
+}
+
+// dashRoom is the size of a SKU's waiting room.
+type dashRoom struct {
+	Waiting  int64 `json:"waiting"` // in the pre-queue or in line
+	Admitted int64 `json:"admitted"`
+	Used     int64 `json:"used"`
+	SoldOut  bool  `json:"sold_out"`
 }
 
 type dashWebhook struct {
@@ -223,12 +232,19 @@ func (sm *sampler) snapshot(ctx context.Context) []byte {
 	if d.SKUs != nil {
 		d.SKUs(func(k revguard.SKU) bool {
 			snap.SKUCount++
-			snap.SKUs = append(snap.SKUs, dashSKU{k.ID, k.Stock, k.Available, k.Held, k.Sold})
+			snap.SKUs = append(snap.SKUs, dashSKU{SKU: k.ID, Stock: k.Stock, Available: k.Available, Held: k.Held, Sold: k.Sold})
 			return true
 		})
 		slices.SortFunc(snap.SKUs, func(a, b dashSKU) int { return strings.Compare(a.SKU, b.SKU) })
 		if len(snap.SKUs) > maxSKUs {
 			snap.SKUs = snap.SKUs[:maxSKUs]
+		}
+		if wr := sm.s.WaitingRoom; wr != nil {
+			for i := range snap.SKUs {
+				if r, err := wr.FindRoom(ctx, snap.SKUs[i].SKU); err == nil && r.Enabled {
+					snap.SKUs[i].Room = &dashRoom{Waiting: r.PreQueue + r.Waiting, Admitted: r.Admitted, Used: r.Used, SoldOut: r.SoldOut}
+				}
+			}
 		}
 	}
 	sm.metrics(now, &snap)

@@ -347,3 +347,47 @@ func TestDashboardStream(t *testing.T) {
 		})
 	}
 }
+
+// TestDashboardStream_WaitingRoom: a SKU with a waiting room shows its size on the
+// dashboard; a SKU without one shows none.
+func TestDashboardStream_WaitingRoom(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{changes: true})
+	e.putSKU("tee", `{"stock": 2}`)
+	e.putSKU("shoe", `{"stock": 5}`)
+	if r := e.putRoom("shoe", `{"admit_per_second": 1}`); r.Status != 201 {
+		t.Fatalf("put room: %d %s", r.Status, r.Body)
+	}
+	for _, c := range []string{"c-1", "c-2", "c-3"} {
+		if r := e.join(e.session(c), "shoe", nil); r.Status != 201 {
+			t.Fatalf("join %s: %d %s", c, r.Status, r.Body)
+		}
+	}
+	_, ch := e.stream(t, "/v1/dashboard/stream", e.admin, nil)
+	for n := 0; ; n++ {
+		if n == 200 {
+			t.Fatal("200 snapshots without the waiting room's three customers")
+		}
+		ev := next(t, ch)
+		var snap struct {
+			SKUs []struct {
+				SKU  string
+				Room *struct {
+					Waiting, Admitted, Used int64
+					SoldOut                 bool `json:"sold_out"`
+				} `json:"waiting_room"`
+			}
+		}
+		if ev.Event != "snapshot" || json.Unmarshal([]byte(ev.Data), &snap) != nil {
+			t.Fatalf("event %+v", ev)
+		}
+		if len(snap.SKUs) != 2 || snap.SKUs[0].SKU != "shoe" || snap.SKUs[1].SKU != "tee" {
+			t.Fatalf("skus %+v", snap.SKUs)
+		}
+		if snap.SKUs[1].Room != nil {
+			t.Fatalf("tee has no waiting room, the dashboard shows %+v", *snap.SKUs[1].Room)
+		}
+		if r := snap.SKUs[0].Room; r != nil && r.Waiting+r.Admitted == 3 && r.Used == 0 && !r.SoldOut {
+			break
+		}
+	}
+}

@@ -137,7 +137,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			// deleted or paused, or ctx ends) or it pauses the endpoint itself.
 			go func() {
 				defer d.wg.Done()
-				d.deliver(wctx, ep, log.With("webhook", ep.ID))
+				// The list may predate the endpoint's last goroutine pausing it (it
+				// records the pause, then leaves running): start from the stored state.
+				if cur, err := d.Store.FindWebhook(wctx, ep.ID); err == nil && cur.Status == revguard.WebhookActive {
+					d.deliver(wctx, cur, log.With("webhook", ep.ID))
+				}
 				d.mu.Lock()
 				delete(d.running, ep.ID)
 				d.mu.Unlock()

@@ -120,6 +120,7 @@ function render(s) {
     rows.push(`<tr data-sku="${esc(k.sku)}"><td>${esc(k.sku)}${k.available === 0 && k.stock > 0 ? '<span class="soldout">SOLD OUT</span>' : ""}</td>` +
       `<td class="stock">${fmt.format(k.stock)}</td><td class="available">${fmt.format(k.available)}</td>` +
       `<td class="held">${fmt.format(k.held)}</td><td class="sold">${fmt.format(k.sold)}</td>` +
+      `<td class="room">${k.waiting_room ? `${fmt.format(k.waiting_room.waiting)} waiting, ${fmt.format(k.waiting_room.admitted)} admitted` : "—"}</td>` +
       `<td class="bar"><div class="meter"><div class="s" style="width:${ps}%"></div><div class="h" style="width:${ph}%"></div></div></td></tr>`);
   }
   $("skus").innerHTML = rows.join("");
