@@ -307,6 +307,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 	}
 	m.ready.Store(true)
+	if m.Fleet != nil {
+		m.startNodes(bg, m.ln.Addr().String())
+	}
 	where := []any{"mode", "embedded", "data_dir", cfg.DataDir}
 	if cfg.Distributed() {
 		where = []any{"mode", "distributed", "redis_namespace", cfg.RedisNamespace, "postgres_schema", cfg.PostgresSchema}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,9 @@ type Fleet struct {
 	Outbox    *redis.Outbox
 	DB        *postgres.DB
 	Ledger    *postgres.Ledger
+	// Nodes is the fleet's register of node health that the dashboard lists; this node
+	// reports to it once it listens (startNodes).
+	Nodes *redis.Nodes
 
 	// Warnings are the durability check's: the Redis settings under which acknowledged
 	// holds could be lost. serve prints them loudly at start.
@@ -124,6 +128,8 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 	f.Ledger = postgres.NewLedger(db)
 	f.RoomLog = postgres.NewRoomLog(db)
 
+	f.Nodes = &redis.Nodes{Client: client, Namespace: cfg.RedisNamespace, Ready: m.Ready}
+
 	f.Outbox = redis.NewOutbox(client)
 	f.Outbox.Namespace = cfg.RedisNamespace
 	f.Outbox.MinIdle = cfg.OutboxMinIdle
@@ -158,9 +164,9 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 		ledger:    f.Ledger,
 		sessions:  sess,
 		room:      room,
-		// The dashboard shows this node's decisions, latency, health and outbox lag;
-		// it lists no SKUs (the inventory in Redis has no cheap listing).
-		dashboard: &httpapi.Dashboard{LedgerLag: f.Outbox.Lag},
+		// The dashboard shows this node's decisions and latency, the fleet's SKUs (read
+		// from Redis once a second by each open dashboard) and nodes, and the outbox lag.
+		dashboard: &httpapi.Dashboard{LedgerLag: f.Outbox.Lag, SKUs: f.forEachSKU, Nodes: f.dashboardNodes},
 		limiter: func(name string, r revguard.Rate) revguard.RateLimiter {
 			l := redis.NewRateLimiter(client, name, r)
 			l.Namespace = cfg.RedisNamespace
@@ -295,4 +301,47 @@ func (f *Fleet) close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// dashboardReadTimeout bounds the dashboard's reads of Redis: a snapshot comes once a
+// second.
+const dashboardReadTimeout = time.Second
+
+// forEachSKU lists the fleet's SKUs for the dashboard (each read atomically; none
+// while Redis does not answer).
+func (f *Fleet) forEachSKU(fn func(revguard.SKU) bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), dashboardReadTimeout)
+	defer cancel()
+	_ = f.Inventory.ForEachSKU(ctx, fn)
+}
+
+// dashboardNodes lists the nodes that reported their health lately; while Redis does
+// not answer, this node alone, not ready.
+func (f *Fleet) dashboardNodes(ctx context.Context) []httpapi.DashboardNode {
+	ctx, cancel := context.WithTimeout(ctx, dashboardReadTimeout)
+	defer cancel()
+	list, err := f.Nodes.List(ctx)
+	if err != nil {
+		return []httpapi.DashboardNode{{Name: f.Nodes.Name, Ready: false, Detail: err.Error()}}
+	}
+	out := make([]httpapi.DashboardNode, len(list))
+	for i, h := range list {
+		out[i] = httpapi.DashboardNode{Name: h.Name, Ready: h.Ready, Detail: h.Detail}
+	}
+	return out
+}
+
+// startNodes makes this node, listening at addr, report its health to the fleet's
+// register until bg ends.
+func (m *Main) startNodes(bg context.Context, addr string) {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "node"
+	}
+	m.Fleet.Nodes.Name = host + " " + addr
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.Fleet.Nodes.Run(bg)
+	}()
 }
