@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/revenueguard/revguard"
@@ -72,7 +73,7 @@ type Dispatcher struct {
 
 	kick    chan struct{}
 	mu      sync.Mutex
-	running map[string]context.CancelFunc // by endpoint id
+	running map[string]*worker // by endpoint id
 	wg      sync.WaitGroup
 }
 
@@ -91,6 +92,15 @@ func (d *Dispatcher) Kick() {
 	}
 }
 
+// worker is an endpoint's goroutine as Run sees it.
+type worker struct {
+	cancel context.CancelFunc
+	// failures is the worker's count of failed attempts, set after each is stored:
+	// a stored count below it means the endpoint was resumed (its failures reset)
+	// while the worker waited to retry, and Run restarts the worker from the store.
+	failures atomic.Int64
+}
+
 // Run starts and stops an endpoint's goroutine as endpoints become active or not,
 // until ctx is done; then it waits for them and returns nil.
 func (d *Dispatcher) Run(ctx context.Context) error {
@@ -100,7 +110,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.Kick() // creates the channel
 	d.mu.Lock()
 	kick := d.kick
-	d.running = make(map[string]context.CancelFunc)
+	d.running = make(map[string]*worker)
 	d.mu.Unlock()
 	log := cmp.Or(d.Logger, slog.Default())
 	defer d.wg.Wait()
@@ -127,11 +137,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				continue
 			}
 			active[ep.ID] = true
-			if _, ok := d.running[ep.ID]; ok {
+			if wk, ok := d.running[ep.ID]; ok {
+				if int64(ep.Failures) < wk.failures.Load() {
+					wk.cancel() // resumed while it waited to retry: it restarts from the store
+				}
 				continue
 			}
 			wctx, cancel := context.WithCancel(ctx)
-			d.running[ep.ID] = cancel
+			wk := &worker{cancel: cancel}
+			d.running[ep.ID] = wk
 			d.wg.Add(1)
 			// The endpoint's goroutine: it runs until Run cancels it (the endpoint is
 			// deleted or paused, or ctx ends) or it pauses the endpoint itself.
@@ -140,17 +154,19 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				// The list may predate the endpoint's last goroutine pausing it (it
 				// records the pause, then leaves running): start from the stored state.
 				if cur, err := d.Store.FindWebhook(wctx, ep.ID); err == nil && cur.Status == revguard.WebhookActive {
-					d.deliver(wctx, cur, log.With("webhook", ep.ID))
+					wk.failures.Store(int64(cur.Failures))
+					d.deliver(wctx, cur, wk, log.With("webhook", ep.ID))
 				}
 				d.mu.Lock()
 				delete(d.running, ep.ID)
 				d.mu.Unlock()
 				cancel()
+				d.Kick() // an endpoint still active (a restart) gets its new goroutine at once
 			}()
 		}
-		for id, cancel := range d.running {
+		for id, wk := range d.running {
 			if !active[id] {
-				cancel()
+				wk.cancel()
 			}
 		}
 		d.mu.Unlock()
@@ -225,7 +241,7 @@ func (d *Dispatcher) delay(n int) (time.Duration, bool) {
 // deliver is an endpoint's goroutine: it follows the change log from the endpoint's
 // cursor and delivers each wanted change, retrying on the schedule, until ctx ends or
 // the schedule runs out (then it pauses the endpoint).
-func (d *Dispatcher) deliver(ctx context.Context, ep revguard.Webhook, log *slog.Logger) {
+func (d *Dispatcher) deliver(ctx context.Context, ep revguard.Webhook, wk *worker, log *slog.Logger) {
 	key, err := ParseSecret(ep.Secret)
 	if err != nil {
 		log.Error("webhook: unusable secret; pausing the endpoint", "err", err)
@@ -287,6 +303,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep revguard.Webhook, log *slog
 						d.record(ctx, ep.ID, st, log)
 						dirty, recorded = false, time.Now()
 					}
+					wk.failures.Store(0)
 					break
 				}
 				st.Failures++
@@ -302,6 +319,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep revguard.Webhook, log *slog
 				st.NextAttemptAt = d.now().Add(w)
 				log.Info("webhook: delivery failed; will retry", "change", c.Seq, "attempt", st.Failures, "retry_in", w, "err", err)
 				d.record(ctx, ep.ID, st, log)
+				wk.failures.Store(int64(st.Failures))
 			}
 		}
 		if skipped {

@@ -433,3 +433,34 @@ func TestDispatcher_StandsAsideAtPeaks(t *testing.T) {
 	r.waitFor(2)
 	e.waitStored(t, id, func(w revguard.Webhook) bool { return w.Cursor == 2 })
 }
+
+// TestDispatcher_ResumeDuringBackoff: resuming an endpoint that waits to retry (its
+// failures reset in the store) retries at once instead of at the end of the wait, and
+// its stored failures stay reset.
+func TestDispatcher_ResumeDuringBackoff(t *testing.T) {
+	// Waits never end by themselves: only a restart of the worker ends one.
+	e := newEnv(t, func(d *webhook.Dispatcher) {
+		d.After = func(time.Duration) <-chan time.Time { return make(chan time.Time) }
+	})
+	r := newReceiver(t, func(n int, _ string) int {
+		if n == 1 {
+			return 503
+		}
+		return 200
+	})
+	id := e.register(t, r)
+	e.changes.add(revguard.ChangeHeld, "a")
+	e.waitStored(t, id, func(w revguard.Webhook) bool { return w.Failures == 1 && !w.NextAttemptAt.IsZero() })
+	if _, err := e.store.ResumeWebhook(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	e.d.Kick()
+	r.waitFor(2)
+	st := e.waitStored(t, id, func(w revguard.Webhook) bool { return w.Cursor == 1 })
+	if st.Failures != 0 || st.Status != revguard.WebhookActive {
+		t.Fatalf("stored %+v after the retry", st)
+	}
+	if got := r.got(); !slices.Equal(got, []string{revguard.ChangeID(1), revguard.ChangeID(1)}) {
+		t.Fatalf("deliveries %v", got)
+	}
+}
