@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -265,6 +267,23 @@ func (w *WaitingRoom) FindRoom(ctx context.Context, sku string) (revguard.Room, 
 		return revguard.Room{}, errNoRoom(sku)
 	}
 	return v, nil
+}
+
+// ListRooms returns every enabled room, by SKU (for the metrics).
+func (w *WaitingRoom) ListRooms(ctx context.Context) ([]revguard.Room, error) {
+	rooms := w.rooms.Load()
+	if rooms == nil {
+		return nil, nil
+	}
+	now := w.now()
+	var out []revguard.Room
+	for _, r := range *rooms {
+		if v := r.view(now); v.Enabled {
+			out = append(out, v)
+		}
+	}
+	slices.SortFunc(out, func(a, b revguard.Room) int { return strings.Compare(a.SKU, b.SKU) })
+	return out, nil
 }
 
 // view returns the room's state at now.

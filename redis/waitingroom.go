@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -79,6 +81,28 @@ func (w *WaitingRoom) hasRoom(ctx context.Context, sku string) (bool, error) {
 		}
 	}
 	return set.skus[sku], nil
+}
+
+// ListRooms returns every room of the namespace, by SKU (for the metrics): the set of
+// SKUs with a room, then each room, one round trip each.
+func (w *WaitingRoom) ListRooms(ctx context.Context) ([]revguard.Room, error) {
+	set, err := w.readRoomSet(ctx)
+	if err != nil {
+		return nil, err
+	}
+	skus := slices.Sorted(maps.Keys(set.skus))
+	out := make([]revguard.Room, 0, len(skus))
+	for _, sku := range skus {
+		r, err := w.FindRoom(ctx, sku)
+		if revguard.ErrorCode(err) == revguard.CodeWaitingRoomNotFound {
+			continue // turned off meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 func (w *WaitingRoom) readRoomSet(ctx context.Context) (*roomSet, error) {

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"time"
+
+	"github.com/revenueguard/revguard"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -85,4 +88,49 @@ func ledgerLagEvents(durable, applied uint64) uint64 {
 		return 0
 	}
 	return durable - applied
+}
+
+// roomLister lists the waiting rooms (inproc.WaitingRoom, redis.WaitingRoom).
+type roomLister interface {
+	ListRooms(ctx context.Context) ([]revguard.Room, error)
+}
+
+var (
+	roomCustomersDesc = prometheus.NewDesc("revguard_waiting_room_customers",
+		"Customers of a SKU's waiting room by state: pre_queue (joined before the draw), waiting (in line), "+
+			"admitted (current admissions), used (admissions that bought a reservation).",
+		[]string{"sku", "state"}, nil)
+	roomSoldOutDesc = prometheus.NewDesc("revguard_waiting_room_sold_out",
+		"1 while a SKU's waiting room is closed because the SKU is sold out.", []string{"sku"}, nil)
+)
+
+// roomCollector reports every waiting room at scrape time (a read of the rooms in
+// memory, or in distributed mode one Redis round trip per room).
+type roomCollector struct{ rooms roomLister }
+
+func (c roomCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- roomCustomersDesc
+	ch <- roomSoldOutDesc
+}
+
+func (c roomCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	rooms, err := c.rooms.ListRooms(ctx)
+	if err != nil {
+		return // Redis down: revguard_redis_up says so
+	}
+	for _, r := range rooms {
+		for _, v := range []struct {
+			state string
+			n     int64
+		}{{"pre_queue", r.PreQueue}, {"waiting", r.Waiting}, {"admitted", r.Admitted}, {"used", r.Used}} {
+			ch <- prometheus.MustNewConstMetric(roomCustomersDesc, prometheus.GaugeValue, float64(v.n), r.SKU, v.state)
+		}
+		soldOut := 0.0
+		if r.SoldOut {
+			soldOut = 1
+		}
+		ch <- prometheus.MustNewConstMetric(roomSoldOutDesc, prometheus.GaugeValue, soldOut, r.SKU)
+	}
 }

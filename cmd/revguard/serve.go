@@ -238,6 +238,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if rl, ok := st.room.(roomLister); ok {
+		m.Registry.MustRegister(roomCollector{rl})
+	}
 
 	var bot revguard.BotChecker
 	if cfg.TurnstileSecret != "" {
