@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -341,5 +342,51 @@ func TestWaitingRoomEventsShutdown(t *testing.T) {
 	}
 	e.api.CloseStreams()
 	for sc.Scan() { // the stream must end: a hang fails the test by its timeout
+	}
+}
+
+// TestWaitingRoom_ClientLeavesMidReserve: an admitted customer whose client gives up
+// while the hold is being made durable gets the hold (the reservation does not depend
+// on the client's patience) and has spent its admission: a second reservation with it
+// is refused, and one hold exists, not two.
+func TestWaitingRoom_ClientLeavesMidReserve(t *testing.T) {
+	var stall atomic.Bool
+	e := mustOpenEnv(t, envOptions{clock: true, onFlush: func(int, int, time.Duration) {
+		if stall.CompareAndSwap(true, false) {
+			time.Sleep(600 * time.Millisecond) // the flusher stalls after this commit
+		}
+	}})
+	e.putSKU("shoe", `{"stock":10,"per_customer_limit":2}`)
+	e.putSKU("other", `{"stock":10}`)
+	alice, bob := e.session("alice"), e.session("bob")
+	if r := e.putRoom("shoe", `{"admit_per_second":5}`); r.Status != 201 {
+		t.Fatalf("put room: %d %s", r.Status, r.Body)
+	}
+	if r := e.join(alice, "shoe", nil); r.Status != 201 {
+		t.Fatalf("join: %d %s", r.Status, r.Body)
+	}
+	e.advance("shoe")
+	if p := e.getPlace(alice, "shoe"); p.Status != "admitted" {
+		t.Fatalf("alice's place %+v; want admitted", p)
+	}
+
+	stall.Store(true)
+	e.reserve(bob, "other", ``, nil) // the commit after which the flusher stalls
+	hreq, _ := http.NewRequest("POST", e.srv.URL+"/v1/skus/shoe/reservations", strings.NewReader(`{"quantity":1}`))
+	hreq.Header.Set("Authorization", "Bearer "+alice)
+	hreq.Header.Set("Content-Type", "application/json")
+	if resp, err := (&http.Client{Timeout: 150 * time.Millisecond}).Do(hreq); err == nil {
+		resp.Body.Close()
+		t.Logf("the first reserve answered %d before the client gave up", resp.StatusCode)
+	}
+	// The abandoned reservation completes: alice holds one unit and her admission is used.
+	for deadline := time.Now().Add(10 * time.Second); e.getPlace(alice, "shoe").Status != "used"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("alice's place %+v after her abandoned reservation; want used", e.getPlace(alice, "shoe"))
+		}
+	}
+	e.reserve(alice, "shoe", ``, nil).wantProblem(t, 409, revguard.CodeAdmissionRequired)
+	if s := e.getSKU("shoe"); s.Held != 1 {
+		t.Fatalf("shoe %+v; want 1 held (the abandoned request's hold, once)", s)
 	}
 }

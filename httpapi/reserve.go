@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -182,11 +183,29 @@ func (s *Server) reserve(ctx context.Context, req *revguard.ReserveRequest, toke
 	if err != nil {
 		return reserveOutcome{err: err}
 	}
-	out := s.verifyAndReserve(ctx, req, token, ip)
-	if settle != nil {
-		settle(out.err == nil && !out.replayed)
+	if settle == nil {
+		return s.verifyAndReserve(ctx, req, token, ip)
 	}
+	// With an admission at stake the reservation does not depend on the client's
+	// patience: a hold made after the client left, reported as the context's error,
+	// would leave the admission usable for a second one. Deferred, so that the claim
+	// is settled whatever happens.
+	var out reserveOutcome
+	defer func() { settle(admissionSpent(out)) }()
+	out = s.verifyAndReserve(context.WithoutCancel(ctx), req, token, ip)
 	return out
+}
+
+// admissionSpent reports whether a reservation attempt spends the admission it
+// claimed: when it made a reservation, and when its outcome is unknown (a store that
+// did not answer may have made it), so that one admission never buys two. A refusal
+// (sold out, the bot check, the customer's limit) leaves it usable within its window.
+func admissionSpent(out reserveOutcome) bool {
+	if out.err == nil {
+		return !out.replayed
+	}
+	var e *revguard.Error
+	return !errors.As(out.err, &e) || e.Code == revguard.CodeUnavailable || e.Code == revguard.CodeInternal
 }
 
 // verifyAndReserve runs the bot check, then the serialisation point.

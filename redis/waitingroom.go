@@ -27,6 +27,10 @@ const DefaultRoomTick = 100 * time.Millisecond
 // here within this time; one put on this node, at once.
 const roomSetMaxAge = 100 * time.Millisecond
 
+// claimGrace is how long past its window a claimed admission stays claimed (room_lib's
+// CLAIM_GRACE): a claim that a node never settled (it died) then lapses.
+const claimGrace = 60 * time.Second
+
 var _ revguard.WaitingRoom = (*WaitingRoom)(nil)
 
 // WaitingRoom is the distributed revguard.WaitingRoom. A SKU's room lives in the SKU's

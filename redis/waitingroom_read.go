@@ -43,9 +43,9 @@ func (w *WaitingRoom) placeOf(sku, customer string, r []string) (revguard.Place,
 	switch {
 	case state == "u":
 		p.Status = revguard.PlaceUsed
-	case state == "c" || state == "a" && w.now().Before(until):
+	case state == "c" && w.now().Before(until.Add(claimGrace)) || state == "a" && w.now().Before(until):
 		p.Status = revguard.PlaceAdmitted
-	case state == "a":
+	case state == "a" || state == "c":
 		p.Status = revguard.PlaceExpired
 	case r[7] == "1":
 		p.Status = revguard.PlaceSoldOut

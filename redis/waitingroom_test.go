@@ -140,3 +140,65 @@ func BenchmarkDraw(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// TestWaitingRoom_UnsettledClaimLapses: a claim that no node settles (the node died
+// between claim and settle) keeps its unit, and the customer's place admitted, until a
+// grace of a minute past the admission's window; then it lapses like an unused
+// admission: the place is expired, and its unit goes to the next in line.
+func TestWaitingRoom_UnsettledClaimLapses(t *testing.T) {
+	c := MustDial(t, redisURL(t))
+	ctx := t.Context()
+	clock := revguardtest.NewClock(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
+	inv := MustOpenInventory(t, c, newNamespace(t, c), func(inv *redis.Inventory) { inv.Now, inv.Shards = clock.Now, 4 })
+	w := redis.NewWaitingRoom(inv)
+	w.Tick = 0
+	if err := w.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	if _, _, err := inv.PutSKU(ctx, "s", revguard.SKUUpdate{Stock: 1, PerCustomerLimit: 1, HoldSeconds: 600}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := w.PutRoom(ctx, "s", revguard.RoomSettings{AdmitPerSecond: 10, AdmissionSeconds: 30}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cust := range []string{"a", "b"} {
+		if _, _, err := w.Join(ctx, "s", cust); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Advance(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := w.Claim(ctx, "s", "a"); !ok || err != nil {
+		t.Fatalf("Claim(a) = %v, %v; want a claim", ok, err)
+	}
+	// Never settled. Past the window, within the grace: still claimed, its unit kept.
+	clock.Advance(60 * time.Second)
+	if err := w.Advance(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := w.FindPlace(ctx, "s", "a"); err != nil || p.Status != revguard.PlaceAdmitted {
+		t.Fatalf("a's place within the grace = %+v, %v; want admitted", p, err)
+	}
+	if p, _ := w.FindPlace(ctx, "s", "b"); p.Status != revguard.PlaceWaiting {
+		t.Fatalf("b's place while a's claim holds the unit = %+v; want waiting", p)
+	}
+	if _, err := w.Claim(ctx, "s", "a"); revguard.ErrorCode(err) != revguard.CodeAdmissionRequired {
+		t.Fatalf("second Claim(a) within the grace = %v; want admission_required", err)
+	}
+	// Past the grace: lapsed, and the unit goes to b.
+	clock.Advance(time.Minute)
+	if err := w.Advance(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := w.FindPlace(ctx, "s", "a"); err != nil || p.Status != revguard.PlaceExpired {
+		t.Fatalf("a's place after the grace = %+v, %v; want expired", p, err)
+	}
+	if _, err := w.Claim(ctx, "s", "a"); revguard.ErrorCode(err) != revguard.CodeAdmissionRequired {
+		t.Fatalf("Claim(a) after the grace = %v; want admission_required", err)
+	}
+	if p, _ := w.FindPlace(ctx, "s", "b"); p.Status != revguard.PlaceAdmitted {
+		t.Fatalf("b's place after a's claim lapsed = %+v; want admitted", p)
+	}
+}

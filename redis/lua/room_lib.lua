@@ -37,6 +37,11 @@ local function save_place(sku, p)
 end
 
 -- The record types of revguard.RoomRecordType.
+-- CLAIM_GRACE is how long past its window a claimed admission (a reservation under
+-- way) stays claimed: a node that died between claim and settle leaves a claim that
+-- lapses then, instead of locking the customer out for good.
+local CLAIM_GRACE = 60
+
 local RR_PUT, RR_DELETED, RR_JOINED, RR_DRAWN, RR_PLACED, RR_ADMITTED, RR_USED, RR_CLOSED, RR_REOPENED =
   '1', '2', '3', '4', '5', '6', '7', '8', '9'
 

@@ -10,6 +10,7 @@ if ARGV[6] == '1' then
   rlog(sku, RR_USED, clock(nil), 'cust', cust)
 else
   p.state = 'a'
+  redis.call('ZADD', rk(sku, 'radm'), t_us(p.till), cust)
 end
 save_place(sku, p)
 return {'ok'}
