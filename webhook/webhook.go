@@ -153,9 +153,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				defer d.wg.Done()
 				// The list may predate the endpoint's last goroutine pausing it (it
 				// records the pause, then leaves running): start from the stored state.
-				if cur, err := d.Store.FindWebhook(wctx, ep.ID); err == nil && cur.Status == revguard.WebhookActive {
+				cur, err := d.Store.FindWebhook(wctx, ep.ID)
+				switch {
+				case err == nil && cur.Status == revguard.WebhookActive:
 					wk.failures.Store(int64(cur.Failures))
 					d.deliver(wctx, cur, wk, log.With("webhook", ep.ID))
+				case err != nil && revguard.ErrorCode(err) != revguard.CodeWebhookNotFound && wctx.Err() == nil:
+					// The store did not answer: wait before Run starts it again.
+					log.Error("webhook: read endpoint", "webhook", ep.ID, "err", err)
+					d.wait(wctx, d.now().Add(time.Second))
 				}
 				d.mu.Lock()
 				delete(d.running, ep.ID)

@@ -118,7 +118,8 @@ func testServeSmoke(t *testing.T, m mode) {
 	names := []string{"revguard_ledger_lag_events", "revguard_ledger_lag_seconds", "revguard_sessions_cached",
 		"go_goroutines", "process_cpu_seconds_total"}
 	if m == embeddedMode {
-		names = append(names, "revguard_journal_batch_events", "revguard_journal_fsync_seconds", "revguard_skus", "revguard_holds")
+		names = append(names, "revguard_journal_batch_events", "revguard_journal_fsync_seconds", "revguard_skus", "revguard_holds",
+			"revguard_changes_lag_events")
 	} else {
 		names = append(names, "revguard_redis_up", "revguard_postgres_up", "revguard_redis_rtt_seconds",
 			"revguard_outbox_in_flight", "revguard_outbox_pending", "revguard_outbox_undelivered",

@@ -68,6 +68,11 @@ func (m *serverMetrics) registerStores(s *Main) {
 			Help: "How long the oldest event read but not yet applied to the ledger has waited; 0 when caught up.",
 		}, func() float64 { return s.Writer.Lag().Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "revguard_changes_lag_events",
+			Help: "Durable journal events not yet in the change log (the event stream's and the webhooks'). " +
+				"The journal keeps every event until both the ledger and the change log have it: alert when this grows.",
+		}, func() float64 { return float64(ledgerLagEvents(s.Journal.Durable(), s.ChangeWriter.JournalSeq())) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "revguard_sessions_cached",
 			Help: "Customer sessions held in the in-memory cache.",
 		}, func() float64 { return float64(s.Sessions.Len()) }),
