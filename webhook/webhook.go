@@ -95,9 +95,10 @@ func (d *Dispatcher) Kick() {
 // worker is an endpoint's goroutine as Run sees it.
 type worker struct {
 	cancel context.CancelFunc
-	// failures is the worker's count of failed attempts, set after each is stored:
-	// a stored count below it means the endpoint was resumed (its failures reset)
-	// while the worker waited to retry, and Run restarts the worker from the store.
+	// failures is the worker's count of failed attempts, raised after the store is
+	// and lowered before it, so that the store never holds fewer: a stored count
+	// below it means the endpoint was resumed (its failures reset) while the worker
+	// waited to retry, and Run restarts the worker from the store.
 	failures atomic.Int64
 }
 
@@ -138,8 +139,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 			active[ep.ID] = true
 			if wk, ok := d.running[ep.ID]; ok {
-				if int64(ep.Failures) < wk.failures.Load() {
-					wk.cancel() // resumed while it waited to retry: it restarts from the store
+				// Resumed while it waited to retry: it restarts from the store. The
+				// list may predate the worker's last failure, so the store is read again.
+				if n := wk.failures.Load(); int64(ep.Failures) < n {
+					if cur, err := d.Store.FindWebhook(ctx, ep.ID); err == nil && int64(cur.Failures) < n {
+						wk.cancel()
+					}
 				}
 				continue
 			}
@@ -305,11 +310,11 @@ func (d *Dispatcher) deliver(ctx context.Context, ep revguard.Webhook, wk *worke
 					failed := st.Failures > 0
 					st = revguard.WebhookDelivery{Cursor: c.Seq, LastSuccessAt: d.now()}
 					dirty = true
+					wk.failures.Store(0) // before the store, which never holds fewer failures than this
 					if failed || time.Since(recorded) >= recordEvery {
 						d.record(ctx, ep.ID, st, log)
 						dirty, recorded = false, time.Now()
 					}
-					wk.failures.Store(0)
 					break
 				}
 				st.Failures++
