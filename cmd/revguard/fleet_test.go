@@ -271,7 +271,7 @@ func (f *fleet) killMidSale(t *testing.T, buyers []string) {
 			return err
 		})
 		if answered.Add(1) == int64(len(buyers)/3) {
-			killOnce.Do(func() { f.nodes[1].kill(); dead.Store(true) })
+			killOnce.Do(func() { dead.Store(true); f.nodes[1].kill() }) // dead first: a request that node 2 fails must find it dead
 		}
 		switch {
 		case client.ErrorCode(err) == revguard.CodeSoldOut:
