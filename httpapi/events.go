@@ -87,12 +87,13 @@ func (s *Server) streamContext(r *http.Request) (context.Context, context.Cancel
 	return ctx, func() { stop(); cancel() }
 }
 
-// startStream writes the headers of a server-sent event stream and lifts the server's
-// write timeout for it. Each later write gets its own deadline (flush).
-func startStream(w http.ResponseWriter) *http.ResponseController {
+// startStream writes the headers of a server-sent event stream, with cacheControl,
+// and lifts the server's write timeout for it. Each later write gets its own deadline
+// (flush).
+func startStream(w http.ResponseWriter, cacheControl string) *http.ResponseController {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
+	h.Set("Cache-Control", cacheControl)
 	h.Set("X-Accel-Buffering", "no") // tells nginx not to buffer it
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
@@ -130,7 +131,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.streamContext(r)
 	defer cancel()
-	rc := startStream(w)
+	rc := startStream(w, "no-cache")
 	buf := make([]byte, 0, 4096)
 	buf = append(buf, "retry: "...)
 	buf = strconv.AppendInt(buf, streamRetryMillis, 10)

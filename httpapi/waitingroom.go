@@ -173,28 +173,36 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	s.writePlace(w, status, &p)
 }
 
-// handleGetPlace answers the customer's place: cheap, never through the SKU's
-// serialisation point; only the per-IP limit applies, so that polling does not spend
-// the customer's reservation budget.
-func (s *Server) handleGetPlace(w http.ResponseWriter, r *http.Request) {
+// findPlace runs the checks that the reads of a place share (the customer's session,
+// the SKU id, the per-IP limit only, so that polling does not spend the customer's
+// reservation budget, a server with rooms) and returns the caller's place and room.
+func (s *Server) findPlace(w http.ResponseWriter, r *http.Request) (wr revguard.WaitingRoom, sku, customerID string, p revguard.Place, ok bool) {
 	c, ok := s.requireCustomer(w, r)
 	if !ok {
-		return
+		return nil, "", "", p, false
 	}
-	id, ok := s.skuID(w, r)
-	if !ok {
-		return
+	if sku, ok = s.skuID(w, r); !ok {
+		return nil, "", "", p, false
 	}
 	if !s.allow(w, r, c, false) {
-		return
+		return nil, "", "", p, false
 	}
-	wr, ok := s.room(w, r)
-	if !ok {
-		return
+	if wr, ok = s.room(w, r); !ok {
+		return nil, "", "", p, false
 	}
-	p, err := wr.FindPlace(r.Context(), id, c.customerID)
+	p, err := wr.FindPlace(r.Context(), sku, c.customerID)
 	if err != nil {
 		s.writeError(w, r, err)
+		return nil, "", "", p, false
+	}
+	return wr, sku, c.customerID, p, true
+}
+
+// handleGetPlace answers the customer's place: cheap, never through the SKU's
+// serialisation point.
+func (s *Server) handleGetPlace(w http.ResponseWriter, r *http.Request) {
+	_, _, _, p, ok := s.findPlace(w, r)
+	if !ok {
 		return
 	}
 	w.Header()["Cache-Control"] = noStore
@@ -203,40 +211,20 @@ func (s *Server) handleGetPlace(w http.ResponseWriter, r *http.Request) {
 
 // handlePlaceEvents streams the customer's place as server-sent events: an event
 // "place" with the place object at once and whenever it changes, until the place is
-// final (used or expired), the client leaves or the server shuts down (CloseStreams). Errors before the stream starts are
-// problem documents, as for GET .../place.
+// final (used or expired), the client leaves or the server shuts down (CloseStreams).
+// Errors before the stream starts are problem documents, as for GET .../place.
 func (s *Server) handlePlaceEvents(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	c, ok := s.requireCustomer(w, r)
+	wr, sku, customerID, p, ok := s.findPlace(w, r)
 	if !ok {
 		return
 	}
-	id, ok := s.skuID(w, r)
-	if !ok {
-		return
-	}
-	if !s.allow(w, r, c, false) {
-		return
-	}
-	wr, ok := s.room(w, r)
-	if !ok {
-		return
-	}
-	p, err := wr.FindPlace(ctx, id, c.customerID)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+	ctx, cancel := s.streamContext(r)
+	defer cancel()
 	every := s.PlaceStreamEvery
 	if every <= 0 {
 		every = DefaultPlaceStreamEvery
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h["Cache-Control"] = noStore
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
+	rc := startStream(w, "no-store")
 	var last []byte
 	quiet := time.Duration(0)
 	t := time.NewTicker(every)
@@ -252,11 +240,7 @@ func (s *Server) handlePlaceEvents(w http.ResponseWriter, r *http.Request) {
 			out, quiet = []byte(": keep-alive\n\n"), 0
 		}
 		if out != nil {
-			_ = rc.SetWriteDeadline(time.Now().Add(every + placeStreamKeepAlive))
-			if _, err := w.Write(out); err != nil {
-				return
-			}
-			if err := rc.Flush(); err != nil {
+			if _, err := w.Write(out); err != nil || !flush(w, rc) {
 				return
 			}
 		}
@@ -264,14 +248,13 @@ func (s *Server) handlePlaceEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		select {
-		case <-ctx.Done():
-			return
-		case <-s.streams.Done(): // the server is shutting down
+		case <-ctx.Done(): // the client left, or the server is shutting down
 			return
 		case <-t.C:
 			quiet += every
 		}
-		if p, err = wr.FindPlace(ctx, id, c.customerID); err != nil {
+		var err error
+		if p, err = wr.FindPlace(ctx, sku, customerID); err != nil {
 			return // the room was turned off, or the client left
 		}
 	}
