@@ -294,10 +294,11 @@ func (w *LedgerWriter) syncLoop(ctx context.Context, s LedgerSyncer, kick <-chan
 	}
 }
 
-// consumed tells the feed that every event up to seq is durably in the ledger.
+// consumed tells the feed that every event up to seq is durably in the ledger, then
+// publishes seq as Durable, which promises that the feed was told.
 func (w *LedgerWriter) consumed(seq uint64) {
-	w.durable.Store(seq)
 	w.Feed.Consumed(seq)
+	w.durable.Store(seq)
 }
 
 // publish records that every event up to seq is in the ledger and wakes WaitApplied.
