@@ -68,6 +68,14 @@ func appendLog(tb testing.TB, j *journal.Journal, events []revguard.Event) {
 			tb.Fatalf("journal gave seq %d to event %d", seq, events[i].Seq)
 		}
 		last = seq
+		// A batch is written to one segment whatever its size: wait every 32 events
+		// so that a small SegmentSize gives the many segments compaction tests need
+		// (all of them in one batch left one segment and nothing to compact).
+		if i%32 == 31 {
+			if err := j.Wait(tb.Context(), last); err != nil {
+				tb.Fatal(err)
+			}
+		}
 	}
 	if err := j.Wait(tb.Context(), last); err != nil {
 		tb.Fatal(err)
