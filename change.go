@@ -3,6 +3,7 @@ package revguard
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"time"
 )
@@ -141,6 +142,37 @@ const ChangeSyncInterval = 500 * time.Millisecond
 // ledger's, in one transaction, so that the log carries on from there exactly.
 type ChangeSeeder interface {
 	SeedChanges(ctx context.Context) error
+}
+
+// StreamChangeState is where a change log that follows several ordered streams (the
+// distributed mode's outbox, one stream per shard) stands: the Seq of its last change,
+// the counts of every SKU, the id of the last entry of each stream it turned into
+// changes (by shard; a missing shard has had none), and the version that each append
+// bumps.
+type StreamChangeState struct {
+	LastSeq   uint64
+	SKUs      map[string]SKUCounts
+	Positions map[int]string
+	Version   uint64
+}
+
+// ErrChangeLogMoved is returned by StreamChangeLog.AppendStreamChanges when another
+// writer appended since the state the caller read: its batch is not appended, and it
+// must load the state again.
+var ErrChangeLogMoved = errors.New("change log: another writer appended meanwhile")
+
+// StreamChangeLog stores a change log that follows several streams
+// (postgres.ChangeLog in distributed mode). Any number of writers may run: each append
+// names the version it read, so the changes of one stream entry are appended once.
+type StreamChangeLog interface {
+	// LoadStreamChangeState returns where the log stands.
+	LoadStreamChangeState(ctx context.Context) (StreamChangeState, error)
+
+	// AppendStreamChanges appends changes (Seqs following the last), the streams' new
+	// positions and the counts of the SKUs they touched, in one transaction, if the
+	// log's version is still version, and bumps the version; otherwise it fails with
+	// ErrChangeLogMoved and changes nothing. It is durable when it returns.
+	AppendStreamChanges(ctx context.Context, version uint64, changes []Change, positions map[int]string, skus []SKUCounts) error
 }
 
 // ChangeReader is what the event stream and the webhooks read: the changes after a

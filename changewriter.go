@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -44,12 +43,8 @@ type ChangeWriter struct {
 	MaxDefer time.Duration
 	PeakPoll time.Duration
 
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced each time last moves
-
-	last    atomic.Uint64 // Seq of the newest change in the log
+	last    SeqNotifier   // Seq of the newest change in the log
 	journal atomic.Uint64 // journal seq the log has reached
-	ready   atomic.Bool
 }
 
 // Run follows the feed until ctx is done, then returns nil. A failed read or append is
@@ -95,8 +90,7 @@ func (w *ChangeWriter) follow(ctx context.Context, batch int) error {
 		}
 	}
 	w.journal.Store(st.JournalSeq)
-	w.publish(st.LastSeq)
-	w.ready.Store(true)
+	w.last.Publish(st.LastSeq)
 	syncer, _ := w.Log.(ChangeSyncer)
 	if syncer != nil {
 		// What an earlier run committed may not be durable yet (it may have been
@@ -150,7 +144,7 @@ func (w *ChangeWriter) follow(ctx context.Context, batch int) error {
 		st.JournalSeq = end
 		w.journal.Store(end)
 		if len(out) > 0 {
-			w.publish(out[len(out)-1].Seq)
+			w.last.Publish(out[len(out)-1].Seq)
 		}
 		if syncer == nil {
 			w.Feed.Consumed(end)
@@ -183,17 +177,6 @@ func (w *ChangeWriter) deferPeak(ctx context.Context, oldest time.Time) bool {
 	return true
 }
 
-// publish records that every change up to seq is in the log and wakes the waiters.
-func (w *ChangeWriter) publish(seq uint64) {
-	w.last.Store(seq)
-	w.mu.Lock()
-	if w.changed != nil {
-		close(w.changed)
-		w.changed = nil
-	}
-	w.mu.Unlock()
-}
-
 // JournalSeq returns the journal seq up to which the log has turned events into changes.
 func (w *ChangeWriter) JournalSeq() uint64 { return w.journal.Load() }
 
@@ -207,23 +190,7 @@ func (w *ChangeWriter) LastChange() uint64 { return w.last.Load() }
 
 // WaitChanges blocks until a change with Seq > after is in the log, or ctx is done.
 func (w *ChangeWriter) WaitChanges(ctx context.Context, after uint64) error {
-	for {
-		w.mu.Lock()
-		if w.ready.Load() && w.last.Load() > after {
-			w.mu.Unlock()
-			return nil
-		}
-		if w.changed == nil {
-			w.changed = make(chan struct{})
-		}
-		ch := w.changed
-		w.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return w.last.Wait(ctx, after)
 }
 
 var _ ChangeReader = (*ChangeWriter)(nil)

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -115,11 +114,7 @@ type LedgerWriter struct {
 	MaxDefer time.Duration // how long an event may wait for a peak to end; 0 means DefaultMaxDefer
 	PeakPoll time.Duration // how often Peak is asked while deferring; 0 means 50ms
 
-	// mu guards changed; it is never held while calling Feed or Ledger.
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced each time applied moves
-
-	applied     atomic.Uint64 // seq of the last event in the ledger
+	applied     SeqNotifier   // seq of the last event in the ledger
 	durable     atomic.Uint64 // seq last passed to Feed.Consumed
 	lastTime    atomic.Int64  // unix nanos of that event; 0 for none yet
 	pendingTime atomic.Int64  // unix nanos of the oldest event read but not applied; 0 for none
@@ -303,16 +298,10 @@ func (w *LedgerWriter) consumed(seq uint64) {
 
 // publish records that every event up to seq is in the ledger and wakes WaitApplied.
 func (w *LedgerWriter) publish(seq uint64, t time.Time) {
-	w.applied.Store(seq)
 	if !t.IsZero() {
 		w.lastTime.Store(t.UnixNano())
 	}
-	w.mu.Lock()
-	if w.changed != nil {
-		close(w.changed)
-		w.changed = nil
-	}
-	w.mu.Unlock()
+	w.applied.Publish(seq)
 }
 
 // Applied returns the seq of the last event known to be in the ledger (0 before Run
@@ -355,23 +344,10 @@ func (w *LedgerWriter) Lag() time.Duration {
 // WaitApplied blocks until every event up to seq is in the ledger, or ctx is done (then
 // it returns ctx.Err()).
 func (w *LedgerWriter) WaitApplied(ctx context.Context, seq uint64) error {
-	for {
-		w.mu.Lock()
-		if w.applied.Load() >= seq {
-			w.mu.Unlock()
-			return nil
-		}
-		if w.changed == nil {
-			w.changed = make(chan struct{})
-		}
-		ch := w.changed
-		w.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if seq == 0 {
+		return nil
 	}
+	return w.applied.Wait(ctx, seq-1)
 }
 
 // backoff is the exponential wait between retries of the ledger writer.

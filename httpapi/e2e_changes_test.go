@@ -84,96 +84,98 @@ func next(tb testing.TB, ch <-chan sseEvent) sseEvent {
 // counts, sold out and restock derived, a resume after Last-Event-ID, a types filter;
 // and refuses bad requests with problem documents.
 func TestEvents(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{changes: true})
-	resp, all := e.stream(t, "/v1/events?after=evt_0", e.admin, nil)
-	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || ct != "text/event-stream" {
-		t.Fatalf("stream: %d %s", resp.StatusCode, ct)
-	}
-	_, soldOut := e.stream(t, "/v1/events?types=sku.sold_out,sku.restocked", e.admin, nil)
-
-	e.putSKU("tee", `{"stock": 1}`)
-	tok := e.session("c-1")
-	res := e.mustReserve(tok, "tee", "", nil)
-	e.putSKU("tee", `{"stock": 3}`)
-	if r := e.release(tok, res.ID, ""); r.Status != 200 {
-		t.Fatalf("release: %d", r.Status)
-	}
-
-	want := []struct {
-		typ                    revguard.ChangeType
-		available, held, stock int64
-	}{
-		{revguard.ChangeSKUCreated, 1, 0, 1},
-		{revguard.ChangeHeld, 0, 1, 1},
-		{revguard.ChangeSKUSoldOut, 0, 1, 1},
-		{revguard.ChangeSKURestocked, 2, 1, 3},
-		{revguard.ChangeSKUUpdated, 2, 1, 3},
-		{revguard.ChangeReleased, 3, 0, 3},
-	}
-	for i, w := range want {
-		ev := next(t, all)
-		var body revguard.ChangeBody
-		if err := json.Unmarshal([]byte(ev.Data), &body); err != nil {
-			t.Fatal(err)
+	eachBackend(t, func(t *testing.T, b backend) {
+		e := mustOpenEnv(t, envOptions{backend: b, changes: true})
+		resp, all := e.stream(t, "/v1/events?after=evt_0", e.admin, nil)
+		if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || ct != "text/event-stream" {
+			t.Fatalf("stream: %d %s", resp.StatusCode, ct)
 		}
-		id := revguard.ChangeID(uint64(i + 1))
-		if ev.ID != id || ev.Event != string(w.typ) || body.ID != id || body.Type != w.typ || body.SKU.ID != "tee" ||
-			body.SKU.Available != w.available || body.SKU.Held != w.held || body.SKU.Stock != w.stock {
-			t.Fatalf("event %d: %+v; want %s %+v", i+1, ev, id, w)
-		}
-		if (body.Reservation != nil) != strings.HasPrefix(string(w.typ), "reservation.") {
-			t.Fatalf("event %d: reservation %+v", i+1, body.Reservation)
-		}
-		if body.Reservation != nil && (body.Reservation.ID != res.ID || body.Reservation.CustomerID != "c-1") {
-			t.Fatalf("event %d: reservation %+v; want %s of c-1", i+1, body.Reservation, res.ID)
-		}
-	}
-	if ev := next(t, soldOut); ev.Event != "sku.sold_out" || ev.ID != "evt_3" {
-		t.Fatalf("filtered stream: %+v", ev)
-	}
-	if ev := next(t, soldOut); ev.Event != "sku.restocked" || ev.ID != "evt_4" {
-		t.Fatalf("filtered stream: %+v", ev)
-	}
+		_, soldOut := e.stream(t, "/v1/events?types=sku.sold_out,sku.restocked", e.admin, nil)
 
-	// A reconnecting client resumes after its Last-Event-ID.
-	_, resumed := e.stream(t, "/v1/events", e.admin, map[string]string{"Last-Event-ID": "evt_4"})
-	if ev := next(t, resumed); ev.ID != "evt_5" {
-		t.Fatalf("resumed at %+v; want evt_5", ev)
-	}
-	// Without a position, the stream starts with the next change.
-	_, fresh := e.stream(t, "/v1/events", e.admin, nil)
-	e.putSKU("cap", `{"stock": 2}`)
-	if ev := next(t, fresh); ev.ID != "evt_7" || ev.Event != "sku.created" {
-		t.Fatalf("fresh stream: %+v", ev)
-	}
+		e.putSKU("tee", `{"stock": 1}`)
+		tok := e.session("c-1")
+		res := e.mustReserve(tok, "tee", "", nil)
+		e.putSKU("tee", `{"stock": 3}`)
+		if r := e.release(tok, res.ID, ""); r.Status != 200 {
+			t.Fatalf("release: %d", r.Status)
+		}
 
-	for _, tc := range []struct {
-		name   string
-		path   string
-		token  string
-		header map[string]string
-		status int
-		code   revguard.Code
-	}{
-		{"NoToken", "/v1/events", "", nil, 401, revguard.CodeUnauthenticated},
-		{"Customer", "/v1/events", tok, nil, 403, revguard.CodeForbidden},
-		{"BadAfter", "/v1/events?after=seven", e.admin, nil, 400, revguard.CodeInvalidRequest},
-		{"NegativeAfter", "/v1/events?after=-1", e.admin, nil, 400, revguard.CodeInvalidRequest},
-		{"AheadOfTheLog", "/v1/events?after=evt_999", e.admin, nil, 400, revguard.CodeInvalidRequest},
-		{"BadLastEventID", "/v1/events", e.admin, map[string]string{"Last-Event-ID": "x"}, 400, revguard.CodeInvalidRequest},
-		{"UnknownType", "/v1/events?types=sku.deleted", e.admin, nil, 400, revguard.CodeInvalidRequest},
-		{"UnknownParameter", "/v1/events?from=1", e.admin, nil, 400, revguard.CodeInvalidRequest},
-		{"TwiceAfter", "/v1/events?after=1&after=2", e.admin, nil, 400, revguard.CodeInvalidRequest},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := e.do(req{Method: "GET", Path: tc.path, Token: tc.token, Header: tc.header})
-			r.wantProblem(t, tc.status, tc.code)
-		})
-	}
+		want := []struct {
+			typ                    revguard.ChangeType
+			available, held, stock int64
+		}{
+			{revguard.ChangeSKUCreated, 1, 0, 1},
+			{revguard.ChangeHeld, 0, 1, 1},
+			{revguard.ChangeSKUSoldOut, 0, 1, 1},
+			{revguard.ChangeSKURestocked, 2, 1, 3},
+			{revguard.ChangeSKUUpdated, 2, 1, 3},
+			{revguard.ChangeReleased, 3, 0, 3},
+		}
+		for i, w := range want {
+			ev := next(t, all)
+			var body revguard.ChangeBody
+			if err := json.Unmarshal([]byte(ev.Data), &body); err != nil {
+				t.Fatal(err)
+			}
+			id := revguard.ChangeID(uint64(i + 1))
+			if ev.ID != id || ev.Event != string(w.typ) || body.ID != id || body.Type != w.typ || body.SKU.ID != "tee" ||
+				body.SKU.Available != w.available || body.SKU.Held != w.held || body.SKU.Stock != w.stock {
+				t.Fatalf("event %d: %+v; want %s %+v", i+1, ev, id, w)
+			}
+			if (body.Reservation != nil) != strings.HasPrefix(string(w.typ), "reservation.") {
+				t.Fatalf("event %d: reservation %+v", i+1, body.Reservation)
+			}
+			if body.Reservation != nil && (body.Reservation.ID != res.ID || body.Reservation.CustomerID != "c-1") {
+				t.Fatalf("event %d: reservation %+v; want %s of c-1", i+1, body.Reservation, res.ID)
+			}
+		}
+		if ev := next(t, soldOut); ev.Event != "sku.sold_out" || ev.ID != "evt_3" {
+			t.Fatalf("filtered stream: %+v", ev)
+		}
+		if ev := next(t, soldOut); ev.Event != "sku.restocked" || ev.ID != "evt_4" {
+			t.Fatalf("filtered stream: %+v", ev)
+		}
+
+		// A reconnecting client resumes after its Last-Event-ID.
+		_, resumed := e.stream(t, "/v1/events", e.admin, map[string]string{"Last-Event-ID": "evt_4"})
+		if ev := next(t, resumed); ev.ID != "evt_5" {
+			t.Fatalf("resumed at %+v; want evt_5", ev)
+		}
+		// Without a position, the stream starts with the next change.
+		_, fresh := e.stream(t, "/v1/events", e.admin, nil)
+		e.putSKU("cap", `{"stock": 2}`)
+		if ev := next(t, fresh); ev.ID != "evt_7" || ev.Event != "sku.created" {
+			t.Fatalf("fresh stream: %+v", ev)
+		}
+
+		for _, tc := range []struct {
+			name   string
+			path   string
+			token  string
+			header map[string]string
+			status int
+			code   revguard.Code
+		}{
+			{"NoToken", "/v1/events", "", nil, 401, revguard.CodeUnauthenticated},
+			{"Customer", "/v1/events", tok, nil, 403, revguard.CodeForbidden},
+			{"BadAfter", "/v1/events?after=seven", e.admin, nil, 400, revguard.CodeInvalidRequest},
+			{"NegativeAfter", "/v1/events?after=-1", e.admin, nil, 400, revguard.CodeInvalidRequest},
+			{"AheadOfTheLog", "/v1/events?after=evt_999", e.admin, nil, 400, revguard.CodeInvalidRequest},
+			{"BadLastEventID", "/v1/events", e.admin, map[string]string{"Last-Event-ID": "x"}, 400, revguard.CodeInvalidRequest},
+			{"UnknownType", "/v1/events?types=sku.deleted", e.admin, nil, 400, revguard.CodeInvalidRequest},
+			{"UnknownParameter", "/v1/events?from=1", e.admin, nil, 400, revguard.CodeInvalidRequest},
+			{"TwiceAfter", "/v1/events?after=1&after=2", e.admin, nil, 400, revguard.CodeInvalidRequest},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := e.do(req{Method: "GET", Path: tc.path, Token: tc.token, Header: tc.header})
+				r.wantProblem(t, tc.status, tc.code)
+			})
+		}
+	})
 }
 
-// TestEvents_NotInThisMode: a server without a change log (distributed mode) answers
-// the event stream and the webhooks with not_found.
+// TestEvents_NotInThisMode: a server without a change log (httpapi.Server with no
+// Changes and Webhooks) answers the event stream and the webhooks with not_found.
 func TestEvents_NotInThisMode(t *testing.T) {
 	e := mustOpenEnv(t, envOptions{})
 	for _, r := range []req{
@@ -190,162 +192,166 @@ func TestEvents_NotInThisMode(t *testing.T) {
 // TestWebhooksAPI walks an endpoint's registration: create (the only answer with the
 // secret), list, get, pause, resume, delete; and every kind of bad request.
 func TestWebhooksAPI(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{changes: true})
-	e.putSKU("tee", `{"stock": 1}`)
-	var created struct {
-		ID, URL, Secret, Status                string
-		Types                                  []string
-		Cursor                                 uint64
-		Failures                               int
-		CreatedAt                              string  `json:"created_at"`
-		NextAttemptAt, LastSuccessAt, PausedAt *string `json:"-"`
-		NextAttempt                            *string `json:"next_attempt_at"`
-		LastError                              *string `json:"last_error"`
-		LastSuccess                            *string `json:"last_success_at"`
-		Paused                                 *string `json:"paused_at"`
-	}
-	r := e.do(req{Method: "POST", Path: "/v1/webhooks", Token: e.admin,
-		Body: `{"url": "https://shop.example/hooks", "types": ["reservation.confirmed", "sku.sold_out", "sku.sold_out"]}`})
-	r.json(t, 201, &created)
-	if !strings.HasPrefix(created.Secret, "whsec_") || created.Status != "active" || len(created.Types) != 2 ||
-		r.Header.Get("Location") != "/v1/webhooks/"+created.ID {
-		t.Fatalf("created %+v, Location %q", created, r.Header.Get("Location"))
-	}
-	// It starts at the newest change: the SKU's creation is not delivered.
-	for deadline := time.Now().Add(10 * time.Second); created.Cursor < 1; {
-		e.do(req{Method: "DELETE", Path: "/v1/webhooks/" + created.ID, Token: e.admin})
-		r = e.do(req{Method: "POST", Path: "/v1/webhooks", Token: e.admin, Body: `{"url": "https://shop.example/hooks"}`})
-		r.json(t, 201, &created)
-		if time.Now().After(deadline) {
-			t.Fatal("the change log never got the SKU's creation")
+	eachBackend(t, func(t *testing.T, b backend) {
+		e := mustOpenEnv(t, envOptions{backend: b, changes: true})
+		e.putSKU("tee", `{"stock": 1}`)
+		var created struct {
+			ID, URL, Secret, Status                string
+			Types                                  []string
+			Cursor                                 uint64
+			Failures                               int
+			CreatedAt                              string  `json:"created_at"`
+			NextAttemptAt, LastSuccessAt, PausedAt *string `json:"-"`
+			NextAttempt                            *string `json:"next_attempt_at"`
+			LastError                              *string `json:"last_error"`
+			LastSuccess                            *string `json:"last_success_at"`
+			Paused                                 *string `json:"paused_at"`
 		}
-	}
-	id := created.ID
-	var list struct{ Items []map[string]any }
-	e.do(req{Method: "GET", Path: "/v1/webhooks", Token: e.admin}).json(t, 200, &list)
-	if len(list.Items) != 1 || list.Items[0]["id"] != id || list.Items[0]["secret"] != nil {
-		t.Fatalf("list %+v", list)
-	}
-	var got map[string]any
-	e.do(req{Method: "GET", Path: "/v1/webhooks/" + id, Token: e.admin}).json(t, 200, &got)
-	if got["url"] != "https://shop.example/hooks" || got["secret"] != nil {
-		t.Fatalf("get %+v", got)
-	}
-	e.do(req{Method: "POST", Path: "/v1/webhooks/" + id + "/pause", Token: e.admin}).json(t, 200, &got)
-	if got["status"] != "paused" || got["paused_at"] == nil {
-		t.Fatalf("paused %+v", got)
-	}
-	e.do(req{Method: "POST", Path: "/v1/webhooks/" + id + "/resume", Token: e.admin, Body: `{}`}).json(t, 200, &got)
-	if got["status"] != "active" || got["paused_at"] != nil {
-		t.Fatalf("resumed %+v", got)
-	}
-	if r := e.do(req{Method: "DELETE", Path: "/v1/webhooks/" + id, Token: e.admin}); r.Status != 204 {
-		t.Fatalf("delete: %d", r.Status)
-	}
-	e.do(req{Method: "GET", Path: "/v1/webhooks/" + id, Token: e.admin}).wantProblem(t, 404, revguard.CodeWebhookNotFound)
-	e.do(req{Method: "DELETE", Path: "/v1/webhooks/" + id, Token: e.admin}).wantProblem(t, 404, revguard.CodeWebhookNotFound)
+		r := e.do(req{Method: "POST", Path: "/v1/webhooks", Token: e.admin,
+			Body: `{"url": "https://shop.example/hooks", "types": ["reservation.confirmed", "sku.sold_out", "sku.sold_out"]}`})
+		r.json(t, 201, &created)
+		if !strings.HasPrefix(created.Secret, "whsec_") || created.Status != "active" || len(created.Types) != 2 ||
+			r.Header.Get("Location") != "/v1/webhooks/"+created.ID {
+			t.Fatalf("created %+v, Location %q", created, r.Header.Get("Location"))
+		}
+		// It starts at the newest change: the SKU's creation is not delivered.
+		for deadline := time.Now().Add(10 * time.Second); created.Cursor < 1; {
+			e.do(req{Method: "DELETE", Path: "/v1/webhooks/" + created.ID, Token: e.admin})
+			r = e.do(req{Method: "POST", Path: "/v1/webhooks", Token: e.admin, Body: `{"url": "https://shop.example/hooks"}`})
+			r.json(t, 201, &created)
+			if time.Now().After(deadline) {
+				t.Fatal("the change log never got the SKU's creation")
+			}
+		}
+		id := created.ID
+		var list struct{ Items []map[string]any }
+		e.do(req{Method: "GET", Path: "/v1/webhooks", Token: e.admin}).json(t, 200, &list)
+		if len(list.Items) != 1 || list.Items[0]["id"] != id || list.Items[0]["secret"] != nil {
+			t.Fatalf("list %+v", list)
+		}
+		var got map[string]any
+		e.do(req{Method: "GET", Path: "/v1/webhooks/" + id, Token: e.admin}).json(t, 200, &got)
+		if got["url"] != "https://shop.example/hooks" || got["secret"] != nil {
+			t.Fatalf("get %+v", got)
+		}
+		e.do(req{Method: "POST", Path: "/v1/webhooks/" + id + "/pause", Token: e.admin}).json(t, 200, &got)
+		if got["status"] != "paused" || got["paused_at"] == nil {
+			t.Fatalf("paused %+v", got)
+		}
+		e.do(req{Method: "POST", Path: "/v1/webhooks/" + id + "/resume", Token: e.admin, Body: `{}`}).json(t, 200, &got)
+		if got["status"] != "active" || got["paused_at"] != nil {
+			t.Fatalf("resumed %+v", got)
+		}
+		if r := e.do(req{Method: "DELETE", Path: "/v1/webhooks/" + id, Token: e.admin}); r.Status != 204 {
+			t.Fatalf("delete: %d", r.Status)
+		}
+		e.do(req{Method: "GET", Path: "/v1/webhooks/" + id, Token: e.admin}).wantProblem(t, 404, revguard.CodeWebhookNotFound)
+		e.do(req{Method: "DELETE", Path: "/v1/webhooks/" + id, Token: e.admin}).wantProblem(t, 404, revguard.CodeWebhookNotFound)
 
-	customer := e.session("c-1")
-	for _, tc := range []struct {
-		name   string
-		r      req
-		status int
-		code   revguard.Code
-	}{
-		{"NoURL", req{Method: "POST", Path: "/v1/webhooks", Body: `{"types": []}`}, 400, revguard.CodeInvalidRequest},
-		{"EmptyBody", req{Method: "POST", Path: "/v1/webhooks"}, 400, revguard.CodeInvalidRequest},
-		{"NotHTTP", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "ftp://shop.example/"}`}, 400, revguard.CodeInvalidRequest},
-		{"Relative", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "/hooks"}`}, 400, revguard.CodeInvalidRequest},
-		{"Credentials", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://a:b@shop.example/"}`}, 400, revguard.CodeInvalidRequest},
-		{"UnknownType", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/", "types": ["sku.deleted"]}`}, 400, revguard.CodeInvalidRequest},
-		{"TypesNotArray", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/", "types": "sku.sold_out"}`}, 400, revguard.CodeInvalidRequest},
-		{"BadSecret", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/", "secret": "hunter2"}`}, 400, revguard.CodeInvalidRequest},
-		{"ShortSecret", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/", "secret": "whsec_c2hvcnQ="}`}, 400, revguard.CodeInvalidRequest},
-		{"UnknownField", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/", "events": []}`}, 400, revguard.CodeInvalidRequest},
-		{"Trailing", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/"} x`}, 400, revguard.CodeInvalidRequest},
-		{"TextBody", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/"}`, Header: map[string]string{"Content-Type": "text/plain"}}, 415, revguard.CodeUnsupportedMediaType},
-		{"Huge", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/` + strings.Repeat("a", 70000) + `"}`}, 413, revguard.CodeBodyTooLarge},
-		{"LongURL", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/` + strings.Repeat("a", 3000) + `"}`}, 400, revguard.CodeInvalidRequest},
-		{"ListQuery", req{Method: "GET", Path: "/v1/webhooks?limit=1"}, 400, revguard.CodeInvalidRequest},
-		{"BadID", req{Method: "GET", Path: "/v1/webhooks/wh_xyz"}, 404, revguard.CodeWebhookNotFound},
-		{"UnknownID", req{Method: "POST", Path: "/v1/webhooks/wh_0123456789abcdef0123/resume"}, 404, revguard.CodeWebhookNotFound},
-		{"PauseWithBody", req{Method: "POST", Path: "/v1/webhooks/wh_0123456789abcdef0123/pause", Body: `{"now": true}`}, 400, revguard.CodeInvalidRequest},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tc.r.Token = e.admin
-			e.do(tc.r).wantProblem(t, tc.status, tc.code)
-		})
-	}
-	e.do(req{Method: "GET", Path: "/v1/webhooks", Token: customer}).wantProblem(t, 403, revguard.CodeForbidden)
-	e.do(req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/"}`}).wantProblem(t, 401, revguard.CodeUnauthenticated)
+		customer := e.session("c-1")
+		for _, tc := range []struct {
+			name   string
+			r      req
+			status int
+			code   revguard.Code
+		}{
+			{"NoURL", req{Method: "POST", Path: "/v1/webhooks", Body: `{"types": []}`}, 400, revguard.CodeInvalidRequest},
+			{"EmptyBody", req{Method: "POST", Path: "/v1/webhooks"}, 400, revguard.CodeInvalidRequest},
+			{"NotHTTP", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "ftp://shop.example/"}`}, 400, revguard.CodeInvalidRequest},
+			{"Relative", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "/hooks"}`}, 400, revguard.CodeInvalidRequest},
+			{"Credentials", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://a:b@shop.example/"}`}, 400, revguard.CodeInvalidRequest},
+			{"UnknownType", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/", "types": ["sku.deleted"]}`}, 400, revguard.CodeInvalidRequest},
+			{"TypesNotArray", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/", "types": "sku.sold_out"}`}, 400, revguard.CodeInvalidRequest},
+			{"BadSecret", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/", "secret": "hunter2"}`}, 400, revguard.CodeInvalidRequest},
+			{"ShortSecret", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/", "secret": "whsec_c2hvcnQ="}`}, 400, revguard.CodeInvalidRequest},
+			{"UnknownField", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/", "events": []}`}, 400, revguard.CodeInvalidRequest},
+			{"Trailing", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/"} x`}, 400, revguard.CodeInvalidRequest},
+			{"TextBody", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/"}`, Header: map[string]string{"Content-Type": "text/plain"}}, 415, revguard.CodeUnsupportedMediaType},
+			{"Huge", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/` + strings.Repeat("a", 70000) + `"}`}, 413, revguard.CodeBodyTooLarge},
+			{"LongURL", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/` + strings.Repeat("a", 3000) + `"}`}, 400, revguard.CodeInvalidRequest},
+			{"ListQuery", req{Method: "GET", Path: "/v1/webhooks?limit=1"}, 400, revguard.CodeInvalidRequest},
+			{"BadID", req{Method: "GET", Path: "/v1/webhooks/wh_xyz"}, 404, revguard.CodeWebhookNotFound},
+			{"UnknownID", req{Method: "POST", Path: "/v1/webhooks/wh_0123456789abcdef0123/resume"}, 404, revguard.CodeWebhookNotFound},
+			{"PauseWithBody", req{Method: "POST", Path: "/v1/webhooks/wh_0123456789abcdef0123/pause", Body: `{"now": true}`}, 400, revguard.CodeInvalidRequest},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				tc.r.Token = e.admin
+				e.do(tc.r).wantProblem(t, tc.status, tc.code)
+			})
+		}
+		e.do(req{Method: "GET", Path: "/v1/webhooks", Token: customer}).wantProblem(t, 403, revguard.CodeForbidden)
+		e.do(req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/"}`}).wantProblem(t, 401, revguard.CodeUnauthenticated)
 
-	// At most MaxWebhooks endpoints; a refused one changes nothing.
-	for i := range revguard.MaxWebhooks {
-		e.do(req{Method: "POST", Path: "/v1/webhooks", Token: e.admin, Body: fmt.Sprintf(`{"url": "https://shop.example/%d"}`, i)}).json(t, 201, &created)
-	}
-	e.do(req{Method: "POST", Path: "/v1/webhooks", Token: e.admin, Body: `{"url": "https://shop.example/one-more"}`}).wantProblem(t, 400, revguard.CodeInvalidRequest)
-	e.do(req{Method: "GET", Path: "/v1/webhooks", Token: e.admin}).json(t, 200, &list)
-	if len(list.Items) != revguard.MaxWebhooks {
-		t.Fatalf("%d endpoints; want %d", len(list.Items), revguard.MaxWebhooks)
-	}
+		// At most MaxWebhooks endpoints; a refused one changes nothing.
+		for i := range revguard.MaxWebhooks {
+			e.do(req{Method: "POST", Path: "/v1/webhooks", Token: e.admin, Body: fmt.Sprintf(`{"url": "https://shop.example/%d"}`, i)}).json(t, 201, &created)
+		}
+		e.do(req{Method: "POST", Path: "/v1/webhooks", Token: e.admin, Body: `{"url": "https://shop.example/one-more"}`}).wantProblem(t, 400, revguard.CodeInvalidRequest)
+		e.do(req{Method: "GET", Path: "/v1/webhooks", Token: e.admin}).json(t, 200, &list)
+		if len(list.Items) != revguard.MaxWebhooks {
+			t.Fatalf("%d endpoints; want %d", len(list.Items), revguard.MaxWebhooks)
+		}
+	})
 }
 
 // TestDashboardStream: the page is served; its stream takes the admin token or an
 // unexpired link token (which opens nothing else) and sends snapshots with the SKUs'
 // counts and the decisions by outcome.
 func TestDashboardStream(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{changes: true})
-	page := e.do(req{Method: "GET", Path: "/dashboard/"})
-	if page.Status != 200 || !strings.HasPrefix(page.Header.Get("Content-Type"), "text/html") ||
-		!strings.Contains(page.Header.Get("Content-Security-Policy"), "connect-src 'self'") {
-		t.Fatalf("page: %d %v", page.Status, page.Header)
-	}
-	if r := e.do(req{Method: "GET", Path: "/dashboard/app.js"}); r.Status != 200 {
-		t.Fatalf("script: %d", r.Status)
-	}
-	e.do(req{Method: "GET", Path: "/dashboard/secrets.txt"}).wantProblem(t, 404, revguard.CodeNotFound)
+	eachBackend(t, func(t *testing.T, b backend) {
+		e := mustOpenEnv(t, envOptions{backend: b, changes: true})
+		page := e.do(req{Method: "GET", Path: "/dashboard/"})
+		if page.Status != 200 || !strings.HasPrefix(page.Header.Get("Content-Type"), "text/html") ||
+			!strings.Contains(page.Header.Get("Content-Security-Policy"), "connect-src 'self'") {
+			t.Fatalf("page: %d %v", page.Status, page.Header)
+		}
+		if r := e.do(req{Method: "GET", Path: "/dashboard/app.js"}); r.Status != 200 {
+			t.Fatalf("script: %d", r.Status)
+		}
+		e.do(req{Method: "GET", Path: "/dashboard/secrets.txt"}).wantProblem(t, 404, revguard.CodeNotFound)
 
-	e.putSKU("tee", `{"stock": 2}`)
-	e.mustReserve(e.session("c-1"), "tee", "", nil)
-	link := e.api.DashboardToken(time.Now().Add(time.Minute))
-	for _, token := range []string{e.admin, link} {
-		_, ch := e.stream(t, "/v1/dashboard/stream", token, nil)
-		for {
-			ev := next(t, ch)
-			var snap struct {
-				SKUs []struct {
-					SKU                          string
-					Stock, Available, Held, Sold int64
+		e.putSKU("tee", `{"stock": 2}`)
+		e.mustReserve(e.session("c-1"), "tee", "", nil)
+		link := e.api.DashboardToken(time.Now().Add(time.Minute))
+		for _, token := range []string{e.admin, link} {
+			_, ch := e.stream(t, "/v1/dashboard/stream", token, nil)
+			for {
+				ev := next(t, ch)
+				var snap struct {
+					SKUs []struct {
+						SKU                          string
+						Stock, Available, Held, Sold int64
+					}
+					Totals map[string]float64
+					Nodes  []struct{ Ready bool }
 				}
-				Totals map[string]float64
-				Nodes  []struct{ Ready bool }
-			}
-			if ev.Event != "snapshot" || json.Unmarshal([]byte(ev.Data), &snap) != nil {
-				t.Fatalf("event %+v", ev)
-			}
-			if len(snap.SKUs) == 1 && snap.SKUs[0].Held == 1 && snap.SKUs[0].Available == 1 && snap.Totals["reserved"] == 1 && len(snap.Nodes) == 1 {
-				break
+				if ev.Event != "snapshot" || json.Unmarshal([]byte(ev.Data), &snap) != nil {
+					t.Fatalf("event %+v", ev)
+				}
+				if len(snap.SKUs) == 1 && snap.SKUs[0].Held == 1 && snap.SKUs[0].Available == 1 && snap.Totals["reserved"] == 1 && len(snap.Nodes) == 1 {
+					break
+				}
 			}
 		}
-	}
-	expired := e.api.DashboardToken(time.Now().Add(-time.Second))
-	forged := link[:len(link)-4] + "AAAA"
-	for _, tc := range []struct {
-		name, path, token string
-		status            int
-		code              revguard.Code
-	}{
-		{"Expired", "/v1/dashboard/stream", expired, 401, revguard.CodeUnauthenticated},
-		{"Forged", "/v1/dashboard/stream", forged, 401, revguard.CodeUnauthenticated},
-		{"Customer", "/v1/dashboard/stream", e.session("c-2"), 403, revguard.CodeForbidden},
-		{"Query", "/v1/dashboard/stream?sku=tee", e.admin, 400, revguard.CodeInvalidRequest},
-		{"LinkOpensNothingElse", "/v1/orders", link, 401, revguard.CodeUnauthenticated},
-		{"LinkOpensNoEvents", "/v1/events", link, 401, revguard.CodeUnauthenticated},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e.do(req{Method: "GET", Path: tc.path, Token: tc.token}).wantProblem(t, tc.status, tc.code)
-		})
-	}
+		expired := e.api.DashboardToken(time.Now().Add(-time.Second))
+		forged := link[:len(link)-4] + "AAAA"
+		for _, tc := range []struct {
+			name, path, token string
+			status            int
+			code              revguard.Code
+		}{
+			{"Expired", "/v1/dashboard/stream", expired, 401, revguard.CodeUnauthenticated},
+			{"Forged", "/v1/dashboard/stream", forged, 401, revguard.CodeUnauthenticated},
+			{"Customer", "/v1/dashboard/stream", e.session("c-2"), 403, revguard.CodeForbidden},
+			{"Query", "/v1/dashboard/stream?sku=tee", e.admin, 400, revguard.CodeInvalidRequest},
+			{"LinkOpensNothingElse", "/v1/orders", link, 401, revguard.CodeUnauthenticated},
+			{"LinkOpensNoEvents", "/v1/events", link, 401, revguard.CodeUnauthenticated},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				e.do(req{Method: "GET", Path: tc.path, Token: tc.token}).wantProblem(t, tc.status, tc.code)
+			})
+		}
+	})
 }
 
 // TestDashboardStream_WaitingRoom: a SKU with a waiting room shows its size on the

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,7 +79,7 @@ type envOptions struct {
 	botTimeout   time.Duration                                // per verifier attempt; 0: 500 ms
 	onFlush      func(events, bytes int, fsync time.Duration) // embedded: the journal's group-commit hook
 	noLedger     bool                                         // no ledger writer or outbox (benchmarks of the hot path alone)
-	changes      bool                                         // embedded: the change log (event stream) and the webhook store
+	changes      bool                                         // the change log (event stream) and the webhook store
 	changesPeak  bool                                         // the change writer defers at peaks, as in production
 	edit         func(*httpapi.Server)
 }
@@ -122,8 +123,11 @@ func mustOpenEnv(tb testing.TB, o envOptions) *env {
 	if st.changes != nil {
 		api.Changes, api.Webhooks = st.changes, st.webhooks
 		api.Dashboard = &httpapi.Dashboard{Interval: 50 * time.Millisecond}
-		if inv, ok := st.inv.(*inproc.Inventory); ok {
+		switch inv := st.inv.(type) {
+		case *inproc.Inventory:
 			api.Dashboard.SKUs = inv.ForEachSKU
+		case *redis.Inventory:
+			api.Dashboard.SKUs = func(fn func(revguard.SKU) bool) { inv.ForEachSKU(context.Background(), fn) }
 		}
 	}
 	e.admin = "admin-" + randomHex(16)
@@ -314,7 +318,7 @@ func openDistributedStores(tb testing.TB, o envOptions, now func() time.Time) en
 
 	// The outbox follows the streams until cleanup cancels it.
 	outbox := redis.NewOutbox(c)
-	outbox.Namespace, outbox.Logger = ns, quiet
+	outbox.Namespace, outbox.Logger, outbox.KeepChanges = ns, quiet, o.changes
 	outbox.Block = 50 * time.Millisecond // a quick cleanup
 	if !o.noLedger {
 		octx, cancel := context.WithCancel(ctx)
@@ -325,7 +329,22 @@ func openDistributedStores(tb testing.TB, o envOptions, now func() time.Time) en
 		}()
 		tb.Cleanup(func() { cancel(); <-done })
 	}
-	return envStores{
+	var changes *postgres.ChangeFeed
+	var webhooks revguard.Webhooks
+	if o.changes {
+		// One follower turns the streams into the change log, which the API serves
+		// from a feed that polls it, as on a node that does not lead.
+		f := redis.NewChangeFollower(c, postgres.NewChangeLog(db))
+		f.Namespace, f.Poll, f.Logger = ns, 2*time.Millisecond, quiet
+		changes = &postgres.ChangeFeed{Log: postgres.NewChangeLog(db), Poll: 10 * time.Millisecond, Logger: quiet}
+		webhooks = postgres.NewWebhooks(db)
+		cctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { f.Run(cctx) })
+		wg.Go(func() { changes.Run(cctx) })
+		tb.Cleanup(func() { cancel(); wg.Wait() })
+	}
+	st := envStores{
 		inv: inv, ledger: ledger, sessions: sess, room: room,
 		limiter: func(name string, r revguard.Rate) revguard.RateLimiter {
 			l := redis.NewRateLimiter(c, name, r)
@@ -350,6 +369,10 @@ func openDistributedStores(tb testing.TB, o envOptions, now func() time.Time) en
 			}
 		},
 	}
+	if changes != nil {
+		st.changes, st.webhooks = changes, webhooks
+	}
+	return st
 }
 
 func randomHex(n int) string {

@@ -41,7 +41,7 @@ import (
 var migrationFS embed.FS
 
 // SchemaVersion is the version of the newest migration in migration/.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // Defaults of DB's settings.
 const (
@@ -146,9 +146,12 @@ func (db *DB) Open(ctx context.Context) (err error) {
 
 // lockKey returns the advisory lock that serialises the migrations of one schema: a
 // hash of its name, so that the schemas of one database migrate independently.
-func lockKey(schema string) int64 {
+func lockKey(schema string) int64 { return advisoryKey("migrate", schema) }
+
+// advisoryKey returns the advisory lock for purpose in schema.
+func advisoryKey(purpose, schema string) int64 {
 	h := fnv.New64a()
-	h.Write([]byte("revguard migrate "))
+	h.Write([]byte("revguard " + purpose + " "))
 	h.Write([]byte(schema))
 	return int64(h.Sum64())
 }

@@ -61,6 +61,10 @@ type Outbox struct {
 	Block  time.Duration
 	Logger *slog.Logger     // defaults to slog.Default()
 	Now    func() time.Time // defaults to time.Now
+	// KeepChanges makes Run create ChangesGroup on each stream too, at its start, when
+	// it is missing, so that Trim keeps every entry for a ChangeFollower from the very
+	// first, even before one runs.
+	KeepChanges bool
 
 	client goredis.UniversalClient
 
@@ -188,17 +192,22 @@ func (o *Outbox) setup(ctx context.Context) ([]string, error) {
 	streams := make([]string, shards)
 	for i := range streams {
 		streams[i] = tagOf(o.ns(), i) + ":outbox"
-		if err := o.createGroup(ctx, streams[i]); err != nil {
+		if err := createGroup(ctx, o.client, streams[i], o.group()); err != nil {
 			return nil, err
+		}
+		if o.KeepChanges {
+			if err := createGroup(ctx, o.client, streams[i], ChangesGroup); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return streams, nil
 }
 
-// createGroup creates the group on stream, reading from its first entry, unless it
+// createGroup creates group on stream, reading from its first entry, unless it
 // exists.
-func (o *Outbox) createGroup(ctx context.Context, stream string) error {
-	err := o.client.XGroupCreateMkStream(ctx, stream, o.group(), "0").Err()
+func createGroup(ctx context.Context, c goredis.UniversalClient, stream, group string) error {
+	err := c.XGroupCreateMkStream(ctx, stream, group, "0").Err()
 	if err != nil && !goredis.HasErrorPrefix(err, "BUSYGROUP") {
 		return storeErr("create consumer group", err)
 	}
@@ -292,7 +301,7 @@ func (o *Outbox) read(ctx context.Context, stream string, ch chan<- delivery) {
 			return
 		}
 		if goredis.HasErrorPrefix(err, "NOGROUP") { // the stream was deleted
-			err = o.createGroup(ctx, stream)
+			err = createGroup(ctx, o.client, stream, o.group())
 		}
 		if !failing {
 			o.Logger.Error("redis: outbox: read stream; retrying", "stream", stream, "err", err)

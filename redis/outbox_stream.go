@@ -40,8 +40,9 @@ func (o *Outbox) Backlog(ctx context.Context) (Backlog, error) {
 	return bl, nil
 }
 
-// Trim trims every stream below the oldest entry the group has not acknowledged.
-// Run calls it every TrimInterval.
+// Trim trims every stream below the oldest entry that the group has not acknowledged
+// or the change log (ChangesGroup, when it exists) has not read. Run calls it every
+// TrimInterval.
 func (o *Outbox) Trim(ctx context.Context) error {
 	shards, err := readShards(ctx, o.client, o.ns())
 	if err != nil {
@@ -53,10 +54,10 @@ func (o *Outbox) Trim(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if st.keep == "" {
+		if st.trim == "" {
 			continue
 		}
-		if err := o.client.XTrimMinID(ctx, stream, st.keep).Err(); err != nil {
+		if err := o.client.XTrimMinID(ctx, stream, st.trim).Err(); err != nil {
 			return storeErr("trim outbox", err)
 		}
 	}
@@ -67,7 +68,8 @@ func (o *Outbox) Trim(ctx context.Context) error {
 type streamState struct {
 	pending, undelivered int64
 	oldest               time.Time // of the oldest entry pending or undelivered
-	keep                 string    // the lowest id that must be kept; "": no group
+	keep                 string    // the lowest id the group needs; "": no group
+	trim                 string    // the lowest id anyone needs (keep, or the change log's); "": no group
 }
 
 // streamState reads the group's position in stream. It reads the last delivered id
@@ -83,11 +85,15 @@ func (o *Outbox) streamState(ctx context.Context, stream string) (streamState, e
 	}
 	var st streamState
 	found := false
+	changes := ""
 	for _, g := range groups {
-		if g.Name == o.group() {
+		switch g.Name {
+		case o.group():
 			found = true
 			st.keep = nextID(g.LastDeliveredID)
 			st.undelivered = g.Lag
+		case ChangesGroup:
+			changes = nextID(g.LastDeliveredID)
 		}
 	}
 	if !found {
@@ -100,6 +106,10 @@ func (o *Outbox) streamState(ctx context.Context, stream string) (streamState, e
 	st.pending = p.Count
 	if p.Count > 0 && lessID(p.Lower, st.keep) {
 		st.keep = p.Lower
+	}
+	st.trim = st.keep
+	if changes != "" && lessID(changes, st.trim) {
+		st.trim = changes
 	}
 	// The oldest entry not yet acknowledged: the keep id, if it exists.
 	first, err := o.client.XRangeN(ctx, stream, st.keep, "+", 1).Result()

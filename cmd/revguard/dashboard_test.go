@@ -204,8 +204,7 @@ func quoteJoin(s []string) string {
 }
 
 // TestDashboard_Modes: in both modes the dashboard's stream serves snapshots with the
-// node's health and ledger lag; only the embedded mode lists the SKUs and has the event
-// stream and the webhooks (a distributed node answers them 404 not_found).
+// SKUs, the node's health and the ledger lag, and the webhooks are served.
 func TestDashboard_Modes(t *testing.T) { eachMode(t, testDashboardModes) }
 
 func testDashboardModes(t *testing.T, m mode) {
@@ -261,18 +260,15 @@ func testDashboardModes(t *testing.T, m mode) {
 	if !found {
 		t.Fatalf("%s: 10 snapshots without the SKU and this node, ready; the last: %+v", m, snap)
 	}
-	if m == distributedMode {
-		for _, path := range []string{"/v1/events", "/v1/webhooks"} {
-			r, _ := http.NewRequest("GET", srv.URL+path, nil)
-			r.Header.Set("Authorization", "Bearer "+testAdminToken)
-			res, err := hc.Do(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res.Body.Close()
-			if res.StatusCode != 404 {
-				t.Fatalf("distributed %s: %d; want 404", path, res.StatusCode)
-			}
-		}
+	// Both modes have the webhooks (and the event stream: TestFleet, TestEvents).
+	r, _ := http.NewRequest("GET", srv.URL+"/v1/webhooks", nil)
+	r.Header.Set("Authorization", "Bearer "+testAdminToken)
+	res, err := hc.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("%s: GET /v1/webhooks: %d; want 200", m, res.StatusCode)
 	}
 }

@@ -80,10 +80,14 @@ func (f *fleet) startVerifier(t *testing.T) {
 // one is refused on another; 2,000 buyers spread round-robin buy exactly the 100
 // units, and the ledger holds exactly those; `revguard loadtest` drives the three;
 // one node SIGKILLed mid-sale: the others keep answering, nothing acknowledged is
-// lost, nothing is oversold, the ledger converges and `revguard verify` is clean.
+// lost, nothing is oversold, the ledger converges and `revguard verify` is clean. A
+// webhook registered on one node receives every change, signed, once each by id and
+// in order, the same documents that another node's event stream shows; and when the
+// node leading the change log is SIGKILLed, the last one takes over.
 func TestFleet(t *testing.T) {
 	ctx := t.Context()
 	f := startFleet(t)
+	changes := f.watchChanges(t)
 	t.Run("MigratedOnce", func(t *testing.T) {
 		var logs strings.Builder
 		for _, n := range f.nodes {
@@ -159,6 +163,22 @@ func TestFleet(t *testing.T) {
 		}
 	})
 	t.Run("NodeKilledMidSale", func(t *testing.T) { f.killMidSale(t, buyers[:600]) })
+	t.Run("ChangesAcrossNodes", func(t *testing.T) {
+		changes.check(t, f.admins[0], []string{"fleet-sku", "fleet-drop", "fleet-kill"}, "fleet-drop", 100)
+	})
+	t.Run("ChangeLogLeaderKilled", func(t *testing.T) {
+		// The node leading the change log and the webhooks is SIGKILLed; the last
+		// one takes over, and a change made after reaches the webhook.
+		changes.stop()
+		leader := f.leaderIndex(t, []int{0, 2})
+		last := 2 - leader
+		f.nodes[leader].kill()
+		need(f.admins[last].PutSKU(ctx, "fleet-after", client.SKUSettings{Stock: 7}))(t)
+		changes.check(t, f.admins[last], []string{"fleet-after"}, "fleet-drop", 100)
+		if !strings.Contains(f.nodes[last].Log.String(), "leading the change log") {
+			t.Fatalf("node %d delivered without leading", last+1)
+		}
+	})
 }
 
 // sessions issues n customer sessions, round-robin over the nodes, and returns their

@@ -460,7 +460,7 @@ func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *server
 	}()
 	go func() {
 		defer m.wg.Done()
-		m.pruneChanges(bg)
+		m.pruneChanges(bg, m.Changes)
 	}()
 
 	met.registerStores(m)
@@ -522,13 +522,19 @@ func (m *Main) DashboardLink(ttl time.Duration) string {
 	return m.URL() + "/dashboard/#token=" + m.API.DashboardToken(m.Now().Add(ttl))
 }
 
-// pruneChanges deletes, every hour until ctx ends, the changes older than the change
-// log's retention.
-func (m *Main) pruneChanges(ctx context.Context) {
+// changePruner is a change log that deletes its old changes (sqlite.ChangeLog,
+// postgres.ChangeLog).
+type changePruner interface {
+	PruneChanges(ctx context.Context, before time.Time) (int64, error)
+}
+
+// pruneChanges deletes from log, every hour until ctx ends, the changes older than the
+// change log's retention.
+func (m *Main) pruneChanges(ctx context.Context, log changePruner) {
 	t := time.NewTicker(changePruneInterval)
 	defer t.Stop()
 	for {
-		if n, err := m.Changes.PruneChanges(ctx, m.Now().Add(-changeRetention)); err != nil && ctx.Err() == nil {
+		if n, err := log.PruneChanges(ctx, m.Now().Add(-changeRetention)); err != nil && ctx.Err() == nil {
 			m.Logger.Error("prune the change log", "err", err)
 		} else if n > 0 {
 			m.Logger.Info("pruned the change log", "changes", n)

@@ -16,6 +16,7 @@ import (
 	"github.com/revenueguard/revguard/httpapi"
 	"github.com/revenueguard/revguard/postgres"
 	"github.com/revenueguard/revguard/redis"
+	"github.com/revenueguard/revguard/webhook"
 )
 
 // Timings of the distributed mode.
@@ -45,6 +46,15 @@ type Fleet struct {
 	// Nodes is the fleet's register of node health that the dashboard lists; this node
 	// reports to it once it listens (startNodes).
 	Nodes *redis.Nodes
+
+	// The change log (event stream, webhooks) in PostgreSQL: one node at a time, the
+	// leader, follows the outbox into it (ChangeFollower), delivers it to the webhook
+	// endpoints (Dispatcher) and prunes it; every node serves it from ChangeFeed.
+	Changes    *postgres.ChangeLog
+	ChangeFeed *postgres.ChangeFeed
+	Follower   *redis.ChangeFollower
+	Webhooks   *postgres.Webhooks
+	Dispatcher *webhook.Dispatcher
 
 	// Warnings are the durability check's: the Redis settings under which acknowledged
 	// holds could be lost. serve prints them loudly at start.
@@ -134,6 +144,36 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 	f.Outbox.Namespace = cfg.RedisNamespace
 	f.Outbox.MinIdle = cfg.OutboxMinIdle
 	f.Outbox.Logger = log.With("component", "outbox")
+	f.Outbox.KeepChanges = true
+
+	clog := log.With("component", "changes")
+	f.Changes = postgres.NewChangeLog(db)
+	f.ChangeFeed = &postgres.ChangeFeed{Log: f.Changes, Logger: clog}
+	f.Follower = redis.NewChangeFollower(client, f.Changes)
+	f.Follower.Namespace = cfg.RedisNamespace
+	f.Follower.Appended = f.ChangeFeed.Notify
+	f.Follower.Logger = clog
+	f.Webhooks = postgres.NewWebhooks(db)
+	f.Dispatcher = &webhook.Dispatcher{Store: f.Webhooks, Changes: f.ChangeFeed, Logger: log.With("component", "webhook"), Now: m.Now}
+	m.wg.Add(2)
+	// Every node reads the change log's newest seq for its event streams until Close
+	// cancels bg; the leader (whichever node holds the lock) writes the log, delivers
+	// it to the webhooks and prunes it, and hands over when it stops or is lost.
+	go func() {
+		defer m.wg.Done()
+		f.ChangeFeed.Run(bg)
+	}()
+	go func() {
+		defer m.wg.Done()
+		db.Lead(bg, "changes", 0, 0, clog, func(ctx context.Context) {
+			clog.Info("leading the change log and the webhooks")
+			var wg sync.WaitGroup
+			wg.Go(func() { _ = f.Follower.Run(ctx) })
+			wg.Go(func() { _ = f.Dispatcher.Run(ctx) })
+			wg.Go(func() { m.pruneChanges(ctx, f.Changes) })
+			wg.Wait()
+		})
+	}()
 	m.wg.Add(2)
 	// The outbox consumer applies the streams to the ledger until Close cancels bg
 	// (after letting it apply what it read); it retries every failure itself, so it
@@ -164,6 +204,9 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 		ledger:    f.Ledger,
 		sessions:  sess,
 		room:      room,
+		changes:   f.ChangeFeed,
+		webhooks:  f.Webhooks,
+		kick:      f.Dispatcher.Kick,
 		// The dashboard shows this node's decisions and latency, the fleet's SKUs (read
 		// from Redis once a second by each open dashboard) and nodes, and the outbox lag.
 		dashboard: &httpapi.Dashboard{LedgerLag: f.Outbox.Lag, SKUs: f.forEachSKU, Nodes: f.dashboardNodes},
