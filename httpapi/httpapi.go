@@ -88,7 +88,7 @@ type Server struct {
 	Example *Example
 
 	// Changes, when set, serves the change log as the event stream GET /v1/events;
-	// nil answers 404 there (distributed mode).
+	// nil answers 404 there.
 	Changes revguard.ChangeReader
 
 	// Webhooks, when set, serves the registration of webhook endpoints under

@@ -132,7 +132,7 @@ func writeJSONValue(w http.ResponseWriter, status int, v any) {
 	writeJSON(w, status, append(b, '\n'))
 }
 
-// webhooksOn answers 404 when the server has no webhook store (distributed mode).
+// webhooksOn answers 404 when the server has no webhook store.
 func (s *Server) webhooksOn(w http.ResponseWriter, r *http.Request) bool {
 	if !s.requireAdmin(w, r) {
 		return false

@@ -31,9 +31,12 @@ const (
 
 // Fleet is what a node of the distributed mode opens: the shared Redis (the
 // inventory, sessions, rate limits and the outbox streams) and PostgreSQL (the
-// ledger), and the node's own goroutines on them: the outbox consumer, which applies
-// the streams to the ledger, and the sampler, which keeps the metrics' readings.
-// Every node of a fleet is the same: no node owns anything, and any may be lost.
+// ledger, the change log and the webhook endpoints), and the node's own goroutines on
+// them: the outbox consumer, which applies the streams to the ledger; the change feed,
+// which watches the change log for the node's event streams; the bid for the change
+// log's lead (whoever holds it writes the log, delivers the webhooks and prunes); and
+// the sampler, which keeps the metrics' readings. Every node of a fleet is the same:
+// no node owns anything for good, and any may be lost.
 type Fleet struct {
 	Redis     goredis.UniversalClient
 	Inventory *redis.Inventory
