@@ -158,6 +158,13 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 	f.Follower.Logger = clog
 	f.Webhooks = postgres.NewWebhooks(db)
 	f.Dispatcher = &webhook.Dispatcher{Store: f.Webhooks, Changes: f.ChangeFeed, Logger: log.With("component", "webhook"), Now: m.Now}
+	// The feed knows the newest change before the node serves: an event stream opened
+	// without `after` starts with the next change, not with the whole log.
+	last, err := f.Changes.LastChange(ctx)
+	if err != nil {
+		return stores{}, fmt.Errorf("serve: read the change log: %w", err)
+	}
+	f.ChangeFeed.Notify(last)
 	m.wg.Add(2)
 	// Every node reads the change log's newest seq for its event streams until Close
 	// cancels bg; the leader (whichever node holds the lock) writes the log, delivers
