@@ -22,7 +22,7 @@ import (
 
 // fleetInventory opens an inventory of 4 shards on a namespace of the test's own on the
 // test Redis, with clock as its clock, and returns it with its client.
-func fleetInventory(t *testing.T, clock *revguardtest.Clock) (*redis.Inventory, goredis.UniversalClient, string) {
+func fleetInventory(t testing.TB, clock *revguardtest.Clock) (*redis.Inventory, goredis.UniversalClient, string) {
 	t.Helper()
 	url := storetest.RedisURL(t)
 	ns := storetest.Namespace(t, url)
@@ -43,7 +43,7 @@ func fleetInventory(t *testing.T, clock *revguardtest.Clock) (*redis.Inventory, 
 
 // streamEnds returns the id of the last entry of each of the namespace's 4 outbox
 // streams ("{<ns>:<shard>}:outbox", as redis/keys.go names them), by shard.
-func streamEnds(t *testing.T, client goredis.UniversalClient, ns string) map[int]string {
+func streamEnds(t testing.TB, client goredis.UniversalClient, ns string) map[int]string {
 	t.Helper()
 	ends := make(map[int]string)
 	for i := range 4 {
@@ -59,7 +59,7 @@ func streamEnds(t *testing.T, client goredis.UniversalClient, ns string) map[int
 }
 
 // runFollower runs f until the test ends.
-func runFollower(t *testing.T, f *redis.ChangeFollower) {
+func runFollower(t testing.TB, f *redis.ChangeFollower) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); f.Run(ctx) }()
@@ -67,7 +67,7 @@ func runFollower(t *testing.T, f *redis.ChangeFollower) {
 }
 
 // waitCaughtUp waits until the change log has read every stream to ends.
-func waitCaughtUp(t *testing.T, l *postgres.ChangeLog, ends map[int]string) revguard.StreamChangeState {
+func waitCaughtUp(t testing.TB, l *postgres.ChangeLog, ends map[int]string) revguard.StreamChangeState {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		st, err := l.LoadStreamChangeState(t.Context())
@@ -309,4 +309,39 @@ func TestChangeFollower_TrimKeeps(t *testing.T) {
 			t.Fatalf("%d entries left after both the ledger and the change log read them all", length())
 		}
 	}
+}
+
+// BenchmarkChangeFollower measures how fast the change log follows the outbox: b.N
+// reservations are made on 16 SKUs first, then one follower turns their events into
+// changes in PostgreSQL. It reports events/s.
+func BenchmarkChangeFollower(b *testing.B) {
+	ctx := b.Context()
+	inv, client, ns := fleetInventory(b, revguardtest.NewClock(time.Now()))
+	for i := range 16 {
+		if _, _, err := inv.PutSKU(ctx, fmt.Sprintf("sku-%d", i), revguard.SKUUpdate{Stock: 1_000_000_000, PerCustomerLimit: 1, HoldSeconds: 3600}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 32 {
+		wg.Go(func() {
+			for i := g; i < b.N; i += 32 {
+				if _, _, err := inv.Reserve(ctx, revguard.ReserveRequest{SKU: fmt.Sprintf("sku-%d", i%16), CustomerID: fmt.Sprintf("c-%d", i), Quantity: 1}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	ends := streamEnds(b, client, ns)
+	l := postgres.NewChangeLog(MustOpenDB(b))
+	f := redis.NewChangeFollower(client, l)
+	f.Namespace, f.Logger = ns, slog.New(slog.NewTextHandler(io.Discard, nil))
+	b.ResetTimer()
+	start := time.Now()
+	runFollower(b, f)
+	waitCaughtUp(b, l, ends)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N+16)/time.Since(start).Seconds(), "events/s")
 }
