@@ -31,7 +31,8 @@ type Dashboard struct {
 	SKUs func(fn func(revguard.SKU) bool)
 	// LedgerLag is how long the oldest event the ledger lacks has waited; nil: unknown.
 	LedgerLag func() time.Duration
-	// Nodes reports the health of each node; nil shows this one, from Server.Ready.
+	// Nodes reports the health of each node, and its counters (NodeStats) where the
+	// charts should show the fleet's; nil shows this one, from Server.Ready.
 	Nodes func(ctx context.Context) []DashboardNode
 	// Interval between snapshots; 0 means a second.
 	Interval time.Duration
@@ -44,6 +45,9 @@ type DashboardNode struct {
 	Name   string `json:"name"`
 	Ready  bool   `json:"ready"`
 	Detail string `json:"detail,omitempty"`
+	// Stats, when set, are the node's counters: the dashboard then charts the sum
+	// of the nodes' decisions and latency instead of this node's own.
+	Stats *NodeStats `json:"-"`
 }
 
 //go:embed dashboard
@@ -179,6 +183,7 @@ type sampler struct {
 	buckets [][]float64
 	times   []time.Time
 	bounds  []float64
+	fleet   fleetCounters // the fleet's counters, when the nodes report theirs
 }
 
 // latencyWindow is the span of the latency percentiles.
@@ -247,11 +252,6 @@ func (sm *sampler) snapshot(ctx context.Context) []byte {
 			}
 		}
 	}
-	sm.metrics(now, &snap)
-	if d.LedgerLag != nil {
-		lag := d.LedgerLag().Seconds()
-		snap.LedgerLag = &lag
-	}
 	if d.Nodes != nil {
 		snap.Nodes = d.Nodes(ctx)
 	} else {
@@ -262,6 +262,11 @@ func (sm *sampler) snapshot(ctx context.Context) []byte {
 			}
 		}
 		snap.Nodes = append(snap.Nodes, n)
+	}
+	sm.metrics(now, &snap, snap.Nodes)
+	if d.LedgerLag != nil {
+		lag := d.LedgerLag().Seconds()
+		snap.LedgerLag = &lag
 	}
 	if sm.s.Changes != nil {
 		snap.LastChange = sm.s.Changes.LastChange()
@@ -288,40 +293,17 @@ func errDetail(err error) string {
 	return "not ready"
 }
 
-// metrics reads the decisions by outcome and the reserve latency from the registry.
-func (sm *sampler) metrics(now time.Time, snap *dashSnapshot) {
-	fams, err := sm.s.Gatherer.Gather()
-	if err != nil && len(fams) == 0 {
-		return
+// metrics reads the decisions by outcome and the reserve latency: the fleet's when the
+// nodes report their stats (distributed mode), else this node's, from the registry.
+func (sm *sampler) metrics(now time.Time, snap *dashSnapshot, nodes []DashboardNode) {
+	var st NodeStats
+	if reportsStats(nodes) {
+		st, snap.Totals = sm.fleet.add(nodes)
+	} else {
+		st = GatherStats(sm.s.Gatherer)
+		snap.Totals = st.Outcomes
 	}
-	outcomes := make(map[string]float64)
-	var buckets, bounds []float64
-	for _, f := range fams {
-		switch f.GetName() {
-		case "revguard_reservations_total":
-			for _, m := range f.GetMetric() {
-				outcomes[label(m, "outcome")] += m.GetCounter().GetValue()
-			}
-		case "revguard_http_request_duration_seconds":
-			for _, m := range f.GetMetric() {
-				if label(m, "route") != reserveRoute {
-					continue
-				}
-				h := m.GetHistogram()
-				if buckets == nil {
-					buckets = make([]float64, len(h.GetBucket()))
-					bounds = make([]float64, len(h.GetBucket()))
-				}
-				for i, b := range h.GetBucket() {
-					if i < len(buckets) {
-						buckets[i] += float64(b.GetCumulativeCount())
-						bounds[i] = b.GetUpperBound()
-					}
-				}
-			}
-		}
-	}
-	snap.Totals = outcomes
+	outcomes, buckets, bounds := st.Outcomes, st.Buckets, st.Bounds
 	snap.Decisions = map[string]float64{}
 	snap.Latency = map[string]float64{}
 	if !sm.prevAt.IsZero() {

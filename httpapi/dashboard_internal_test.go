@@ -58,3 +58,44 @@ func BenchmarkDashboardSnapshot(b *testing.B) {
 	}
 	b.ReportMetric(float64(size), "bytes/snapshot")
 }
+
+// TestFleetCounters sums the nodes' counters into counters that only grow: a node's
+// first report adds nothing, a node that leaves or restarts takes nothing away, and
+// the totals are the live nodes' own.
+func TestFleetCounters(t *testing.T) {
+	bounds := []float64{.001, .01}
+	node := func(name string, created, soldOut float64, buckets ...float64) DashboardNode {
+		return DashboardNode{Name: name, Stats: &NodeStats{
+			Outcomes: map[string]float64{"created": created, "sold_out": soldOut}, Bounds: bounds, Buckets: buckets}}
+	}
+	var fc fleetCounters
+	steps := []struct {
+		nodes         []DashboardNode
+		created, sold float64 // the fleet counters after the step
+		buckets       []float64
+		totalCreated  float64
+	}{
+		// Two nodes appear with their past: nothing counted yet.
+		{[]DashboardNode{node("a", 100, 5, 90, 100), node("b", 50, 0, 50, 50)}, 0, 0, []float64{0, 0}, 150},
+		// Both count on.
+		{[]DashboardNode{node("a", 110, 7, 98, 110), node("b", 60, 1, 55, 60)}, 20, 3, []float64{13, 20}, 170},
+		// A third appears with a large past: no spike. b restarts from zero: nothing
+		// taken away.
+		{[]DashboardNode{node("a", 111, 7, 99, 111), node("b", 2, 0, 2, 2), node("c", 5000, 0, 0, 5000)}, 21, 3, []float64{14, 21}, 5113},
+		// b counts on from its restart; a leaves; a node without stats is skipped.
+		{[]DashboardNode{node("b", 7, 0, 6, 7), node("c", 5004, 2, 0, 5004), {Name: "old"}}, 30, 5, []float64{18, 30}, 5011},
+		// a comes back: its return is a first report again.
+		{[]DashboardNode{node("a", 200, 9, 150, 200), node("b", 7, 0, 6, 7), node("c", 5004, 2, 0, 5004)}, 30, 5, []float64{18, 30}, 5211},
+	}
+	for i, s := range steps {
+		st, totals := fc.add(s.nodes)
+		if st.Outcomes["created"] != s.created || st.Outcomes["sold_out"] != s.sold ||
+			fmt.Sprint(st.Buckets) != fmt.Sprint(s.buckets) || fmt.Sprint(st.Bounds) != fmt.Sprint(bounds) || totals["created"] != s.totalCreated {
+			t.Fatalf("step %d: %+v, totals %v; want created %v, sold out %v, buckets %v, total created %v",
+				i, st, totals, s.created, s.sold, s.buckets, s.totalCreated)
+		}
+	}
+	if !reportsStats([]DashboardNode{{Name: "x"}, node("y", 0, 0, 0, 0)}) || reportsStats([]DashboardNode{{Name: "x"}}) {
+		t.Fatal("reportsStats")
+	}
+}

@@ -16,6 +16,9 @@ type NodeHealth struct {
 	Ready  bool      `json:"ready"`
 	Detail string    `json:"detail,omitempty"` // why it is not ready
 	At     time.Time `json:"at"`               // when it reported, by its clock
+	// Stats is what Nodes.Stats gave, as JSON (the node's counters, which the
+	// dashboard sums over the fleet); absent without it.
+	Stats json.RawMessage `json:"stats,omitempty"`
 }
 
 // Nodes is the fleet's register of node health, for the dashboard: each node reports
@@ -29,6 +32,9 @@ type Nodes struct {
 	Name      string // this node's name, unique in the fleet
 	// Ready reports this node's health (Main.Ready); nil: always ready.
 	Ready func(ctx context.Context) error
+	// Stats, when set, returns what the node reports with its health besides (it is
+	// encoded as JSON).
+	Stats func() any
 	Every time.Duration    // 0: a second
 	Stale time.Duration    // 0: 5 × Every
 	Now   func() time.Time // nil: time.Now
@@ -72,6 +78,9 @@ func (n *Nodes) report(ctx context.Context) {
 		if err := n.Ready(ctx); err != nil {
 			h.Ready, h.Detail = false, err.Error()
 		}
+	}
+	if n.Stats != nil {
+		h.Stats, _ = json.Marshal(n.Stats())
 	}
 	b, _ := json.Marshal(h)
 	rctx, cancel := context.WithTimeout(ctx, n.every())

@@ -29,6 +29,7 @@ func TestNodes(t *testing.T) {
 			Ready: func(context.Context) error { return ready }}
 	}
 	a, b := node("node-a", nil), node("node-b", errors.New("the ledger is not ready"))
+	a.Stats = func() any { return map[string]int{"created": 7} }
 	actx, stopA := context.WithCancel(t.Context())
 	bctx, stopB := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
@@ -60,6 +61,10 @@ func TestNodes(t *testing.T) {
 	if got[0].Name != "node-a" || !got[0].Ready || got[0].Detail != "" ||
 		got[1].Name != "node-b" || got[1].Ready || got[1].Detail != "the ledger is not ready" {
 		t.Fatalf("nodes %+v", got)
+	}
+	// Stats travel with the report as JSON; a node without them reports none.
+	if string(got[0].Stats) != `{"created":7}` || got[1].Stats != nil {
+		t.Fatalf("stats %s and %s; want {\"created\":7} and none", got[0].Stats, got[1].Stats)
 	}
 
 	// A graceful stop removes the entry.

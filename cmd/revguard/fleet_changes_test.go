@@ -186,3 +186,49 @@ func (f *fleet) leaderIndex(t *testing.T, live []int) int {
 	t.Fatalf("no live node of %v leads the change log", live)
 	return -1
 }
+
+// dashboardTotals reads node's dashboard stream until a snapshot's decisions since
+// start, summed over outcomes, reach want (or 15 snapshots pass), and returns the sum
+// it last saw.
+func dashboardTotals(t *testing.T, node string, want float64) float64 {
+	t.Helper()
+	sc := openDashboardStream(t, node)
+	var sum float64
+	for n := 0; n < 15 && sc.Scan(); {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		n++
+		var snap struct{ Totals map[string]float64 }
+		if err := json.Unmarshal([]byte(data), &snap); err != nil {
+			t.Fatal(err)
+		}
+		sum = 0
+		for _, v := range snap.Totals {
+			sum += v
+		}
+		if sum >= want {
+			break
+		}
+	}
+	return sum
+}
+
+// openDashboardStream opens the dashboard stream of the server at base with the admin
+// token, for at most 30 s and until the test ends, and returns a scanner of its lines.
+func openDashboardStream(t *testing.T, base string) *bufio.Scanner {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/dashboard/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); resp.Body.Close() })
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	return sc
+}

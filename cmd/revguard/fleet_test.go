@@ -79,6 +79,7 @@ func (f *fleet) startVerifier(t *testing.T) {
 // the others, and its logout reaches them within a second; a Turnstile token spent on
 // one is refused on another; 2,000 buyers spread round-robin buy exactly the 100
 // units, and the ledger holds exactly those; `revguard loadtest` drives the three;
+// any node's dashboard counts the decisions of all three;
 // one node SIGKILLed mid-sale: the others keep answering, nothing acknowledged is
 // lost, nothing is oversold, the ledger converges and `revguard verify` is clean. A
 // webhook registered on one node receives every change, signed, once each by id and
@@ -148,6 +149,13 @@ func TestFleet(t *testing.T) {
 
 	buyers := f.sessions(t, 2000)
 	t.Run("SaleRoundRobin", func(t *testing.T) { f.sale(t, buyers) })
+	t.Run("DashboardChartsTheFleet", func(t *testing.T) {
+		// Node 1's dashboard counts the decisions of all three nodes (each reports
+		// its counters with its health), not the third it made itself.
+		if got := dashboardTotals(t, f.nodes[0].URL, float64(len(buyers))); got < float64(len(buyers)) {
+			t.Fatalf("node 1's dashboard shows %v decisions; the fleet made at least %d", got, len(buyers))
+		}
+	})
 	t.Run("Loadtest", func(t *testing.T) {
 		// The load generator runs its own fake verifier on the same address.
 		f.stopVerifier()

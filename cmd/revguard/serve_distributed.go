@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -380,6 +381,10 @@ func (f *Fleet) dashboardNodes(ctx context.Context) []httpapi.DashboardNode {
 	out := make([]httpapi.DashboardNode, len(list))
 	for i, h := range list {
 		out[i] = httpapi.DashboardNode{Name: h.Name, Ready: h.Ready, Detail: h.Detail}
+		var st httpapi.NodeStats
+		if len(h.Stats) > 0 && json.Unmarshal(h.Stats, &st) == nil {
+			out[i].Stats = &st
+		}
 	}
 	return out
 }
@@ -392,6 +397,9 @@ func (m *Main) startNodes(bg context.Context, addr string) {
 		host = "node"
 	}
 	m.Fleet.Nodes.Name = host + " " + addr
+	// Each node reports its decisions and reserve latency with its health, so that
+	// the dashboard of any node charts the fleet's.
+	m.Fleet.Nodes.Stats = func() any { return httpapi.GatherStats(m.Registry) }
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()

@@ -1,0 +1,111 @@
+package httpapi
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// NodeStats is what a node has counted since it started: its reservation decisions by
+// outcome and the cumulative counts of its reserve latency histogram. In distributed
+// mode each node reports its own with its health, so that the dashboard of any node
+// charts the whole fleet.
+type NodeStats struct {
+	Outcomes map[string]float64 `json:"outcomes"`
+	Bounds   []float64          `json:"bounds"`  // the latency buckets' upper bounds, in seconds
+	Buckets  []float64          `json:"buckets"` // cumulative counts, one per bound
+}
+
+// GatherStats reads a node's NodeStats from its metrics (Server.Gatherer).
+func GatherStats(g prometheus.Gatherer) NodeStats {
+	st := NodeStats{Outcomes: make(map[string]float64)}
+	fams, err := g.Gather()
+	if err != nil && len(fams) == 0 {
+		return st
+	}
+	for _, f := range fams {
+		switch f.GetName() {
+		case "revguard_reservations_total":
+			for _, m := range f.GetMetric() {
+				st.Outcomes[label(m, "outcome")] += m.GetCounter().GetValue()
+			}
+		case "revguard_http_request_duration_seconds":
+			for _, m := range f.GetMetric() {
+				if label(m, "route") != reserveRoute {
+					continue
+				}
+				h := m.GetHistogram()
+				if st.Buckets == nil {
+					st.Buckets = make([]float64, len(h.GetBucket()))
+					st.Bounds = make([]float64, len(h.GetBucket()))
+				}
+				for i, b := range h.GetBucket() {
+					if i < len(st.Buckets) {
+						st.Buckets[i] += float64(b.GetCumulativeCount())
+						st.Bounds[i] = b.GetUpperBound()
+					}
+				}
+			}
+		}
+	}
+	return st
+}
+
+// fleetCounters turns the counters that the live nodes report, each since its own
+// start, into fleet counters that only grow, as the sampler's rates need: a node seen
+// for the first time adds nothing (its past is not a burst of now), one that left or
+// restarted takes nothing away.
+type fleetCounters struct {
+	prev     map[string]NodeStats // by node name, as last seen
+	outcomes map[string]float64
+	bounds   []float64
+	buckets  []float64
+}
+
+// add takes the nodes' latest reports and returns the fleet counters, and the totals
+// of the live nodes since each started.
+func (fc *fleetCounters) add(nodes []DashboardNode) (st NodeStats, totals map[string]float64) {
+	if fc.prev == nil {
+		fc.prev, fc.outcomes = make(map[string]NodeStats), make(map[string]float64)
+	}
+	totals = make(map[string]float64)
+	seen := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		cur := n.Stats
+		if cur == nil {
+			continue
+		}
+		for k, v := range cur.Outcomes {
+			totals[k] += v
+		}
+		if fc.bounds == nil && len(cur.Bounds) > 0 {
+			fc.bounds, fc.buckets = slices.Clone(cur.Bounds), make([]float64, len(cur.Bounds))
+		}
+		seen[n.Name] = true
+		p, ok := fc.prev[n.Name]
+		fc.prev[n.Name] = *cur
+		if !ok {
+			continue
+		}
+		for k, v := range cur.Outcomes {
+			if d := v - p.Outcomes[k]; d > 0 {
+				fc.outcomes[k] += d
+			}
+		}
+		if slices.Equal(cur.Bounds, fc.bounds) && len(p.Buckets) == len(cur.Buckets) {
+			for i := range cur.Buckets {
+				if d := cur.Buckets[i] - p.Buckets[i]; d > 0 {
+					fc.buckets[i] += d
+				}
+			}
+		}
+	}
+	maps.DeleteFunc(fc.prev, func(name string, _ NodeStats) bool { return !seen[name] })
+	return NodeStats{Outcomes: maps.Clone(fc.outcomes), Bounds: slices.Clone(fc.bounds), Buckets: slices.Clone(fc.buckets)}, totals
+}
+
+// reportsStats reports whether any of nodes carries its stats.
+func reportsStats(nodes []DashboardNode) bool {
+	return slices.ContainsFunc(nodes, func(n DashboardNode) bool { return n.Stats != nil })
+}
