@@ -173,6 +173,17 @@ func (w *WaitingRoom) ReadRoomRecordsAfter(ctx context.Context, sku string, afte
 	return recs, nil
 }
 
+// TrimRoomRecords deletes from the SKU's room log the records up to Seq upTo, once the
+// ledger holds them: the stream keeps only what is still to be copied, and a room's
+// memory in Redis does not grow with every join of every drop. A copy that runs
+// behind (another node's) reads after its own position and finds only later records,
+// which is what it lacks.
+func (w *WaitingRoom) TrimRoomRecords(ctx context.Context, sku string, upTo int64) error {
+	tag, _, _ := w.inv.skuKey(sku)
+	err := w.inv.client.XTrimMinID(ctx, tag+":rlog:"+sku, nextID(roomID(upTo))).Err()
+	return storeErr("trim room log", err)
+}
+
 // roomRecordOf decodes one entry of a room log stream.
 func roomRecordOf(sku string, seq int64, v map[string]any) (revguard.RoomRecord, error) {
 	str := func(k string) string { s, _ := v[k].(string); return s }

@@ -17,9 +17,9 @@ const roomLogCopyEvery = time.Second
 const roomLogCopyBatch = 5000
 
 // copyRoomLogs copies into the ledger every record of every room's Redis stream that
-// the ledger does not have yet, and returns how many. Nodes copying at once, or a copy
-// repeated after a failure, store each record once (postgres.RoomLog keys them by their
-// stream position).
+// the ledger does not have yet, and returns how many; each batch copied is then trimmed
+// from the stream. Nodes copying at once, or a copy repeated after a failure, store
+// each record once (postgres.RoomLog keys them by their stream position).
 func copyRoomLogs(ctx context.Context, room *redis.WaitingRoom, ledger *postgres.RoomLog) (int, error) {
 	skus, err := room.Rooms(ctx)
 	if err != nil {
@@ -41,6 +41,9 @@ func copyRoomLogs(ctx context.Context, room *redis.WaitingRoom, ledger *postgres
 			}
 			n += len(recs)
 			last = recs[len(recs)-1].Seq
+			if err := room.TrimRoomRecords(ctx, sku, last); err != nil {
+				return n, err
+			}
 			if len(recs) < roomLogCopyBatch {
 				break
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/postgres"
+	"github.com/revenueguard/revguard/redis"
 )
 
 // TestServe_WaitingRoom runs a waiting room on the real server: two customers join its
@@ -97,6 +98,20 @@ func testServeWaitingRoom(t *testing.T, m mode) {
 		db.Close()
 		if err != nil || !slices.Contains(types, "drawn") || !slices.Contains(types, "used") {
 			t.Fatalf("the ledger's room log: %v, %v; want the draw and the use", types, err)
+		}
+		// ... and trimmed them from Redis once copied.
+		rc, err := redis.Dial(t.Context(), stores[slices.Index(stores, "--redis-url")+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		ns := stores[slices.Index(stores, "--redis-namespace")+1]
+		keys, err := rc.Keys(t.Context(), "{"+ns+":*}:rlog:drop").Result()
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("room log streams of drop: %v, %v", keys, err)
+		}
+		if n, err := rc.XLen(t.Context(), keys[0]).Result(); err != nil || n != 0 {
+			t.Fatalf("%d records left in Redis after the copy, %v; want none", n, err)
 		}
 	}
 
