@@ -164,8 +164,8 @@ func (b *browser) waitText(tb testing.TB, sel, want string) {
 // TestStorefrontExample loads the example page from a running server with the bot
 // check on (against the fake siteverify, with Cloudflare's always-passing test secret,
 // which the page's Turnstile stand-in satisfies), walks a reservation through to a
-// confirmed sale, sees a sold-out SKU refused with its sentence, and saves a
-// screenshot; no request of the page leaves loopback.
+// confirmed sale, sees a sold-out SKU refused with its sentence, buys through a
+// waiting room, and saves a screenshot; no request of the page leaves loopback.
 func TestStorefrontExample(t *testing.T) {
 	b := mustStartBrowser(t)
 	verifier := turnstiletest.New()
@@ -249,6 +249,31 @@ func TestStorefrontExample(t *testing.T) {
 	}
 	if sku, err := admin.GetSKU(ctx, "last-pair"); err != nil || sku.Held != 1 || sku.Available != 0 {
 		t.Fatalf("last-pair after the refusal: %+v, %v", sku, err)
+	}
+
+	// A drop with a waiting room: the first Buy joins the line with the same token,
+	// the page follows the place until the customer is admitted, and Buy then holds a
+	// unit with the admission.
+	if _, err := admin.PutSKU(ctx, "fair-drop", client.SKUSettings{Stock: 2, HoldSeconds: 600}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.PutWaitingRoom(ctx, "fair-drop", client.WaitingRoomSettings{AdmitPerSecond: 10}); err != nil {
+		t.Fatal(err)
+	}
+	b.do(t, "open the drop with a waiting room", chromedp.Navigate(srv.URL+"/example/?sku=fair-drop"))
+	b.waitText(t, "#availability", "2 left")
+	b.waitText(t, "#widget", "Success")
+	b.do(t, "press Buy", chromedp.WaitEnabled(chromedp.CSS("#buy")), chromedp.Click(chromedp.CSS("#buy")))
+	b.waitText(t, "#message", "You're in line")
+	b.waitText(t, "#line", "It's your turn!")
+	b.waitText(t, "#widget", "Success")
+	b.do(t, "press Buy once admitted", chromedp.WaitEnabled(chromedp.CSS("#buy")), chromedp.Click(chromedp.CSS("#buy")))
+	b.waitText(t, "#message", "Reserved!")
+	if sku, err := admin.GetSKU(ctx, "fair-drop"); err != nil || sku.Held != 1 {
+		t.Fatalf("fair-drop after Buy in the waiting room: %+v, %v; want 1 held", sku, err)
+	}
+	if room, err := admin.GetWaitingRoom(ctx, "fair-drop"); err != nil || room.Used != 1 {
+		t.Fatalf("fair-drop's room after the purchase: %+v, %v; want one admission used", room, err)
 	}
 
 	if off := b.offLoopback(); len(off) > 0 {

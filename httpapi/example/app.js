@@ -5,7 +5,10 @@
 // demo-only POST /example/session; a real shop's backend issues it after its own
 // login), reserve with the Turnstile token and an Idempotency-Key, show the hold's
 // countdown, then confirm (after payment) or release. Every problem code becomes a
-// sentence for a person.
+// sentence for a person. A drop with a waiting room answers the first Buy with
+// admission_required: the page then joins the line with the same Turnstile token (the
+// admission is checked before the bot check, so the token is still unspent), shows
+// the place as it moves, and lets the customer buy once admitted.
 (function () {
   "use strict";
 
@@ -31,6 +34,9 @@
     unauthenticated: "Your session ended. Please press Buy again.",
     idempotency_key_reused: "Something went wrong with this attempt. Please press Buy again.",
     internal: "Something went wrong on our side. Please try again.",
+    admission_required: "This drop has a waiting room, so that everyone gets a fair chance. Joining the line…",
+    waiting_room_not_found: "This drop no longer has a waiting room: press Buy.",
+    place_not_found: "We lost your place in line. Please press Buy again.",
   };
   const fallback = "Something went wrong. Please try again.";
   // Codes after which a new press is a new purchase attempt (a new Idempotency-Key);
@@ -44,6 +50,7 @@
   let hold = null;        // the reservation while it is held
   let countdownTimer = null;
   let busy = false;
+  let placeTimer = null;  // polls the place in the waiting room while there is one
 
   $("sku-name").textContent = sku;
 
@@ -160,8 +167,12 @@
       });
       if (r.status === 201) {
         attemptKey = null;
+        stopLine();
         showHold(r.body);
         say("Reserved! Pay within the time shown to make it yours.", "ok");
+      } else if (r.body && r.body.code === "admission_required") {
+        say(sentences.admission_required);
+        await joinLine(s);
       } else {
         const code = r.body && r.body.code;
         if (code === "unauthenticated") session = null;
@@ -174,6 +185,75 @@
       busy = false;
       resetWidget();
       refreshAvailability();
+    }
+  }
+
+  // joinLine takes a place in the SKU's waiting room with the current Turnstile token
+  // (joining again answers the same place), then follows it.
+  async function joinLine(s) {
+    const r = await api("POST", placePath(), { token: s.token, headers: { "CF-Turnstile-Response": turnstileToken } });
+    if (r.status !== 200 && r.status !== 201) {
+      say(problemSentence(r.body), "error");
+      return;
+    }
+    say("You're in line. Keep this page open: it follows your place.", "ok");
+    showPlace(r.body);
+    clearInterval(placeTimer);
+    placeTimer = setInterval(pollPlace, 2000);
+  }
+
+  function placePath() {
+    return "/v1/skus/" + encodeURIComponent(sku) + "/waiting-room/place";
+  }
+
+  // pollPlace reads the place every two seconds: cheap for the server, which reads it
+  // in memory without touching the SKU.
+  async function pollPlace() {
+    if (!session) return;
+    const r = await api("GET", placePath(), { token: session.token });
+    if (r.status === 200) {
+      showPlace(r.body);
+    } else if (r.status !== 0 && r.status !== 429 && r.status !== 503) {
+      stopLine();
+      say(problemSentence(r.body), "error");
+    }
+  }
+
+  function stopLine() {
+    clearInterval(placeTimer);
+    placeTimer = null;
+    $("line").hidden = true;
+  }
+
+  // showPlace tells the customer where they stand.
+  function showPlace(p) {
+    const line = $("line");
+    line.hidden = false;
+    switch (p.status) {
+      case "pre_queue":
+        line.textContent = "You're in the waiting room. When the sale opens" +
+          (p.opens_at ? " at " + new Date(p.opens_at).toLocaleTimeString() : "") +
+          ", everyone here is put in a random order: arriving early gives no head start.";
+        break;
+      case "waiting":
+        line.textContent = "You're number " + p.position + " in line" +
+          (p.estimated_wait_seconds ? ", about " + p.estimated_wait_seconds + " s to go." : ".");
+        break;
+      case "admitted": {
+        const left = Math.max(0, Math.round((new Date(p.admitted_until) - new Date()) / 1000));
+        line.textContent = "It's your turn! Press Buy now" + (left ? " within " + Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0") : "") + ".";
+        break;
+      }
+      case "used":
+        stopLine();
+        break;
+      case "expired":
+        stopLine();
+        say("Your turn in line passed before you bought. Press Buy to join the line again.", "error");
+        break;
+      case "sold_out":
+        line.textContent = "Sold out for now. Stay here: if units come back, the line moves on.";
+        break;
     }
   }
 
