@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -76,16 +77,30 @@ func (l *RoomLog) LastSeq(ctx context.Context, sku string) (int64, error) {
 // ReadRoomRecords calls fn with every record of sku ("" for every SKU, one after the
 // other in SKU order), in order.
 func (l *RoomLog) ReadRoomRecords(ctx context.Context, sku string, fn func(revguard.RoomRecord) error) error {
+	return l.read(ctx, sku, 0, 0, fn)
+}
+
+// ReadRoomRecordsBetween calls fn with the records of sku whose Seq is above after and,
+// unless before is 0, below before, in order.
+func (l *RoomLog) ReadRoomRecordsBetween(ctx context.Context, sku string, after, before int64, fn func(revguard.RoomRecord) error) error {
+	return l.read(ctx, sku, after, before, fn)
+}
+
+func (l *RoomLog) read(ctx context.Context, sku string, after, before int64, fn func(revguard.RoomRecord) error) error {
 	pool, err := l.db.acquirePool()
 	if err != nil {
 		return err
 	}
 	q := `SELECT sku, seq, type, time, customer_id, ticket, until, seed, pre_queue_seconds,
-		admit_per_second, admission_seconds FROM room_log`
-	var args []any
+		admit_per_second, admission_seconds FROM room_log WHERE seq > $1`
+	args := []any{after}
+	if before > 0 {
+		q += ` AND seq < $2`
+		args = append(args, before)
+	}
 	if sku != "" {
-		q += ` WHERE sku = $1`
 		args = append(args, sku)
+		q += fmt.Sprintf(` AND sku = $%d`, len(args))
 	}
 	rows, err := pool.Query(ctx, q+` ORDER BY sku, seq`, args...)
 	if err != nil {

@@ -54,4 +54,14 @@ func TestRoomLog(t *testing.T) {
 	if err := l.ReadRoomRecords(ctx, "a", func(r revguard.RoomRecord) error { got = append(got, r); return nil }); err != nil || len(got) != 1 {
 		t.Fatalf("records of a: %+v, %v", got, err)
 	}
+	for _, tc := range []struct {
+		after, before int64
+		want          []int64
+	}{{10, 13, []int64{11, 12}}, {12, 0, []int64{13, 14}}, {14, 0, nil}, {0, 11, []int64{10}}} {
+		var seqs []int64
+		err := l.ReadRoomRecordsBetween(ctx, "s", tc.after, tc.before, func(r revguard.RoomRecord) error { seqs = append(seqs, r.Seq); return nil })
+		if err != nil || !slices.Equal(seqs, tc.want) {
+			t.Errorf("records of s between %d and %d: %v, %v; want %v", tc.after, tc.before, seqs, err, tc.want)
+		}
+	}
 }

@@ -179,27 +179,37 @@ func openRoomLogs(ctx context.Context, o exportOptions) (read func(fn func(revgu
 		}
 		for _, sku := range skus {
 			var last int64
-			err := ledger.ReadRoomRecords(ctx, sku, func(r revguard.RoomRecord) error {
+			emit := func(r revguard.RoomRecord) error {
 				last = r.Seq
 				return fn(r)
-			})
-			if err != nil {
+			}
+			if err := ledger.ReadRoomRecords(ctx, sku, emit); err != nil {
 				return err
 			}
+			// Then the stream, after the ledger's last. A node may copy records into
+			// the ledger and trim them from the stream meanwhile, but always in that
+			// order: whatever lies between the last record read and the first the
+			// stream still has is in the ledger by then.
 			for {
 				recs, err := room.ReadRoomRecordsAfter(ctx, sku, last, 1000)
 				if err != nil {
 					return err
 				}
+				var before int64
+				if len(recs) > 0 {
+					before = recs[0].Seq
+				}
+				if err := ledger.ReadRoomRecordsBetween(ctx, sku, last, before, emit); err != nil {
+					return err
+				}
 				for _, r := range recs {
-					if err := fn(r); err != nil {
+					if err := emit(r); err != nil {
 						return err
 					}
 				}
 				if len(recs) < 1000 {
 					break
 				}
-				last = recs[len(recs)-1].Seq
 			}
 		}
 		return nil

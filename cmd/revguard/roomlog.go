@@ -33,8 +33,11 @@ func copyRoomLogs(ctx context.Context, room *redis.WaitingRoom, ledger *postgres
 		}
 		for {
 			recs, err := room.ReadRoomRecordsAfter(ctx, sku, last, roomLogCopyBatch)
-			if err != nil || len(recs) == 0 {
+			if err != nil {
 				return n, err
+			}
+			if len(recs) == 0 {
+				break // this room is copied: on to the next
 			}
 			if err := ledger.CopyRoomRecords(ctx, recs); err != nil {
 				return n, err

@@ -26,6 +26,10 @@ func testServeWaitingRoom(t *testing.T, m mode) {
 	srv := MustRunServer(t, dir, nil, stores...)
 	c := newClient(t, srv.URL, 2)
 	var sku skuJSON
+	// A quiet room listed before the drop's: copying the audit records must go on past
+	// a room that has nothing new (the copy rounds, every second, run during the sale).
+	c.must(t, http.StatusCreated, &sku, "PUT", "/v1/skus/a-quiet", testAdminToken, map[string]any{"stock": 1})
+	c.must(t, http.StatusCreated, nil, "PUT", "/v1/skus/a-quiet/waiting-room", testAdminToken, map[string]any{"admit_per_second": 1})
 	opens := time.Now().Add(time.Second).UTC().Format(time.RFC3339Nano)
 	c.must(t, http.StatusCreated, &sku, "PUT", "/v1/skus/drop", testAdminToken, map[string]any{"stock": 1, "opens_at": opens})
 	var room map[string]any
