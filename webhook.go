@@ -84,6 +84,8 @@ type Webhooks interface {
 	// PauseWebhook pauses an endpoint, or fails with CodeWebhookNotFound.
 	PauseWebhook(ctx context.Context, id string) (Webhook, error)
 	// RecordDelivery stores where an endpoint's deliveries stand. An endpoint that
-	// was deleted meanwhile is ignored.
+	// was deleted meanwhile is ignored. The cursor never moves back: a report from a
+	// worker behind another (two dispatchers for a moment, in distributed mode while
+	// the lead changes hands) keeps the further cursor.
 	RecordDelivery(ctx context.Context, id string, d WebhookDelivery) error
 }

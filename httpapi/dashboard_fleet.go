@@ -17,6 +17,15 @@ type NodeStats struct {
 	Buckets  []float64          `json:"buckets"` // cumulative counts, one per bound
 }
 
+// Stats returns this server's NodeStats, read from its own two collectors only. Call
+// it after Handler.
+func (s *Server) Stats() NodeStats {
+	if s.metrics == nil {
+		return NodeStats{Outcomes: map[string]float64{}}
+	}
+	return GatherStats(s.metrics.stats)
+}
+
 // GatherStats reads a node's NodeStats from its metrics (Server.Gatherer).
 func GatherStats(g prometheus.Gatherer) NodeStats {
 	st := NodeStats{Outcomes: make(map[string]float64)}
@@ -54,8 +63,9 @@ func GatherStats(g prometheus.Gatherer) NodeStats {
 
 // fleetCounters turns the counters that the live nodes report, each since its own
 // start, into fleet counters that only grow, as the sampler's rates need: a node seen
-// for the first time adds nothing (its past is not a burst of now), one that left or
-// restarted takes nothing away.
+// for the first time adds nothing (its past is not a burst of now), one that left
+// takes nothing away, and one whose counters went down (it restarted under the same
+// name) adds what it counted since.
 type fleetCounters struct {
 	prev     map[string]NodeStats // by node name, as last seen
 	outcomes map[string]float64
@@ -89,14 +99,22 @@ func (fc *fleetCounters) add(nodes []DashboardNode) (st NodeStats, totals map[st
 			continue
 		}
 		for k, v := range cur.Outcomes {
-			if d := v - p.Outcomes[k]; d > 0 {
-				fc.outcomes[k] += d
-			}
+			fc.outcomes[k] += grown(p.Outcomes[k], v)
 		}
-		if slices.Equal(cur.Bounds, fc.bounds) && len(p.Buckets) == len(cur.Buckets) {
-			for i := range cur.Buckets {
-				if d := cur.Buckets[i] - p.Buckets[i]; d > 0 {
-					fc.buckets[i] += d
+		if slices.Equal(cur.Bounds, fc.bounds) {
+			prev := p.Buckets
+			if len(prev) != len(cur.Buckets) {
+				prev = nil // none yet (no reserve before): from zero
+			}
+			reset := false
+			for i := range prev {
+				reset = reset || cur.Buckets[i] < prev[i]
+			}
+			for i, v := range cur.Buckets {
+				if prev == nil || reset {
+					fc.buckets[i] += v
+				} else {
+					fc.buckets[i] += v - prev[i]
 				}
 			}
 		}
@@ -108,4 +126,13 @@ func (fc *fleetCounters) add(nodes []DashboardNode) (st NodeStats, totals map[st
 // reportsStats reports whether any of nodes carries its stats.
 func reportsStats(nodes []DashboardNode) bool {
 	return slices.ContainsFunc(nodes, func(n DashboardNode) bool { return n.Stats != nil })
+}
+
+// grown returns how much a counter that read prev and now reads cur has counted in
+// between: the difference, or all of cur when it went down (a restart from zero).
+func grown(prev, cur float64) float64 {
+	if cur < prev {
+		return cur
+	}
+	return cur - prev
 }

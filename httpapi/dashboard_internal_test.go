@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/revenueguard/revguard"
 )
@@ -79,13 +80,16 @@ func TestFleetCounters(t *testing.T) {
 		{[]DashboardNode{node("a", 100, 5, 90, 100), node("b", 50, 0, 50, 50)}, 0, 0, []float64{0, 0}, 150},
 		// Both count on.
 		{[]DashboardNode{node("a", 110, 7, 98, 110), node("b", 60, 1, 55, 60)}, 20, 3, []float64{13, 20}, 170},
-		// A third appears with a large past: no spike. b restarts from zero: nothing
-		// taken away.
-		{[]DashboardNode{node("a", 111, 7, 99, 111), node("b", 2, 0, 2, 2), node("c", 5000, 0, 0, 5000)}, 21, 3, []float64{14, 21}, 5113},
+		// A third appears with a large past: no spike. b restarted: nothing taken
+		// away, and what it counted since its restart added.
+		{[]DashboardNode{node("a", 111, 7, 99, 111), node("b", 2, 0, 2, 2), node("c", 5000, 0, 0, 5000)}, 23, 3, []float64{16, 23}, 5113},
 		// b counts on from its restart; a leaves; a node without stats is skipped.
-		{[]DashboardNode{node("b", 7, 0, 6, 7), node("c", 5004, 2, 0, 5004), {Name: "old"}}, 30, 5, []float64{18, 30}, 5011},
+		{[]DashboardNode{node("b", 7, 0, 6, 7), node("c", 5004, 2, 0, 5004), {Name: "old"}}, 32, 5, []float64{20, 32}, 5011},
 		// a comes back: its return is a first report again.
-		{[]DashboardNode{node("a", 200, 9, 150, 200), node("b", 7, 0, 6, 7), node("c", 5004, 2, 0, 5004)}, 30, 5, []float64{18, 30}, 5211},
+		{[]DashboardNode{node("a", 200, 9, 150, 200), node("b", 7, 0, 6, 7), node("c", 5004, 2, 0, 5004)}, 32, 5, []float64{20, 32}, 5211},
+		// d reports before its first reserve (no latency buckets yet), then after.
+		{[]DashboardNode{node("d", 0, 0)}, 32, 5, []float64{20, 32}, 0},
+		{[]DashboardNode{node("d", 1, 0, 0, 1)}, 33, 5, []float64{20, 33}, 1},
 	}
 	for i, s := range steps {
 		st, totals := fc.add(s.nodes)
@@ -97,5 +101,25 @@ func TestFleetCounters(t *testing.T) {
 	}
 	if !reportsStats([]DashboardNode{{Name: "x"}, node("y", 0, 0, 0, 0)}) || reportsStats([]DashboardNode{{Name: "x"}}) {
 		t.Fatal("reportsStats")
+	}
+}
+
+// TestServerStats: a node's report counts its reservations by outcome and its reserve
+// latency, and nothing else of the registry.
+func TestServerStats(t *testing.T) {
+	s := NewServer()
+	s.Inventory, s.Ledger, s.Sessions = struct{ revguard.Inventory }{}, struct{ revguard.Ledger }{}, struct{ revguard.Sessions }{}
+	s.Handler()
+	s.metrics.observeReservation(outcomeReserved)
+	s.metrics.observeReservation(outcomeReserved)
+	s.metrics.observeReservation("sold_out")
+	s.metrics.observeRequest(reserveRoute, 201, 3*time.Millisecond)
+	s.metrics.observeRequest("GET /v1/skus/{sku}", 200, time.Millisecond) // not a reserve
+	st := s.Stats()
+	if st.Outcomes[outcomeReserved] != 2 || st.Outcomes["sold_out"] != 1 {
+		t.Fatalf("outcomes %v", st.Outcomes)
+	}
+	if len(st.Buckets) == 0 || st.Buckets[len(st.Buckets)-1] != 1 || len(st.Bounds) != len(st.Buckets) {
+		t.Fatalf("latency buckets %v over %v; want one reserve", st.Buckets, st.Bounds)
 	}
 }

@@ -27,6 +27,11 @@ type metrics struct {
 	botChecks    *prometheus.CounterVec   // outcome
 	botLatency   prometheus.Observer
 
+	// stats gathers only the reservations and the latency, for the node's report to
+	// the fleet (Server.Stats): cheap, where gathering the whole registry would run
+	// every collector, some of which ask Redis.
+	stats *prometheus.Registry
+
 	routes   map[string]*routeMetrics // by pattern; read-only after newMetrics
 	outcomes map[string]prometheus.Counter
 	botOut   map[string]prometheus.Counter
@@ -75,6 +80,8 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger, patterns []string) 
 		outcomes: make(map[string]prometheus.Counter),
 		botOut:   make(map[string]prometheus.Counter),
 	}
+	m.stats = prometheus.NewRegistry()
+	m.stats.MustRegister(m.latency, m.reservations)
 	m.botLatency = register(reg, log, prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "revguard_bot_check_duration_seconds",
 		Help:    "Latency of bot checks against the verifier.",

@@ -19,7 +19,8 @@ const (
 // schema, so that of all the nodes that call Lead with one name, one at a time runs
 // fn: the others try again every retry. The lock is a session lock on a connection
 // of its own, outside the pool: PostgreSQL releases it when the connection ends, so a
-// node that dies or loses the database hands over within about retry. fn's context
+// node whose process dies hands over within about retry, and one whose machine or
+// network is lost within about 15 s (server-side TCP keepalives on that connection). fn's context
 // ends when ctx does or when the connection fails a check (every check); Lead then
 // waits for fn to return, and tries again. Two nodes can overlap for a moment (one
 // whose connection broke without its knowing yet): what fn writes must be safe from
@@ -58,8 +59,18 @@ func (db *DB) lead(ctx context.Context, key int64, check time.Duration, fn func(
 	if err != nil {
 		return false, err
 	}
+	cfg := pool.Config().ConnConfig.Copy()
+	// The server ends the session, and so frees the lock, within about 15 s of losing
+	// the leader's machine or network (not only when its process dies): without
+	// these, a silent peer keeps it for the system's default of over two hours.
+	for k, v := range map[string]string{"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2",
+		"tcp_keepalives_count": "3", "tcp_user_timeout": "15000"} {
+		if cfg.RuntimeParams[k] == "" {
+			cfg.RuntimeParams[k] = v
+		}
+	}
 	cctx, cancel := db.bound(ctx)
-	conn, err := pgx.ConnectConfig(cctx, pool.Config().ConnConfig.Copy())
+	conn, err := pgx.ConnectConfig(cctx, cfg)
 	cancel()
 	if err != nil {
 		return false, db.formatError(ctx, "connect", err)

@@ -194,7 +194,7 @@ func (s *Webhooks) RecordDelivery(ctx context.Context, id string, d revguard.Web
 	if d.Paused {
 		status, paused = revguard.WebhookPaused, nullNanos(s.Now())
 	}
-	_, err = pool.Exec(ctx, `UPDATE webhooks SET cursor = $1, failures = $2, next_attempt_at = $3, last_error = $4,
+	_, err = pool.Exec(ctx, `UPDATE webhooks SET cursor = greatest(cursor, $1), failures = $2, next_attempt_at = $3, last_error = $4,
 		last_success_at = coalesce($5, last_success_at), status = CASE WHEN status = 'paused' THEN 'paused' ELSE $6 END,
 		paused_at = coalesce(paused_at, $7) WHERE id = $8`,
 		int64(d.Cursor), d.Failures, nullNanos(d.NextAttemptAt), d.LastError, nullNanos(d.LastSuccessAt), string(status), paused, id)

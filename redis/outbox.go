@@ -302,6 +302,9 @@ func (o *Outbox) read(ctx context.Context, stream string, ch chan<- delivery) {
 		}
 		if goredis.HasErrorPrefix(err, "NOGROUP") { // the stream was deleted
 			err = createGroup(ctx, o.client, stream, o.group())
+			if err == nil && o.KeepChanges {
+				err = createGroup(ctx, o.client, stream, ChangesGroup)
+			}
 		}
 		if !failing {
 			o.Logger.Error("redis: outbox: read stream; retrying", "stream", stream, "err", err)

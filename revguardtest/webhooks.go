@@ -53,6 +53,7 @@ func TestWebhooks(t *testing.T, open func(tb testing.TB) (s revguard.Webhooks, s
 		t.Run("Pauses", func(t *testing.T) { testDeliveryPauses(t, store(t)) })
 		t.Run("LeavesPaused", func(t *testing.T) { testDeliveryLeavesPaused(t, store(t)) })
 		t.Run("Deleted", func(t *testing.T) { testDeliveryDeleted(t, store(t)) })
+		t.Run("CursorNeverBack", func(t *testing.T) { testDeliveryCursorNeverBack(t, store(t)) })
 	})
 }
 
@@ -500,5 +501,17 @@ func testDeliveryDeleted(t *testing.T, s revguard.Webhooks) {
 	checkCode(t, "FindWebhook after a delivery of the deleted endpoint", err, revguard.CodeWebhookNotFound)
 	if list := mustListWebhooks(t, s); len(list) != 0 {
 		t.Fatalf("ListWebhooks: %+v, want none", list)
+	}
+}
+
+// testDeliveryCursorNeverBack checks that a report from a worker behind another (two
+// dispatchers for a moment, in distributed mode) never moves the cursor back, while
+// the rest of the report is stored.
+func testDeliveryCursorNeverBack(t *testing.T, s revguard.Webhooks) {
+	mustCreateWebhook(t, s, newWebhook("wh_1", LedgerTime))
+	mustRecordDelivery(t, s, "wh_1", revguard.WebhookDelivery{Cursor: 9, LastSuccessAt: LedgerTime})
+	mustRecordDelivery(t, s, "wh_1", revguard.WebhookDelivery{Cursor: 5, Failures: 1, LastError: "status 500"})
+	if w := mustFindWebhook(t, s, "wh_1"); w.Cursor != 9 || w.Failures != 1 || w.LastError != "status 500" {
+		t.Fatalf("after a report behind: cursor %d, failures %d, last error %q; want 9, 1, status 500", w.Cursor, w.Failures, w.LastError)
 	}
 }

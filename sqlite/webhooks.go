@@ -22,7 +22,7 @@ type Webhooks struct {
 	record *sql.Stmt // recordDelivery, prepared on the writer at first use
 }
 
-const recordDelivery = `UPDATE webhooks SET cursor = ?, failures = ?, next_attempt_at = ?, last_error = ?,
+const recordDelivery = `UPDATE webhooks SET cursor = max(cursor, ?), failures = ?, next_attempt_at = ?, last_error = ?,
 	last_success_at = coalesce(?, last_success_at), status = CASE WHEN status = 'paused' THEN 'paused' ELSE ? END,
 	paused_at = coalesce(paused_at, ?) WHERE id = ?`
 

@@ -158,6 +158,7 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 	f.Follower.Appended = f.ChangeFeed.Notify
 	f.Follower.Logger = clog
 	f.Webhooks = postgres.NewWebhooks(db)
+	f.Webhooks.Now = m.Now
 	f.Dispatcher = &webhook.Dispatcher{Store: f.Webhooks, Changes: f.ChangeFeed, Logger: log.With("component", "webhook"), Now: m.Now}
 	// The feed knows the newest change before the node serves: an event stream opened
 	// without `after` starts with the next change, not with the whole log.
@@ -399,7 +400,7 @@ func (m *Main) startNodes(bg context.Context, addr string) {
 	m.Fleet.Nodes.Name = host + " " + addr
 	// Each node reports its decisions and reserve latency with its health, so that
 	// the dashboard of any node charts the fleet's.
-	m.Fleet.Nodes.Stats = func() any { return httpapi.GatherStats(m.Registry) }
+	m.Fleet.Nodes.Stats = func() any { return m.API.Stats() }
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
