@@ -50,7 +50,7 @@
   let hold = null;        // the reservation while it is held
   let countdownTimer = null;
   let busy = false;
-  let placeTimer = null;  // polls the place in the waiting room while there is one
+  let placeTimer = null;  // the next poll of the place in the waiting room, while there is one
 
   $("sku-name").textContent = sku;
 
@@ -198,17 +198,18 @@
     }
     say("You're in line. Keep this page open: it follows your place.", "ok");
     showPlace(r.body);
-    clearInterval(placeTimer);
-    placeTimer = setInterval(pollPlace, 2000);
+    clearTimeout(placeTimer);
+    if ($("line").hidden === false) placeTimer = setTimeout(pollPlace, 2000);
   }
 
   function placePath() {
     return "/v1/skus/" + encodeURIComponent(sku) + "/waiting-room/place";
   }
 
-  // pollPlace reads the place every two seconds: cheap for the server, which reads it
-  // in memory without touching the SKU.
+  // pollPlace reads the place two seconds after the last answer (never two at once):
+  // cheap for the server, which reads it in memory without touching the SKU.
   async function pollPlace() {
+    placeTimer = null;
     if (!session) return;
     const r = await api("GET", placePath(), { token: session.token });
     if (r.status === 200) {
@@ -216,11 +217,13 @@
     } else if (r.status !== 0 && r.status !== 429 && r.status !== 503) {
       stopLine();
       say(problemSentence(r.body), "error");
+      return;
     }
+    if ($("line").hidden === false && placeTimer === null) placeTimer = setTimeout(pollPlace, 2000);
   }
 
   function stopLine() {
-    clearInterval(placeTimer);
+    clearTimeout(placeTimer);
     placeTimer = null;
     $("line").hidden = true;
   }
