@@ -172,13 +172,14 @@ func (w *fleetChanges) check(t *testing.T, api *client.Client, skus []string, sk
 	t.Logf("%d changes delivered to the webhook registered on node 1 and streamed from node 3", len(w.delivered))
 }
 
-// leaderIndex returns the index of the live node that last logged taking the lead of
-// the change log, waiting up to 30s for one.
+// leaderIndex returns the index of the live node that leads the change log: its last
+// "leading" line comes after its last hand-over. It waits up to 30s for one.
 func (f *fleet) leaderIndex(t *testing.T, live []int) int {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		for _, i := range live {
-			if strings.Contains(f.nodes[i].Log.String(), "leading the change log") {
+			log := f.nodes[i].Log.String()
+			if l := strings.LastIndex(log, "leading the change log"); l >= 0 && l > strings.LastIndex(log, "handed over") {
 				return i
 			}
 		}
