@@ -128,10 +128,8 @@ func (w *ChangeWriter) follow(ctx context.Context, batch int) error {
 		if err != nil {
 			return err
 		}
-		if w.Peak != nil && w.Peak() {
-			if !w.deferPeak(ctx, events[0].Time) {
-				return ctx.Err()
-			}
+		if !WaitPeak(ctx, w.Peak, events[0].Time, w.MaxDefer, w.PeakPoll, nil) {
+			return ctx.Err()
 		}
 		out = out[:0]
 		for i := range events {
@@ -157,24 +155,6 @@ func (w *ChangeWriter) follow(ctx context.Context, batch int) error {
 			}
 		}
 	}
-}
-
-// deferPeak waits while the hot path is at a peak and the oldest unapplied event,
-// which happened at oldest, has waited less than MaxDefer. It reports false when ctx
-// ended first.
-func (w *ChangeWriter) deferPeak(ctx context.Context, oldest time.Time) bool {
-	maxDefer := cmp.Or(w.MaxDefer, DefaultMaxDefer)
-	poll := cmp.Or(w.PeakPoll, 50*time.Millisecond)
-	for time.Since(oldest) < maxDefer && w.Peak() {
-		t := time.NewTimer(poll)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return false
-		}
-	}
-	return true
 }
 
 // JournalSeq returns the journal seq up to which the log has turned events into changes.

@@ -200,7 +200,7 @@ func (w *LedgerWriter) Run(ctx context.Context) error {
 			logger.Error("ledger writer: gap in the event feed", "after", last, "next", first)
 		}
 		w.pendingTime.Store(events[0].Time.UnixNano())
-		if !w.deferPeak(ctx, events[0].Time) {
+		if !WaitPeak(ctx, w.Peak, events[0].Time, w.MaxDefer, w.PeakPoll, w.Now) {
 			return nil
 		}
 		for {
@@ -233,31 +233,6 @@ func (w *LedgerWriter) Run(ctx context.Context) error {
 		default: // a Sync is already due, and covers this batch
 		}
 	}
-}
-
-// deferPeak waits while the hot path is at a peak and the oldest unapplied event,
-// which happened at oldest, has waited less than MaxDefer. It reports false when ctx
-// ended first.
-func (w *LedgerWriter) deferPeak(ctx context.Context, oldest time.Time) bool {
-	if w.Peak == nil {
-		return true
-	}
-	maxDefer := cmp.Or(w.MaxDefer, DefaultMaxDefer)
-	poll := cmp.Or(w.PeakPoll, 50*time.Millisecond)
-	now := w.Now
-	if now == nil {
-		now = time.Now
-	}
-	for now().Sub(oldest) < maxDefer && w.Peak() {
-		t := time.NewTimer(poll)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return false
-		}
-	}
-	return true
 }
 
 // syncLoop is the sync goroutine of Run: after each kick it makes the applied batches

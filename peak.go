@@ -1,6 +1,8 @@
 package revguard
 
 import (
+	"cmp"
+	"context"
 	"sync"
 	"time"
 )
@@ -57,4 +59,29 @@ func (p *PeakDetector) Peak() bool {
 		p.at, p.seq = now, seq
 	}
 	return p.peak && seq-min(seq, p.Applied()) < backlog
+}
+
+// WaitPeak is how a follower of the journal stands aside at a peak: it waits while
+// peak reports one and the oldest work waiting, which happened at oldest, has waited
+// less than maxDefer (0 means DefaultMaxDefer), asking peak every poll (0 means 50ms);
+// now is the clock (nil: time.Now). A nil peak never waits. It reports false when ctx
+// ended first.
+func WaitPeak(ctx context.Context, peak func() bool, oldest time.Time, maxDefer, poll time.Duration, now func() time.Time) bool {
+	if peak == nil {
+		return true
+	}
+	maxDefer, poll = cmp.Or(maxDefer, DefaultMaxDefer), cmp.Or(poll, 50*time.Millisecond)
+	if now == nil {
+		now = time.Now
+	}
+	for now().Sub(oldest) < maxDefer && peak() {
+		t := time.NewTimer(poll)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+	}
+	return true
 }

@@ -212,25 +212,6 @@ func (d *Dispatcher) wait(ctx context.Context, t time.Time) bool {
 	}
 }
 
-// deferPeak waits while the hot path is at a peak and the change, made at t, has
-// waited less than MaxDefer. It reports false when ctx ended first.
-func (d *Dispatcher) deferPeak(ctx context.Context, t time.Time) bool {
-	if d.Peak == nil {
-		return true
-	}
-	maxDefer := cmp.Or(d.MaxDefer, revguard.DefaultMaxDefer)
-	for d.now().Sub(t) < maxDefer && d.Peak() {
-		tm := time.NewTimer(50 * time.Millisecond)
-		select {
-		case <-tm.C:
-		case <-ctx.Done():
-			tm.Stop()
-			return false
-		}
-	}
-	return ctx.Err() == nil
-}
-
 // delay returns the wait before retry n (1 for the first), jittered, and false when
 // the schedule has no retry n.
 func (d *Dispatcher) delay(n int) (time.Duration, bool) {
@@ -299,7 +280,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep revguard.Webhook, wk *worke
 				if !st.NextAttemptAt.IsZero() && !d.wait(ctx, st.NextAttemptAt) {
 					return
 				}
-				if !d.deferPeak(ctx, c.Time) {
+				if !revguard.WaitPeak(ctx, d.Peak, c.Time, d.MaxDefer, 0, d.now) || ctx.Err() != nil {
 					return
 				}
 				err := d.post(ctx, ep.URL, key, c)
