@@ -73,7 +73,7 @@ func TestVerify(t *testing.T) {
 type memChanges struct {
 	mu      sync.Mutex
 	changes []revguard.Change
-	changed chan struct{}
+	last    revguard.SeqNotifier
 }
 
 func (m *memChanges) add(t revguard.ChangeType, sku string) {
@@ -82,10 +82,7 @@ func (m *memChanges) add(t revguard.ChangeType, sku string) {
 	seq := uint64(len(m.changes) + 1)
 	body, _ := json.Marshal(map[string]any{"id": revguard.ChangeID(seq), "seq": seq, "type": t, "sku": map[string]any{"id": sku}})
 	m.changes = append(m.changes, revguard.Change{Seq: seq, Type: t, SKU: sku, Time: time.Now(), Body: body})
-	if m.changed != nil {
-		close(m.changed)
-		m.changed = nil
-	}
+	m.last.Publish(seq)
 }
 
 func (m *memChanges) ReadChanges(_ context.Context, after uint64, max int) ([]revguard.Change, error) {
@@ -98,30 +95,10 @@ func (m *memChanges) ReadChanges(_ context.Context, after uint64, max int) ([]re
 	return slices.Clone(m.changes[after:end]), nil
 }
 
-func (m *memChanges) LastChange() uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return uint64(len(m.changes))
-}
+func (m *memChanges) LastChange() uint64 { return m.last.Load() }
 
 func (m *memChanges) WaitChanges(ctx context.Context, after uint64) error {
-	for {
-		m.mu.Lock()
-		if uint64(len(m.changes)) > after {
-			m.mu.Unlock()
-			return nil
-		}
-		if m.changed == nil {
-			m.changed = make(chan struct{})
-		}
-		ch := m.changed
-		m.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return m.last.Wait(ctx, after)
 }
 
 // receiver is a webhook endpoint on loopback that verifies every request's signature
