@@ -1,20 +1,19 @@
 package httpapi_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/httpapi"
 	"github.com/revenueguard/revguard/httpapi/openapitest"
+	"github.com/revenueguard/revguard/internal/testlog"
 	"github.com/revenueguard/revguard/mock"
 )
 
@@ -27,29 +26,11 @@ const (
 	mockCustomer = "customer-token"
 )
 
-// syncBuffer is a log sink safe for the server's concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // mockServer serves an httpapi.Server over inv and ledger, with a session store that
 // knows mockCustomer as customer c1.
-func mockServer(t *testing.T, inv *mock.Inventory, ledger *mock.Ledger, edit func(*httpapi.Server)) (*client, *syncBuffer) {
+func mockServer(t *testing.T, inv *mock.Inventory, ledger *mock.Ledger, edit func(*httpapi.Server)) (*client, *testlog.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	s := httpapi.NewServer()
 	s.Inventory = inv
 	s.Ledger = ledger

@@ -1,37 +1,18 @@
 package redis_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/revenueguard/revguard/internal/testlog"
 	"github.com/revenueguard/revguard/redis"
 )
-
-// syncBuffer is a bytes.Buffer safe for the pool's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestSetLogger: a failed dial's message from the go-redis pool reaches the node's
 // logger at debug level, and nothing at info.
@@ -45,7 +26,7 @@ func TestSetLogger(t *testing.T) {
 	ln.Close()
 
 	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo} {
-		var buf syncBuffer
+		var buf testlog.Buffer
 		redis.SetLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: level})))
 		c := goredis.NewClient(&goredis.Options{Addr: addr, DialTimeout: time.Second, MaxRetries: -1})
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

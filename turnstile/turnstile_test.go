@@ -1,7 +1,6 @@
 package turnstile_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/internal/testlog"
 	"github.com/revenueguard/revguard/turnstile"
 	"github.com/revenueguard/revguard/turnstile/turnstiletest"
 )
@@ -44,24 +44,6 @@ func (c *clock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // MustStartFake starts a fake verifier on 127.0.0.1 with an injected clock.
 func MustStartFake(tb testing.TB) (*turnstiletest.Server, *clock) {
 	tb.Helper()
@@ -77,9 +59,9 @@ func MustStartFake(tb testing.TB) (*turnstiletest.Server, *clock) {
 
 // MustNewChecker returns a checker for url whose logs are kept in logs and which
 // records the outcome of each Verify.
-func MustNewChecker(tb testing.TB, url, secret string) (c *turnstile.BotChecker, logs *syncBuffer, outcomes *[]string) {
+func MustNewChecker(tb testing.TB, url, secret string) (c *turnstile.BotChecker, logs *testlog.Buffer, outcomes *[]string) {
 	tb.Helper()
-	logs = &syncBuffer{}
+	logs = &testlog.Buffer{}
 	outcomes = new([]string)
 	var mu sync.Mutex
 	c = turnstile.NewBotChecker(secret)
