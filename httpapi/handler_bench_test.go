@@ -4,9 +4,10 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/revenueguard/revguard/revguardtest"
 )
 
 // BenchmarkHandler measures the gateway's own cost per request, in process (no
@@ -58,21 +59,7 @@ func BenchmarkPlacePoll(b *testing.B) {
 				b.Fatalf("PUT room: %d %s", r.Status, r.Body)
 			}
 			const places, pollers = 100_000, 256
-			var wg sync.WaitGroup
-			var failed atomic.Int64
-			for g := range 64 {
-				wg.Go(func() {
-					for i := g; i < places; i += 64 {
-						if _, _, err := e.room.Join(b.Context(), "drop", fmt.Sprintf("c-%06d", i)); err != nil {
-							failed.Add(1)
-						}
-					}
-				})
-			}
-			wg.Wait()
-			if failed.Load() > 0 {
-				b.Fatalf("%d joins failed", failed.Load())
-			}
+			revguardtest.JoinPlaces(b, e.room, "drop", places)
 			var tokens []string
 			for i := range pollers {
 				tokens = append(tokens, e.session(fmt.Sprintf("c-%06d", i*(places/pollers))))

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -190,18 +189,7 @@ func BenchmarkFindPlace(b *testing.B) {
 		b.Fatal(err)
 	}
 	const places = 100_000
-	var wg sync.WaitGroup
-	for g := range 64 {
-		wg.Go(func() {
-			for i := g; i < places; i += 64 {
-				if _, _, err := w.Join(ctx, "s", fmt.Sprintf("c-%06d", i)); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	revguardtest.JoinPlaces(b, w, "s", places)
 	b.ReportAllocs()
 	b.ResetTimer()
 	i := 0

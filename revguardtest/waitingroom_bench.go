@@ -3,6 +3,7 @@ package revguardtest
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,18 +28,7 @@ func BenchmarkDraw(b *testing.B, places int, open func(b *testing.B, clock *Cloc
 		if _, _, err := w.PutRoom(ctx, "s", revguard.RoomSettings{PreQueueSeconds: 600, AdmitPerSecond: 10}); err != nil {
 			b.Fatal(err)
 		}
-		var wg sync.WaitGroup
-		for g := range 64 {
-			wg.Go(func() {
-				for i := g; i < places; i += 64 {
-					if _, _, err := w.Join(ctx, "s", fmt.Sprintf("c-%06d", i)); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
+		JoinPlaces(b, w, "s", places)
 		clock.Set(opens)
 		b.StartTimer()
 		if err := w.Advance(ctx, "s"); err != nil {
@@ -52,5 +42,29 @@ func BenchmarkDraw(b *testing.B, places int, open func(b *testing.B, clock *Cloc
 			closeRoom()
 		}
 		b.StartTimer()
+	}
+}
+
+// JoinPlaces fills the room of sku with n places, customers c-000000 to c-<n-1> (six
+// digits), joining from 64 goroutines; it fails tb on any error.
+func JoinPlaces(tb testing.TB, w revguard.WaitingRoom, sku string, n int) {
+	tb.Helper()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	var first atomic.Value
+	for g := range 64 {
+		wg.Go(func() {
+			for i := g; i < n; i += 64 {
+				if _, _, err := w.Join(tb.Context(), sku, fmt.Sprintf("c-%06d", i)); err != nil {
+					failed.Add(1)
+					first.CompareAndSwap(nil, err.Error())
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		tb.Fatalf("%d joiners failed; the first: %v", failed.Load(), first.Load())
 	}
 }
