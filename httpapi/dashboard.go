@@ -136,8 +136,7 @@ func (s *Server) handleDashboardStream(w http.ResponseWriter, r *http.Request) {
 	if !s.requireDashboard(w, r) {
 		return
 	}
-	if r.URL.RawQuery != "" {
-		s.writeProblem(w, r, revguard.CodeInvalidRequest, "this endpoint takes no query parameters")
+	if !s.noQuery(w, r) {
 		return
 	}
 	d := s.Dashboard

@@ -185,8 +185,7 @@ func (s *Server) handleListWebhooks(w http.ResponseWriter, r *http.Request) {
 	if !s.webhooksOn(w, r) {
 		return
 	}
-	if r.URL.RawQuery != "" {
-		s.writeProblem(w, r, revguard.CodeInvalidRequest, "this endpoint takes no query parameters")
+	if !s.noQuery(w, r) {
 		return
 	}
 	list, err := s.Webhooks.ListWebhooks(r.Context())
@@ -279,4 +278,14 @@ func (s *Server) setWebhookStatus(w http.ResponseWriter, r *http.Request, set fu
 	}
 	s.webhooksChanged()
 	writeJSONValue(w, http.StatusOK, toWebhookJSON(&wh, false))
+}
+
+// noQuery answers 400 to a request with query parameters, where the endpoint takes
+// none, and reports whether there were none.
+func (s *Server) noQuery(w http.ResponseWriter, r *http.Request) bool {
+	if r.URL.RawQuery != "" {
+		s.writeProblem(w, r, revguard.CodeInvalidRequest, "this endpoint takes no query parameters")
+		return false
+	}
+	return true
 }
