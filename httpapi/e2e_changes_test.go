@@ -174,9 +174,9 @@ func TestEvents(t *testing.T) {
 	})
 }
 
-// TestEvents_NotInThisMode: a server without a change log (httpapi.Server with no
+// TestEvents_NoChangeLog: a server without a change log (httpapi.Server with no
 // Changes and Webhooks) answers the event stream and the webhooks with not_found.
-func TestEvents_NotInThisMode(t *testing.T) {
+func TestEvents_NoChangeLog(t *testing.T) {
 	e := mustOpenEnv(t, envOptions{})
 	for _, r := range []req{
 		{Method: "GET", Path: "/v1/events"},
