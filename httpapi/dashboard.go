@@ -293,13 +293,13 @@ func errDetail(err error) string {
 }
 
 // metrics reads the decisions by outcome and the reserve latency: the fleet's when the
-// nodes report their stats (distributed mode), else this node's, from the registry.
+// nodes report their stats (distributed mode), else this node's (Server.Stats).
 func (sm *sampler) metrics(now time.Time, snap *dashSnapshot, nodes []DashboardNode) {
 	var st NodeStats
 	if reportsStats(nodes) {
 		st, snap.Totals = sm.fleet.add(nodes)
 	} else {
-		st = GatherStats(sm.s.Gatherer)
+		st = sm.s.Stats()
 		snap.Totals = st.Outcomes
 	}
 	outcomes, buckets, bounds := st.Outcomes, st.Buckets, st.Bounds

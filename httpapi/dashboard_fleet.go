@@ -23,11 +23,12 @@ func (s *Server) Stats() NodeStats {
 	if s.metrics == nil {
 		return NodeStats{Outcomes: map[string]float64{}}
 	}
-	return GatherStats(s.metrics.stats)
+	return gatherStats(s.metrics.stats)
 }
 
-// GatherStats reads a node's NodeStats from its metrics (Server.Gatherer).
-func GatherStats(g prometheus.Gatherer) NodeStats {
+// gatherStats reads a node's NodeStats from g, which holds its reservation counter and
+// request latency histogram.
+func gatherStats(g prometheus.Gatherer) NodeStats {
 	st := NodeStats{Outcomes: make(map[string]float64)}
 	fams, err := g.Gather()
 	if err != nil && len(fams) == 0 {
