@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -204,8 +203,8 @@ func admissionSpent(out reserveOutcome) bool {
 	if out.err == nil {
 		return !out.replayed
 	}
-	var e *revguard.Error
-	return !errors.As(out.err, &e) || e.Code == revguard.CodeUnavailable || e.Code == revguard.CodeInternal
+	code := revguard.ErrorCode(out.err) // CodeInternal for an error that is not an *Error
+	return code == revguard.CodeUnavailable || code == revguard.CodeInternal
 }
 
 // verifyAndReserve runs the bot check, then the serialisation point.
