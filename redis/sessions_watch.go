@@ -133,8 +133,9 @@ func (s *Sessions) follow(ctx context.Context, first chan<- error) (subscribed b
 			h, ok := sessParseHash(m.Payload)
 			if !ok {
 				// Not ours to understand: assume the worst, that some session was revoked.
-				s.logger().Warn("redis: session revocations: malformed message; cache cleared", "channel", s.channel())
+				// Cleared before the log line says so (a test waits for the line).
 				s.clearAll()
+				s.logger().Warn("redis: session revocations: malformed message; cache cleared", "channel", s.channel())
 				continue
 			}
 			s.evict(h)

@@ -105,6 +105,11 @@ func TestVerify_Distributed(t *testing.T) {
 	t.Run("ErrLedgerBehind", func(t *testing.T) {
 		f := mustFleetStores(t)
 		srv := fleetSale(t, f, "v-late", 2)
+		// The node has applied the sale before it stops (a node's stop applies only
+		// what its outbox has read), so that exactly the change below waits.
+		if out, errOut, err := runFleetVerify(t, f, "--wait", "20s"); err != nil {
+			t.Fatalf("verify of the sale: %v\n%s%s", err, out, errOut)
+		}
 		if err := srv.Stop(); err != nil {
 			t.Fatal(err)
 		}
