@@ -75,6 +75,7 @@ type options struct {
 	variants []string
 	args     []string // extra flags for revguard serve
 	keep     bool
+	settle   bool
 
 	redisURL, postgresURL string // the distributed variants' stores
 }
@@ -92,6 +93,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	variantsFlag := fs.String("variants", "bare,reserve,soldout,botcheck", "variants to run")
 	serveArgs := fs.String("serve-args", "", "extra flags for revguard serve, space-separated")
 	fs.BoolVar(&o.keep, "keep", false, "keep the data directory")
+	fs.BoolVar(&o.settle, "settle", true, "before each measurement, wait until every server's ledger and change log have caught up, so that no measurement pays for an earlier one's backlog")
 	fs.StringVar(&o.redisURL, "redis-url", os.Getenv("REVGUARD_TEST_REDIS_URL"), "Redis of the distributed variants (env REVGUARD_TEST_REDIS_URL)")
 	fs.StringVar(&o.postgresURL, "postgres-url", os.Getenv("REVGUARD_TEST_POSTGRES_URL"), "PostgreSQL of the distributed variants (env REVGUARD_TEST_POSTGRES_URL)")
 	if err := fs.Parse(args); err != nil {
@@ -181,6 +183,7 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 
 	const admin = "benchhttp-admin-token-0123456789abcdef"
 	servers := map[string]string{} // variant group → base URL
+	var fleetNodes []string        // base URLs of the distributed nodes, when started
 	start := func(name string, extra ...string) error {
 		addr, err := freeAddr()
 		if err != nil {
@@ -253,6 +256,7 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		all["dist1"] = target{name: "dist1", url: f.nodes[0], path: "/v1/skus/hot/reservations", status: 201, headers: hdr, fresh: f.nodes[0]}
 		all["dist3"] = target{name: "dist3", spread: f.nodes, path: "/v1/skus/hot/reservations", status: 201, headers: hdr, fresh: f.nodes[0]}
 		all["lua"] = target{name: "lua", lua: f, status: 201}
+		fleetNodes = f.nodes
 		for i := range f.nodes {
 			defer warnErrors(out, dir, fmt.Sprintf("node%d", i+1))
 		}
@@ -281,6 +285,11 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 					}
 					t.headers = maps.Clone(t.headers)
 					t.headers["Authorization"] = "Bearer " + tok
+				}
+				if o.settle {
+					if err := waitIdle(ctx, slices.Concat(mapValues(servers), fleetNodes)); err != nil {
+						return err
+					}
 				}
 				r, err := measure(ctx, o, t, conns)
 				if err != nil {
@@ -534,6 +543,67 @@ func waitReady(ctx context.Context, base string) error {
 		}
 	}
 	return fmt.Errorf("%s did not become ready", base)
+}
+
+// backlogMetrics are the gauges of work a server does after the hot path: the ledger's
+// and the change log's events not yet applied.
+var backlogMetrics = regexp.MustCompile(`(?m)^revguard_(?:ledger|changes)_lag_events(?:\{[^}]*\})? ([0-9.e+]+)$`)
+
+// waitIdle waits until every server in bases reports no ledger or change log backlog
+// on /metrics. The writers defer their work while a sale peaks, so without this wait a
+// measurement would run while the previous one's backlog is being applied, and pay for it.
+func waitIdle(ctx context.Context, bases []string) error {
+	deadline := time.Now().Add(5 * time.Minute)
+	for _, base := range bases {
+		for {
+			backlog, err := backlogOf(ctx, base)
+			if err != nil {
+				return err
+			}
+			if backlog == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s still has a backlog of %.0f events after 5 minutes", base, backlog)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// backlogOf sums the backlog gauges that base's /metrics shows.
+func backlogOf(ctx context.Context, base string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("%s/metrics: %w", base, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s/metrics: status %d, %v", base, resp.StatusCode, err)
+	}
+	matches := backlogMetrics.FindAllSubmatch(b, -1)
+	if len(matches) == 0 {
+		return 0, fmt.Errorf("%s/metrics shows no revguard_ledger_lag_events: cannot tell when it is idle (-settle=false to measure anyway)", base)
+	}
+	var sum float64
+	for _, m := range matches {
+		v, err := strconv.ParseFloat(string(m[1]), 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s/metrics: %q: %w", base, m[0], err)
+		}
+		sum += v
+	}
+	return sum, nil
 }
 
 // process is a child process whose output goes to a log file.
