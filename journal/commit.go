@@ -277,6 +277,7 @@ func (j *Journal) flushLoop() {
 		events, size := b.events(), len(b.buf)
 		j.mu.Unlock()
 		b.wake()
+		j.preallocate()
 		g.committed(j.Now(), fsync, woken, pending)
 		j.batches.Add(1)
 		j.bytes.Add(uint64(size))
@@ -332,13 +333,13 @@ func (j *Journal) commit(b *batch) (time.Duration, error) {
 			return 0, err
 		}
 	}
-	if _, err := j.file.Write(b.buf); err != nil {
+	if _, err := j.file.WriteAt(b.buf, seg.size); err != nil {
 		return 0, fmt.Errorf("journal: write seqs %d-%d to %s: %w", b.first, b.last, seg.path, err)
 	}
 	var fsync time.Duration
 	if !j.NoSync {
 		start := j.Now()
-		if err := j.file.Sync(); err != nil {
+		if err := j.file.Datasync(); err != nil {
 			return 0, fmt.Errorf("journal: sync seqs %d-%d to %s: %w", b.first, b.last, seg.path, err)
 		}
 		fsync = j.Now().Sub(start)
@@ -358,16 +359,26 @@ func (j *Journal) commit(b *batch) (time.Duration, error) {
 	return fsync, nil
 }
 
-// roll starts a new active segment whose first record will be first. The old segment
-// was fsynced by the previous commit.
+// roll starts a new active segment whose first record will be first. The old segment's
+// records were synced by the previous commit; its preallocated space is cut off first,
+// durably, so that only the last segment ever ends in zeros.
 func (j *Journal) roll(first uint64) (*segment, error) {
+	if old := j.active; j.zeroed > old.size {
+		if err := j.file.Truncate(old.size); err != nil {
+			return nil, fmt.Errorf("journal: truncate full segment %s: %w", old.path, err)
+		}
+		if err := j.file.Sync(); err != nil {
+			return nil, fmt.Errorf("journal: sync full segment %s: %w", old.path, err)
+		}
+	}
 	f, seg, err := createSegment(j.Dir, first, j.NoSync)
 	if err != nil {
 		return nil, err
 	}
 	old := j.file
-	j.file = f
+	j.file = osSegment{f}
 	j.active = seg
+	j.zeroed = seg.size
 	j.segMu.Lock()
 	j.segs = append(j.segs, seg)
 	j.segMu.Unlock()
@@ -375,6 +386,48 @@ func (j *Journal) roll(first uint64) (*segment, error) {
 		j.Logger.Warn("journal: close full segment", "err", err)
 	}
 	return seg, nil
+}
+
+// zeros is what preallocate writes.
+var zeros [64 << 10]byte
+
+// preallocate keeps Preallocate bytes of zeroed, synced space after the active segment's
+// last record (see Preallocation): when less than half of it is left, it writes zeros up
+// to a full Preallocate ahead (within SegmentSize) and fsyncs them. The flusher calls it
+// between commits, when nothing is written past the last record. A failure (a full
+// disk) is logged and turns preallocation off: the journal still works, each commit
+// growing the file.
+func (j *Journal) preallocate() {
+	if j.NoSync || j.Preallocate <= 0 || j.preallocOff {
+		return
+	}
+	end := j.active.size
+	if j.zeroed-end >= j.Preallocate/2 {
+		return
+	}
+	// Past SegmentSize the next commit starts a new segment: no use zeroing there.
+	from, to := max(j.zeroed, end), min(end+j.Preallocate, j.SegmentSize)
+	if to <= from {
+		return
+	}
+	for off := from; off < to; {
+		n, err := j.file.WriteAt(zeros[:min(int64(len(zeros)), to-off)], off)
+		if err != nil {
+			j.preallocFailed(err)
+			return
+		}
+		off += int64(n)
+	}
+	if err := j.file.Sync(); err != nil {
+		j.preallocFailed(err)
+		return
+	}
+	j.zeroed = to
+}
+
+func (j *Journal) preallocFailed(err error) {
+	j.Logger.Warn("journal: cannot preallocate the active segment; group commits will grow the file", "err", err)
+	j.preallocOff = true
 }
 
 // fail makes the journal failed for good after a write or fsync failure and wakes

@@ -44,20 +44,20 @@ type faultyFile struct {
 	failWrite, failSync bool
 }
 
-func (f *faultyFile) Write(p []byte) (int, error) {
+func (f *faultyFile) WriteAt(p []byte, off int64) (int, error) {
 	if f.failWrite {
 		// A short write: half the batch reaches the file.
-		n, _ := f.segmentFile.Write(p[:len(p)/2])
+		n, _ := f.segmentFile.WriteAt(p[:len(p)/2], off)
 		return n, syscall.ENOSPC
 	}
-	return f.segmentFile.Write(p)
+	return f.segmentFile.WriteAt(p, off)
 }
 
-func (f *faultyFile) Sync() error {
+func (f *faultyFile) Datasync() error {
 	if f.failSync {
 		return syscall.EIO
 	}
-	return f.segmentFile.Sync()
+	return f.segmentFile.Datasync()
 }
 
 // TestFailure makes the active file fail under pending waiters: every pending and later
@@ -378,13 +378,13 @@ func TestSeqContinuity(t *testing.T) {
 	}
 }
 
-// slowSync is an active segment file whose fsync takes syncTime (of the synctest
+// slowSync is an active segment file whose fdatasync takes syncTime (of the synctest
 // bubble's clock) and touches no disk.
 type slowSync struct{ segmentFile }
 
 const syncTime = 400 * time.Microsecond
 
-func (slowSync) Sync() error {
+func (slowSync) Datasync() error {
 	time.Sleep(syncTime)
 	return nil
 }
@@ -401,6 +401,7 @@ func runCallers(t *testing.T, rounds []int) (batches []int, perEvent []time.Dura
 		var mu sync.Mutex
 		j := openTest(t, t.TempDir(), func(j *Journal) {
 			j.NoSync = false
+			j.Preallocate = -1 // only the commits' fdatasyncs take time
 			j.OnFlush = func(events, _ int, _ time.Duration) {
 				mu.Lock()
 				batches = append(batches, events)

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +14,7 @@ import (
 )
 
 // load verifies every segment for a writer, cuts a torn tail off the last one, and
-// leaves j.segs and j.file (the last segment, open for appending) set.
+// leaves j.segs and j.file (the last segment, open for writing) and j.zeroed set.
 func (j *Journal) load(ctx context.Context) error {
 	firsts, err := listSegments(j.Dir)
 	if err != nil {
@@ -24,7 +25,7 @@ func (j *Journal) load(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		j.file, j.segs = f, []*segment{seg}
+		j.file, j.segs, j.zeroed = osSegment{f}, []*segment{seg}, seg.size
 		return nil
 	}
 	segs := make([]*segment, 0, len(firsts))
@@ -40,7 +41,7 @@ func (j *Journal) load(ctx context.Context) error {
 			return err
 		}
 		if isLast {
-			j.file = f
+			j.file = osSegment{f}
 		} else {
 			f.Close()
 		}
@@ -54,14 +55,14 @@ func (j *Journal) load(ctx context.Context) error {
 // verifySegment checks the header of seg (when seg.size is 0) and the records from
 // seg.size on, extending seg. A bad record in a segment that is not the last is
 // corruption. In the last segment, a writer cuts a torn tail off (and fails if intact
-// records follow the bad one), and a reader stops there. The file is returned open (for
-// appending when it is a writer's last segment); it is nil when a reader skips the
-// last segment because its header is not complete yet.
+// records follow the bad one) or keeps its preallocated zeros, and a reader stops there.
+// The file is returned open (for writing when it is a writer's last segment); it is nil
+// when a reader skips the last segment because its header is not complete yet.
 func (j *Journal) verifySegment(seg *segment, prev *segment, isLast bool) (*os.File, error) {
 	writer := isLast && !j.ReadOnly
 	flag := os.O_RDONLY
 	if writer {
-		flag = os.O_RDWR | os.O_APPEND
+		flag = os.O_RDWR
 	}
 	f, err := os.OpenFile(seg.path, flag, 0)
 	if err != nil {
@@ -117,10 +118,17 @@ func (j *Journal) verifySegment(seg *segment, prev *segment, isLast bool) (*os.F
 			return nil, corruptf("%s: %v", seg.path, bad)
 		}
 		if writer {
-			if err := j.cutTail(f, seg, bad, size); err != nil {
+			kept, err := j.cutTail(f, seg, bad, size)
+			if err != nil {
 				return nil, err
 			}
+			if !kept {
+				size = seg.size
+			}
 		}
+	}
+	if writer {
+		j.zeroed = size
 	}
 	ok = true
 	return f, nil
@@ -157,34 +165,40 @@ func scanSegment(f *os.File, seg *segment) (*badRecord, error) {
 }
 
 // cutTail truncates a torn tail at bad, unless an intact record follows it: then the bad
-// record is damage inside acknowledged data, and cutting would lose it.
-func (j *Journal) cutTail(f *os.File, seg *segment, bad *badRecord, size int64) error {
-	rest := make([]byte, size-bad.off-1)
-	if _, err := f.ReadAt(rest, bad.off+1); err != nil && err != io.EOF {
-		return fmt.Errorf("journal: read %s: %w", seg.path, err)
+// record is damage inside acknowledged data, and cutting would lose it. A tail of zeros
+// alone is the flusher's preallocated space (see Preallocation), kept as it is.
+// It reports whether it kept the tail.
+func (j *Journal) cutTail(f *os.File, seg *segment, bad *badRecord, size int64) (bool, error) {
+	tail := make([]byte, size-bad.off)
+	if _, err := f.ReadAt(tail, bad.off); err != nil && err != io.EOF {
+		return false, fmt.Errorf("journal: read %s: %w", seg.path, err)
 	}
+	if allZero(tail) {
+		return true, nil
+	}
+	rest := tail[1:]
 	if at, found := validAfter(rest, bad.off+1, seg.last); found {
-		return corruptf("%s: %v, but an intact later record follows at offset %d", seg.path, bad, at)
+		return false, corruptf("%s: %v, but an intact later record follows at offset %d", seg.path, bad, at)
 	}
 	if err := f.Truncate(bad.off); err != nil {
-		return fmt.Errorf("journal: truncate %s: %w", seg.path, err)
+		return false, fmt.Errorf("journal: truncate %s: %w", seg.path, err)
 	}
 	if !j.NoSync {
 		if err := f.Sync(); err != nil {
-			return fmt.Errorf("journal: sync %s: %w", seg.path, err)
+			return false, fmt.Errorf("journal: sync %s: %w", seg.path, err)
 		}
 	}
 	j.Logger.Warn("journal: cut a torn tail off the last segment (never acknowledged)",
 		"file", seg.path, "offset", bad.off, "bytes", size-bad.off, "reason", bad.reason,
 		"last_seq", seg.last)
-	return nil
+	return false, nil
 }
 
 func (j *Journal) rewriteHeader(f *os.File, first uint64) error {
 	if err := f.Truncate(0); err != nil {
 		return fmt.Errorf("journal: truncate %s: %w", f.Name(), err)
 	}
-	if _, err := f.Write(appendHeader(nil, first)); err != nil {
+	if _, err := f.WriteAt(appendHeader(nil, first), 0); err != nil {
 		return fmt.Errorf("journal: write header of %s: %w", f.Name(), err)
 	}
 	if !j.NoSync {
@@ -258,4 +272,20 @@ func (j *Journal) refresh(ctx context.Context) error {
 	}
 	j.segMu.Unlock()
 	return nil
+}
+
+// allZero reports whether b holds only zero bytes.
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -89,11 +89,21 @@ func TestTornTail(t *testing.T) {
 		t.Run("Cut"+itoa(cut-start), func(t *testing.T) { check(t, dir, n-1, start) })
 	}
 
+	// Zeros alone are preallocated space (see Preallocation): Open keeps them, and the
+	// next append overwrites them in place (check replays it).
+	t.Run("PreallocatedZeros", func(t *testing.T) {
+		dir := copyDir(t, src)
+		path := filepath.Join(dir, filepath.Base(last))
+		if err := os.WriteFile(path, append(slices.Clone(data), make([]byte, 4096)...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		check(t, dir, n, int64(len(data))+4096)
+	})
 	garbage := map[string][]byte{
-		"Zeros":      make([]byte, 4096),
-		"Text":       []byte(strings.Repeat("not a record ", 50)),
-		"HugeLength": {0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4, 5},
-		"HalfHeader": {10, 0, 0},
+		"ZerosAfterText": append([]byte("torn"), make([]byte, 4096)...),
+		"Text":           []byte(strings.Repeat("not a record ", 50)),
+		"HugeLength":     {0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4, 5},
+		"HalfHeader":     {10, 0, 0},
 		// A frame whose length fits but whose checksum is wrong.
 		"BadChecksum": append([]byte{4, 0, 0, 0, 1, 2, 3, 4}, 1, 2, 0, 0),
 	}

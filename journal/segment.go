@@ -127,10 +127,10 @@ func tornHeader(h []byte, first uint64) bool {
 
 // createSegment creates the segment file for first, writes and syncs its header, and
 // syncs the directory so that the file survives a crash. It returns the file open for
-// appending.
+// writing.
 func createSegment(dir string, first uint64, noSync bool) (*os.File, *segment, error) {
 	path := filepath.Join(dir, segmentName(first))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, nil, fmt.Errorf("journal: create segment %d: %w", first, err)
 	}
