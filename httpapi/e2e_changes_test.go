@@ -141,7 +141,19 @@ func TestEvents(t *testing.T) {
 		if ev := next(t, resumed); ev.ID != "evt_5" {
 			t.Fatalf("resumed at %+v; want evt_5", ev)
 		}
-		// Without a position, the stream starts with the next change.
+		// Without a position, the stream starts with the next change. A distributed
+		// node learns of the log's newest change by polling (every 100 ms), and refuses
+		// a position it does not know yet as ahead: wait until it knows evt_6.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			resp, _ := e.stream(t, "/v1/events", e.admin, map[string]string{"Last-Event-ID": "evt_6"})
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a stream after evt_6: status %d after 5 s", resp.StatusCode)
+			}
+		}
 		_, fresh := e.stream(t, "/v1/events", e.admin, nil)
 		e.putSKU("cap", `{"stock": 2}`)
 		if ev := next(t, fresh); ev.ID != "evt_7" || ev.Event != "sku.created" {
