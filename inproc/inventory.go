@@ -53,7 +53,8 @@ type Inventory struct {
 	// Logger receives failures of the background goroutines and recovery notes.
 	Logger *slog.Logger
 	// SnapshotEvery is the number of journaled changes after which a snapshot is
-	// written (and the journal compacted); DefaultSnapshotEvery when zero.
+	// written (and the journal compacted); DefaultSnapshotEvery when zero. After a
+	// snapshot of more reservations than that, the next waits for as many changes.
 	SnapshotEvery int
 	// Retention is how long a final reservation (confirmed, released or expired) stays
 	// in memory after it became final, with its idempotency key; then it is served

@@ -106,7 +106,7 @@ func (inv *Inventory) snapshot(ctx context.Context) (err error) {
 	}
 	s0 := inv.Journal.Durable()
 	name := filepath.Join(inv.Dir, snapName(s0))
-	maxSeq, err := inv.writeSnapshot(name+".tmp", s0)
+	maxSeq, nRes, err := inv.writeSnapshot(name+".tmp", s0)
 	if err != nil {
 		os.Remove(name + ".tmp")
 		return err
@@ -123,7 +123,7 @@ func (inv *Inventory) snapshot(ctx context.Context) (err error) {
 		return err
 	}
 	inv.prevSnap, inv.lastSnap = inv.lastSnap, s0
-	inv.snapNext.Store(s0 + uint64(inv.SnapshotEvery))
+	inv.snapNext.Store(s0 + snapshotInterval(inv.SnapshotEvery, nRes))
 
 	seqs, err := listSnapshots(inv.Dir)
 	if err != nil {
@@ -144,12 +144,22 @@ func (inv *Inventory) snapshot(ctx context.Context) (err error) {
 	return nil
 }
 
+// snapshotInterval is the number of changes after a snapshot of nRes reservations
+// before the next: SnapshotEvery, or nRes when that is more. A snapshot's cost (its
+// encoding, each SKU's lock held while it is copied, the file's writeback beside the
+// journal's fsyncs) grows with the reservations in memory; spacing snapshots by as many
+// changes keeps that cost bounded per change, and recovery still replays no more
+// events than the snapshot holds reservations.
+func snapshotInterval(every int, nRes uint64) uint64 {
+	return max(uint64(every), nRes)
+}
+
 // writeSnapshot writes and fsyncs the snapshot file path; it returns the highest
-// last seq of the SKUs it copied.
-func (inv *Inventory) writeSnapshot(path string, s0 uint64) (uint64, error) {
+// last seq of the SKUs it copied, and the number of reservations it holds.
+func (inv *Inventory) writeSnapshot(path string, s0 uint64) (uint64, uint64, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
-		return 0, fmt.Errorf("inproc: create snapshot: %w", err)
+		return 0, 0, fmt.Errorf("inproc: create snapshot: %w", err)
 	}
 	defer f.Close()
 	w := bufio.NewWriterSize(f, 1<<20)
@@ -186,15 +196,15 @@ func (inv *Inventory) writeSnapshot(path string, s0 uint64) (uint64, error) {
 	write(buf)
 	w.Write(binary.LittleEndian.AppendUint32(nil, crc))
 	if err := w.Flush(); err != nil {
-		return 0, fmt.Errorf("inproc: write snapshot: %w", err)
+		return 0, 0, fmt.Errorf("inproc: write snapshot: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		return 0, fmt.Errorf("inproc: sync snapshot: %w", err)
+		return 0, 0, fmt.Errorf("inproc: sync snapshot: %w", err)
 	}
 	if err := f.Close(); err != nil {
-		return 0, fmt.Errorf("inproc: close snapshot: %w", err)
+		return 0, 0, fmt.Errorf("inproc: close snapshot: %w", err)
 	}
-	return maxSeq, nil
+	return maxSeq, nRes, nil
 }
 
 // appendSKURecord encodes s and its reservations. Under s.mu.

@@ -22,7 +22,7 @@ func realSnapshot(tt testing.TB) []byte {
 	inv := mustEngine(tt, dir, clock, nil)
 	workload(tt, inv, clock, "seed", 10)
 	path := filepath.Join(dir, "seed.snap")
-	if _, err := inv.writeSnapshot(path, inv.Journal.Durable()); err != nil {
+	if _, _, err := inv.writeSnapshot(path, inv.Journal.Durable()); err != nil {
 		tt.Fatal(err)
 	}
 	crash(inv)

@@ -193,7 +193,7 @@ func TestRecoverSkipsEventsInSnapshot(t *testing.T) {
 	s0 := inv.Journal.Durable()
 	workload(t, inv, clock, "b", 30) // these changes are in the journal after S0 and in the snapshot
 	name := filepath.Join(inv.Dir, snapName(s0))
-	if _, err := inv.writeSnapshot(name, s0); err != nil {
+	if _, _, err := inv.writeSnapshot(name, s0); err != nil {
 		t.Fatal(err)
 	}
 	workload(t, inv, clock, "c", 30) // and these only in the journal
@@ -306,5 +306,39 @@ func TestJournalCompactedAndBounded(t *testing.T) {
 	_, err := testEngine(t, dir, clock, small)
 	if !errors.Is(err, journal.ErrCorrupt) || !strings.Contains(err.Error(), "damaged snapshots") {
 		t.Fatalf("Open with every snapshot damaged = %v; want a clear error wrapping journal.ErrCorrupt", err)
+	}
+}
+
+// TestSnapshotInterval: the next snapshot comes SnapshotEvery changes after one, or as
+// many changes as it held reservations when that is more, so that a large state is not
+// copied again every SnapshotEvery changes.
+func TestSnapshotInterval(t *testing.T) {
+	ctx := context.Background()
+	clock := revguardtest.NewClock(time.Time{})
+	inv := mustEngine(t, t.TempDir(), clock, func(_ *journal.Journal, inv *Inventory) { inv.SnapshotEvery = 100 })
+	defer inv.Close()
+	if _, _, err := inv.PutSKU(ctx, "big", revguard.SKUUpdate{Stock: 1000, PerCustomerLimit: 1000, HoldSeconds: 3600}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	for i := range n {
+		if _, _, err := inv.Reserve(ctx, revguard.ReserveRequest{SKU: "big", CustomerID: fmt.Sprintf("c%d", i), Quantity: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := inv.snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	inv.snapMu.Lock()
+	last := inv.lastSnap
+	inv.snapMu.Unlock()
+	if last != inv.Journal.LastSeq() {
+		t.Fatalf("snapshot at seq %d, want %d", last, inv.Journal.LastSeq())
+	}
+	if got, want := inv.snapNext.Load(), last+n; got != want {
+		t.Fatalf("next snapshot at seq %d, want %d (%d changes after one of %d reservations, not SnapshotEvery = 100)", got, want, n, n)
+	}
+	if got, want := snapshotInterval(100, 30), uint64(100); got != want {
+		t.Fatalf("snapshotInterval(100, 30) = %d, want %d", got, want)
 	}
 }

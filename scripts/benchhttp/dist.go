@@ -83,6 +83,7 @@ func startFleet(ctx context.Context, o options, dir, admin string) (*fleet, erro
 		}
 		stopNodes = append(stopNodes, p.stop)
 		f.nodes = append(f.nodes, "http://"+addr)
+		serverPIDs["http://"+addr] = p.cmd.Process.Pid
 	}
 	for _, u := range f.nodes {
 		if err := waitReady(ctx, u); err != nil {

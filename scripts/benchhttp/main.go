@@ -171,6 +171,7 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	defer bare.stop()
+	serverPIDs["http://"+bareAddr] = bare.cmd.Process.Pid
 
 	var verifier *turnstiletest.Server
 	if slices.Contains(o.variants, "botcheck") {
@@ -198,6 +199,7 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		}
 		stops = append(stops, p.stop)
 		servers[name] = "http://" + addr
+		serverPIDs[servers[name]] = p.cmd.Process.Pid
 		return nil
 	}
 	defer func() {
@@ -291,14 +293,18 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 						return err
 					}
 				}
+				cpu0, cpuKnown := serverCPU(t)
 				r, err := measure(ctx, o, t, conns)
 				if err != nil {
 					return fmt.Errorf("%s, %d connections: %w", t.name, conns, err)
 				}
+				if cpu1, ok := serverCPU(t); ok && cpuKnown && r.requests > 0 {
+					r.cpu = (cpu1 - cpu0) / time.Duration(r.requests)
+				}
 				r.round = round
 				results[t.name] = append(results[t.name], r)
-				fmt.Fprintf(out, "  round %d  %-8s %4d conns  %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  errors %d\n",
-					round+1, t.name, conns, r.rate, r.p50.Seconds()*1e3, r.p99.Seconds()*1e3, r.errors)
+				fmt.Fprintf(out, "  round %d  %-8s %4d conns  %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  server CPU %s  errors %d\n",
+					round+1, t.name, conns, r.rate, r.p50.Seconds()*1e3, r.p99.Seconds()*1e3, cpuText(r.cpu), r.errors)
 				if bad := r.wrong(t.status); bad > 0 {
 					fmt.Fprintf(out, "  WARNING: %d of %d answers of %s were not %d: its rate is not the endpoint's\n", bad, r.requests, t.name, t.status)
 				}
@@ -325,9 +331,55 @@ type result struct {
 	round    int
 	rate     float64
 	p50, p99 time.Duration
-	errors   int64 // socket errors and timeouts
-	requests int64 // answers received
-	non2xx   int64 // answers that were not 2xx (all of the sold-out variant's)
+	errors   int64         // socket errors and timeouts
+	requests int64         // answers received
+	non2xx   int64         // answers that were not 2xx (all of the sold-out variant's)
+	cpu      time.Duration // CPU time of the serving processes per answer; 0 if unknown
+}
+
+// serverPIDs maps the base URL of each server process the benchmark started to its pid.
+var serverPIDs = map[string]int{}
+
+// serverCPU returns the CPU time (user and system) that the processes serving t have
+// used so far, from /proc: false where that is not available (not Linux, or the lua
+// variant, whose server is Redis).
+func serverCPU(t target) (time.Duration, bool) {
+	urls := t.spread
+	if len(urls) == 0 {
+		urls = []string{t.url}
+	}
+	var total time.Duration
+	for _, u := range urls {
+		pid, ok := serverPIDs[u]
+		if !ok || t.lua != nil {
+			return 0, false
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0, false
+		}
+		// After the command name, in parentheses, field 14 (utime) and 15 (stime) in
+		// clock ticks, which are 1/100 s on Linux.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			return 0, false
+		}
+		utime, err1 := strconv.ParseInt(f[11], 10, 64)
+		stime, err2 := strconv.ParseInt(f[12], 10, 64)
+		if err1 != nil || err2 != nil {
+			return 0, false
+		}
+		total += time.Duration(utime+stime) * 10 * time.Millisecond
+	}
+	return total, true
+}
+
+// cpuText formats a CPU time per answer in microseconds, "—" when unknown.
+func cpuText(d time.Duration) string {
+	if d == 0 {
+		return "     —"
+	}
+	return fmt.Sprintf("%4.1f µs", float64(d)/1e3)
 }
 
 // wrong returns how many answers did not have the status want.
@@ -344,7 +396,7 @@ func (r result) wrong(want int) int64 {
 func report(out io.Writer, conns int, targets []target, results map[string][]result) {
 	_, withLua := results["lua"]
 	fmt.Fprintf(out, "\n%d connections (median of %d rounds)\n", conns, len(results[targets[0].name]))
-	fmt.Fprintf(out, "  %-8s  %10s  %8s  %8s  %8s", "variant", "req/s", "p50 ms", "p99 ms", "÷ bare")
+	fmt.Fprintf(out, "  %-8s  %10s  %8s  %8s  %10s  %8s", "variant", "req/s", "p50 ms", "p99 ms", "CPU/answer", "÷ bare")
 	if withLua {
 		fmt.Fprintf(out, "  %8s", "÷ lua")
 	}
@@ -364,13 +416,17 @@ func report(out io.Writer, conns int, targets []target, results map[string][]res
 	}
 	for _, t := range targets {
 		rs := results[t.name]
-		var rates, p50s, p99s []float64
+		var rates, p50s, p99s, cpus []float64
 		for _, r := range rs {
 			rates = append(rates, r.rate)
 			p50s = append(p50s, r.p50.Seconds()*1e3)
 			p99s = append(p99s, r.p99.Seconds()*1e3)
+			if r.cpu > 0 {
+				cpus = append(cpus, float64(r.cpu))
+			}
 		}
-		fmt.Fprintf(out, "  %-8s  %10.0f  %8.2f  %8.2f  %s", t.name, median(rates), median(p50s), median(p99s), ratio(rs, results["bare"]))
+		fmt.Fprintf(out, "  %-8s  %10.0f  %8.2f  %8.2f  %10s  %s", t.name, median(rates), median(p50s), median(p99s),
+			cpuText(time.Duration(median(cpus))), ratio(rs, results["bare"]))
 		if withLua {
 			fmt.Fprintf(out, "  %s", ratio(rs, results["lua"]))
 		}
