@@ -9,11 +9,12 @@
 // goroutine takes the whole pending batch, writes it with one write(2), fdatasyncs (see
 // Preallocation), publishes the new durable seq with one atomic store, and wakes that
 // batch's waiters. While one fsync runs the next batch accumulates, so batches grow
-// with the load and the fsync latency. After a commit the flusher yields to let the next batch gather until the
-// callers it just woke have appended again, for at most a quarter of the recent fsync
-// time and 100 µs: without that, callers that wait for each change before the next
-// split into two half-batches that take turns (see gather in commit.go). Nothing is
-// delayed when no caller was woken, and a lone caller never is. There is no timer.
+// with the load and the fsync latency. After a commit the flusher yields to let the
+// next batch gather until the callers it just woke have appended again, for at most a
+// quarter of the recent fsync time and 100 µs: without that, callers that wait for each
+// change before the next split into two half-batches that take turns (see gather in
+// commit.go). Nothing is delayed when no caller was woken, and a lone caller never is.
+// There is no timer.
 // [Journal.Wait] blocks until a seq is durable.
 // After a write or fsync failure the journal is failed for good: every later Append and
 // Wait returns the error, so nothing is ever acknowledged that may not be on disk.
@@ -145,7 +146,7 @@ type Journal struct {
 	quit        chan struct{} // closed by Close
 	flusherDone chan struct{} // closed by the flusher when it exits
 
-	// file and active are the last segment, open for appending, and its bookkeeping.
+	// file and active are the last segment, open for writing, and its bookkeeping.
 	// Open sets them; afterwards only the flusher touches them (active's fields are
 	// also written under segMu, for readers).
 	file        segmentFile

@@ -360,12 +360,16 @@ func tearLastRecord(tb testing.TB, path string) {
 	}
 }
 
-// recordOffsets returns the offsets of the records of a segment file's content.
+// recordOffsets returns the offsets of the records of a segment file's content, which
+// ends at the end of the file or at its preallocated zeros (a record of length 0).
 func recordOffsets(tb testing.TB, data []byte) []int64 {
 	tb.Helper()
 	var offs []int64
 	for off := 24; off < len(data); {
 		n := int(binary.LittleEndian.Uint32(data[off:]))
+		if n == 0 {
+			break
+		}
 		if _, err := journal.DecodeEvent(data[off : off+8+n]); err != nil {
 			tb.Fatalf("record at %d: %v", off, err)
 		}

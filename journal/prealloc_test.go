@@ -39,7 +39,7 @@ func TestPreallocate(t *testing.T) {
 	last := files[len(files)-1]
 	data := readFile(t, last)
 	end := recordsEnd(t, data)
-	if !zeroFrom(data, end) {
+	if !journal.AllZeroForTest(data[end:]) {
 		t.Fatalf("the active segment has other bytes than zeros after its last record at %d", end)
 	}
 	if zeros := int64(len(data)) - end; zeros < prealloc/2 {
@@ -72,26 +72,6 @@ func TestPreallocate(t *testing.T) {
 // recordsEnd returns the offset after the last record of a segment's data, which ends
 // in zeros or at the end of the file.
 func recordsEnd(tb testing.TB, data []byte) int64 {
-	off := 24
-	for off+8 <= len(data) {
-		n := int(binary.LittleEndian.Uint32(data[off:]))
-		if n == 0 {
-			break
-		}
-		if _, err := journal.DecodeEvent(data[off : off+8+n]); err != nil {
-			tb.Fatalf("record at %d: %v", off, err)
-		}
-		off += 8 + n
-	}
-	return int64(off)
-}
-
-// zeroFrom reports whether data holds only zeros from off on.
-func zeroFrom(data []byte, off int64) bool {
-	for _, c := range data[off:] {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
+	off := lastRecordOffset(tb, data)
+	return off + 8 + int64(binary.LittleEndian.Uint32(data[off:]))
 }
