@@ -344,6 +344,9 @@ var serverPIDs = map[string]int{}
 // used so far, from /proc: false where that is not available (not Linux, or the lua
 // variant, whose server is Redis).
 func serverCPU(t target) (time.Duration, bool) {
+	if t.lua != nil {
+		return 0, false
+	}
 	urls := t.spread
 	if len(urls) == 0 {
 		urls = []string{t.url}
@@ -351,7 +354,7 @@ func serverCPU(t target) (time.Duration, bool) {
 	var total time.Duration
 	for _, u := range urls {
 		pid, ok := serverPIDs[u]
-		if !ok || t.lua != nil {
+		if !ok {
 			return 0, false
 		}
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -583,22 +586,35 @@ func call(ctx context.Context, method, u, token, b string, want int) ([]byte, er
 }
 
 func waitReady(ctx context.Context, base string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	return poll(ctx, 30*time.Second, 50*time.Millisecond, func() (bool, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, nil // not listening yet
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, nil
+	}, func() error { return fmt.Errorf("%s did not become ready", base) })
+}
+
+// poll calls done every interval until it reports true or fails, the context ends, or
+// timeout passes (then it returns the error of late).
+func poll(ctx context.Context, timeout, interval time.Duration, done func() (bool, error), late func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := done()
+		if ok || err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return late()
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(interval):
 		}
 	}
-	return fmt.Errorf("%s did not become ready", base)
 }
 
 // backlogMetrics are the gauges of work a server does after the hot path: the ledger's
@@ -611,22 +627,16 @@ var backlogMetrics = regexp.MustCompile(`(?m)^revguard_(?:ledger|changes)_lag_ev
 func waitIdle(ctx context.Context, bases []string) error {
 	deadline := time.Now().Add(5 * time.Minute)
 	for _, base := range bases {
-		for {
-			backlog, err := backlogOf(ctx, base)
-			if err != nil {
-				return err
-			}
-			if backlog == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s still has a backlog of %.0f events after 5 minutes", base, backlog)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(100 * time.Millisecond):
-			}
+		var backlog float64
+		err := poll(ctx, time.Until(deadline), 100*time.Millisecond, func() (bool, error) {
+			var err error
+			backlog, err = backlogOf(ctx, base)
+			return backlog == 0, err
+		}, func() error {
+			return fmt.Errorf("%s still has a backlog of %.0f events after 5 minutes", base, backlog)
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
