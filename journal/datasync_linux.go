@@ -11,13 +11,12 @@ import (
 // in a segment whose blocks are already allocated and zeroed, the records alone, without
 // the journal commit of the inode that every fsync of a growing file costs.
 func datasync(f *os.File) error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			if err != nil {
-				return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
-			}
-			return nil
-		}
+	err := syscall.Fdatasync(int(f.Fd()))
+	for err == syscall.EINTR {
+		err = syscall.Fdatasync(int(f.Fd()))
 	}
+	if err != nil {
+		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
+	}
+	return nil
 }
