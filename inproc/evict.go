@@ -123,6 +123,7 @@ func (inv *Inventory) evictSKU(s *sku, before int64, limit uint64) int {
 			break
 		}
 		r := e.r
+		b.beforeChange(r)
 		r.state = stEvicted
 		inv.res.remove(r.id)
 		if k := r.idemKey(); k != "" {
@@ -136,13 +137,19 @@ func (inv *Inventory) evictSKU(s *sku, before int64, limit uint64) int {
 	clear(b.final[:i])
 	b.final = shrink(b.final[i:])
 	if n > 0 {
+		// In place, unless a snapshot is reading the array (writeSKU).
 		kept := b.all[:0]
+		if b.pre != nil {
+			kept = make([]*reservation, 0, len(b.all)-n)
+		}
 		for _, r := range b.all {
 			if r.state != stEvicted {
 				kept = append(kept, r)
 			}
 		}
-		clear(b.all[len(kept):])
+		if b.pre == nil {
+			clear(b.all[len(kept):])
+		}
 		b.all = shrink(kept)
 	}
 	return n

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -266,4 +267,38 @@ func rssMB() float64 {
 	}
 	pages, _ := strconv.ParseFloat(f[1], 64)
 	return pages * float64(os.Getpagesize()) / (1 << 20)
+}
+
+// TestEvictDuringSnapshot: while a snapshot encodes a SKU in parts (book.pre set), the
+// list of reservations it read must stay as it was: eviction builds a new list instead
+// of compacting the old one in place.
+func TestEvictDuringSnapshot(t *testing.T) {
+	inv := &Inventory{Retention: time.Hour}
+	inv.res.init()
+	s := newSKU("s")
+	b := s.bookOrNew()
+	for i := range 6 {
+		r := &reservation{id: newID(int64(i + 1)), sku: s, customer: fmt.Sprintf("c%d", i), qty: 1, state: stReleased, doneAt: 1}
+		b.all = append(b.all, r)
+		if i%2 == 0 {
+			b.final = append(b.final, finalEntry{seq: uint64(i + 1), at: 1, r: r, state: stReleased})
+		}
+	}
+	read := b.all // what writeSKU keeps
+	want := slices.Clone(read)
+	b.pre = make(map[*reservation]reservation)
+	if n := inv.evictSKU(s, 2, 100); n != 3 {
+		t.Fatalf("evicted %d, want 3", n)
+	}
+	if !slices.Equal(read, want) {
+		t.Fatal("eviction during a snapshot changed the list the snapshot reads")
+	}
+	if len(b.all) != 3 || len(b.pre) != 3 {
+		t.Fatalf("after eviction: %d reservations listed, %d kept for the snapshot; want 3 and 3", len(b.all), len(b.pre))
+	}
+	for r, old := range b.pre {
+		if old.state != stReleased || r.state != stEvicted {
+			t.Fatalf("kept state %d (live %d), want released (evicted)", old.state, r.state)
+		}
+	}
 }

@@ -37,19 +37,19 @@ func (inv *Inventory) applyConfirm(s *sku, r *reservation, seq uint64, at int64,
 		inv.holdCount.Add(-1)
 	}
 	s.sold += q
+	s.book.beforeChange(r)
 	r.state = stConfirmed
 	r.doneAt = at
 	if orderRef != "" {
-		if r.extra == nil {
-			r.extra = &resExtra{}
-		}
-		r.extra.orderRef = orderRef
+		// A new resExtra, not the old one changed: a snapshot's copy of r may share it.
+		r.extra = &resExtra{idemKey: r.idemKey(), orderRef: orderRef}
 	}
 	inv.finalized(s, r, seq, at)
 }
 
 func (inv *Inventory) applyRelease(s *sku, r *reservation, seq uint64, at int64) {
 	inv.unhold(s, r)
+	s.book.beforeChange(r)
 	r.state = stReleased
 	r.doneAt = at
 	inv.finalized(s, r, seq, at)
@@ -57,6 +57,7 @@ func (inv *Inventory) applyRelease(s *sku, r *reservation, seq uint64, at int64)
 
 func (inv *Inventory) applyExpire(s *sku, r *reservation, seq uint64, at int64) {
 	inv.unhold(s, r)
+	s.book.beforeChange(r)
 	r.state = stExpired
 	inv.finalized(s, r, seq, at)
 }

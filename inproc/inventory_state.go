@@ -55,6 +55,21 @@ type book struct {
 	// final lists the reservations that became final, in the order they did, until
 	// they leave memory (evict.go); empty unless Inventory.Retention is set.
 	final []finalEntry
+	// pre is set while a snapshot encodes this SKU's reservations in parts
+	// (snapshot.go): the state each one had when the snapshot copied the SKU, kept by
+	// its first change since. nil otherwise.
+	pre map[*reservation]reservation
+}
+
+// beforeChange is called under the SKU's mutex before r changes: while a snapshot
+// encodes the SKU in parts, it keeps r as the snapshot copied it.
+func (b *book) beforeChange(r *reservation) {
+	if b.pre == nil {
+		return
+	}
+	if _, ok := b.pre[r]; !ok {
+		b.pre[r] = *r
+	}
 }
 
 type owner struct {

@@ -2,6 +2,7 @@ package inproc
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,17 @@ import (
 	"github.com/revenueguard/revguard/journal"
 	"github.com/revenueguard/revguard/revguardtest"
 )
+
+// appendSKURecord encodes s and its reservations as one SKU record, all at once.
+func appendSKURecord(buf []byte, s *sku) []byte {
+	buf = appendSKUHeader(buf, s)
+	var all []*reservation
+	if s.book != nil {
+		all = s.book.all
+	}
+	buf = binary.AppendUvarint(buf, uint64(len(all)))
+	return appendReservations(buf, all, nil)
+}
 
 // testEngine opens an Inventory on dir with the given clock and settings.
 func testEngine(t testing.TB, dir string, clock *revguardtest.Clock, edit func(j *journal.Journal, inv *Inventory)) (*Inventory, error) {
@@ -197,6 +209,13 @@ func TestRecoverSkipsEventsInSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	workload(t, inv, clock, "c", 30) // and these only in the journal
+	recoversFrom(t, dir, clock, inv, s0, "snapshot older than its SKUs")
+}
+
+// recoversFrom crashes inv and checks that it recovers, from the snapshot s0 and the
+// journal, the state it had.
+func recoversFrom(t *testing.T, dir string, clock *revguardtest.Clock, inv *Inventory, s0 uint64, what string) {
+	t.Helper()
 	want := dump(inv)
 	crash(inv)
 	inv = mustEngine(t, dir, clock, nil)
@@ -204,7 +223,7 @@ func TestRecoverSkipsEventsInSnapshot(t *testing.T) {
 	if inv.lastSnap != s0 {
 		t.Fatalf("loaded snapshot %d, want %d", inv.lastSnap, s0)
 	}
-	sameState(t, "snapshot older than its SKUs", dump(inv), want)
+	sameState(t, what, dump(inv), want)
 }
 
 func TestSnapshotDamagedFallsBack(t *testing.T) {
@@ -341,4 +360,79 @@ func TestSnapshotInterval(t *testing.T) {
 	if got, want := snapshotInterval(100, 30), uint64(100); got != want {
 		t.Fatalf("snapshotInterval(100, 30) = %d, want %d", got, want)
 	}
+}
+
+// TestSnapshotWhileChanging: a SKU with more reservations than snapChunk is encoded in
+// parts, its lock released in between, while the engine goes on. Changes made then to
+// reservations already copied (confirms, releases, expiries, revives) and new
+// reservations must stay out of the snapshot, whose SKUs stand at their copied last
+// seq: recovery replays those changes from the journal, and would count them twice
+// (or refuse them) if the snapshot held them already.
+func TestSnapshotWhileChanging(t *testing.T) {
+	defer func(n int) { snapChunk = n }(snapChunk)
+	snapChunk = 3
+	ctx := context.Background()
+	dir, clock := t.TempDir(), revguardtest.NewClock(time.Time{})
+	inv := mustEngine(t, dir, clock, nil)
+	workload(t, inv, clock, "a", 40)
+	var held []revguard.Reservation // two per SKU, one with an idempotency key
+	for i := range 8 {
+		r, _, err := inv.Reserve(ctx, revguard.ReserveRequest{SKU: fmt.Sprintf("sku-%d", i%4),
+			CustomerID: fmt.Sprintf("held-%d", i), Quantity: 1, IdempotencyKey: fmt.Sprintf("k%d", i%2)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, r)
+	}
+	copied, first := 0, ""
+	inv.snapCopied = func(sku string) {
+		copied++
+		if copied > 1 {
+			return
+		}
+		first = sku
+		held = slices.DeleteFunc(held, func(r revguard.Reservation) bool { return r.SKU != sku })
+		for i, r := range held { // change what the snapshot copied, then make new ones
+			if i%2 == 0 {
+				if _, err := inv.Confirm(ctx, revguard.ConfirmRequest{ID: r.ID, CustomerID: r.CustomerID, OrderRef: "mid-" + r.ID}); err != nil {
+					t.Fatal(err)
+				}
+			} else if _, err := inv.Release(ctx, r.ID, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		workload(t, inv, clock, "b", 40) // expiries and revives too: the clock moves
+	}
+	s0 := inv.Journal.Durable()
+	if _, _, err := inv.writeSnapshot(filepath.Join(inv.Dir, snapName(s0)), s0); err != nil {
+		t.Fatal(err)
+	}
+	if copied != 4 {
+		t.Fatalf("%d SKUs encoded in parts, want all 4", copied)
+	}
+	// The holds of the first SKU, changed after it was copied, are in the file as
+	// they were: held, no order ref (a confirm must not edit what the copy shares
+	// with the live state). The other SKUs were copied after the changes.
+	data, err := os.ReadFile(filepath.Join(inv.Dir, snapName(s0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := decodeSnapshot(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inSnap := map[string]*reservation{}
+	for _, s := range snap.skus {
+		for _, r := range s.book.all {
+			inSnap[r.id.String()] = r
+		}
+	}
+	for _, h := range held {
+		r := inSnap[h.ID]
+		if r == nil || r.state != stHeld || r.orderRef() != "" {
+			t.Fatalf("hold %s of %s in the snapshot: %+v; want it held, without order ref", h.ID, first, r)
+		}
+	}
+	workload(t, inv, clock, "c", 20)
+	recoversFrom(t, dir, clock, inv, s0, "snapshot encoded while the SKUs changed")
 }
