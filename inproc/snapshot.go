@@ -276,19 +276,24 @@ func appendSKUHeader(buf []byte, s *sku) []byte {
 func appendReservations(buf []byte, rs []*reservation, pre map[*reservation]reservation) []byte {
 	for _, r := range rs {
 		if old, ok := pre[r]; ok {
-			r = &old
+			buf = appendReservation(buf, &old)
+		} else {
+			buf = appendReservation(buf, r)
 		}
-		buf = append(buf, r.id[:]...)
-		buf = appendStr(buf, r.customer)
-		buf = binary.AppendUvarint(buf, uint64(r.qty))
-		buf = append(buf, byte(r.state))
-		buf = binary.AppendVarint(buf, r.createdAt)
-		buf = binary.AppendVarint(buf, r.expiresAt)
-		buf = binary.AppendVarint(buf, r.doneAt)
-		buf = appendStr(buf, r.idemKey())
-		buf = appendStr(buf, r.orderRef())
 	}
 	return buf
+}
+
+func appendReservation(buf []byte, r *reservation) []byte {
+	buf = append(buf, r.id[:]...)
+	buf = appendStr(buf, r.customer)
+	buf = binary.AppendUvarint(buf, uint64(r.qty))
+	buf = append(buf, byte(r.state))
+	buf = binary.AppendVarint(buf, r.createdAt)
+	buf = binary.AppendVarint(buf, r.expiresAt)
+	buf = binary.AppendVarint(buf, r.doneAt)
+	buf = appendStr(buf, r.idemKey())
+	return appendStr(buf, r.orderRef())
 }
 
 func appendStr(buf []byte, s string) []byte {
