@@ -142,6 +142,7 @@ type target struct {
 	status  int
 	spread  []string // base URLs to drive at once instead of url (dist3)
 	lua     *fleet   // the bare script loop instead of HTTP (lua)
+	route   string   // the revguard route pattern of path, whose server-side latency is read from url's /metrics
 
 	// fresh, when set, is the server that issues a new customer's session before each
 	// measurement: one customer's holds of the hot SKU stop at the per-customer limit
@@ -232,14 +233,15 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		tokens[name] = tok
 	}
 
+	const reserveRoute = "POST /v1/skus/{sku}/reservations"
 	all := map[string]target{
 		"bare":    {name: "bare", url: "http://" + bareAddr, path: "/reserve", status: 201},
-		"reserve": {name: "reserve", url: servers["api"], path: "/v1/skus/hot/reservations", status: 201, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}, fresh: servers["api"]},
-		"soldout": {name: "soldout", url: servers["api"], path: "/v1/skus/gone/reservations", status: 409, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}},
+		"reserve": {name: "reserve", url: servers["api"], path: "/v1/skus/hot/reservations", status: 201, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}, fresh: servers["api"], route: reserveRoute},
+		"soldout": {name: "soldout", url: servers["api"], path: "/v1/skus/gone/reservations", status: 409, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}, route: reserveRoute},
 	}
 	if verifier != nil {
 		all["botcheck"] = target{name: "botcheck", url: servers["bot"], path: "/v1/skus/hot/reservations", status: 201,
-			headers: map[string]string{"Authorization": "Bearer " + tokens["bot"], "CF-Turnstile-Response": turnstiletest.DummyToken}, fresh: servers["bot"]}
+			headers: map[string]string{"Authorization": "Bearer " + tokens["bot"], "CF-Turnstile-Response": turnstiletest.DummyToken}, fresh: servers["bot"], route: reserveRoute}
 	}
 	if slices.ContainsFunc(o.variants, func(v string) bool { return slices.Contains(distVariants, v) }) {
 		f, err := startFleet(ctx, o, dir, admin)
@@ -255,7 +257,7 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 			return fmt.Errorf("fleet: %w", err)
 		}
 		hdr := map[string]string{"Authorization": "Bearer " + tok}
-		all["dist1"] = target{name: "dist1", url: f.nodes[0], path: "/v1/skus/hot/reservations", status: 201, headers: hdr, fresh: f.nodes[0]}
+		all["dist1"] = target{name: "dist1", url: f.nodes[0], path: "/v1/skus/hot/reservations", status: 201, headers: hdr, fresh: f.nodes[0], route: reserveRoute}
 		all["dist3"] = target{name: "dist3", spread: f.nodes, path: "/v1/skus/hot/reservations", status: 201, headers: hdr, fresh: f.nodes[0]}
 		all["lua"] = target{name: "lua", lua: f, status: 201}
 		fleetNodes = f.nodes
@@ -294,6 +296,12 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 					}
 				}
 				cpu0, cpuKnown := serverCPU(t)
+				var stats0 serverStats
+				if t.route != "" {
+					if stats0, err = scrapeStats(ctx, t.url, t.route, t.status); err != nil {
+						return err
+					}
+				}
 				r, err := measure(ctx, o, t, conns)
 				if err != nil {
 					return fmt.Errorf("%s, %d connections: %w", t.name, conns, err)
@@ -301,10 +309,18 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 				if cpu1, ok := serverCPU(t); ok && cpuKnown && r.requests > 0 {
 					r.cpu = (cpu1 - cpu0) / time.Duration(r.requests)
 				}
+				if t.route != "" {
+					stats1, err := scrapeStats(ctx, t.url, t.route, t.status)
+					if err != nil {
+						return err
+					}
+					r.server = serverStats{latency: stats1.latency.minus(stats0.latency), fsync: stats1.fsync.minus(stats0.fsync)}
+				}
 				r.round = round
 				results[t.name] = append(results[t.name], r)
-				fmt.Fprintf(out, "  round %d  %-8s %4d conns  %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  server CPU %s  errors %d\n",
-					round+1, t.name, conns, r.rate, r.p50.Seconds()*1e3, r.p99.Seconds()*1e3, cpuText(r.cpu), r.errors)
+				p99, fsync := statsText(r.server)
+				fmt.Fprintf(out, "  round %d  %-8s %4d conns  %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  server CPU %s  server p99 %s ms  fsync %s ms  errors %d\n",
+					round+1, t.name, conns, r.rate, r.p50.Seconds()*1e3, r.p99.Seconds()*1e3, cpuText(r.cpu), p99, fsync, r.errors)
 				if bad := r.wrong(t.status); bad > 0 {
 					fmt.Fprintf(out, "  WARNING: %d of %d answers of %s were not %d: its rate is not the endpoint's\n", bad, r.requests, t.name, t.status)
 				}
@@ -335,6 +351,7 @@ type result struct {
 	requests int64         // answers received
 	non2xx   int64         // answers that were not 2xx (all of the sold-out variant's)
 	cpu      time.Duration // CPU time of the serving processes per answer; 0 if unknown
+	server   serverStats   // the server's own figures for the measurement (targets with a route)
 }
 
 // serverPIDs maps the base URL of each server process the benchmark started to its pid.
@@ -399,7 +416,7 @@ func (r result) wrong(want int) int64 {
 func report(out io.Writer, conns int, targets []target, results map[string][]result) {
 	_, withLua := results["lua"]
 	fmt.Fprintf(out, "\n%d connections (median of %d rounds)\n", conns, len(results[targets[0].name]))
-	fmt.Fprintf(out, "  %-8s  %10s  %8s  %8s  %10s  %8s", "variant", "req/s", "p50 ms", "p99 ms", "CPU/answer", "÷ bare")
+	fmt.Fprintf(out, "  %-8s  %10s  %8s  %8s  %10s  %10s  %8s  %8s", "variant", "req/s", "p50 ms", "p99 ms", "CPU/answer", "srv p99 ms", "fsync ms", "÷ bare")
 	if withLua {
 		fmt.Fprintf(out, "  %8s", "÷ lua")
 	}
@@ -428,8 +445,9 @@ func report(out io.Writer, conns int, targets []target, results map[string][]res
 				cpus = append(cpus, float64(r.cpu))
 			}
 		}
-		fmt.Fprintf(out, "  %-8s  %10.0f  %8.2f  %8.2f  %10s  %s", t.name, median(rates), median(p50s), median(p99s),
-			cpuText(time.Duration(median(cpus))), ratio(rs, results["bare"]))
+		srvP99, fsync := statsText(medianStats(rs))
+		fmt.Fprintf(out, "  %-8s  %10.0f  %8.2f  %8.2f  %10s  %10s  %8s  %s", t.name, median(rates), median(p50s), median(p99s),
+			cpuText(time.Duration(median(cpus))), srvP99, fsync, ratio(rs, results["bare"]))
 		if withLua {
 			fmt.Fprintf(out, "  %s", ratio(rs, results["lua"]))
 		}
@@ -644,18 +662,9 @@ func waitIdle(ctx context.Context, bases []string) error {
 
 // backlogOf sums the backlog gauges that base's /metrics shows.
 func backlogOf(ctx context.Context, base string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	b, err := fetchMetrics(ctx, base)
 	if err != nil {
 		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("%s/metrics: %w", base, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s/metrics: status %d, %v", base, resp.StatusCode, err)
 	}
 	matches := backlogMetrics.FindAllSubmatch(b, -1)
 	if len(matches) == 0 {

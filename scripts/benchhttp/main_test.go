@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -88,5 +90,56 @@ func TestServerCPU(t *testing.T) {
 	}
 	if _, ok := serverCPU(target{url: url, lua: &fleet{}}); ok {
 		t.Fatal("serverCPU of the lua variant: known, want unknown (its server is Redis)")
+	}
+}
+
+// TestParseHistogram reads the reserve route's latency from a /metrics text the way
+// the measurement does: the series of one route and status summed, a reading before
+// subtracted, the p99 as the bound of its bucket.
+func TestParseHistogram(t *testing.T) {
+	const route = `route="POST /v1/skus/{sku}/reservations"`
+	text := func(ok1, ok2, okInf, soldOut float64) []byte {
+		return []byte(fmt.Sprintf(`# TYPE revguard_http_request_duration_seconds histogram
+revguard_http_request_duration_seconds_bucket{route="POST /v1/skus/{sku}/reservations",status="201",le="0.001"} %g
+revguard_http_request_duration_seconds_bucket{route="POST /v1/skus/{sku}/reservations",status="201",le="0.005"} %g
+revguard_http_request_duration_seconds_bucket{route="POST /v1/skus/{sku}/reservations",status="201",le="+Inf"} %g
+revguard_http_request_duration_seconds_sum{route="POST /v1/skus/{sku}/reservations",status="201"} 1
+revguard_http_request_duration_seconds_count{route="POST /v1/skus/{sku}/reservations",status="201"} %g
+revguard_http_request_duration_seconds_bucket{route="POST /v1/skus/{sku}/reservations",status="409",le="0.001"} %g
+revguard_http_request_duration_seconds_bucket{route="POST /v1/skus/{sku}/reservations",status="409",le="0.005"} %g
+revguard_http_request_duration_seconds_bucket{route="POST /v1/skus/{sku}/reservations",status="409",le="+Inf"} %g
+revguard_http_request_duration_seconds_count{route="POST /v1/skus/{sku}/reservations",status="409"} %g
+revguard_journal_fsync_seconds_sum 0.5
+revguard_journal_fsync_seconds_count 1000
+`, ok1, ok2, okInf, okInf, soldOut, soldOut, soldOut, soldOut))
+	}
+	before, err := parseHistogram(text(10, 10, 10, 7), "revguard_http_request_duration_seconds", route, `status="201"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1,000 more answers: 980 under 1 ms, 15 under 5 ms, 5 above.
+	after, err := parseHistogram(text(990, 1005, 1010, 500), "revguard_http_request_duration_seconds", route, `status="201"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := after.minus(before)
+	if d.count != 1000 || !slices.Equal(d.counts, []float64{980, 995, 1000}) {
+		t.Fatalf("difference: count %g, buckets %v; want 1000 and [980 995 1000]", d.count, d.counts)
+	}
+	if q, ok := d.quantile(0.99); !ok || q != 0.005 {
+		t.Fatalf("p99 = %g, %v; want 0.005 (980 + 15 of 1000 answers are under 5 ms)", q, ok)
+	}
+	if q, ok := d.quantile(0.5); !ok || q != 0.001 {
+		t.Fatalf("p50 = %g, %v; want 0.001", q, ok)
+	}
+	if _, ok := d.quantile(0.999); ok {
+		t.Fatal("p99.9 is past the last finite bound: want it unknown")
+	}
+	fsync, err := parseHistogram(text(0, 0, 0, 0), "revguard_journal_fsync_seconds")
+	if err != nil || fsync.count != 1000 || fsync.sum != 0.5 {
+		t.Fatalf("fsync: %+v, %v; want 1000 fsyncs taking 0.5 s", fsync, err)
+	}
+	if p99, mean := statsText(serverStats{latency: d, fsync: fsync}); p99 != "≤5" || mean != "0.50" {
+		t.Fatalf("statsText = %q, %q; want ≤5 and 0.50", p99, mean)
 	}
 }
