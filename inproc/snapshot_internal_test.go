@@ -436,3 +436,33 @@ func TestSnapshotWhileChanging(t *testing.T) {
 	workload(t, inv, clock, "c", 20)
 	recoversFrom(t, dir, clock, inv, s0, "snapshot encoded while the SKUs changed")
 }
+
+// TestSnapshotsInPartsUnderLoad takes snapshots in parts of 2 reservations from the
+// snapshotter while four goroutines change the SKUs, then recovers after a crash. It
+// is the race detector's test of the parts against concurrent changes (which part a
+// change falls between is up to the scheduler; TestSnapshotWhileChanging places them),
+// and recovery's of the result.
+func TestSnapshotsInPartsUnderLoad(t *testing.T) {
+	defer func(n int) { snapChunk = n }(snapChunk)
+	snapChunk = 2
+	dir, clock := t.TempDir(), revguardtest.NewClock(time.Time{})
+	often := func(_ *journal.Journal, inv *Inventory) { inv.SnapshotEvery = 50 }
+	inv := mustEngine(t, dir, clock, often)
+	for round := range 4 {
+		workload(t, inv, clock, fmt.Sprintf("r%d", round), 60)
+	}
+	inv.snapMu.Lock()
+	taken := inv.lastSnap
+	inv.snapMu.Unlock()
+	if taken == 0 {
+		t.Fatal("no snapshot was taken during the workload")
+	}
+	want := dump(inv)
+	crash(inv)
+	inv = mustEngine(t, dir, clock, often)
+	defer crash(inv)
+	if inv.lastSnap == 0 {
+		t.Fatal("recovery loaded no snapshot")
+	}
+	sameState(t, "snapshots in parts under load", dump(inv), want)
+}
