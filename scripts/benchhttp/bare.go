@@ -6,12 +6,21 @@ import (
 	"io"
 	"net/http"
 	"os"
+
+	"github.com/valyala/fasthttp"
 )
 
 // serveBare serves the yardstick on addr until killed: a plain net/http handler that
 // reads and decodes a small JSON body with encoding/json and writes a small JSON 201,
 // the least any JSON endpoint does.
 func serveBare(addr string) {
+	if err := http.ListenAndServe(addr, bareMux()); err != nil {
+		fmt.Fprintln(os.Stderr, "bare handler:", err)
+		os.Exit(1)
+	}
+}
+
+func bareMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /reserve", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
@@ -27,8 +36,33 @@ func serveBare(addr string) {
 		json.NewEncoder(w).Encode(map[string]any{"id": "01JBENCH00000000000000000", "quantity": req.Quantity, "status": "held"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {})
-	if err := http.ListenAndServe(addr, mux); err != nil {
-		fmt.Fprintln(os.Stderr, "bare handler:", err)
+	return mux
+}
+
+// serveBareFast serves the same yardstick with fasthttp instead of net/http (the
+// barefast variant): what the HTTP server core alone costs, for comparison.
+func serveBareFast(addr string) {
+	if err := fasthttp.ListenAndServe(addr, bareFast); err != nil {
+		fmt.Fprintln(os.Stderr, "bare fasthttp handler:", err)
 		os.Exit(1)
+	}
+}
+
+func bareFast(ctx *fasthttp.RequestCtx) {
+	switch {
+	case string(ctx.Path()) == "/readyz" && ctx.IsGet():
+	case string(ctx.Path()) == "/reserve" && ctx.IsPost():
+		var req struct {
+			Quantity int `json:"quantity"`
+		}
+		if len(ctx.PostBody()) > 64<<10 || json.Unmarshal(ctx.PostBody(), &req) != nil {
+			ctx.Error("bad request", fasthttp.StatusBadRequest)
+			return
+		}
+		ctx.SetContentType("application/json")
+		ctx.SetStatusCode(fasthttp.StatusCreated)
+		json.NewEncoder(ctx).Encode(map[string]any{"id": "01JBENCH00000000000000000", "quantity": req.Quantity, "status": "held"})
+	default:
+		ctx.SetStatusCode(fasthttp.StatusNotFound)
 	}
 }

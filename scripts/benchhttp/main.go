@@ -11,6 +11,9 @@
 //
 //   - bare: the yardstick;
 //
+//   - barefast (only when named in -variants): the same handler on fasthttp instead of
+//     net/http, which shows what the HTTP server core costs;
+//
 //   - reserve: POST /v1/skus/hot/reservations, 201, stock to spare (every 201 waits for
 //     its fsync);
 //
@@ -54,6 +57,10 @@ import (
 func main() {
 	if len(os.Args) == 3 && os.Args[1] == "-bare-serve" {
 		serveBare(os.Args[2])
+		return
+	}
+	if len(os.Args) == 3 && os.Args[1] == "-bare-fast-serve" {
+		serveBareFast(os.Args[2])
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -159,20 +166,41 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		defer os.RemoveAll(dir)
 	}
 
-	bareAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	bare, err := startProcess(ctx, filepath.Join(dir, "bare.log"), self, "-bare-serve", bareAddr)
+	// startBare starts this program as a yardstick server of its own (mode is its flag).
+	startBare := func(mode, name string) (string, error) {
+		addr, err := freeAddr()
+		if err != nil {
+			return "", err
+		}
+		p, err := startProcess(ctx, filepath.Join(dir, name+".log"), self, mode, addr)
+		if err != nil {
+			return "", err
+		}
+		stops = append(stops, p.stop)
+		serverPIDs["http://"+addr] = p.cmd.Process.Pid
+		return "http://" + addr, nil
+	}
+	defer func() {
+		for _, s := range stops {
+			s()
+		}
+	}()
+	bareURL, err := startBare("-bare-serve", "bare")
 	if err != nil {
 		return err
 	}
-	defer bare.stop()
-	serverPIDs["http://"+bareAddr] = bare.cmd.Process.Pid
+	bases := []string{bareURL}
+	var fastURL string
+	if slices.Contains(o.variants, "barefast") {
+		if fastURL, err = startBare("-bare-fast-serve", "barefast"); err != nil {
+			return err
+		}
+		bases = append(bases, fastURL)
+	}
 
 	var verifier *turnstiletest.Server
 	if slices.Contains(o.variants, "botcheck") {
@@ -203,11 +231,6 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		serverPIDs[servers[name]] = p.cmd.Process.Pid
 		return nil
 	}
-	defer func() {
-		for _, s := range stops {
-			s()
-		}
-	}()
 	if err := start("api"); err != nil {
 		return err
 	}
@@ -216,7 +239,7 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 			return err
 		}
 	}
-	for _, u := range append([]string{"http://" + bareAddr}, mapValues(servers)...) {
+	for _, u := range append(bases, mapValues(servers)...) {
 		if err := waitReady(ctx, u); err != nil {
 			return err
 		}
@@ -235,9 +258,10 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 
 	const reserveRoute = "POST /v1/skus/{sku}/reservations"
 	all := map[string]target{
-		"bare":    {name: "bare", url: "http://" + bareAddr, path: "/reserve", status: 201},
-		"reserve": {name: "reserve", url: servers["api"], path: "/v1/skus/hot/reservations", status: 201, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}, fresh: servers["api"], route: reserveRoute},
-		"soldout": {name: "soldout", url: servers["api"], path: "/v1/skus/gone/reservations", status: 409, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}, route: reserveRoute},
+		"bare":     {name: "bare", url: bareURL, path: "/reserve", status: 201},
+		"barefast": {name: "barefast", url: fastURL, path: "/reserve", status: 201},
+		"reserve":  {name: "reserve", url: servers["api"], path: "/v1/skus/hot/reservations", status: 201, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}, fresh: servers["api"], route: reserveRoute},
+		"soldout":  {name: "soldout", url: servers["api"], path: "/v1/skus/gone/reservations", status: 409, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}, route: reserveRoute},
 	}
 	if verifier != nil {
 		all["botcheck"] = target{name: "botcheck", url: servers["bot"], path: "/v1/skus/hot/reservations", status: 201,

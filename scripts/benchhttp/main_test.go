@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // TestBacklogOf reads the backlog gauges the way waitIdle does: the ledger's and the
@@ -141,5 +145,42 @@ revguard_journal_fsync_seconds_count 1000
 	}
 	if p99, mean := statsText(serverStats{latency: d, fsync: fsync}); p99 != "≤5" || mean != "0.50" {
 		t.Fatalf("statsText = %q, %q; want ≤5 and 0.50", p99, mean)
+	}
+}
+
+// TestBareHandlers: the two yardsticks do the same work, so that comparing them
+// measures the server cores: the same statuses, content type and body.
+func TestBareHandlers(t *testing.T) {
+	netSrv := httptest.NewServer(bareMux())
+	defer netSrv.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast := &fasthttp.Server{Handler: bareFast}
+	go fast.Serve(ln)
+	defer fast.Shutdown()
+	for _, base := range []string{netSrv.URL, "http://" + ln.Addr().String()} {
+		for _, tc := range []struct {
+			body   string
+			status int
+			want   string
+		}{
+			{`{"quantity":3}`, 201, `{"id":"01JBENCH00000000000000000","quantity":3,"status":"held"}` + "\n"},
+			{`{"quantity":`, 400, ""},
+		} {
+			resp, err := http.Post(base+"/reserve", "application/json", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || tc.want != "" && (string(b) != tc.want || resp.Header.Get("Content-Type") != "application/json") {
+				t.Fatalf("%s: POST %s = %d %q (%s); want %d %q (application/json)", base, tc.body, resp.StatusCode, b, resp.Header.Get("Content-Type"), tc.status, tc.want)
+			}
+		}
+		if resp, err := http.Get(base + "/readyz"); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: GET /readyz = %v, %v; want 200", base, resp, err)
+		}
 	}
 }
