@@ -139,7 +139,7 @@ func (inv *Inventory) evictSKU(s *sku, before int64, limit uint64) int {
 	if n > 0 {
 		// In place, unless a snapshot is reading the array (writeSKU).
 		kept := b.all[:0]
-		if b.pre != nil {
+		if b.preImages != nil {
 			kept = make([]*reservation, 0, len(b.all)-n)
 		}
 		for _, r := range b.all {
@@ -147,7 +147,7 @@ func (inv *Inventory) evictSKU(s *sku, before int64, limit uint64) int {
 				kept = append(kept, r)
 			}
 		}
-		if b.pre == nil {
+		if b.preImages == nil {
 			clear(b.all[len(kept):])
 		}
 		b.all = shrink(kept)

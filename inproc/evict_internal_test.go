@@ -269,7 +269,7 @@ func rssMB() float64 {
 	return pages * float64(os.Getpagesize()) / (1 << 20)
 }
 
-// TestEvictDuringSnapshot: while a snapshot encodes a SKU in parts (book.pre set), the
+// TestEvictDuringSnapshot: while a snapshot encodes a SKU in parts (book.preImages set), the
 // list of reservations it read must stay as it was: eviction builds a new list instead
 // of compacting the old one in place.
 func TestEvictDuringSnapshot(t *testing.T) {
@@ -286,17 +286,17 @@ func TestEvictDuringSnapshot(t *testing.T) {
 	}
 	read := b.all // what writeSKU keeps
 	want := slices.Clone(read)
-	b.pre = make(map[*reservation]reservation)
+	b.preImages = make(map[*reservation]reservation)
 	if n := inv.evictSKU(s, 2, 100); n != 3 {
 		t.Fatalf("evicted %d, want 3", n)
 	}
 	if !slices.Equal(read, want) {
 		t.Fatal("eviction during a snapshot changed the list the snapshot reads")
 	}
-	if len(b.all) != 3 || len(b.pre) != 3 {
-		t.Fatalf("after eviction: %d reservations listed, %d kept for the snapshot; want 3 and 3", len(b.all), len(b.pre))
+	if len(b.all) != 3 || len(b.preImages) != 3 {
+		t.Fatalf("after eviction: %d reservations listed, %d kept for the snapshot; want 3 and 3", len(b.all), len(b.preImages))
 	}
-	for r, old := range b.pre {
+	for r, old := range b.preImages {
 		if old.state != stReleased || r.state != stEvicted {
 			t.Fatalf("kept state %d (live %d), want released (evicted)", old.state, r.state)
 		}

@@ -90,8 +90,9 @@ type Inventory struct {
 	prevSnap uint64        // the snapshot kept as a fallback, 0: none
 	snapNext atomic.Uint64 // a change with this seq or more kicks the snapshotter
 	snapKick chan struct{} // capacity 1
-	// snapCopied, when set (tests), is called by a snapshot with a SKU's id once it
-	// copied the SKU and before it encodes the SKU's reservations in parts.
+	// snapCopied, when set (tests, before any snapshot runs), is called by a snapshot
+	// with a SKU's id once it copied the SKU and before it encodes the SKU's
+	// reservations in parts.
 	snapCopied func(sku string)
 
 	stop chan struct{}  // closed by Close: the goroutines exit

@@ -55,20 +55,21 @@ type book struct {
 	// final lists the reservations that became final, in the order they did, until
 	// they leave memory (evict.go); empty unless Inventory.Retention is set.
 	final []finalEntry
-	// pre is set while a snapshot encodes this SKU's reservations in parts
-	// (snapshot.go): the state each one had when the snapshot copied the SKU, kept by
-	// its first change since. nil otherwise.
-	pre map[*reservation]reservation
+	// preImages is set while a snapshot encodes this SKU's reservations in parts
+	// (writeSKU): the state each one had when the snapshot copied the SKU, kept by its
+	// first change since (reservations made since are kept too, and never read: the
+	// map lives for one SKU's encoding, tens of milliseconds). nil otherwise.
+	preImages map[*reservation]reservation
 }
 
-// beforeChange is called under the SKU's mutex before r changes: while a snapshot
-// encodes the SKU in parts, it keeps r as the snapshot copied it.
+// beforeChange must be called under the SKU's mutex before r changes: while a
+// snapshot encodes the SKU in parts, it keeps r as the snapshot copied it.
 func (b *book) beforeChange(r *reservation) {
-	if b.pre == nil {
+	if b.preImages == nil {
 		return
 	}
-	if _, ok := b.pre[r]; !ok {
-		b.pre[r] = *r
+	if _, ok := b.preImages[r]; !ok {
+		b.preImages[r] = *r
 	}
 }
 
@@ -190,7 +191,9 @@ func (st resState) status() revguard.Status {
 }
 
 // reservation is one hold. Its id, sku, customer, qty, createdAt, expiresAt and the
-// idempotency key never change; the rest is changed only under sku.mu. It is kept
+// idempotency key never change; the rest is changed only under sku.mu, and once the
+// reservation is in its book only after book.beforeChange (a snapshot may be reading
+// it in parts). It is kept
 // compact (80 bytes): a million holds must fit in a few hundred megabytes.
 type reservation struct {
 	id        ulid.ULID
@@ -204,10 +207,12 @@ type reservation struct {
 	state     resState
 }
 
-// resExtra holds the rarely set strings of a reservation.
+// resExtra holds the rarely set strings of a reservation. It is never edited once its
+// reservation is in the book: a change makes a new one (a snapshot's kept copy of the
+// reservation may share the old).
 type resExtra struct {
-	idemKey  string // immutable
-	orderRef string // set on the first successful confirm
+	idemKey  string
+	orderRef string // set by the first successful confirm
 }
 
 func (r *reservation) idemKey() string {

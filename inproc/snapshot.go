@@ -147,7 +147,7 @@ func (inv *Inventory) snapshot(ctx context.Context) (err error) {
 
 // snapshotInterval is the number of changes after a snapshot of nRes reservations
 // before the next: SnapshotEvery, or nRes when that is more. A snapshot's cost (its
-// encoding, each SKU's lock held while it is copied, the file's writeback beside the
+// encoding, each SKU's lock held for each part of it, the file's writeback beside the
 // journal's fsyncs) grows with the reservations in memory; spacing snapshots by as many
 // changes keeps that cost bounded per change, and recovery still replays no more
 // events than the snapshot holds reservations.
@@ -156,7 +156,8 @@ func snapshotInterval(every int, nRes uint64) uint64 {
 }
 
 // writeSnapshot writes and fsyncs the snapshot file path; it returns the highest
-// last seq of the SKUs it copied, and the number of reservations it holds.
+// last seq of the SKUs it copied, and the number of reservations it holds. One
+// snapshot at a time: the caller holds inv.snapMu (tests call it alone).
 func (inv *Inventory) writeSnapshot(path string, s0 uint64) (uint64, uint64, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -174,15 +175,14 @@ func (inv *Inventory) writeSnapshot(path string, s0 uint64) (uint64, uint64, err
 	maxSeq := s0
 	var nSKUs, nRes uint64
 	inv.skus.Range(func(_, v any) bool {
-		s := v.(*sku)
+		var seq uint64
 		var n int
-		buf, n = inv.writeSKU(s, buf, write)
-		if n < 0 {
-			return true // not created yet
+		var ok bool
+		if buf, seq, n, ok = inv.writeSKU(v.(*sku), buf, write); ok {
+			maxSeq = max(maxSeq, seq)
+			nRes += uint64(n)
+			nSKUs++
 		}
-		maxSeq = max(maxSeq, s.lastSeq.Load())
-		nRes += uint64(n)
-		nSKUs++
 		return true
 	})
 	buf = append(buf[:0], 'E')
@@ -207,25 +207,27 @@ func (inv *Inventory) writeSnapshot(path string, s0 uint64) (uint64, uint64, err
 // most for a snapshot, however many reservations the SKU has (BenchmarkSnapshotSKULock).
 var snapChunk = 4096
 
-// writeSKU writes the record of s with write, using buf as scratch, and returns buf
-// and the number of reservations written, or -1 when s does not exist yet.
+// writeSKU writes the record of s with write, using buf as scratch, and returns buf,
+// the SKU's last seq and number of reservations in the record; ok is false (nothing
+// written) when s does not exist yet. One snapshot at a time (writeSnapshot).
 //
 // The record is as of one moment, when the SKU's lock is first taken, but a SKU with
 // more than snapChunk reservations is not encoded under one hold of the lock: its
 // reserves would wait for the whole encoding (0.14 s per million reservations).
 // Under the lock, the SKU's fields are encoded, its list of reservations is kept (the
-// slice: while book.pre is set, book.all is only appended to, and eviction builds a
-// new array instead of compacting this one), and book.pre is set, so that each
+// slice: while book.preImages is set, book.all is only appended to, and eviction builds a
+// new array instead of compacting this one), and book.preImages is set, so that each
 // reservation keeps, from its first change on, the state it had at that moment. The
 // reservations of the list are then encoded snapChunk at a time, each part under the
 // lock again, from that kept state where there is one. Reservations made meanwhile are
 // past the list's end: they are after the SKU's last seq, replayed from the journal.
-func (inv *Inventory) writeSKU(s *sku, buf []byte, write func([]byte)) ([]byte, int) {
+func (inv *Inventory) writeSKU(s *sku, buf []byte, write func([]byte)) (_ []byte, seq uint64, n int, ok bool) {
 	s.mu.Lock()
 	if !s.exists.Load() {
 		s.mu.Unlock()
-		return buf, -1
+		return buf, 0, 0, false
 	}
+	seq = s.lastSeq.Load()
 	buf = appendSKUHeader(buf[:0], s)
 	var all []*reservation
 	if s.book != nil {
@@ -236,25 +238,31 @@ func (inv *Inventory) writeSKU(s *sku, buf []byte, write func([]byte)) ([]byte, 
 		buf = appendReservations(buf, all, nil)
 		s.mu.Unlock()
 		write(buf)
-		return buf, len(all)
+		return buf, seq, len(all), true
 	}
 	b := s.book
-	b.pre = make(map[*reservation]reservation)
+	if b.preImages != nil {
+		s.mu.Unlock()
+		panic("inproc: two snapshots encode SKU " + s.id + " at once")
+	}
+	b.preImages = make(map[*reservation]reservation)
 	s.mu.Unlock()
+	defer func() { // also if write or the test hook panics: changes must stop keeping states
+		s.mu.Lock()
+		b.preImages = nil
+		s.mu.Unlock()
+	}()
 	write(buf)
 	if inv.snapCopied != nil {
 		inv.snapCopied(s.id)
 	}
 	for part := range slices.Chunk(all, snapChunk) {
 		s.mu.Lock()
-		buf = appendReservations(buf[:0], part, b.pre)
+		buf = appendReservations(buf[:0], part, b.preImages)
 		s.mu.Unlock()
 		write(buf)
 	}
-	s.mu.Lock()
-	b.pre = nil
-	s.mu.Unlock()
-	return buf, len(all)
+	return buf, seq, len(all), true
 }
 
 // appendSKUHeader encodes the fields of s, before its reservations. Under s.mu.
@@ -271,11 +279,11 @@ func appendSKUHeader(buf []byte, s *sku) []byte {
 	return binary.AppendVarint(buf, s.sold)
 }
 
-// appendReservations encodes rs, each as pre holds it when it is there. Under the
-// SKU's lock.
-func appendReservations(buf []byte, rs []*reservation, pre map[*reservation]reservation) []byte {
+// appendReservations encodes rs, each as preImages holds it when it is there. Under
+// the SKU's lock.
+func appendReservations(buf []byte, rs []*reservation, preImages map[*reservation]reservation) []byte {
 	for _, r := range rs {
-		if old, ok := pre[r]; ok {
+		if old, ok := preImages[r]; ok {
 			buf = appendReservation(buf, &old)
 		} else {
 			buf = appendReservation(buf, r)

@@ -60,7 +60,7 @@ func BenchmarkSnapshotSKULock(b *testing.B) {
 							maxWait = max(maxWait, time.Since(start))
 						}
 					})
-					buf, _ = inv.writeSKU(s, buf, func([]byte) {})
+					buf, _, _, _ = inv.writeSKU(s, buf, func([]byte) {})
 					close(stop)
 					wg.Wait()
 				}

@@ -162,7 +162,7 @@ func (j *Journal) ReadEvents(ctx context.Context, after uint64, max int) ([]revg
 	// Typical records are under 128 bytes; the reader grows its buffer for larger ones.
 	bufSize := min(256<<10, max*128)
 	// A follower that keeps up reads a group commit's few events per call: a slice
-	// sized for max (about 250 bytes an event) would be mostly garbage.
+	// sized for max (232 bytes an event) would be mostly garbage.
 	out := make([]revguard.Event, 0, min(max, 64))
 	collect := func(ev *revguard.Event) error {
 		out = append(out, *ev)
