@@ -57,23 +57,24 @@ func (s *Sessions) CreateSession(ctx context.Context, customerID string, ttl tim
 	return token, sess, nil
 }
 
+const findSessionSQL = `SELECT customer_id, created_at, expires_at FROM sessions WHERE token_hash = ?`
+
 // FindSession returns the live session of token, or fails with CodeUnauthenticated when
 // the token is unknown, revoked or expired.
 func (s *Sessions) FindSession(ctx context.Context, token string) (revguard.Session, error) {
 	if token == "" || len(token) > 512 {
 		return revguard.Session{}, revguard.Errorf(revguard.CodeUnauthenticated, "unknown or expired session")
 	}
-	r, err := s.db.reader()
-	if err != nil {
-		return revguard.Session{}, err
+	find := s.db.findSession
+	if find == nil {
+		return revguard.Session{}, errors.New("sqlite: not open")
 	}
 	h := revguard.HashSessionToken(token)
 	var (
 		sess             revguard.Session
 		created, expires int64
 	)
-	err = r.QueryRowContext(ctx, `SELECT customer_id, created_at, expires_at FROM sessions WHERE token_hash = ?`, h[:]).
-		Scan(&sess.CustomerID, &created, &expires)
+	err := find.QueryRowContext(ctx, h[:]).Scan(&sess.CustomerID, &created, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return revguard.Session{}, revguard.Errorf(revguard.CodeUnauthenticated, "unknown or expired session")
 	} else if err != nil {

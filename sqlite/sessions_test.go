@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,6 +69,49 @@ func BenchmarkSessions_CreateSession(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "sessions/s")
+		})
+	}
+}
+
+// BenchmarkSessions_FindSession measures a session read from the store, what each
+// buyer's first request costs when its session is not cached (a drop whose crowd
+// logged in earlier): sessions read in turn, 16 callers at once, from a table of 10,000
+// and of 300,000 (larger than SQLite's own page cache).
+//
+//	go test ./sqlite -run '^$' -bench Sessions_FindSession -benchtime 2s
+func BenchmarkSessions_FindSession(b *testing.B) {
+	for _, n := range []int{10_000, 300_000} {
+		ctx := context.Background()
+		s := sqlite.NewSessions(MustOpenDB(b))
+		tokens := make([]string, n)
+		var wg sync.WaitGroup
+		for w := range 64 { // concurrent creations share commits
+			wg.Go(func() {
+				for i := w; i < n; i += 64 {
+					tok, _, err := s.CreateSession(ctx, fmt.Sprintf("crowd-%d", i), time.Hour)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					tokens[i] = tok
+				}
+			})
+		}
+		wg.Wait()
+		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
+			var next atomic.Int64
+			b.SetParallelism(8)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					// A stride through the tokens, as arrivals come in no order.
+					if _, err := s.FindSession(ctx, tokens[next.Add(7919)%int64(n)]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 		})
 	}
 }
