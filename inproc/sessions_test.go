@@ -448,3 +448,29 @@ func BenchmarkSessionCacheFindSession(b *testing.B) {
 	})
 	b.ReportMetric(float64(store.finds.Load()), "store-reads")
 }
+
+// TestSessionCacheServesADrop: a crowd logs in during the minutes before a drop and
+// everyone's first request at the opening is served from memory, with the cache's
+// defaults: 20,000 sessions (a stand-in for the headline's million, which the default
+// size holds) issued over 5 minutes, then read once each.
+func TestSessionCacheServesADrop(t *testing.T) {
+	c, store, clk := MustNewSessionCache(t)
+	if c.TTL != inproc.DefaultSessionCacheTTL || inproc.MaxCachedSessions < 1_000_000 {
+		t.Fatalf("defaults: TTL %v, size %d; want DefaultSessionCacheTTL and at least 1,000,000", c.TTL, inproc.MaxCachedSessions)
+	}
+	tokens := make([]string, 20_000)
+	for i := range tokens {
+		tokens[i] = mustCreate(t, c, time.Hour)
+		if i%1000 == 999 {
+			clk.Advance(15 * time.Second) // 20 steps: 5 minutes of logins
+		}
+	}
+	for _, tok := range tokens {
+		if _, err := c.FindSession(t.Context(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := store.finds.Load(); got != 0 {
+		t.Fatalf("%d of %d first requests read the store; want all served from memory", got, len(tokens))
+	}
+}
