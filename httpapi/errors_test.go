@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -287,5 +288,42 @@ func TestWaitingRoomErrors(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "settle an admission") {
 		t.Fatalf("log lacks the failed settle: %s", logs.String())
+	}
+}
+
+// TestSharedReservePanics: when the pipeline that requests with one idempotency key
+// share panics, the request that ran it gets the middleware's 500 and those waiting for
+// it a 500 too: not a hang, and not a 201 without a reservation.
+func TestSharedReservePanics(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int64
+	inv := &mock.Inventory{FindIdempotentFn: func(context.Context, revguard.ReserveRequest) (revguard.Reservation, bool, error) {
+		if calls.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+		panic("the idempotency index exploded")
+	}}
+	c, logs := mockServer(t, inv, &mock.Ledger{}, nil)
+	reserve := func() *response {
+		return c.do(req{Method: "POST", Path: "/v1/skus/a/reservations", Token: mockCustomer, Body: `{"quantity":1}`,
+			Header: map[string]string{"Idempotency-Key": "k1"}})
+	}
+	answers := make(chan *response, 2)
+	go func() { answers <- reserve() }()
+	<-entered // the first runs the pipeline; the second arrives while it does
+	go func() { answers <- reserve() }()
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	for range 2 {
+		select {
+		case r := <-answers:
+			r.wantProblem(t, 500, revguard.CodeInternal)
+		case <-time.After(10 * time.Second):
+			t.Fatal("a request with the key of a pipeline that panicked never got an answer")
+		}
+	}
+	if !strings.Contains(logs.String(), "the idempotency index exploded") {
+		t.Fatalf("log lacks the panic: %s", logs.String())
 	}
 }

@@ -24,7 +24,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/revenueguard/revguard"
 )
@@ -108,7 +107,8 @@ type Server struct {
 	promHTTP  http.Handler
 	idPrefix  string        // random per Server, so generated request ids are unique across restarts
 	idSeq     atomic.Uint64 // the counter part of generated request ids
-	flights   singleflight.Group
+	flightMu  sync.Mutex
+	flights   map[string]*flight // reserveOnce's runs in progress, by customer and idempotency key
 
 	// streams is cancelled by CloseStreams: the place, event and dashboard streams
 	// end, so that a graceful shutdown does not wait for them.

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -99,43 +100,65 @@ func idempotencyKey(h http.Header) (string, error) {
 	return vals[0], nil
 }
 
+// flight is one run of the reserve pipeline for a customer's idempotency key, which
+// the requests that arrive with the same key while it runs wait for.
+type flight struct {
+	req  revguard.ReserveRequest
+	done chan struct{} // closed once out is set
+	out  reserveOutcome
+}
+
+// errFlightPanicked is the outcome the waiters of a run that panicked get (the
+// panicking request itself gets the panic, which the middleware answers with a 500).
+var errFlightPanicked = errors.New("httpapi: the shared reserve pipeline panicked")
+
 // reserveOnce runs the pipeline once for all concurrent requests of one customer with
 // one idempotency key: the first runs it, the others wait and get its outcome as a
-// replay. The shared run is detached from the first client's context, so that its
-// leaving does not fail the others; each caller still stops waiting when its own
-// context ends. A waiter whose SKU or quantity differs from the first runs the pipeline
-// itself afterwards, which finds the key and refuses it as reused (or, if the first
-// failed, reserves normally).
-//
-// Goroutine: singleflight.DoChan runs the shared pipeline in a goroutine of its own,
-// started by the first caller; it exits when the pipeline returns, which the
-// backends' own deadlines (the verifier's timeout, the journal's fsync) bound.
+// replay. The first request runs it in its own goroutine, detached from its client's
+// context, so that the client's leaving does not fail the others (it then finishes
+// the run, which the backends' own deadlines bound, before it returns); each waiter
+// stops waiting when its own context ends. A waiter whose SKU or quantity differs from
+// the first runs the pipeline itself afterwards, which finds the key and refuses it as
+// reused (or, if the first failed, reserves normally). Most requests meet no other
+// with their key: that case costs a map entry, no goroutine.
 func (s *Server) reserveOnce(ctx context.Context, req *revguard.ReserveRequest, token, ip string) reserveOutcome {
-	type flight struct {
-		req revguard.ReserveRequest
-		out reserveOutcome
-	}
-	leader := false
-	ch := s.flights.DoChan(req.CustomerID+"\x00"+req.IdempotencyKey, func() (any, error) {
-		leader = true
-		return flight{req: *req, out: s.reserve(context.WithoutCancel(ctx), req, token, ip)}, nil
-	})
-	select {
-	case <-ctx.Done():
-		return reserveOutcome{err: ctx.Err()}
-	case res := <-ch:
-		f := res.Val.(flight)
-		if leader {
-			return f.out
+	key := req.CustomerID + "\x00" + req.IdempotencyKey
+	s.flightMu.Lock()
+	if f, ok := s.flights[key]; ok {
+		s.flightMu.Unlock()
+		select {
+		case <-ctx.Done():
+			return reserveOutcome{err: ctx.Err()}
+		case <-f.done:
 		}
 		if f.req.SKU != req.SKU || f.req.Quantity != req.Quantity {
 			return s.reserve(ctx, req, token, ip)
 		}
-		if f.out.err == nil {
-			f.out.replayed = true
+		out := f.out
+		if out.err == nil {
+			out.replayed = true
 		}
-		return f.out
+		return out
 	}
+	if s.flights == nil {
+		s.flights = make(map[string]*flight)
+	}
+	f := &flight{req: *req, done: make(chan struct{})}
+	s.flights[key] = f
+	s.flightMu.Unlock()
+	completed := false
+	defer func() {
+		if !completed {
+			f.out = reserveOutcome{err: errFlightPanicked}
+		}
+		s.flightMu.Lock()
+		delete(s.flights, key)
+		s.flightMu.Unlock()
+		close(f.done)
+	}()
+	f.out = s.reserve(context.WithoutCancel(ctx), req, token, ip)
+	completed = true
+	return f.out
 }
 
 // reserve runs the checks after the rate limit, then the serialisation point.
