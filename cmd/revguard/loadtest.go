@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -50,6 +51,7 @@ type loadtestConfig struct {
 	waitingRoom    bool   // the fairness experiment instead of the sale
 	roomRate       int64
 	roomPreQueue   time.Duration
+	cpuProfile     string // file for a CPU profile of the whole run
 }
 
 // targetList is a repeatable flag that also takes comma-separated lists.
@@ -131,6 +133,7 @@ func (lc *LoadtestCommand) flagSet(c *loadtestConfig) *flag.FlagSet {
 	fs.StringVar(&c.redisURL, "redis-url", getenv("REVGUARD_TEST_REDIS_URL"), "Redis of the redis and distributed baselines (env REVGUARD_TEST_REDIS_URL)")
 	fs.StringVar(&c.postgresURL, "postgres-url", getenv("REVGUARD_TEST_POSTGRES_URL"), "PostgreSQL of the postgres and distributed baselines (env REVGUARD_TEST_POSTGRES_URL)")
 	fs.StringVar(&c.dataDir, "data-dir", "", "where the embedded server's temporary folder goes (default the system's temporary directory)")
+	fs.StringVar(&c.cpuProfile, "cpu-profile", "", "write a CPU profile of this process (the load generator, and the embedded server without --target) to this file, for go tool pprof")
 	return fs
 }
 
@@ -260,6 +263,13 @@ func (lc *LoadtestCommand) Run(ctx context.Context, args []string) error {
 	var progress io.Writer
 	if f, ok := lc.Stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		progress = f
+	}
+	if c.cpuProfile != "" {
+		stop, err := startCPUProfile(c.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if c.waitingRoom {
 		return lc.runWaitingRoom(ctx, c)
@@ -477,4 +487,21 @@ func runBaseline(ctx context.Context, name string, c loadtestConfig, progress io
 	}
 	b := &loadtest.BaselineRunner{Scenario: c.scenario, Store: store, Progress: progress}
 	return b.Run(ctx)
+}
+
+// startCPUProfile profiles the process's CPU into the file path until the returned
+// function is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("loadtest: --cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("loadtest: --cpu-profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -35,7 +36,8 @@ func runLoadtest(t *testing.T, args ...string) (string, string, error) {
 
 func TestLoadtestEmbedded(t *testing.T) {
 	parent := t.TempDir()
-	stdout, stderr, err := runLoadtest(t, append(smallSale, "--json", "--data-dir", parent)...)
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	stdout, stderr, err := runLoadtest(t, append(smallSale, "--json", "--data-dir", parent, "--cpu-profile", prof)...)
 	if err != nil {
 		t.Fatalf("loadtest against the embedded server failed: %v\n%s\n%s", err, stdout, stderr)
 	}
@@ -58,6 +60,10 @@ func TestLoadtestEmbedded(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(parent); len(left) != 0 {
 		t.Errorf("the embedded server's folder was left behind: %v", left)
+	}
+	// --cpu-profile wrote a profile: pprof's gzipped protocol buffer.
+	if b, err := os.ReadFile(prof); err != nil || len(b) < 100 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("--cpu-profile: %d bytes, %v; want a gzipped profile", len(b), err)
 	}
 	t.Logf("%s", stderr)
 }
