@@ -25,9 +25,9 @@ const (
 	// DefaultNegativeTTL is how long a token the store refused is refused from memory.
 	DefaultNegativeTTL = 5 * time.Second
 
-	// MaxCachedSessions bounds the sessions held in memory: the headline drop's crowd
-	// of a million, at about 225 bytes each (225 MB when all are cached).
-	MaxCachedSessions = 1_000_000
+	// DefaultMaxCachedSessions bounds the sessions held in memory: the headline drop's
+	// crowd of a million, at about 225 bytes each (225 MB when all are cached).
+	DefaultMaxCachedSessions = 1_000_000
 
 	// maxNegative bounds the refused tokens held in memory.
 	maxNegative = 10_000
@@ -94,8 +94,15 @@ type cachedSession struct {
 
 var _ revguard.Sessions = (*SessionCache)(nil)
 
-// NewSessionCache returns a cache in front of store. Call Close when done with it.
+// NewSessionCache returns a cache of at most DefaultMaxCachedSessions sessions in front
+// of store. Call Close when done with it.
 func NewSessionCache(store revguard.Sessions) *SessionCache {
+	return NewSessionCacheSize(store, DefaultMaxCachedSessions)
+}
+
+// NewSessionCacheSize returns a cache of at most maxSessions sessions (at least 1) in
+// front of store. Call Close when done with it.
+func NewSessionCacheSize(store revguard.Sessions, maxSessions int) *SessionCache {
 	c := &SessionCache{
 		TTL:         DefaultSessionCacheTTL,
 		NegativeTTL: DefaultNegativeTTL,
@@ -105,7 +112,7 @@ func NewSessionCache(store revguard.Sessions) *SessionCache {
 	// Otter expires entries on its own clock, only to free memory; whether an entry
 	// may be served is decided on c.Now, against the deadline stored in it.
 	c.live = otter.Must(&otter.Options[[32]byte, cachedSession]{
-		MaximumSize: MaxCachedSessions,
+		MaximumSize: max(maxSessions, 1),
 		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[[32]byte, cachedSession]) time.Duration {
 			return max(e.Value.until.Sub(c.Now()), time.Nanosecond)
 		}),

@@ -455,8 +455,8 @@ func BenchmarkSessionCacheFindSession(b *testing.B) {
 // size holds) issued over 5 minutes, then read once each.
 func TestSessionCacheServesADrop(t *testing.T) {
 	c, store, clk := MustNewSessionCache(t)
-	if c.TTL != inproc.DefaultSessionCacheTTL || inproc.MaxCachedSessions < 1_000_000 {
-		t.Fatalf("defaults: TTL %v, size %d; want DefaultSessionCacheTTL and at least 1,000,000", c.TTL, inproc.MaxCachedSessions)
+	if c.TTL != inproc.DefaultSessionCacheTTL || inproc.DefaultMaxCachedSessions < 1_000_000 {
+		t.Fatalf("defaults: TTL %v, size %d; want DefaultSessionCacheTTL and at least 1,000,000", c.TTL, inproc.DefaultMaxCachedSessions)
 	}
 	tokens := make([]string, 20_000)
 	for i := range tokens {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/inproc"
 	"github.com/revenueguard/revguard/postgres"
 	"github.com/revenueguard/revguard/redis"
 )
@@ -73,6 +74,11 @@ type Config struct {
 	// journal takes them at a peak rate; 0 turns the deferral off.
 	LedgerMaxDefer time.Duration
 
+	// SessionCache bounds the sessions the embedded mode keeps in memory, each for
+	// SessionCacheTTL from its login or its read from SQLite.
+	SessionCache    int
+	SessionCacheTTL time.Duration
+
 	// DebugAddr, when set, serves the runtime profiles (net/http/pprof) on a listener
 	// of their own, apart from the API. It must be a loopback address: profiles show
 	// the program's internals and cost CPU to take.
@@ -93,6 +99,8 @@ func DefaultConfig() Config {
 		LogLevel:          slog.LevelInfo,
 		ShutdownTimeout:   20 * time.Second,
 		LedgerMaxDefer:    revguard.DefaultMaxDefer,
+		SessionCache:      inproc.DefaultMaxCachedSessions,
+		SessionCacheTTL:   inproc.DefaultSessionCacheTTL,
 		Retention:         revguard.DefaultRetention,
 	}
 }
@@ -130,6 +138,12 @@ func (c *Config) Validate() error {
 	}
 	if c.LedgerMaxDefer < 0 {
 		return errors.New("--ledger-max-defer (REVGUARD_LEDGER_MAX_DEFER) must not be negative")
+	}
+	if c.SessionCache < 1 || c.SessionCache > maxSessionCache {
+		return fmt.Errorf("--session-cache (REVGUARD_SESSION_CACHE) must be between 1 and %d", maxSessionCache)
+	}
+	if c.SessionCacheTTL < time.Second {
+		return errors.New("--session-cache-ttl (REVGUARD_SESSION_CACHE_TTL) must be at least 1s")
 	}
 	if c.DebugAddr != "" {
 		if err := validateLoopback(c.DebugAddr); err != nil {
@@ -317,6 +331,10 @@ func (c *Config) options() []option {
 			durationValue{&c.Retention}},
 		{"ledger-max-defer", "REVGUARD_LEDGER_MAX_DEFER", "duration", "at a peak of reservations, how long the ledger may wait before applying them, leaving the CPU and disk to the hot path (0s: never wait)", "",
 			durationValue{&c.LedgerMaxDefer}},
+		{"session-cache", "REVGUARD_SESSION_CACHE", "n", "embedded mode: sessions kept in memory at most (about 225 bytes each), so that a crowd's requests do not read SQLite", "",
+			intValue{&c.SessionCache}},
+		{"session-cache-ttl", "REVGUARD_SESSION_CACHE_TTL", "duration", "embedded mode: how long a session stays in memory after its login or its read from SQLite (a revocation made in SQLite rather than through the API goes unseen that long)", "",
+			durationValue{&c.SessionCacheTTL}},
 		{"debug-addr", "REVGUARD_DEBUG_ADDR", "host:port", "serve the Go runtime's profiles (/debug/pprof/) on this loopback address", "empty: off",
 			(*stringValue)(&c.DebugAddr)},
 	}
@@ -456,6 +474,27 @@ func (v prefixesValue) Set(s string) error {
 }
 
 // boolValue is a flag.Value for a switch: --name alone, or --name=true/false.
+// maxSessionCache bounds --session-cache: 100 million sessions are about 22 GB.
+const maxSessionCache = 100_000_000
+
+type intValue struct{ n *int }
+
+func (v intValue) String() string {
+	if v.n == nil {
+		return ""
+	}
+	return strconv.Itoa(*v.n)
+}
+
+func (v intValue) Set(s string) error {
+	n, err := strconv.Atoi(strings.ReplaceAll(strings.TrimSpace(s), "_", ""))
+	if err != nil {
+		return fmt.Errorf("invalid number %q: want e.g. 1000000", s)
+	}
+	*v.n = n
+	return nil
+}
+
 type boolValue struct{ b *bool }
 
 func (v boolValue) String() string {

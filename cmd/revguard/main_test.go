@@ -58,6 +58,8 @@ var flagTable = []struct{ flag, env, def string }{
 	{"--retention", "REVGUARD_RETENTION", "25h0m0s"},
 	{"--ledger-max-defer", "REVGUARD_LEDGER_MAX_DEFER", "30s"},
 	{"--debug-addr", "REVGUARD_DEBUG_ADDR", "empty: off"},
+	{"--session-cache", "REVGUARD_SESSION_CACHE", "1000000"},
+	{"--session-cache-ttl", "REVGUARD_SESSION_CACHE_TTL", "10m0s"},
 }
 
 func TestRun_Help(t *testing.T) {
@@ -211,6 +213,10 @@ func TestParseServeConfig_OK(t *testing.T) {
 		}},
 		{"EmptyEnvIsUnset", nil, map[string]string{"REVGUARD_ADDR": "", "REVGUARD_RATE_LIMIT_IP": ""}, func(*Config) {}},
 		{"HostlessAddr", []string{"--addr", ":8081"}, nil, func(c *Config) { c.Addr = ":8081" }},
+		{"SessionCache", []string{"--session-cache", "2_000_000"}, map[string]string{"REVGUARD_SESSION_CACHE_TTL": "2h"}, func(c *Config) {
+			c.SessionCache = 2_000_000
+			c.SessionCacheTTL = 2 * time.Hour
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := parseServeConfig(tt.args, envMap(tt.env))
@@ -247,6 +253,9 @@ func TestConfigValidate(t *testing.T) {
 		{"RetentionShort", func(c *Config) { c.Retention = time.Hour }, "--retention"},
 		{"LedgerMaxDeferOff", func(c *Config) { c.LedgerMaxDefer = 0 }, ""},
 		{"LedgerMaxDeferNegative", func(c *Config) { c.LedgerMaxDefer = -time.Second }, "--ledger-max-defer"},
+		{"SessionCacheZero", func(c *Config) { c.SessionCache = 0 }, "--session-cache"},
+		{"SessionCacheHuge", func(c *Config) { c.SessionCache = 200_000_000 }, "--session-cache"},
+		{"SessionCacheTTLShort", func(c *Config) { c.SessionCacheTTL = time.Millisecond }, "--session-cache-ttl"},
 		{"DebugLoopback", func(c *Config) { c.DebugAddr = "127.0.0.1:6060" }, ""},
 		{"DebugLocalhost", func(c *Config) { c.DebugAddr = "localhost:0" }, ""},
 		{"DebugNotLoopback", func(c *Config) { c.DebugAddr = "0.0.0.0:6060" }, "--debug-addr"},

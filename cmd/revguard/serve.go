@@ -400,7 +400,8 @@ func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *server
 	m.DB = db
 	m.Ledger = sqlite.NewLedger(m.DB)
 	m.rawSessions = sqlite.NewSessions(m.DB)
-	m.Sessions = inproc.NewSessionCache(m.rawSessions)
+	m.Sessions = inproc.NewSessionCacheSize(m.rawSessions, m.Config.SessionCache)
+	m.Sessions.TTL = m.Config.SessionCacheTTL
 	m.Sessions.Now = m.Now
 
 	// The waiting rooms, rebuilt from their log in the database; their timer admits.

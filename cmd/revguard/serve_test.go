@@ -327,3 +327,17 @@ func TestMain_DebugAddr(t *testing.T) {
 		t.Errorf("profiles on the API listener: status %d, want 404", code)
 	}
 }
+
+// TestMain_SessionCacheSettings: --session-cache-ttl reaches the embedded session cache.
+func TestMain_SessionCacheSettings(t *testing.T) {
+	m := newTestMain(t.TempDir())
+	m.Config.SessionCache = 10
+	m.Config.SessionCacheTTL = 3 * time.Minute
+	if err := m.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Sessions.TTL != 3*time.Minute {
+		t.Fatalf("session cache TTL %v, want the configured 3m", m.Sessions.TTL)
+	}
+}
