@@ -168,6 +168,7 @@ func (s *Server) build() {
 	var seed [5]byte
 	rand.Read(seed[:])
 	s.idPrefix = base32.StdEncoding.EncodeToString(seed[:]) + "-"
+	s.flights = make(map[string]*flight)
 
 	s.streams, s.closeStreams = context.WithCancel(context.Background())
 	s.promHTTP = promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{})

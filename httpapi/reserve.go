@@ -114,13 +114,13 @@ var errFlightPanicked = errors.New("httpapi: the shared reserve pipeline panicke
 
 // reserveOnce runs the pipeline once for all concurrent requests of one customer with
 // one idempotency key: the first runs it, the others wait and get its outcome as a
-// replay. The first request runs it in its own goroutine, detached from its client's
-// context, so that the client's leaving does not fail the others (it then finishes
-// the run, which the backends' own deadlines bound, before it returns); each waiter
-// stops waiting when its own context ends. A waiter whose SKU or quantity differs from
-// the first runs the pipeline itself afterwards, which finds the key and refuses it as
-// reused (or, if the first failed, reserves normally). Most requests meet no other
-// with their key: that case costs a map entry, no goroutine.
+// replay. The first request runs it itself (no goroutine of its own), detached from
+// its client's context, so that the client's leaving does not fail the others (it then
+// finishes the run, which the backends' own deadlines bound, before it returns); each
+// waiter stops waiting when its own context ends. A waiter whose SKU or quantity
+// differs from the first runs the pipeline itself afterwards, which finds the key and
+// refuses it as reused (or, if the first failed, reserves normally). Most requests
+// meet no other with their key: that case costs a map entry, no goroutine.
 func (s *Server) reserveOnce(ctx context.Context, req *revguard.ReserveRequest, token, ip string) reserveOutcome {
 	key := req.CustomerID + "\x00" + req.IdempotencyKey
 	s.flightMu.Lock()
@@ -139,9 +139,6 @@ func (s *Server) reserveOnce(ctx context.Context, req *revguard.ReserveRequest, 
 			out.replayed = true
 		}
 		return out
-	}
-	if s.flights == nil {
-		s.flights = make(map[string]*flight)
 	}
 	f := &flight{req: *req, done: make(chan struct{})}
 	s.flights[key] = f
