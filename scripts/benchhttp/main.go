@@ -170,13 +170,14 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// startBare starts this program as a yardstick server of its own (mode is its flag).
-	startBare := func(mode, name string) (string, error) {
+	// launch starts bin as a server process on a free loopback address, its output in
+	// name.log, with the arguments args gives for that address; it returns the base URL.
+	launch := func(name, bin string, args func(addr string) []string) (string, error) {
 		addr, err := freeAddr()
 		if err != nil {
 			return "", err
 		}
-		p, err := startProcess(ctx, filepath.Join(dir, name+".log"), self, mode, addr)
+		p, err := startProcess(ctx, filepath.Join(dir, name+".log"), bin, args(addr)...)
 		if err != nil {
 			return "", err
 		}
@@ -189,6 +190,10 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 			s()
 		}
 	}()
+	// startBare starts this program as a yardstick server (mode is its flag).
+	startBare := func(mode, name string) (string, error) {
+		return launch(name, self, func(addr string) []string { return []string{mode, addr} })
+	}
 	bareURL, err := startBare("-bare-serve", "bare")
 	if err != nil {
 		return err
@@ -215,20 +220,15 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	servers := map[string]string{} // variant group → base URL
 	var fleetNodes []string        // base URLs of the distributed nodes, when started
 	start := func(name string, extra ...string) error {
-		addr, err := freeAddr()
+		u, err := launch(name, o.bin, func(addr string) []string {
+			args := append([]string{"serve", "--addr", addr, "--data-dir", filepath.Join(dir, name),
+				"--admin-token", admin, "--rate-limit-customer", "off", "--rate-limit-ip", "off", "--log-level", "warn"}, extra...)
+			return append(args, o.args...)
+		})
 		if err != nil {
 			return err
 		}
-		args := append([]string{"serve", "--addr", addr, "--data-dir", filepath.Join(dir, name),
-			"--admin-token", admin, "--rate-limit-customer", "off", "--rate-limit-ip", "off", "--log-level", "warn"}, extra...)
-		args = append(args, o.args...)
-		p, err := startProcess(ctx, filepath.Join(dir, name+".log"), o.bin, args...)
-		if err != nil {
-			return err
-		}
-		stops = append(stops, p.stop)
-		servers[name] = "http://" + addr
-		serverPIDs[servers[name]] = p.cmd.Process.Pid
+		servers[name] = u
 		return nil
 	}
 	if err := start("api"); err != nil {
