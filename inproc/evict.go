@@ -138,8 +138,9 @@ func (inv *Inventory) evictSKU(s *sku, before int64, limit uint64) int {
 	b.final = shrink(b.final[i:])
 	if n > 0 {
 		// In place, unless a snapshot is reading the array (writeSKU).
+		inPlace := b.preImages == nil
 		kept := b.all[:0]
-		if b.preImages != nil {
+		if !inPlace {
 			kept = make([]*reservation, 0, len(b.all)-n)
 		}
 		for _, r := range b.all {
@@ -147,7 +148,7 @@ func (inv *Inventory) evictSKU(s *sku, before int64, limit uint64) int {
 				kept = append(kept, r)
 			}
 		}
-		if b.preImages == nil {
+		if inPlace {
 			clear(b.all[len(kept):])
 		}
 		b.all = shrink(kept)

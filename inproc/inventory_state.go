@@ -193,8 +193,8 @@ func (st resState) status() revguard.Status {
 // reservation is one hold. Its id, sku, customer, qty, createdAt, expiresAt and the
 // idempotency key never change; the rest is changed only under sku.mu, and once the
 // reservation is in its book only after book.beforeChange (a snapshot may be reading
-// it in parts). It is kept
-// compact (80 bytes): a million holds must fit in a few hundred megabytes.
+// it in parts). It is kept compact (80 bytes): a million holds must fit in a few
+// hundred megabytes.
 type reservation struct {
 	id        ulid.ULID
 	sku       *sku

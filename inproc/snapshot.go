@@ -213,10 +213,10 @@ var snapChunk = 4096
 //
 // The record is as of one moment, when the SKU's lock is first taken, but a SKU with
 // more than snapChunk reservations is not encoded under one hold of the lock: its
-// reserves would wait for the whole encoding (0.14 s per million reservations).
-// Under the lock, the SKU's fields are encoded, its list of reservations is kept (the
-// slice: while book.preImages is set, book.all is only appended to, and eviction builds a
-// new array instead of compacting this one), and book.preImages is set, so that each
+// reserves would wait for the whole encoding (0.14 s per million reservations). Under
+// the lock, the SKU's fields are encoded, its list of reservations is kept (the slice:
+// while book.preImages is set, book.all is only appended to, and eviction builds a new
+// array instead of compacting this one), and book.preImages is set, so that each
 // reservation keeps, from its first change on, the state it had at that moment. The
 // reservations of the list are then encoded snapChunk at a time, each part under the
 // lock again, from that kept state where there is one. Reservations made meanwhile are

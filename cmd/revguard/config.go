@@ -473,10 +473,10 @@ func (v prefixesValue) Set(s string) error {
 	return nil
 }
 
-// boolValue is a flag.Value for a switch: --name alone, or --name=true/false.
 // maxSessionCache bounds --session-cache: 100 million sessions are about 22 GB.
 const maxSessionCache = 100_000_000
 
+// intValue is a flag.Value for a whole number; underscores may group its digits.
 type intValue struct{ n *int }
 
 func (v intValue) String() string {
@@ -495,6 +495,7 @@ func (v intValue) Set(s string) error {
 	return nil
 }
 
+// boolValue is a flag.Value for a switch: --name alone, or --name=true/false.
 type boolValue struct{ b *bool }
 
 func (v boolValue) String() string {
