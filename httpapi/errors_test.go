@@ -313,6 +313,9 @@ func TestSharedReservePanics(t *testing.T) {
 	go func() { answers <- reserve() }()
 	<-entered // the first runs the pipeline; the second arrives while it does
 	go func() { answers <- reserve() }()
+	// Time for the second to reach the run and wait for it. Were it later, it would run
+	// the pipeline itself and get the same 500: the test could then not tell a waiter's
+	// answer from a runner's, but it would not fail wrongly.
 	time.Sleep(100 * time.Millisecond)
 	close(release)
 	for range 2 {
