@@ -14,6 +14,11 @@
 //   - barefast (only when named in -variants): the same handler on fasthttp instead of
 //     net/http, which shows what the HTTP server core costs;
 //
+//   - floor: the bare handler with the engine behind it, each 201 a real hold made
+//     durable by the journal (fsync on) before the answer, and nothing else of the
+//     gateway: the most any gateway on net/http can reach here (floor.go); floorfast
+//     (only when named in -variants) is the same on fasthttp;
+//
 //   - reserve: POST /v1/skus/hot/reservations, 201, stock to spare (every 201 waits for
 //     its fsync);
 //
@@ -63,6 +68,10 @@ func main() {
 		serveBareFast(os.Args[2])
 		return
 	}
+	if len(os.Args) == 4 && (os.Args[1] == "-floor-serve" || os.Args[1] == "-floor-fast-serve") {
+		serveFloor(os.Args[2], os.Args[3], os.Args[1] == "-floor-fast-serve")
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
@@ -97,7 +106,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&o.gen, "gen", "auto", "load generator: wrk, builtin, or auto (wrk when installed)")
 	fs.BoolVar(&o.botcheck, "botcheck", true, "also measure reserve with the bot check on (fake siteverify on loopback)")
 	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
-	variantsFlag := fs.String("variants", "bare,reserve,soldout,botcheck", "variants to run")
+	variantsFlag := fs.String("variants", "bare,floor,reserve,soldout,botcheck", "variants to run (also barefast, floorfast, and dist1, dist3, lua with the distributed stores)")
 	serveArgs := fs.String("serve-args", "", "extra flags for revguard serve, space-separated")
 	fs.BoolVar(&o.keep, "keep", false, "keep the data directory")
 	fs.BoolVar(&o.settle, "settle", true, "before each measurement, wait until every server's ledger and change log have caught up, so that no measurement pays for an earlier one's backlog")
@@ -206,6 +215,19 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		}
 		bases = append(bases, fastURL)
 	}
+	floorURLs := map[string]string{}
+	for _, v := range []string{"floor", "floorfast"} {
+		if !slices.Contains(o.variants, v) {
+			continue
+		}
+		mode := map[string]string{"floor": "-floor-serve", "floorfast": "-floor-fast-serve"}[v]
+		u, err := launch(v, self, func(addr string) []string { return []string{mode, addr, filepath.Join(dir, v)} })
+		if err != nil {
+			return err
+		}
+		floorURLs[v] = u
+		bases = append(bases, u)
+	}
 
 	var verifier *turnstiletest.Server
 	if slices.Contains(o.variants, "botcheck") {
@@ -258,10 +280,12 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 
 	const reserveRoute = "POST /v1/skus/{sku}/reservations"
 	all := map[string]target{
-		"bare":     {name: "bare", url: bareURL, path: "/reserve", status: 201},
-		"barefast": {name: "barefast", url: fastURL, path: "/reserve", status: 201},
-		"reserve":  {name: "reserve", url: servers["api"], path: "/v1/skus/hot/reservations", status: 201, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}, fresh: servers["api"], route: reserveRoute},
-		"soldout":  {name: "soldout", url: servers["api"], path: "/v1/skus/gone/reservations", status: 409, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}, route: reserveRoute},
+		"bare":      {name: "bare", url: bareURL, path: "/reserve", status: 201},
+		"barefast":  {name: "barefast", url: fastURL, path: "/reserve", status: 201},
+		"floor":     {name: "floor", url: floorURLs["floor"], path: "/reserve", status: 201},
+		"floorfast": {name: "floorfast", url: floorURLs["floorfast"], path: "/reserve", status: 201},
+		"reserve":   {name: "reserve", url: servers["api"], path: "/v1/skus/hot/reservations", status: 201, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}, fresh: servers["api"], route: reserveRoute},
+		"soldout":   {name: "soldout", url: servers["api"], path: "/v1/skus/gone/reservations", status: 409, headers: map[string]string{"Authorization": "Bearer " + tokens["api"]}, route: reserveRoute},
 	}
 	if verifier != nil {
 		all["botcheck"] = target{name: "botcheck", url: servers["bot"], path: "/v1/skus/hot/reservations", status: 201,
@@ -343,7 +367,7 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 				r.round = round
 				results[t.name] = append(results[t.name], r)
 				p99, fsync := statsText(r.server)
-				fmt.Fprintf(out, "  round %d  %-8s %4d conns  %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  server CPU %s  server p99 %s ms  fsync %s ms  errors %d\n",
+				fmt.Fprintf(out, "  round %d  %-9s %4d conns  %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  server CPU %s  server p99 %s ms  fsync %s ms  errors %d\n",
 					round+1, t.name, conns, r.rate, r.p50.Seconds()*1e3, r.p99.Seconds()*1e3, cpuText(r.cpu), p99, fsync, r.errors)
 				if bad := r.wrong(t.status); bad > 0 {
 					fmt.Fprintf(out, "  WARNING: %d of %d answers of %s were not %d: its rate is not the endpoint's\n", bad, r.requests, t.name, t.status)
@@ -435,12 +459,16 @@ func (r result) wrong(want int) int64 {
 }
 
 // report prints, per variant, the median rate and latencies and the medians of the
-// per-round ratios to the bare handler and, with the distributed variants, to the bare
-// Lua script.
+// per-round ratios to the bare handler, to the floor (the bare handler with the engine
+// behind it) when it ran, and, with the distributed variants, to the bare Lua script.
 func report(out io.Writer, conns int, targets []target, results map[string][]result) {
 	_, withLua := results["lua"]
+	_, withFloor := results["floor"]
 	fmt.Fprintf(out, "\n%d connections (median of %d rounds)\n", conns, len(results[targets[0].name]))
-	fmt.Fprintf(out, "  %-8s  %10s  %8s  %8s  %10s  %10s  %8s  %8s", "variant", "req/s", "p50 ms", "p99 ms", "CPU/answer", "srv p99 ms", "fsync ms", "÷ bare")
+	fmt.Fprintf(out, "  %-9s  %10s  %8s  %8s  %10s  %10s  %8s  %8s", "variant", "req/s", "p50 ms", "p99 ms", "CPU/answer", "srv p99 ms", "fsync ms", "÷ bare")
+	if withFloor {
+		fmt.Fprintf(out, "  %8s", "÷ floor")
+	}
 	if withLua {
 		fmt.Fprintf(out, "  %8s", "÷ lua")
 	}
@@ -470,8 +498,11 @@ func report(out io.Writer, conns int, targets []target, results map[string][]res
 			}
 		}
 		srvP99, fsync := statsText(medianStats(rs))
-		fmt.Fprintf(out, "  %-8s  %10.0f  %8.2f  %8.2f  %10s  %10s  %8s  %s", t.name, median(rates), median(p50s), median(p99s),
+		fmt.Fprintf(out, "  %-9s  %10.0f  %8.2f  %8.2f  %10s  %10s  %8s  %s", t.name, median(rates), median(p50s), median(p99s),
 			cpuText(time.Duration(median(cpus))), srvP99, fsync, ratio(rs, results["bare"]))
+		if withFloor {
+			fmt.Fprintf(out, "  %s", ratio(rs, results["floor"]))
+		}
 		if withLua {
 			fmt.Fprintf(out, "  %s", ratio(rs, results["lua"]))
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/revenueguard/revguard"
 	"github.com/valyala/fasthttp"
 )
 
@@ -151,13 +153,13 @@ revguard_journal_fsync_seconds_count 1000
 // TestBareHandlers: the two yardsticks do the same work, so that comparing them
 // measures the server cores: the same statuses, content type and body.
 func TestBareHandlers(t *testing.T) {
-	netSrv := httptest.NewServer(bareMux())
+	netSrv := httptest.NewServer(bareMux(benchID))
 	defer netSrv.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	fast := &fasthttp.Server{Handler: bareFast}
+	fast := &fasthttp.Server{Handler: bareFast(benchID)}
 	go fast.Serve(ln)
 	defer fast.Shutdown()
 	for _, base := range []string{netSrv.URL, "http://" + ln.Addr().String()} {
@@ -182,5 +184,72 @@ func TestBareHandlers(t *testing.T) {
 		if resp, err := http.Get(base + "/readyz"); err != nil || resp.StatusCode != 200 {
 			t.Fatalf("%s: GET /readyz = %v, %v; want 200", base, resp, err)
 		}
+	}
+}
+
+// TestFloorHandlers: each floor yardstick's 201 is a real hold of the engine, durable
+// when answered (it is there after the engine is reopened), and a bad body holds
+// nothing.
+func TestFloorHandlers(t *testing.T) {
+	ctx := context.Background()
+	for _, fast := range []bool{false, true} {
+		dir := t.TempDir()
+		e, err := openFloor(ctx, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var base string
+		if fast {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := &fasthttp.Server{Handler: bareFast(e.hold)}
+			go srv.Serve(ln)
+			defer srv.Shutdown()
+			base = "http://" + ln.Addr().String()
+		} else {
+			srv := httptest.NewServer(bareMux(e.hold))
+			defer srv.Close()
+			base = srv.URL
+		}
+		var ids []string
+		for _, body := range []string{`{"quantity":2}`, `{"quantity":`, `{"quantity":3}`} {
+			resp, err := http.Post(base+"/reserve", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got struct {
+				ID       string `json:"id"`
+				Quantity int64  `json:"quantity"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&got)
+			resp.Body.Close()
+			if resp.StatusCode == 201 && err == nil && got.ID != "" {
+				ids = append(ids, got.ID)
+			} else if body != `{"quantity":` || resp.StatusCode != 400 {
+				t.Fatalf("fast=%v: POST %s = %d (%v %+v)", fast, body, resp.StatusCode, err, got)
+			}
+		}
+		if err := e.close(); err != nil {
+			t.Fatal(err)
+		}
+		e, err = openFloor(ctx, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		av, err := e.inv.Availability(ctx, "hot")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids) != 2 || av.Available != revguard.MaxStock-5 {
+			t.Errorf("fast=%v: after reopening, holds %v and %d available; want 2 holds and %d", fast, ids, av.Available, revguard.MaxStock-5)
+		}
+		for _, id := range ids {
+			if _, err := e.inv.FindReservation(ctx, id); err != nil {
+				t.Errorf("fast=%v: reservation %s after reopening: %v", fast, id, err)
+			}
+		}
+		e.close()
 	}
 }
