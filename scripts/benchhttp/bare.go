@@ -8,20 +8,33 @@ import (
 	"net/http"
 	"os"
 
+	"github.com/revenueguard/revguard"
 	"github.com/valyala/fasthttp"
 )
 
-// holdFunc makes the hold behind a yardstick's 201 and returns its id.
-type holdFunc func(ctx context.Context, quantity int64) (string, error)
+// holdFunc makes the hold behind a yardstick's 201 and returns the answer's body.
+type holdFunc func(ctx context.Context, quantity int64) ([]byte, error)
 
-// benchID is the bare yardsticks' hold: none, the same id every time.
-func benchID(context.Context, int64) (string, error) { return "01JBENCH00000000000000000", nil }
+// benchHold is the bare yardsticks' hold: none. The body is encoded with encoding/json
+// on every request, the least a JSON endpoint does.
+func benchHold(_ context.Context, quantity int64) ([]byte, error) {
+	b, err := json.Marshal(map[string]any{"id": "01JBENCH00000000000000000", "quantity": quantity, "status": "held"})
+	return append(b, '\n'), err
+}
+
+// holdStatus is the status of a failed hold: 400 for a request the engine calls
+// invalid (a quantity below 1), else 500.
+func holdStatus(err error) int {
+	if revguard.ErrorCode(err) == revguard.CodeInvalidRequest {
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
 
 // serveBare serves the yardstick on addr until killed: a plain net/http handler that
-// reads and decodes a small JSON body with encoding/json and writes a small JSON 201,
-// the least any JSON endpoint does.
+// reads and decodes a small JSON body with encoding/json and writes a small JSON 201.
 func serveBare(addr string) {
-	if err := http.ListenAndServe(addr, bareMux(benchID)); err != nil {
+	if err := http.ListenAndServe(addr, bareMux(benchHold)); err != nil {
 		fmt.Fprintln(os.Stderr, "bare handler:", err)
 		os.Exit(1)
 	}
@@ -39,14 +52,14 @@ func bareMux(hold holdFunc) *http.ServeMux {
 			http.Error(w, "bad request", http.StatusBadRequest)
 			return
 		}
-		id, err := hold(r.Context(), req.Quantity)
+		body, err := hold(r.Context(), req.Quantity)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			http.Error(w, err.Error(), holdStatus(err))
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
-		json.NewEncoder(w).Encode(map[string]any{"id": id, "quantity": req.Quantity, "status": "held"})
+		w.Write(body)
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {})
 	return mux
@@ -55,7 +68,7 @@ func bareMux(hold holdFunc) *http.ServeMux {
 // serveBareFast serves the same yardstick with fasthttp instead of net/http (the
 // barefast variant): what the HTTP server core alone costs, for comparison.
 func serveBareFast(addr string) {
-	if err := fasthttp.ListenAndServe(addr, bareFast(benchID)); err != nil {
+	if err := fasthttp.ListenAndServe(addr, bareFast(benchHold)); err != nil {
 		fmt.Fprintln(os.Stderr, "bare fasthttp handler:", err)
 		os.Exit(1)
 	}
@@ -74,14 +87,14 @@ func bareFast(hold holdFunc) fasthttp.RequestHandler {
 				ctx.Error("bad request", fasthttp.StatusBadRequest)
 				return
 			}
-			id, err := hold(ctx, req.Quantity)
+			body, err := hold(ctx, req.Quantity)
 			if err != nil {
-				ctx.Error(err.Error(), fasthttp.StatusInternalServerError)
+				ctx.Error(err.Error(), holdStatus(err))
 				return
 			}
 			ctx.SetContentType("application/json")
 			ctx.SetStatusCode(fasthttp.StatusCreated)
-			json.NewEncoder(ctx).Encode(map[string]any{"id": id, "quantity": req.Quantity, "status": "held"})
+			ctx.Write(body)
 		default:
 			ctx.SetStatusCode(fasthttp.StatusNotFound)
 		}

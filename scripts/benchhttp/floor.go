@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/httpapi"
 	"github.com/revenueguard/revguard/inproc"
 	"github.com/revenueguard/revguard/journal"
 	"github.com/valyala/fasthttp"
@@ -18,13 +19,17 @@ import (
 
 // The floor yardsticks (variants floor and floorfast) are the bare handlers with the
 // engine behind them: each 201 is a real hold of the SKU "hot", durable (journal
-// fsync on, as in revguard serve) before the answer. Nothing else of the gateway runs:
-// no session, no middleware, no idempotency, no metrics, no ledger. So floor is the
-// most a gateway on net/http can reach on this machine, and floorfast the same on
-// fasthttp; reserve ÷ floor is what the gateway itself costs.
+// fsync on, as in revguard serve) before the answer, whose body is the API's own
+// encoding of the reservation (httpapi.AppendReservation, cheaper than the bare
+// handler's encoding/json). Nothing else of the gateway runs: no session, no
+// middleware, no idempotency, no metrics, no ledger. So floor is about the most a
+// gateway on net/http can do per hold on this machine (its request decoding is still
+// encoding/json's), and floorfast the same on fasthttp; reserve ÷ floor is what the
+// gateway's other layers cost.
 
 // floorCustomerHolds is how many holds one customer id makes before the next takes
-// over (the SKU's per-customer limit is far above).
+// over (far below the SKU's per-customer limit of units at any quantity the script
+// sends).
 const floorCustomerHolds = 100_000
 
 // floorEngine is the engine of a floor yardstick: a journal and an inventory in dir,
@@ -36,13 +41,15 @@ type floorEngine struct {
 }
 
 func openFloor(ctx context.Context, dir string) (*floorEngine, error) {
+	// Warnings and errors go to stderr: the script keeps it as the process's log.
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	j := journal.New(filepath.Join(dir, "journal"))
-	j.Logger = slog.New(slog.DiscardHandler)
+	j.Logger = logger
 	if err := j.Open(ctx); err != nil {
 		return nil, err
 	}
 	inv := inproc.NewInventory(j, filepath.Join(dir, "snapshots"))
-	inv.Logger = slog.New(slog.DiscardHandler)
+	inv.Logger = logger
 	if err := inv.Open(ctx); err != nil {
 		j.Close()
 		return nil, err
@@ -56,11 +63,15 @@ func openFloor(ctx context.Context, dir string) (*floorEngine, error) {
 	return e, nil
 }
 
-// hold reserves quantity units of "hot" and returns the reservation's id once durable.
-func (e *floorEngine) hold(ctx context.Context, quantity int64) (string, error) {
+// hold reserves quantity units of "hot" and, once the hold is durable, returns the
+// reservation as the API writes it.
+func (e *floorEngine) hold(ctx context.Context, quantity int64) ([]byte, error) {
 	customer := "floor-" + strconv.FormatInt(e.holds.Add(1)/floorCustomerHolds, 10)
 	res, _, err := e.inv.Reserve(ctx, revguard.ReserveRequest{SKU: "hot", CustomerID: customer, Quantity: quantity})
-	return res.ID, err
+	if err != nil {
+		return nil, err
+	}
+	return append(httpapi.AppendReservation(make([]byte, 0, 512), &res), '\n'), nil
 }
 
 func (e *floorEngine) close() error {

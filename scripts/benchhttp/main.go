@@ -15,9 +15,10 @@
 //     net/http, which shows what the HTTP server core costs;
 //
 //   - floor: the bare handler with the engine behind it, each 201 a real hold made
-//     durable by the journal (fsync on) before the answer, and nothing else of the
-//     gateway: the most any gateway on net/http can reach here (floor.go); floorfast
-//     (only when named in -variants) is the same on fasthttp;
+//     durable by the journal (fsync on) before the answer, written with the API's own
+//     encoder, and nothing else of the gateway: about the most a gateway on net/http
+//     can do per hold here (floor.go); floorfast (only when named in -variants) is the
+//     same on fasthttp;
 //
 //   - reserve: POST /v1/skus/hot/reservations, 201, stock to spare (every 201 waits for
 //     its fsync);
@@ -379,6 +380,9 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 	for name := range servers {
 		warnErrors(out, dir, name)
 	}
+	for name := range floorURLs {
+		warnErrors(out, dir, name)
+	}
 	return nil
 }
 
@@ -501,7 +505,11 @@ func report(out io.Writer, conns int, targets []target, results map[string][]res
 		fmt.Fprintf(out, "  %-9s  %10.0f  %8.2f  %8.2f  %10s  %10s  %8s  %s", t.name, median(rates), median(p50s), median(p99s),
 			cpuText(time.Duration(median(cpus))), srvP99, fsync, ratio(rs, results["bare"]))
 		if withFloor {
-			fmt.Fprintf(out, "  %s", ratio(rs, results["floor"]))
+			if t.name == "bare" || t.name == "barefast" {
+				fmt.Fprint(out, "         —") // a yardstick without the engine
+			} else {
+				fmt.Fprintf(out, "  %s", ratio(rs, results["floor"]))
+			}
 		}
 		if withLua {
 			fmt.Fprintf(out, "  %s", ratio(rs, results["lua"]))

@@ -153,13 +153,13 @@ revguard_journal_fsync_seconds_count 1000
 // TestBareHandlers: the two yardsticks do the same work, so that comparing them
 // measures the server cores: the same statuses, content type and body.
 func TestBareHandlers(t *testing.T) {
-	netSrv := httptest.NewServer(bareMux(benchID))
+	netSrv := httptest.NewServer(bareMux(benchHold))
 	defer netSrv.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	fast := &fasthttp.Server{Handler: bareFast(benchID)}
+	fast := &fasthttp.Server{Handler: bareFast(benchHold)}
 	go fast.Serve(ln)
 	defer fast.Shutdown()
 	for _, base := range []string{netSrv.URL, "http://" + ln.Addr().String()} {
@@ -188,8 +188,8 @@ func TestBareHandlers(t *testing.T) {
 }
 
 // TestFloorHandlers: each floor yardstick's 201 is a real hold of the engine, durable
-// when answered (it is there after the engine is reopened), and a bad body holds
-// nothing.
+// (fsynced) when answered, with the API's reservation object as its body, and still
+// there after the engine is reopened; a bad body or quantity holds nothing.
 func TestFloorHandlers(t *testing.T) {
 	ctx := context.Background()
 	for _, fast := range []bool{false, true} {
@@ -214,22 +214,46 @@ func TestFloorHandlers(t *testing.T) {
 			base = srv.URL
 		}
 		var ids []string
-		for _, body := range []string{`{"quantity":2}`, `{"quantity":`, `{"quantity":3}`} {
-			resp, err := http.Post(base+"/reserve", "application/json", strings.NewReader(body))
+		for _, tc := range []struct {
+			body   string
+			status int
+			qty    int64
+		}{
+			{`{"quantity":2}`, 201, 2},
+			{`{"quantity":`, 400, 0},
+			{`{"quantity":0}`, 400, 0},
+			{`{"quantity":3}`, 201, 3},
+		} {
+			resp, err := http.Post(base+"/reserve", "application/json", strings.NewReader(tc.body))
 			if err != nil {
 				t.Fatal(err)
 			}
+			if resp.StatusCode != tc.status {
+				resp.Body.Close()
+				t.Fatalf("fast=%v: POST %s = %d, want %d", fast, tc.body, resp.StatusCode, tc.status)
+			}
+			if tc.status != 201 {
+				resp.Body.Close()
+				continue
+			}
 			var got struct {
 				ID       string `json:"id"`
+				SKU      string `json:"sku"`
 				Quantity int64  `json:"quantity"`
+				Status   string `json:"status"`
 			}
 			err = json.NewDecoder(resp.Body).Decode(&got)
 			resp.Body.Close()
-			if resp.StatusCode == 201 && err == nil && got.ID != "" {
-				ids = append(ids, got.ID)
-			} else if body != `{"quantity":` || resp.StatusCode != 400 {
-				t.Fatalf("fast=%v: POST %s = %d (%v %+v)", fast, body, resp.StatusCode, err, got)
+			if err != nil || got.ID == "" || got.Quantity != tc.qty || got.SKU != "hot" || got.Status != "held" {
+				t.Fatalf("fast=%v: POST %s answered %+v (%v); want a held reservation of %d units of hot", fast, tc.body, got, err, tc.qty)
 			}
+			if d, last := e.j.Durable(), e.j.LastSeq(); d != last {
+				t.Fatalf("fast=%v: answered with the journal durable to seq %d of %d", fast, d, last)
+			}
+			ids = append(ids, got.ID)
+		}
+		if e.j.Stats().SyncNanos == 0 {
+			t.Errorf("fast=%v: the journal never fsynced", fast)
 		}
 		if err := e.close(); err != nil {
 			t.Fatal(err)
