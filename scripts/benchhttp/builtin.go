@@ -14,9 +14,16 @@ import (
 	"time"
 )
 
-// measureBuiltin is the generator used where wrk is not installed: conns goroutines,
-// each with one keep-alive connection, sending t's request and reading its answer in
-// a loop for o.duration.
+// measureBuiltin is the generator used where wrk is not installed, and for -rate:
+// conns goroutines, each with one keep-alive connection, sending t's request and
+// reading its answer in a loop for o.duration.
+//
+// With o.rate set, the loop is open: connection i sends its k-th request at the
+// scheduled instant began + (k·conns + i) / rate, or as soon as its previous answer is
+// in when that is later, and each latency counts from the scheduled instant. A server
+// that stalls then shows the stall in the latencies of every request that was due
+// meanwhile, as a client population would see it, instead of the closed loop's single
+// slow answer (the coordinated omission wrk2 corrects).
 func measureBuiltin(ctx context.Context, o options, t target, conns int) (result, error) {
 	u, err := url.Parse(t.url)
 	if err != nil {
@@ -50,8 +57,24 @@ func measureBuiltin(ctx context.Context, o options, t target, conns int) (result
 			}
 			defer c.Close()
 			br := bufio.NewReader(c)
+			var interval time.Duration
+			next := began
+			if o.rate > 0 {
+				interval = time.Duration(float64(conns) / o.rate * float64(time.Second))
+				next = began.Add(interval * time.Duration(i) / time.Duration(conns))
+			}
 			for ctx.Err() == nil {
 				start := time.Now()
+				if interval > 0 {
+					if wait := time.Until(next); wait > 0 {
+						select {
+						case <-ctx.Done():
+							return
+						case <-time.After(wait):
+						}
+					}
+					start, next = next, next.Add(interval)
+				}
 				if _, err := c.Write(raw); err != nil {
 					tl.errors++
 					return

@@ -172,7 +172,9 @@ func measureSpread(ctx context.Context, o options, t target, urls []string, conn
 		}
 		tt := t
 		tt.url = u
-		wg.Go(func() { parts[i], errs[i] = measure(ctx, o, tt, max(n, 1)) })
+		oo := o
+		oo.rate = o.rate * float64(n) / float64(conns) // each part its share of -rate
+		wg.Go(func() { parts[i], errs[i] = measure(ctx, oo, tt, max(n, 1)) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {

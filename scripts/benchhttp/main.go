@@ -93,6 +93,7 @@ type options struct {
 	args     []string // extra flags for revguard serve
 	keep     bool
 	settle   bool
+	rate     float64 // requests per second on a fixed schedule (built-in generator); 0: closed loop
 
 	redisURL, postgresURL string // the distributed variants' stores
 }
@@ -105,6 +106,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of one measurement")
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds of interleaved measurements")
 	fs.StringVar(&o.gen, "gen", "auto", "load generator: wrk, builtin, or auto (wrk when installed)")
+	fs.Float64Var(&o.rate, "rate", 0, "requests per second in all, sent on a fixed schedule by the built-in generator, each latency counted from the request's scheduled time (an open loop, as wrk2 measures; the lua variant stays a closed loop); 0: each connection sends its next request once the answer is in (a closed loop, at the server's top speed)")
 	fs.BoolVar(&o.botcheck, "botcheck", true, "also measure reserve with the bot check on (fake siteverify on loopback)")
 	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
 	variantsFlag := fs.String("variants", "bare,floor,reserve,soldout,botcheck", "variants to run (also barefast, floorfast, and dist1, dist3, lua with the distributed stores)")
@@ -137,6 +139,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		o.variants = slices.DeleteFunc(o.variants, func(v string) bool { return v == "botcheck" })
 	}
 	o.args = strings.Fields(*serveArgs)
+	if o.rate < 0 {
+		return fmt.Errorf("-rate: want a positive rate, or 0 for a closed loop")
+	}
 	switch o.gen {
 	case "auto":
 		o.gen = "builtin"
@@ -323,8 +328,12 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		targets = append(targets, t)
 	}
 
+	gen := o.gen
+	if o.rate > 0 {
+		gen = fmt.Sprintf("builtin at %.0f requests/s on a fixed schedule (latency from each request's scheduled time)", o.rate)
+	}
 	fmt.Fprintf(out, "benchhttp: %s, generator %s, %v per measurement, %d rounds, GOMAXPROCS of the machine: %d cores\n",
-		o.bin, o.gen, o.duration, o.rounds, numCPU())
+		o.bin, gen, o.duration, o.rounds, numCPU())
 	customers := 0
 	for _, conns := range o.conns {
 		results := map[string][]result{}
@@ -541,7 +550,7 @@ func measure(ctx context.Context, o options, t target, conns int) (result, error
 		t.spread = nil
 		return measureSpread(ctx, o, t, urls, conns)
 	}
-	if o.gen == "wrk" {
+	if o.gen == "wrk" && o.rate == 0 {
 		return measureWrk(ctx, o, t, conns)
 	}
 	return measureBuiltin(ctx, o, t, conns)

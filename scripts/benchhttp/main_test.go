@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -275,5 +276,41 @@ func TestFloorHandlers(t *testing.T) {
 			}
 		}
 		e.close()
+	}
+}
+
+// TestOpenLoopCountsStalls: with -rate the built-in generator keeps its schedule while
+// the server stalls, so the requests due during a stall carry it in their latency
+// (counted from their scheduled instant); the closed loop sees one slow answer per
+// connection. The assertions are one-sided: a slower machine only lengthens latencies.
+func TestOpenLoopCountsStalls(t *testing.T) {
+	const stall = 300 * time.Millisecond
+	var first sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		first.Do(func() { time.Sleep(stall) }) // the first request of the run stalls
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer srv.Close()
+	tgt := target{name: "stall", url: srv.URL, path: "/reserve", status: 201}
+	for _, rate := range []float64{0, 200} {
+		first = sync.Once{}
+		o := options{duration: 1500 * time.Millisecond, rate: rate}
+		r, err := measureBuiltin(context.Background(), o, tgt, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rate > 0 {
+			// 300 ms of a 5 ms schedule: about 60 requests due during the stall, 20 % of
+			// the run's 300, so the p99 carries most of the stall.
+			if r.p99 < stall/2 {
+				t.Errorf("rate %v: p99 %v, want at least %v: the stall is missing from the requests due during it", rate, r.p99, stall/2)
+			}
+			if max := int64(rate*o.duration.Seconds()) + 1; r.requests > max {
+				t.Errorf("rate %v: %d requests in %v, more than the schedule's %d", rate, r.requests, o.duration, max)
+			}
+		} else if r.p50 >= stall/2 {
+			t.Errorf("closed loop: p50 %v, want far below the one stalled answer's %v", r.p50, stall)
+		}
 	}
 }
