@@ -23,7 +23,10 @@ import (
 // in when that is later, and each latency counts from the scheduled instant. A server
 // that stalls then shows the stall in the latencies of every request that was due
 // meanwhile, as a client population would see it, instead of the closed loop's single
-// slow answer (the coordinated omission wrk2 corrects).
+// slow answer (the coordinated omission wrk2 corrects). Requests still due when the
+// run ends, behind an answer that had not come, are not counted; the generator's own
+// lateness in waking for a scheduled instant (up to about a millisecond when the
+// machine idles) is.
 func measureBuiltin(ctx context.Context, o options, t target, conns int) (result, error) {
 	u, err := url.Parse(t.url)
 	if err != nil {

@@ -165,16 +165,22 @@ func measureSpread(ctx context.Context, o options, t target, urls []string, conn
 	parts := make([]result, len(urls))
 	errs := make([]error, len(urls))
 	var wg sync.WaitGroup
-	for i, u := range urls {
+	// Each part gets at least one connection, and its share of -rate by connections.
+	counts, total := make([]int, len(urls)), 0
+	for i := range urls {
 		n := conns / len(urls)
 		if i < conns%len(urls) {
 			n++
 		}
+		counts[i] = max(n, 1)
+		total += counts[i]
+	}
+	for i, u := range urls {
 		tt := t
 		tt.url = u
 		oo := o
-		oo.rate = o.rate * float64(n) / float64(conns) // each part its share of -rate
-		wg.Go(func() { parts[i], errs[i] = measure(ctx, oo, tt, max(n, 1)) })
+		oo.rate = o.rate * float64(counts[i]) / float64(total)
+		wg.Go(func() { parts[i], errs[i] = measure(ctx, oo, tt, counts[i]) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {

@@ -44,6 +44,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -139,8 +140,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		o.variants = slices.DeleteFunc(o.variants, func(v string) bool { return v == "botcheck" })
 	}
 	o.args = strings.Fields(*serveArgs)
-	if o.rate < 0 {
-		return fmt.Errorf("-rate: want a positive rate, or 0 for a closed loop")
+	if math.IsNaN(o.rate) || o.rate < 0 || o.rate > maxRate {
+		return fmt.Errorf("-rate: want up to %d requests a second, or 0 for a closed loop", maxRate)
 	}
 	switch o.gen {
 	case "auto":
@@ -557,6 +558,10 @@ func measure(ctx context.Context, o options, t target, conns int) (result, error
 }
 
 const body = `{"quantity":1}`
+
+// maxRate bounds -rate: far above what one machine answers, and a per-connection
+// interval that a time.Duration still holds to the nanosecond.
+const maxRate = 10_000_000
 
 // measureWrk runs wrk with a Lua script that sends t's request and counts answers of
 // another status as errors.

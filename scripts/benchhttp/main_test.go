@@ -293,14 +293,24 @@ func TestOpenLoopCountsStalls(t *testing.T) {
 	}))
 	defer srv.Close()
 	tgt := target{name: "stall", url: srv.URL, path: "/reserve", status: 201}
-	for _, rate := range []float64{0, 200} {
+	for _, tc := range []struct {
+		rate  float64
+		conns int
+	}{{0, 1}, {200, 1}, {200, 4}} {
+		rate := tc.rate
 		first = sync.Once{}
 		o := options{duration: 1500 * time.Millisecond, rate: rate}
-		r, err := measureBuiltin(context.Background(), o, tgt, 1)
+		r, err := measureBuiltin(context.Background(), o, tgt, tc.conns)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rate > 0 {
+		if rate > 0 && tc.conns > 1 {
+			// Four connections share the rate: a connection that sent at the whole rate
+			// would send four times the schedule.
+			if max := int64(rate*o.duration.Seconds()) + int64(tc.conns); r.requests > max {
+				t.Errorf("rate %v over %d connections: %d requests in %v, more than the schedule's %d", rate, tc.conns, r.requests, o.duration, max)
+			}
+		} else if rate > 0 {
 			// 300 ms of a 5 ms schedule: about 60 requests due during the stall, 20 % of
 			// the run's 300, so the p99 carries most of the stall.
 			if r.p99 < stall/2 {
@@ -311,6 +321,16 @@ func TestOpenLoopCountsStalls(t *testing.T) {
 			}
 		} else if r.p50 >= stall/2 {
 			t.Errorf("closed loop: p50 %v, want far below the one stalled answer's %v", r.p50, stall)
+		}
+	}
+}
+
+// TestRateFlag: -rate refuses what cannot be a schedule before starting anything.
+func TestRateFlag(t *testing.T) {
+	for _, v := range []string{"-1", "NaN", "+Inf", "2e7"} {
+		err := run(context.Background(), []string{"-rate", v}, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "-rate") {
+			t.Errorf("-rate %s: %v, want an error naming -rate", v, err)
 		}
 	}
 }
