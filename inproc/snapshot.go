@@ -228,12 +228,7 @@ func (inv *Inventory) writeSKU(s *sku, buf []byte, write func([]byte)) (_ []byte
 		return buf, 0, 0, false
 	}
 	seq = s.lastSeq.Load()
-	buf = appendSKUHeader(buf[:0], s)
-	var all []*reservation
-	if s.book != nil {
-		all = s.book.all
-	}
-	buf = binary.AppendUvarint(buf, uint64(len(all)))
+	buf, all := appendSKUHead(buf[:0], s)
 	if len(all) <= snapChunk {
 		buf = appendReservations(buf, all, nil)
 		s.mu.Unlock()
@@ -265,8 +260,13 @@ func (inv *Inventory) writeSKU(s *sku, buf []byte, write func([]byte)) (_ []byte
 	return buf, seq, len(all), true
 }
 
-// appendSKUHeader encodes the fields of s, before its reservations. Under s.mu.
-func appendSKUHeader(buf []byte, s *sku) []byte {
+// appendSKUHead encodes the fields of s and the number of its reservations, which
+// follow it in the record, and returns them. Under s.mu.
+func appendSKUHead(buf []byte, s *sku) ([]byte, []*reservation) {
+	var all []*reservation
+	if s.book != nil {
+		all = s.book.all
+	}
 	buf = append(buf, 'S')
 	buf = appendStr(buf, s.id)
 	buf = binary.AppendVarint(buf, s.stock)
@@ -276,7 +276,8 @@ func appendSKUHeader(buf []byte, s *sku) []byte {
 	buf = binary.AppendUvarint(buf, s.lastSeq.Load())
 	buf = binary.AppendVarint(buf, s.lastAt)
 	buf = binary.AppendVarint(buf, s.held)
-	return binary.AppendVarint(buf, s.sold)
+	buf = binary.AppendVarint(buf, s.sold)
+	return binary.AppendUvarint(buf, uint64(len(all))), all
 }
 
 // appendReservations encodes rs, each as preImages holds it when it is there. Under

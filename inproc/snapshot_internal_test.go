@@ -2,7 +2,6 @@ package inproc
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,12 +21,7 @@ import (
 
 // appendSKURecord encodes s and its reservations as one SKU record, all at once.
 func appendSKURecord(buf []byte, s *sku) []byte {
-	buf = appendSKUHeader(buf, s)
-	var all []*reservation
-	if s.book != nil {
-		all = s.book.all
-	}
-	buf = binary.AppendUvarint(buf, uint64(len(all)))
+	buf, all := appendSKUHead(buf, s)
 	return appendReservations(buf, all, nil)
 }
 
