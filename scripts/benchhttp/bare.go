@@ -31,16 +31,22 @@ func holdStatus(err error) int {
 	return http.StatusInternalServerError
 }
 
-// serveBare serves the yardstick on addr until killed: a plain net/http handler that
-// reads and decodes a small JSON body with encoding/json and writes a small JSON 201.
-func serveBare(addr string) {
-	if err := http.ListenAndServe(addr, bareMux(benchHold)); err != nil {
-		fmt.Fprintln(os.Stderr, "bare handler:", err)
-		os.Exit(1)
+// serveYardstick serves a yardstick on addr until killed, on net/http (bareMux) or,
+// fast, on fasthttp (bareFast), with hold making its holds.
+func serveYardstick(addr string, fast bool, hold holdFunc) {
+	var err error
+	if fast {
+		err = fasthttp.ListenAndServe(addr, bareFast(hold))
+	} else {
+		err = http.ListenAndServe(addr, bareMux(hold))
 	}
+	fmt.Fprintln(os.Stderr, "yardstick:", err)
+	os.Exit(1)
 }
 
-// bareMux is the net/http yardstick, with hold making its holds.
+// bareMux is the net/http yardstick, with hold making its holds: it reads and decodes
+// a small JSON body with encoding/json and writes hold's JSON 201, the least any JSON
+// endpoint does.
 func bareMux(hold holdFunc) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /reserve", func(w http.ResponseWriter, r *http.Request) {
@@ -65,16 +71,8 @@ func bareMux(hold holdFunc) *http.ServeMux {
 	return mux
 }
 
-// serveBareFast serves the same yardstick with fasthttp instead of net/http (the
-// barefast variant): what the HTTP server core alone costs, for comparison.
-func serveBareFast(addr string) {
-	if err := fasthttp.ListenAndServe(addr, bareFast(benchHold)); err != nil {
-		fmt.Fprintln(os.Stderr, "bare fasthttp handler:", err)
-		os.Exit(1)
-	}
-}
-
-// bareFast is the fasthttp yardstick, with hold making its holds.
+// bareFast is the same yardstick on fasthttp instead of net/http (the barefast and
+// floorfast variants): what the HTTP server core alone costs, for comparison.
 func bareFast(hold holdFunc) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		switch {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 	"github.com/revenueguard/revguard/httpapi"
 	"github.com/revenueguard/revguard/inproc"
 	"github.com/revenueguard/revguard/journal"
-	"github.com/valyala/fasthttp"
 )
 
 // The floor yardsticks (variants floor and floorfast) are the bare handlers with the
@@ -86,13 +84,9 @@ func (e *floorEngine) close() error {
 // until killed.
 func serveFloor(addr, dir string, fast bool) {
 	e, err := openFloor(context.Background(), dir)
-	if err == nil {
-		if fast {
-			err = fasthttp.ListenAndServe(addr, bareFast(e.hold))
-		} else {
-			err = http.ListenAndServe(addr, bareMux(e.hold))
-		}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "floor:", err)
+		os.Exit(1)
 	}
-	fmt.Fprintln(os.Stderr, "floor handler:", err)
-	os.Exit(1)
+	serveYardstick(addr, fast, e.hold)
 }

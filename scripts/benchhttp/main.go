@@ -62,12 +62,8 @@ import (
 )
 
 func main() {
-	if len(os.Args) == 3 && os.Args[1] == "-bare-serve" {
-		serveBare(os.Args[2])
-		return
-	}
-	if len(os.Args) == 3 && os.Args[1] == "-bare-fast-serve" {
-		serveBareFast(os.Args[2])
+	if len(os.Args) == 3 && (os.Args[1] == "-bare-serve" || os.Args[1] == "-bare-fast-serve") {
+		serveYardstick(os.Args[2], os.Args[1] == "-bare-fast-serve", benchHold)
 		return
 	}
 	if len(os.Args) == 4 && (os.Args[1] == "-floor-serve" || os.Args[1] == "-floor-fast-serve") {
@@ -223,16 +219,15 @@ func bench(ctx context.Context, o options, out io.Writer) error {
 		bases = append(bases, fastURL)
 	}
 	floorURLs := map[string]string{}
-	for _, v := range []string{"floor", "floorfast"} {
-		if !slices.Contains(o.variants, v) {
+	for _, f := range []struct{ variant, mode string }{{"floor", "-floor-serve"}, {"floorfast", "-floor-fast-serve"}} {
+		if !slices.Contains(o.variants, f.variant) {
 			continue
 		}
-		mode := map[string]string{"floor": "-floor-serve", "floorfast": "-floor-fast-serve"}[v]
-		u, err := launch(v, self, func(addr string) []string { return []string{mode, addr, filepath.Join(dir, v)} })
+		u, err := launch(f.variant, self, func(addr string) []string { return []string{f.mode, addr, filepath.Join(dir, f.variant)} })
 		if err != nil {
 			return err
 		}
-		floorURLs[v] = u
+		floorURLs[f.variant] = u
 		bases = append(bases, u)
 	}
 
