@@ -7,7 +7,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
+	"net"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -43,7 +44,7 @@ type env struct {
 	verifier *turnstiletest.Server   // nil: bot check off
 	admin    string                  // the admin token
 	sessions revguard.Sessions       // the store behind the API
-	srv      *httptest.Server        // the listener
+	srv      *testServer             // the listener
 	extra    func(s *httpapi.Server) // applied before Handler
 
 	peak func() bool // the change writer's peak detector, with envOptions.changesPeak
@@ -156,8 +157,7 @@ func mustOpenEnv(tb testing.TB, o envOptions) *env {
 		o.edit(api)
 	}
 	e.api = api
-	e.srv = httptest.NewServer(api.Handler())
-	tb.Cleanup(e.srv.Close)
+	e.srv = serveHTTP(tb, api)
 	hc := e.srv.Client()
 	hc.Timeout = 30 * time.Second
 	if _, bench := tb.(*testing.B); !bench {
@@ -460,4 +460,42 @@ func (e *env) with(tb testing.TB) *env {
 	c.client = &cl
 	c.tb = tb
 	return &c
+}
+
+// testServer is the API served by the production HTTP server (httpapi.HTTPServer)
+// on a loopback port, with the fields of an httptest.Server that the tests use.
+type testServer struct {
+	URL      string
+	Listener net.Listener
+	srv      *httpapi.HTTPServer
+}
+
+// serveHTTP serves api on a free loopback port until the test ends.
+func serveHTTP(tb testing.TB, api *httpapi.Server) *testServer {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ts := &testServer{URL: "http://" + ln.Addr().String(), Listener: ln,
+		srv: api.NewHTTPServer(httpapi.HTTPConfig{ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})}
+	done := make(chan error, 1)
+	go func() { done <- ts.srv.Serve(ln) }()
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := ts.srv.Shutdown(ctx); err != nil {
+			tb.Errorf("HTTP server shutdown: %v", err)
+			ts.srv.Close()
+		}
+		if err := <-done; err != nil {
+			tb.Errorf("HTTP server: %v", err)
+		}
+	})
+	return ts
+}
+
+// Client returns a client for the server with its own connection pool.
+func (ts *testServer) Client() *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 }

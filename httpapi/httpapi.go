@@ -109,6 +109,8 @@ type Server struct {
 	idSeq     atomic.Uint64 // the counter part of generated request ids
 	flightMu  sync.Mutex
 	flights   map[string]*flight // reserveOnce's runs in progress, by customer and idempotency key
+	// streamRoutes are the patterns of the event streams (routes).
+	streamRoutes map[string]bool
 
 	// streams is cancelled by CloseStreams: the place, event and dashboard streams
 	// end, so that a graceful shutdown does not wait for them.

@@ -21,8 +21,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.Header.Get("X-Request-Id")
 	if !validRequestID(id) {
-		var buf [48]byte
-		id = string(strconv.AppendUint(append(buf[:0], s.idPrefix...), s.idSeq.Add(1), 10))
+		id = s.newRequestID()
 	}
 	h := w.Header()
 	h["X-Request-Id"] = []string{id}
@@ -64,6 +63,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mux.ServeHTTP(rw, r)
+}
+
+// newRequestID returns a request id of the server's own: its random prefix and a
+// counter.
+func (s *Server) newRequestID() string {
+	var buf [48]byte
+	return string(strconv.AppendUint(append(buf[:0], s.idPrefix...), s.idSeq.Add(1), 10))
 }
 
 // canonicalPath reports whether p has no empty, "." or ".." segment (a trailing slash

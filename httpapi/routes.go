@@ -15,6 +15,17 @@ func (s *Server) routes(mux *http.ServeMux) []string {
 		mux.Handle(pattern, h)
 		patterns = append(patterns, pattern)
 	}
+	// An event stream writes its answer over time: the HTTP server hands it the
+	// connection (HTTPServer, isStream, which looks only at paths with these
+	// endings).
+	s.streamRoutes = map[string]bool{}
+	stream := func(pattern string, h http.HandlerFunc) {
+		if !strings.HasSuffix(pattern, "/events") && !strings.HasSuffix(pattern, "/stream") {
+			panic("httpapi: an event stream's path must end in /events or /stream: " + pattern)
+		}
+		handle(pattern, h)
+		s.streamRoutes[pattern] = true
+	}
 
 	// Admin (admin token).
 	handle("PUT /v1/skus/{sku}", s.handlePutSKU)
@@ -24,14 +35,14 @@ func (s *Server) routes(mux *http.ServeMux) []string {
 	handle("PUT /v1/skus/{sku}/waiting-room", s.handlePutRoom)
 	handle("GET /v1/skus/{sku}/waiting-room", s.handleGetRoom)
 	handle("DELETE /v1/skus/{sku}/waiting-room", s.handleDeleteRoom)
-	handle("GET /v1/events", s.handleEvents)
+	stream("GET /v1/events", s.handleEvents)
 	handle("GET /v1/webhooks", s.handleListWebhooks)
 	handle("POST /v1/webhooks", s.handleCreateWebhook)
 	handle("GET /v1/webhooks/{id}", s.handleGetWebhook)
 	handle("DELETE /v1/webhooks/{id}", s.handleDeleteWebhook)
 	handle("POST /v1/webhooks/{id}/pause", s.handlePauseWebhook)
 	handle("POST /v1/webhooks/{id}/resume", s.handleResumeWebhook)
-	handle("GET /v1/dashboard/stream", s.handleDashboardStream)
+	stream("GET /v1/dashboard/stream", s.handleDashboardStream)
 
 	// Customer (session token; GET and release of a reservation also the admin).
 	handle("DELETE /v1/sessions/current", s.handleLogout)
@@ -42,7 +53,7 @@ func (s *Server) routes(mux *http.ServeMux) []string {
 	handle("GET /v1/me/reservations", s.handleMyReservations)
 	handle("POST /v1/skus/{sku}/waiting-room/place", s.handleJoin)
 	handle("GET /v1/skus/{sku}/waiting-room/place", s.handleGetPlace)
-	handle("GET /v1/skus/{sku}/waiting-room/place/events", s.handlePlaceEvents)
+	stream("GET /v1/skus/{sku}/waiting-room/place/events", s.handlePlaceEvents)
 
 	// Public.
 	handle("GET /v1/skus/{sku}/availability", s.handleAvailability)

@@ -42,7 +42,6 @@ const (
 	readTimeout          = 15 * time.Second
 	writeTimeout         = 30 * time.Second
 	idleTimeout          = 2 * time.Minute
-	maxHeaderBytes       = 64 << 10
 	minAdminTokenLen     = 16 // shorter admin tokens are accepted with a warning
 	dashboardLinkTTL     = time.Hour
 	changeRetention      = 7 * 24 * time.Hour // longer than the webhooks' retries (27.6 hours)
@@ -169,7 +168,7 @@ type Main struct {
 	BotChecker   *turnstile.BotChecker // nil when the bot check is off
 	Registry     *prometheus.Registry
 	API          *httpapi.Server
-	HTTPServer   *http.Server
+	HTTPServer   *httpapi.HTTPServer
 
 	rawSessions *sqlite.Sessions
 	ln          net.Listener
@@ -279,20 +278,12 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.API.WebhooksChanged = st.kick
 	m.API.Dashboard = st.dashboard
 
-	m.HTTPServer = &http.Server{
-		Handler:           m.API.Handler(),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return bg },
-	}
-	// Shutdown waits for the requests in flight; the server-sent event streams (a
-	// place, the admin events, the dashboard) end only with their client, so they
-	// are told to end first.
-	m.HTTPServer.RegisterOnShutdown(m.API.CloseStreams)
+	m.HTTPServer = m.API.NewHTTPServer(httpapi.HTTPConfig{
+		ReadTimeout:  readTimeout,
+		WriteTimeout: writeTimeout,
+		IdleTimeout:  idleTimeout,
+		BaseContext:  bg,
+	})
 	var lc net.ListenConfig
 	m.ln, err = lc.Listen(ctx, "tcp", cfg.Addr)
 	if err != nil {
@@ -300,7 +291,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	// Serve runs until Close shuts the server down; any other end is reported on Done.
 	go func() {
-		if err := m.HTTPServer.Serve(m.ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := m.HTTPServer.Serve(m.ln); err != nil {
 			m.serveDone <- fmt.Errorf("serve: %w", err)
 		}
 	}()
