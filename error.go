@@ -15,7 +15,6 @@ const (
 	CodeInvalidSKU           Code = "invalid_sku"
 	CodeBodyTooLarge         Code = "body_too_large"
 	CodeHeaderTooLarge       Code = "header_too_large" // the request line and header fields over the server's limit
-	CodeRequestTimeout       Code = "request_timeout"  // the request did not arrive within the server's read timeout
 	CodeUnsupportedMediaType Code = "unsupported_media_type"
 	CodeMethodNotAllowed     Code = "method_not_allowed"
 	CodeNotFound             Code = "not_found" // no such route
@@ -51,7 +50,7 @@ var Codes = []Code{
 	CodeAlreadyConfirmed, CodeIdempotencyKeyReused, CodeBotCheckFailed,
 	CodeBotCheckUnavailable, CodeRateLimited, CodeUnavailable, CodeInternal,
 	CodeAdmissionRequired, CodeWaitingRoomNotFound, CodePlaceNotFound,
-	CodeHeaderTooLarge, CodeRequestTimeout,
+	CodeHeaderTooLarge,
 }
 
 // Error is a domain error with a stable Code and a Detail safe to show to the client.

@@ -27,7 +27,6 @@ var problems = map[revguard.Code]problemInfo{
 	revguard.CodeInvalidSKU:           {http.StatusBadRequest, "Invalid SKU id"},
 	revguard.CodeBodyTooLarge:         {http.StatusRequestEntityTooLarge, "Request body too large"},
 	revguard.CodeHeaderTooLarge:       {http.StatusRequestHeaderFieldsTooLarge, "Request header too large"},
-	revguard.CodeRequestTimeout:       {http.StatusRequestTimeout, "Request timeout"},
 	revguard.CodeUnsupportedMediaType: {http.StatusUnsupportedMediaType, "Unsupported media type"},
 	revguard.CodeMethodNotAllowed:     {http.StatusMethodNotAllowed, "Method not allowed"},
 	revguard.CodeNotFound:             {http.StatusNotFound, "Not found"},

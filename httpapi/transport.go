@@ -39,8 +39,12 @@ type HTTPConfig struct {
 	// gets 431 header_too_large. 0: DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
 	// BaseContext is the parent of every request's context (nil: Background).
-	// An event stream's context also ends when its client disconnects.
+	// An event stream's context also ends when its client disconnects; the other
+	// requests' contexts do not (their handlers answer without waiting on a client).
 	BaseContext context.Context
+	// ErrorLog receives, at debug level, the unreadable requests and fasthttp's
+	// connection errors (nil: the Server's Logger). Neither carries header values.
+	ErrorLog *slog.Logger
 }
 
 // HTTPServer serves the API over HTTP/1.1 on fasthttp's connection handling, which
@@ -57,9 +61,12 @@ type HTTPConfig struct {
 // writes the answer to it directly, flushing each event, until it returns or the
 // client disconnects (which ends the request's context).
 //
-// A request that cannot be read as HTTP gets a problem document: 400
-// invalid_request, 413 body_too_large (over MaxBodyBytes), 431 header_too_large or
-// 408 request_timeout; the connection is closed after it.
+// A request that cannot be read as HTTP/1.x gets a problem document, 400
+// invalid_request, 413 body_too_large (over MaxBodyBytes) or 431 header_too_large,
+// and the connection is closed after it. A request that does not arrive within the
+// read timeout (or a connection that never sends one) is closed without an answer, as
+// net/http does: a client that opened a connection ahead of time must not read a
+// stale error as the answer to its request.
 type HTTPServer struct {
 	api  *Server
 	h    http.Handler
@@ -67,10 +74,13 @@ type HTTPServer struct {
 	srv  *fasthttp.Server
 	pool sync.Pool // *syncWriter
 
+	template http.Request // the fields every request starts from: its context
+
+	closing atomic.Bool // Shutdown or Close was called
 	mu      sync.Mutex
+	conns   map[net.Conn]struct{} // open connections fasthttp serves (Close closes them)
 	streams map[net.Conn]struct{} // hijacked connections of running event streams
 	wg      sync.WaitGroup        // the running event streams
-	closing bool
 	lns     []net.Listener
 }
 
@@ -82,7 +92,11 @@ func (s *Server) NewHTTPServer(cfg HTTPConfig) *HTTPServer {
 	if cfg.BaseContext == nil {
 		cfg.BaseContext = context.Background()
 	}
-	t := &HTTPServer{api: s, h: s.Handler(), cfg: cfg, streams: map[net.Conn]struct{}{}}
+	if cfg.ErrorLog == nil {
+		cfg.ErrorLog = s.Logger
+	}
+	t := &HTTPServer{api: s, h: s.Handler(), cfg: cfg, conns: map[net.Conn]struct{}{}, streams: map[net.Conn]struct{}{}}
+	t.template = *(&http.Request{}).WithContext(cfg.BaseContext)
 	t.pool.New = func() any { return &syncWriter{header: make(http.Header, 8)} }
 	t.srv = &fasthttp.Server{
 		Handler:               t.serve,
@@ -96,7 +110,13 @@ func (s *Server) NewHTTPServer(cfg HTTPConfig) *HTTPServer {
 		NoDefaultDate:         true, // fasthttp's is refreshed once a second, up to a second late: httpDate
 		NoDefaultContentType:  true,
 		CloseOnShutdown:       true,
-		Logger:                fasthttpLogger{s.Logger},
+		// The contract's 415 for a body that is not JSON, not fasthttp's parse.
+		DisablePreParseMultipartForm: true,
+		// fasthttp's messages quote the bytes of a request it could not parse,
+		// Authorization included, unless told not to.
+		SecureErrorLogMessage: true,
+		Logger:                fasthttpLogger{cfg.ErrorLog},
+		ConnState:             t.track,
 	}
 	return t
 }
@@ -104,7 +124,7 @@ func (s *Server) NewHTTPServer(cfg HTTPConfig) *HTTPServer {
 // Serve accepts connections on ln until Shutdown or Close; it then returns nil.
 func (t *HTTPServer) Serve(ln net.Listener) error {
 	t.mu.Lock()
-	if t.closing {
+	if t.closing.Load() {
 		t.mu.Unlock()
 		ln.Close()
 		return nil
@@ -112,18 +132,28 @@ func (t *HTTPServer) Serve(ln net.Listener) error {
 	t.lns = append(t.lns, ln) // closed by Shutdown even if it runs before fasthttp has it
 	t.mu.Unlock()
 	err := t.srv.Serve(ln)
-	t.mu.Lock()
-	closing := t.closing
-	t.mu.Unlock()
-	if closing {
+	if t.closing.Load() {
 		return nil
 	}
 	return err
 }
 
+// track keeps the set of open connections (fasthttp's ConnState hook).
+func (t *HTTPServer) track(c net.Conn, state fasthttp.ConnState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch state {
+	case fasthttp.StateNew:
+		t.conns[c] = struct{}{}
+	case fasthttp.StateHijacked, fasthttp.StateClosed:
+		delete(t.conns, c)
+	}
+}
+
 // Shutdown stops accepting connections, tells the event streams to end, and waits
 // until every request in flight is answered and every stream has ended, or ctx ends
-// (then it returns ctx's error and Close ends what is left).
+// (then it returns ctx's error and Close ends what is left). Connections are closed
+// once idle, or after their answer in flight.
 func (t *HTTPServer) Shutdown(ctx context.Context) error {
 	t.stopAccepting()
 	t.api.CloseStreams()
@@ -143,22 +173,21 @@ func (t *HTTPServer) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Close closes the listener and fails the event streams' connections at once;
-// requests in flight end with their handlers, whose backends bound them.
+// Close closes the listeners and every connection at once, and fails the event
+// streams' pending writes; handlers still running end on their own (their backends
+// bound them), and their answers are lost.
 func (t *HTTPServer) Close() error {
 	t.stopAccepting()
+	t.api.CloseStreams()
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c := range t.conns {
+		c.Close()
+	}
 	for c := range t.streams {
 		// fasthttp closes a hijacked connection once its handler returns; a past
 		// deadline fails the stream's pending write and ends it.
 		c.SetDeadline(time.Unix(1, 0))
-	}
-	t.mu.Unlock()
-	t.api.CloseStreams()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := t.srv.ShutdownWithContext(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, net.ErrClosed) {
-		return err
 	}
 	return nil
 }
@@ -167,7 +196,7 @@ func (t *HTTPServer) Close() error {
 func (t *HTTPServer) stopAccepting() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.closing = true
+	t.closing.Store(true)
 	for _, ln := range t.lns {
 		ln.Close()
 	}
@@ -202,6 +231,9 @@ func (t *HTTPServer) serve(ctx *fasthttp.RequestCtx) {
 	}()
 	t.h.ServeHTTP(w, r)
 	w.finish()
+	if t.closing.Load() {
+		ctx.SetConnectionClose() // after finish: setDate resets the header
+	}
 }
 
 // request converts ctx's request into an *http.Request for the handlers. Every string
@@ -213,14 +245,19 @@ func (t *HTTPServer) request(ctx *fasthttp.RequestCtx) (*http.Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: the request target %q is not a URL", errMalformed, truncate(uri, 64))
 	}
-	r := (&http.Request{}).WithContext(t.cfg.BaseContext)
+	r := new(http.Request)
+	*r = t.template
+	switch proto := ctx.Request.Header.Protocol(); string(proto) {
+	case "HTTP/1.1":
+		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
+	case "HTTP/1.0":
+		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.0", 1, 0
+	default:
+		return nil, fmt.Errorf("%w: %q is not served, send HTTP/1.1", errMalformed, truncate(string(proto), 16))
+	}
 	r.Method = method(ctx.Method())
 	r.URL = u
 	r.RequestURI = uri
-	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
-	if !ctx.Request.Header.IsHTTP11() {
-		r.Proto, r.ProtoMinor = "HTTP/1.0", 0
-	}
 	r.Header = make(http.Header, 8)
 	for k, v := range ctx.Request.Header.All() {
 		switch key := headerKey(k); key {
@@ -277,34 +314,30 @@ func headerKey(k []byte) string {
 var errMalformed = errors.New("malformed request")
 
 // serveError answers a request that could not be read (fasthttp's ErrorHandler) or
-// converted with a problem document; fasthttp closes the connection after it.
+// converted with a problem document; fasthttp closes the connection after it. A
+// request that timed out is not answered: its connection is closed at once.
 func (t *HTTPServer) serveError(ctx *fasthttp.RequestCtx, err error) {
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		t.cfg.ErrorLog.Debug("httpapi: no request within the read timeout; closing the connection", "error", err)
+		ctx.Conn().Close() // fasthttp's error answer then fails on the closed connection
+		return
+	}
 	code, detail := revguard.CodeInvalidRequest, "malformed HTTP request"
 	var small *fasthttp.ErrSmallBuffer
-	var netErr net.Error
 	switch {
 	case errors.As(err, &small):
 		code, detail = revguard.CodeHeaderTooLarge, "the request line and header fields are larger than "+strconv.Itoa(t.cfg.MaxHeaderBytes)+" bytes"
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		code, detail = revguard.CodeBodyTooLarge, "the request body is larger than "+strconv.Itoa(MaxBodyBytes)+" bytes"
-	case errors.As(err, &netErr) && netErr.Timeout():
-		code, detail = revguard.CodeRequestTimeout, "the request did not arrive in time"
 	case errors.Is(err, errMalformed):
 		detail = err.Error()
 	}
-	id := t.api.newRequestID()
-	t.api.Logger.LogAttrs(context.Background(), slog.LevelDebug, "httpapi: unreadable request",
+	ctx.Response.ResetBody() // not Reset, which would forget the server's NoDefaultDate
+	ctx.Response.SkipBody = false
+	id := t.api.writeProblemTo(ctx, code, detail)
+	t.cfg.ErrorLog.LogAttrs(context.Background(), slog.LevelDebug, "httpapi: unreadable request",
 		slog.String("request_id", id), slog.String("code", string(code)), slog.Any("error", err))
-	ctx.Response.Reset()
-	w := t.pool.Get().(*syncWriter)
-	w.ctx = ctx
-	w.header["X-Request-Id"] = []string{id}
-	w.header["X-Content-Type-Options"] = noSniff
-	r := (&http.Request{}).WithContext(revguard.WithRequestID(context.Background(), id))
-	t.api.writeProblem(w, r, code, detail)
-	w.finish()
-	w.reset()
-	t.pool.Put(w)
 	ctx.SetConnectionClose()
 }
 
@@ -405,48 +438,58 @@ func (s *Server) isStream(r *http.Request) bool {
 // hijackStream serves an event stream on its own connection, taken over from
 // fasthttp once the request is read.
 func (t *HTTPServer) hijackStream(ctx *fasthttp.RequestCtx, r *http.Request) {
-	t.mu.Lock()
-	if t.closing {
-		t.mu.Unlock()
-		ctx.SetConnectionClose()
+	if t.closing.Load() {
 		t.api.writeProblemTo(ctx, revguard.CodeUnavailable, "the server is shutting down")
+		ctx.SetConnectionClose()
 		return
 	}
-	t.wg.Add(1)
-	t.mu.Unlock()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
-		defer t.wg.Done()
+		w := &streamWriter{conn: c, bw: bufio.NewWriter(c), header: http.Header{}, head: r.Method == http.MethodHead}
+		// Registered here, not before the hijack: fasthttp may drop a connection
+		// without calling this function (a failed flush of pipelined answers).
 		t.mu.Lock()
-		if t.closing {
+		if t.closing.Load() {
 			t.mu.Unlock()
+			id := t.api.newRequestID()
+			w.header["X-Request-Id"] = []string{id}
+			w.header["X-Content-Type-Options"] = noSniff
+			t.api.writeProblem(w, (&http.Request{}).WithContext(revguard.WithRequestID(context.Background(), id)),
+				revguard.CodeUnavailable, "the server is shutting down")
+			w.finish()
 			return
 		}
+		t.wg.Add(1) // Shutdown waits only after closing is set, under t.mu
 		t.streams[c] = struct{}{}
 		t.mu.Unlock()
 		defer func() {
 			t.mu.Lock()
 			delete(t.streams, c)
 			t.mu.Unlock()
+			t.wg.Done()
 		}()
 		c.SetDeadline(time.Time{}) // the stream sets a deadline for each write
 		rctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
-		// The client sends nothing more: a read ends when it disconnects (or when
-		// the connection is closed after the handler returns).
+		// The client has nothing more to send: reading ends when it disconnects
+		// (or when the connection is failed after the handler returns). Bytes it
+		// sends anyway are dropped, as net/http does.
 		reading := make(chan struct{})
 		go func() {
 			defer close(reading)
-			var b [1]byte
-			c.Read(b[:])
-			cancel()
+			defer cancel()
+			var b [512]byte
+			for {
+				if _, err := c.Read(b[:]); err != nil {
+					return
+				}
+			}
 		}()
 		defer func() {
 			// fasthttp recycles c once this function returns: end the read first.
 			c.SetReadDeadline(time.Unix(1, 0))
 			<-reading
 		}()
-		w := &streamWriter{conn: c, bw: bufio.NewWriter(c), header: http.Header{}, head: r.Method == http.MethodHead}
 		defer func() {
 			if v := recover(); v != nil && v != http.ErrAbortHandler {
 				t.api.Logger.Error("httpapi: panic outside the middleware", "panic", v)
@@ -457,12 +500,14 @@ func (t *HTTPServer) hijackStream(ctx *fasthttp.RequestCtx, r *http.Request) {
 	})
 }
 
-// writeProblemTo answers ctx with the problem of code, outside any handler.
-func (s *Server) writeProblemTo(ctx *fasthttp.RequestCtx, code revguard.Code, detail string) {
+// writeProblemTo answers ctx with the problem of code, outside any handler, and
+// returns the answer's request id.
+func (s *Server) writeProblemTo(ctx *fasthttp.RequestCtx, code revguard.Code, detail string) string {
 	id := s.newRequestID()
 	w := &syncWriter{ctx: ctx, header: http.Header{"X-Request-Id": {id}, "X-Content-Type-Options": noSniff}}
 	s.writeProblem(w, (&http.Request{}).WithContext(revguard.WithRequestID(context.Background(), id)), code, detail)
 	w.finish()
+	return id
 }
 
 // streamWriter is the http.ResponseWriter of an event stream: it writes HTTP/1.1 to
@@ -560,6 +605,7 @@ func (w *streamWriter) finish() {
 		return
 	}
 	if !w.flushed {
+		w.conn.SetWriteDeadline(time.Now().Add(streamWriteTimeout)) // a refusal's client may not read
 		w.writeHead(w.buf.Len())
 		w.buf.WriteTo(w.bw)
 	}
@@ -614,5 +660,7 @@ func setDate(h *fasthttp.ResponseHeader) {
 type fasthttpLogger struct{ l *slog.Logger }
 
 func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Warn("httpapi: " + fmt.Sprintf(format, args...))
+	// Connection errors (a reset, a timeout, an unreadable request, which
+	// serveError logs with its request id): nothing for an operator to act on.
+	f.l.Debug("httpapi: fasthttp: " + fmt.Sprintf(format, args...))
 }

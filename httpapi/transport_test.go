@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"runtime/pprof"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/httpapi"
+	"github.com/revenueguard/revguard/internal/testlog"
 )
 
 // rawHTTP writes request to a new connection to e's server and reads one answer;
@@ -73,6 +75,9 @@ func TestHTTPServer_Unreadable(t *testing.T) {
 	}{
 		{"garbage", "HELLO THERE\r\n\r\n", 400, revguard.CodeInvalidRequest},
 		{"bad version", "GET /healthz HTTP/9\r\nHost: x\r\n\r\n", 400, revguard.CodeInvalidRequest},
+		{"HTTP/2.0", "GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 400, revguard.CodeInvalidRequest},
+		{"HTTP/1.2", "GET /healthz HTTP/1.2\r\nHost: x\r\n\r\n", 400, revguard.CodeInvalidRequest},
+		{"not a URL", "GET /v1/skus/%zz/availability HTTP/1.1\r\nHost: x\r\n\r\n", 400, revguard.CodeInvalidRequest},
 		{"header too large", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 20<<10) + "\r\n\r\n", 431, revguard.CodeHeaderTooLarge},
 		{"announced body too large", reserve("", "Content-Length: "+strconv.Itoa(len(big))+"\r\n"), 413, revguard.CodeBodyTooLarge},
 		{"chunked body too large", reserve(fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(big), big), "Transfer-Encoding: chunked\r\n"), 413, revguard.CodeBodyTooLarge},
@@ -147,13 +152,19 @@ func TestHTTPServer_KeepAlive(t *testing.T) {
 	}
 }
 
-// TestHTTPServer_Date: every answer carries the current second in Date (fasthttp's
-// own Date can lag by a second; clients read it as the answer's time).
+// TestHTTPServer_Date: every answer, an unreadable request's too, carries the
+// current second in Date (fasthttp's own Date can lag by a second; clients read it
+// as the answer's time).
 func TestHTTPServer_Date(t *testing.T) {
 	e := mustOpenEnv(t, envOptions{})
-	for range 20 {
+	for i := range 20 {
 		before := time.Now().Truncate(time.Second)
-		r := e.do(req{Method: "GET", Path: "/healthz"})
+		var r *response
+		if i%2 == 0 {
+			r = e.do(req{Method: "GET", Path: "/healthz"})
+		} else if r = rawHTTP(t, e, "GARBAGE\r\n\r\n", true); r == nil || r.Status != 400 {
+			t.Fatalf("garbage: %+v", r)
+		}
 		after := time.Now()
 		if n := len(r.Header.Values("Date")); n != 1 {
 			t.Fatalf("%d Date fields: %v", n, r.Header.Values("Date"))
@@ -169,9 +180,10 @@ func TestHTTPServer_Date(t *testing.T) {
 	}
 }
 
-// TestHTTPServer_KeepsNoBuffers: what a handler keeps of a request (the SKU id and
-// idempotency key of a reservation) must not change when the connection's next
-// requests reuse the server's buffers.
+// TestHTTPServer_KeepsNoBuffers: what a handler keeps of a request (the SKU id of a
+// reservation, from the path) must not change when the connection's next requests
+// reuse the server's buffers (TestRequestCopies checks every field of the
+// conversion).
 func TestHTTPServer_KeepsNoBuffers(t *testing.T) {
 	e := mustOpenEnv(t, envOptions{})
 	e.putSKU("aaaa", `{"stock":100,"per_customer_limit":100}`)
@@ -274,7 +286,7 @@ func FuzzRawHTTP(f *testing.F) {
 		"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
 		"POST /v1/skus/fz/reservations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token + "\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n{\"quantity\":1}",
 		"POST /v1/skus/fz/reservations HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
-		"GET /v1/skus/%zz/availability HTTP/1.1\r\n\r\n",
+		"GET /v1/skus/%zz/availability HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET http://x/healthz HTTP/1.0\r\n\r\n",
 		"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
 		"\x00\x01\x02",
@@ -296,8 +308,9 @@ func FuzzRawHTTP(f *testing.F) {
 	})
 }
 
-// TestHTTPServer_Timeout: a request that does not arrive within the read timeout gets
-// 408 request_timeout, and the connection is closed.
+// TestHTTPServer_Timeout: a request that does not arrive within the read timeout,
+// like a connection that never sends one, is closed without an answer (a client
+// that opened it ahead of time must not read a stale error as its answer).
 func TestHTTPServer_Timeout(t *testing.T) {
 	e := mustOpenEnv(t, envOptions{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -307,21 +320,97 @@ func TestHTTPServer_Timeout(t *testing.T) {
 	srv := e.api.NewHTTPServer(httpapi.HTTPConfig{ReadTimeout: 300 * time.Millisecond})
 	go srv.Serve(ln)
 	defer srv.Close()
+	for _, sent := range []string{"", "GET /healthz HTTP/1.1\r\nHost: x\r\n"} { // the header's end never comes
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, sent)
+		start := time.Now()
+		b, err := io.ReadAll(c)
+		if err != nil || len(b) != 0 {
+			t.Fatalf("after %q: read %q, %v; want the connection closed without an answer", sent, b, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("closed after %v", d)
+		}
+	}
+}
+
+// TestHTTPServer_Close: Close ends a kept-alive connection at once, and Serve returns.
+func TestHTTPServer_Close(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := e.api.NewHTTPServer(httpapi.HTTPConfig{IdleTimeout: time.Minute})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n") // the header's end never comes
 	br := bufio.NewReader(c)
+	io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
 	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("no answer to a request cut short: %v", err)
+	if err != nil || resp.StatusCode != 200 || resp.Close {
+		t.Fatalf("healthz: %v %v", resp, err)
 	}
-	b, _ := io.ReadAll(resp.Body)
-	(&response{Status: resp.StatusCode, Header: resp.Header, Body: b}).wantProblem(t, 408, revguard.CodeRequestTimeout)
-	if _, err := br.ReadByte(); err != io.EOF {
-		t.Fatalf("the connection stays open after the 408: %v", err)
+	io.Copy(io.Discard, resp.Body)
+	srv.Close()
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("the kept-alive connection is still open after Close")
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve after Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after Close")
+	}
+}
+
+// TestHTTPServer_LogsNoCredentials: what the server logs of an unreadable request
+// carries no header value (fasthttp quotes the bytes it could not parse unless told
+// not to).
+func TestHTTPServer_LogsNoCredentials(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{})
+	var logs testlog.Buffer
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := e.api.NewHTTPServer(httpapi.HTTPConfig{ReadTimeout: 5 * time.Second,
+		ErrorLog: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	go srv.Serve(ln)
+	defer srv.Close()
+	const secret = "Bearer sekrit-0123456789-token"
+	for _, req := range []string{
+		"GET / HTTP/1.1\r\nAuthorization: " + secret + "\r\nNo colon here\r\n\r\n",
+		"GET / HTTP/9.9\r\nHost: x\r\nAuthorization: " + secret + "\r\n\r\n",
+		"G\x00T / HTTP/1.1\r\nAuthorization: " + secret + "\r\n\r\n",
+	} {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, req)
+		io.ReadAll(c)
+		c.Close()
+	}
+	srv.Shutdown(t.Context())
+	out := logs.String()
+	if !strings.Contains(out, "unreadable request") {
+		t.Fatalf("the unreadable requests were not logged: %q", out)
+	}
+	if strings.Contains(out, "sekrit") {
+		t.Fatalf("a credential reached the log: %q", out)
 	}
 }

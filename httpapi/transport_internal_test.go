@@ -1,0 +1,98 @@
+package httpapi
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/revenueguard/revguard"
+)
+
+// newBareHTTPServer is an HTTPServer whose handler is h (the API's own stores are
+// not used).
+func newBareHTTPServer(t *testing.T, h http.Handler) (*HTTPServer, string) {
+	t.Helper()
+	s := NewServer()
+	s.Inventory, s.Ledger, s.Sessions = struct{ revguard.Inventory }{}, struct{ revguard.Ledger }{}, struct{ revguard.Sessions }{}
+	srv := s.NewHTTPServer(HTTPConfig{ReadTimeout: 5 * time.Second})
+	srv.h = h
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return srv, ln.Addr().String()
+}
+
+// TestRequestCopies: the *http.Request a handler gets shares no memory with
+// fasthttp's request, which the connection's next request overwrites in place.
+func TestRequestCopies(t *testing.T) {
+	srv, _ := newBareHTTPServer(t, http.NotFoundHandler())
+	var ctx fasthttp.RequestCtx
+	set := func(sku, key, host, body string) {
+		ctx.Request.Header.SetMethod("POST")
+		ctx.Request.SetRequestURI("/v1/skus/" + sku + "/reservations?q=" + key)
+		ctx.Request.Header.Set("Idempotency-Key", key)
+		ctx.Request.Header.Set("X-Forwarded-For", host)
+		ctx.Request.Header.Set("Host", host)
+		ctx.Request.SetBodyString(body)
+	}
+	set("aaaa", "key-0000", "h1.example", `{"quantity":1}`)
+	r, err := srv.request(&ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same lengths, other bytes: fasthttp reuses its buffers for them.
+	set("bbbb", "key-9999", "h2.example", `{"quantity":9}`)
+	body, _ := io.ReadAll(r.Body)
+	got := []string{r.Method, r.URL.Path, r.URL.RawQuery, r.RequestURI, r.Header.Get("Idempotency-Key"), r.Header.Get("X-Forwarded-For"), r.Host, string(body)}
+	want := []string{"POST", "/v1/skus/aaaa/reservations", "q=key-0000", "/v1/skus/aaaa/reservations?q=key-0000", "key-0000", "h1.example", "h1.example", `{"quantity":1}`}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("after the next request, field %d of the converted request is %q, want %q", i, got[i], want[i])
+		}
+	}
+}
+
+// TestHandlerPanics: a handler that panics (net/http's ErrAbortHandler, or anything
+// the middleware did not catch) drops its connection without an answer; the
+// process and the other connections go on.
+func TestHandlerPanics(t *testing.T) {
+	_, addr := newBareHTTPServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/abort":
+			panic(http.ErrAbortHandler)
+		case "/panic":
+			panic("boom")
+		}
+		io.WriteString(w, "fine")
+	}))
+	get := func(path string) (*http.Response, error) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		return http.ReadResponse(bufio.NewReader(c), nil)
+	}
+	for _, p := range []string{"/abort", "/panic"} {
+		if resp, err := get(p); err == nil {
+			t.Fatalf("%s answered %d", p, resp.StatusCode)
+		} else if !strings.Contains(err.Error(), "EOF") {
+			t.Fatalf("%s: %v, want the connection closed", p, err)
+		}
+	}
+	resp, err := get("/ok")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after the panics: %v %v", resp, err)
+	}
+}
