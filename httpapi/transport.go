@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -78,7 +77,7 @@ type HTTPServer struct {
 
 	closing atomic.Bool // Shutdown or Close was called
 	mu      sync.Mutex
-	conns   map[net.Conn]struct{} // open connections fasthttp serves (Close closes them)
+	conns   map[net.Conn]string   // open connections fasthttp serves, with their client's address
 	streams map[net.Conn]struct{} // hijacked connections of running event streams
 	wg      sync.WaitGroup        // the running event streams
 	lns     []net.Listener
@@ -95,7 +94,7 @@ func (s *Server) NewHTTPServer(cfg HTTPConfig) *HTTPServer {
 	if cfg.ErrorLog == nil {
 		cfg.ErrorLog = s.Logger
 	}
-	t := &HTTPServer{api: s, h: s.Handler(), cfg: cfg, conns: map[net.Conn]struct{}{}, streams: map[net.Conn]struct{}{}}
+	t := &HTTPServer{api: s, h: s.Handler(), cfg: cfg, conns: map[net.Conn]string{}, streams: map[net.Conn]struct{}{}}
 	t.template = *(&http.Request{}).WithContext(cfg.BaseContext)
 	t.pool.New = func() any { return &syncWriter{header: make(http.Header, 8)} }
 	t.srv = &fasthttp.Server{
@@ -144,7 +143,7 @@ func (t *HTTPServer) track(c net.Conn, state fasthttp.ConnState) {
 	defer t.mu.Unlock()
 	switch state {
 	case fasthttp.StateNew:
-		t.conns[c] = struct{}{}
+		t.conns[c] = c.RemoteAddr().String() // formatted once, not for each request
 	case fasthttp.StateHijacked, fasthttp.StateClosed:
 		delete(t.conns, c)
 	}
@@ -269,15 +268,28 @@ func (t *HTTPServer) request(ctx *fasthttp.RequestCtx) (*http.Request, error) {
 			r.Header[key] = append(r.Header[key], string(v))
 		}
 	}
-	if body := ctx.PostBody(); len(body) > 0 {
-		r.Body = io.NopCloser(bytes.NewReader(bytes.Clone(body)))
-		r.ContentLength = int64(len(body))
+	if b := ctx.PostBody(); len(b) > 0 {
+		body := new(requestBody)
+		body.Reset(bytes.Clone(b))
+		r.Body = body
+		r.ContentLength = int64(len(b))
 	} else {
 		r.Body = http.NoBody
 	}
-	r.RemoteAddr = ctx.RemoteAddr().String()
+	t.mu.Lock()
+	addr, ok := t.conns[ctx.Conn()]
+	t.mu.Unlock()
+	if !ok {
+		addr = ctx.RemoteAddr().String()
+	}
+	r.RemoteAddr = addr
 	return r, nil
 }
+
+// requestBody is a request's body as a handler reads it.
+type requestBody struct{ bytes.Reader }
+
+func (*requestBody) Close() error { return nil }
 
 // method returns m as a string, without an allocation for the API's methods.
 func method(m []byte) string {
@@ -569,7 +581,7 @@ func (w *streamWriter) writeHead(length int) {
 	w.header.Del("Transfer-Encoding")
 	w.header.Set("Connection", "close")
 	if w.header.Get("Date") == "" {
-		w.header.Set("Date", string(httpDate().text))
+		w.header.Set("Date", httpDate().text)
 	}
 	if length >= 0 {
 		w.header.Set("Content-Length", strconv.Itoa(length))
@@ -612,48 +624,57 @@ func (w *streamWriter) finish() {
 	w.bw.Flush()
 }
 
-// lastDate is the Date of the second httpDate last formatted.
+// lastDate is the Date of the current second and, once an answer has made it, a
+// response head holding only that Date.
 var lastDate atomic.Pointer[dateValue]
 
 type dateValue struct {
 	unix int64
-	text []byte // the Date value
-	head string // a response head with only this Date (setDate)
-}
-
-// httpDate returns the current time as an HTTP Date (RFC 9110 5.6.7), formatted
-// once a second: clients (the load test's checks among them) read it as the time
-// the answer left, so it must not lag as fasthttp's own, refreshed by a timer that
-// sleeps a second between refreshes, can.
-func httpDate() *dateValue {
-	now := time.Now()
-	if d := lastDate.Load(); d != nil && d.unix == now.Unix() {
-		return d
-	}
-	text := now.UTC().AppendFormat(nil, http.TimeFormat)
-	d := &dateValue{unix: now.Unix(), text: text, head: "HTTP/1.1 200 OK\r\nDate: " + string(text) + "\r\n\r\n"}
-	lastDate.Store(d)
-	return d
+	text string                   // the Date value (RFC 9110 5.6.7)
+	head *fasthttp.ResponseHeader // nil, or a head with only this Date (setDate)
 }
 
 // dateReaders read the heads of setDate.
 var dateReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64) }}
 
-// setDate resets h to a head holding only the current Date. fasthttp manages the
-// Date field itself and drops one set through its setters, so the field is parsed
-// into h, which writes a parsed Date when the server's NoDefaultDate is set.
+// httpDate returns the current second's Date: clients (the load test's checks among
+// them) read it as the time the answer left, so it must not lag as fasthttp's own,
+// refreshed by a timer that sleeps a second between refreshes, can.
+func httpDate() *dateValue {
+	now := time.Now()
+	if d := lastDate.Load(); d != nil && d.unix == now.Unix() {
+		return d
+	}
+	d := &dateValue{unix: now.Unix(), text: now.UTC().Format(http.TimeFormat)}
+	lastDate.Store(d)
+	return d
+}
+
+// setDate resets h, an answer's head, to one holding only the current Date.
+// fasthttp manages the Date field itself and drops one set through its setters; a
+// parsed one it writes when the server's NoDefaultDate is set, which h carries. So
+// the first answer of a second parses the head into h and keeps a copy of the
+// result (NoDefaultDate included), and the second's other answers copy that.
 func setDate(h *fasthttp.ResponseHeader) {
+	d := httpDate()
+	if d.head != nil {
+		d.head.CopyTo(h)
+		return
+	}
 	br := dateReaders.Get().(*bufio.Reader)
-	br.Reset(strings.NewReader(httpDate().head))
+	br.Reset(strings.NewReader("HTTP/1.1 200 OK\r\nDate: " + d.text + "\r\n\r\n"))
 	if err := h.Read(br); err != nil {
 		panic("httpapi: parse the Date head: " + err.Error()) // a constant form: cannot fail
 	}
 	br.Reset(nil)
 	dateReaders.Put(br)
-	// The head is only the Date: no reason phrase (the status's own is written),
-	// and no reading to the close for want of a length.
+	// Only the Date: no reason phrase (the status's own is written), and no
+	// reading to the close for want of a length.
 	h.SetStatusMessage(nil)
 	h.ResetConnectionClose()
+	head := new(fasthttp.ResponseHeader)
+	h.CopyTo(head)
+	lastDate.CompareAndSwap(d, &dateValue{unix: d.unix, text: d.text, head: head})
 }
 
 // fasthttpLogger hands fasthttp's messages to the API's logger.
