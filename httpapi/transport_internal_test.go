@@ -41,6 +41,7 @@ func TestRequestCopies(t *testing.T) {
 		ctx.Request.SetRequestURI("/v1/skus/" + sku + "/reservations?q=" + key)
 		ctx.Request.Header.Set("Idempotency-Key", key)
 		ctx.Request.Header.Set("X-Forwarded-For", host)
+		ctx.Request.Header.Add("X-Forwarded-For", key) // a field sent twice
 		ctx.Request.Header.Set("Host", host)
 		ctx.Request.SetBodyString(body)
 	}
@@ -58,6 +59,14 @@ func TestRequestCopies(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("after the next request, field %d of the converted request is %q, want %q", i, got[i], want[i])
 		}
+	}
+	if xff := r.Header["X-Forwarded-For"]; len(xff) != 2 || xff[0] != "h1.example" || xff[1] != "key-0000" {
+		t.Fatalf("X-Forwarded-For sent twice: %q", xff)
+	}
+	// Appending to one field's values must not write into another's.
+	r.Header["Idempotency-Key"] = append(r.Header["Idempotency-Key"], "extra")
+	if got := r.Header.Get("X-Forwarded-For"); got != "h1.example" {
+		t.Fatalf("after an append to another field, X-Forwarded-For is %q", got)
 	}
 }
 
