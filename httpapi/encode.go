@@ -27,16 +27,16 @@ func putBuf(bp *[]byte) {
 	}
 }
 
-// writeJSON sends body with status as application/json. net/http adds the
-// Content-Length itself for a body this small, written in one piece by a handler that
-// then returns.
+// writeJSON sends body with status as application/json. The server adds the
+// Content-Length itself (HTTPServer always; net/http for a body this small, written in
+// one piece by a handler that then returns).
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	w.Write(body)
 }
 
-// Shared header values; net/http never modifies them.
+// Shared header values; neither HTTPServer nor net/http modifies them.
 var (
 	jsonContentType    = []string{"application/json; charset=utf-8"}
 	problemContentType = []string{"application/problem+json"}
