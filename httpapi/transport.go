@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -130,7 +131,7 @@ func (t *HTTPServer) Serve(ln net.Listener) error {
 	}
 	t.lns = append(t.lns, ln) // closed by Shutdown even if it runs before fasthttp has it
 	t.mu.Unlock()
-	err := t.srv.Serve(ln)
+	err := t.srv.Serve(lingerListener{ln})
 	if t.closing.Load() {
 		return nil
 	}
@@ -181,6 +182,9 @@ func (t *HTTPServer) Close() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for c := range t.conns {
+		if lc, ok := c.(*lingerConn); ok {
+			c = lc.Conn // at once, without a linger
+		}
 		c.Close()
 	}
 	for c := range t.streams {
@@ -366,12 +370,51 @@ func (t *HTTPServer) serveError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, errMalformed):
 		detail = err.Error()
 	}
+	if lc, ok := ctx.Conn().(*lingerConn); ok {
+		lc.linger.Store(true)
+	}
 	ctx.Response.ResetBody() // not Reset, which would forget the server's NoDefaultDate
 	ctx.Response.SkipBody = false
 	id := t.api.writeProblemTo(ctx, code, detail)
 	t.cfg.ErrorLog.LogAttrs(context.Background(), slog.LevelDebug, "httpapi: unreadable request",
 		slog.String("request_id", id), slog.String("code", string(code)), slog.Any("error", err))
 	ctx.SetConnectionClose()
+}
+
+// lingerListener hands fasthttp connections that can close the way net/http closes
+// one after an error answer.
+type lingerListener struct{ net.Listener }
+
+func (l lingerListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &lingerConn{Conn: c}, nil
+}
+
+// lingerTime bounds how long a connection closed after an error answer waits for its
+// client's end (net/http waits as long).
+const lingerTime = 500 * time.Millisecond
+
+// lingerConn is a connection whose Close, once an error answer was written on it,
+// first ends the sending side and reads what the client still sends, up to
+// lingerTime: closing with unread data makes the kernel reset the connection, and a
+// reset can destroy the answer before the client reads it (a client still sending a
+// body over 64 KiB would see a broken pipe instead of its 413).
+type lingerConn struct {
+	net.Conn
+	linger atomic.Bool
+}
+
+func (c *lingerConn) Close() error {
+	if c.linger.CompareAndSwap(true, false) {
+		if tc, ok := c.Conn.(*net.TCPConn); ok && tc.CloseWrite() == nil {
+			tc.SetReadDeadline(time.Now().Add(lingerTime))
+			io.Copy(io.Discard, tc)
+		}
+	}
+	return c.Conn.Close()
 }
 
 // truncate shortens s to at most n bytes for a message.

@@ -414,3 +414,25 @@ func TestHTTPServer_LogsNoCredentials(t *testing.T) {
 		t.Fatalf("a credential reached the log: %q", out)
 	}
 }
+
+// TestHTTPServer_BigBody: a client that sends a body over 64 KiB reads its 413, not a
+// reset: the server reads on for a moment before it closes (a close with unread data
+// resets the connection, and the reset can destroy the answer before it is read).
+func TestHTTPServer_BigBody(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{})
+	for _, n := range []int{70 << 10, 1 << 20, 1 << 20, 1 << 20, 4 << 20} {
+		hr, err := http.NewRequest("PUT", e.srv.URL+"/v1/skus/big", bytes.NewReader(bytes.Repeat([]byte("a"), n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hr.Header.Set("Authorization", "Bearer "+e.admin)
+		hr.Header.Set("Content-Type", "application/json")
+		resp, err := e.srv.Client().Do(hr)
+		if err != nil {
+			t.Fatalf("a body of %d bytes: %v, want a 413", n, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		(&response{Status: resp.StatusCode, Header: resp.Header, Body: b}).wantProblem(t, 413, revguard.CodeBodyTooLarge)
+	}
+}
