@@ -152,6 +152,40 @@ func TestHTTPServer_KeepAlive(t *testing.T) {
 	}
 }
 
+// TestHTTPServer_KeepAliveNoContent: a 204 has no body and no Content-Length and
+// keeps the connection; an HTTP/1.0 client that asks for keep-alive keeps it too,
+// with the answer's length.
+func TestHTTPServer_KeepAliveNoContent(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{})
+	token := e.session("c-204")
+	c, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	fmt.Fprintf(c, "DELETE /v1/sessions/current HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", token)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 204 || resp.Close || resp.Header.Get("Content-Length") != "" || resp.ContentLength > 0 {
+		t.Fatalf("logout: %s, closes %v, Content-Length %q", resp.Status, resp.Close, resp.Header.Get("Content-Length"))
+	}
+	for range 2 {
+		io.WriteString(c, "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+		resp, err = http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("HTTP/1.0 keep-alive after a 204: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || resp.Close || resp.Header.Get("Content-Length") != strconv.Itoa(len(b)) {
+			t.Fatalf("HTTP/1.0 keep-alive: %s, closes %v, Content-Length %q for %d bytes", resp.Status, resp.Close, resp.Header.Get("Content-Length"), len(b))
+		}
+	}
+}
+
 // TestHTTPServer_Date: every answer, an unreadable request's too, carries the
 // current second in Date (fasthttp's own Date can lag by a second; clients read it
 // as the answer's time).
