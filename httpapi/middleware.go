@@ -23,9 +23,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if !validRequestID(id) {
 		id = s.newRequestID()
 	}
-	h := w.Header()
-	h["X-Request-Id"] = []string{id}
-	h["X-Content-Type-Options"] = noSniff
+	setIDHeaders(w.Header(), id)
 	rw := &responseWriter{ResponseWriter: w}
 	r = r.WithContext(revguard.WithRequestID(r.Context(), id))
 
@@ -63,6 +61,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mux.ServeHTTP(rw, r)
+}
+
+// setIDHeaders sets the headers every answer carries: its request id, and nosniff.
+func setIDHeaders(h http.Header, id string) {
+	h["X-Request-Id"] = []string{id}
+	h["X-Content-Type-Options"] = noSniff
 }
 
 // newRequestID returns a request id of the server's own: its random prefix and a

@@ -80,6 +80,16 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	s.writeProblem(w, r, code, detail)
 }
 
+// writeProblemOutside answers through w, outside the middleware (an unreadable
+// request, a stream refused at shutdown), with the problem of code under a request id
+// of its own, and returns that id.
+func (s *Server) writeProblemOutside(w http.ResponseWriter, code revguard.Code, detail string) string {
+	id := s.newRequestID()
+	setIDHeaders(w.Header(), id)
+	s.writeProblem(w, (&http.Request{}).WithContext(revguard.WithRequestID(context.Background(), id)), code, detail)
+	return id
+}
+
 // retryAfterOne is the Retry-After of a 503.
 var retryAfterOne = []string{"1"}
 

@@ -227,7 +227,6 @@ func (t *HTTPServer) serve(ctx *fasthttp.RequestCtx) {
 			if v != http.ErrAbortHandler {
 				t.api.Logger.Error("httpapi: panic outside the middleware", "panic", v)
 			}
-			ctx.Response.Reset()
 			ctx.HijackSetNoResponse(true)
 			ctx.Hijack(func(net.Conn) {})
 		}
@@ -369,7 +368,9 @@ func (t *HTTPServer) serveError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	ctx.Response.ResetBody() // not Reset, which would forget the server's NoDefaultDate
 	ctx.Response.SkipBody = false
-	id := t.api.writeProblemTo(ctx, code, detail)
+	w := &syncWriter{ctx: ctx, header: http.Header{}}
+	id := t.api.writeProblemOutside(w, code, detail)
+	w.finish()
 	t.cfg.ErrorLog.LogAttrs(context.Background(), slog.LevelDebug, "httpapi: unreadable request",
 		slog.String("request_id", id), slog.String("code", string(code)), slog.Any("error", err))
 	ctx.SetConnectionClose()
@@ -514,11 +515,6 @@ func (s *Server) isStream(r *http.Request) bool {
 // hijackStream serves an event stream on its own connection, taken over from
 // fasthttp once the request is read.
 func (t *HTTPServer) hijackStream(ctx *fasthttp.RequestCtx, r *http.Request) {
-	if t.closing.Load() {
-		t.api.writeProblemTo(ctx, revguard.CodeUnavailable, "the server is shutting down")
-		ctx.SetConnectionClose()
-		return
-	}
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
 		w := &streamWriter{conn: c, bw: bufio.NewWriter(c), header: http.Header{}, head: r.Method == http.MethodHead}
@@ -527,11 +523,7 @@ func (t *HTTPServer) hijackStream(ctx *fasthttp.RequestCtx, r *http.Request) {
 		t.mu.Lock()
 		if t.closing.Load() {
 			t.mu.Unlock()
-			id := t.api.newRequestID()
-			w.header["X-Request-Id"] = []string{id}
-			w.header["X-Content-Type-Options"] = noSniff
-			t.api.writeProblem(w, (&http.Request{}).WithContext(revguard.WithRequestID(context.Background(), id)),
-				revguard.CodeUnavailable, "the server is shutting down")
+			t.api.writeProblemOutside(w, revguard.CodeUnavailable, "the server is shutting down")
 			w.finish()
 			return
 		}
@@ -574,16 +566,6 @@ func (t *HTTPServer) hijackStream(ctx *fasthttp.RequestCtx, r *http.Request) {
 		t.h.ServeHTTP(w, r.WithContext(rctx))
 		w.finish()
 	})
-}
-
-// writeProblemTo answers ctx with the problem of code, outside any handler, and
-// returns the answer's request id.
-func (s *Server) writeProblemTo(ctx *fasthttp.RequestCtx, code revguard.Code, detail string) string {
-	id := s.newRequestID()
-	w := &syncWriter{ctx: ctx, header: http.Header{"X-Request-Id": {id}, "X-Content-Type-Options": noSniff}}
-	s.writeProblem(w, (&http.Request{}).WithContext(revguard.WithRequestID(context.Background(), id)), code, detail)
-	w.finish()
-	return id
 }
 
 // streamWriter is the http.ResponseWriter of an event stream: it writes HTTP/1.1 to
@@ -714,14 +696,14 @@ func httpDate() *dateValue {
 	return d
 }
 
-// setDate resets h, an answer's head, to one holding only the current Date. h must
-// come from the serve loop of an HTTPServer (every one sets NoDefaultDate and
-// NoDefaultContentType), since the cached copy takes those flags from the first
-// answer of its second.
+// setDate resets h, an answer's head, to one holding only the current Date.
 // fasthttp manages the Date field itself and drops one set through its setters; a
 // parsed one it writes when the server's NoDefaultDate is set, which h carries. So
 // the first answer of a second parses the head into h and keeps a copy of the
-// result (NoDefaultDate included), and the second's other answers copy that.
+// result (NoDefaultDate included), and the second's other answers copy that. h must
+// come from the serve loop of an HTTPServer (every one sets NoDefaultDate and
+// NoDefaultContentType), since the copy takes those flags from the first answer of
+// its second.
 func setDate(h *fasthttp.ResponseHeader) {
 	d := httpDate()
 	if d.head != nil {
