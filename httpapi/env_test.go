@@ -468,19 +468,30 @@ type testServer struct {
 	URL      string
 	Listener net.Listener
 	srv      *httpapi.HTTPServer
+	client   *http.Client
+	done     chan struct{} // closed when Serve has returned, with its error in err
+	err      error
 }
 
 // serveHTTP serves api on a free loopback port until the test ends.
 func serveHTTP(tb testing.TB, api *httpapi.Server) *testServer {
+	return serveHTTPWith(tb, api, httpapi.HTTPConfig{ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
+}
+
+// serveHTTPWith serves api with the limits of cfg on a free loopback port until the
+// test ends, and then checks that it shuts down cleanly.
+func serveHTTPWith(tb testing.TB, api *httpapi.Server, cfg httpapi.HTTPConfig) *testServer {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ts := &testServer{URL: "http://" + ln.Addr().String(), Listener: ln,
-		srv: api.NewHTTPServer(httpapi.HTTPConfig{ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})}
-	done := make(chan error, 1)
-	go func() { done <- ts.srv.Serve(ln) }()
+	ts := &testServer{URL: "http://" + ln.Addr().String(), Listener: ln, srv: api.NewHTTPServer(cfg),
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}, done: make(chan struct{})}
+	go func() {
+		ts.err = ts.srv.Serve(ln)
+		close(ts.done)
+	}()
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -488,14 +499,27 @@ func serveHTTP(tb testing.TB, api *httpapi.Server) *testServer {
 			tb.Errorf("HTTP server shutdown: %v", err)
 			ts.srv.Close()
 		}
-		if err := <-done; err != nil {
-			tb.Errorf("HTTP server: %v", err)
+		<-ts.done
+		if ts.err != nil {
+			tb.Errorf("HTTP server: %v", ts.err)
 		}
+		ts.client.CloseIdleConnections()
 	})
 	return ts
 }
 
-// Client returns a client for the server with its own connection pool.
-func (ts *testServer) Client() *http.Client {
-	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+// Client returns the server's client, with a connection pool of its own.
+func (ts *testServer) Client() *http.Client { return ts.client }
+
+// dial opens a connection to the server, closed when the test ends, that fails any
+// read or write after 10 s instead of hanging the test.
+func (ts *testServer) dial(tb testing.TB) net.Conn {
+	tb.Helper()
+	c, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
 }
