@@ -7,6 +7,9 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/valyala/fasthttp"
+
+	"github.com/revenueguard/revguard/httpapi"
 	"github.com/revenueguard/revguard/revguardtest"
 )
 
@@ -15,13 +18,7 @@ import (
 //
 //	go test ./httpapi -run '^$' -bench Handler
 func BenchmarkHandler(b *testing.B) {
-	e := mustOpenEnv(b, envOptions{noSync: true})
-	e.putSKU("bench", `{"stock":1000000000,"per_customer_limit":1000000,"hold_seconds":86400}`)
-	e.putSKU("gone", `{"stock":0}`)
-	var tokens []string
-	for i := range 64 {
-		tokens = append(tokens, e.session(fmt.Sprintf("bench-%d", i)))
-	}
+	e, tokens := openHandlerBench(b)
 	var next atomic.Int64
 	h := e.api.Handler()
 	for _, bc := range []struct{ name, sku string }{{"SoldOut", "gone"}, {"Reserve", "bench"}} {
@@ -42,6 +39,55 @@ func BenchmarkHandler(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkHTTPServer measures what BenchmarkHandler does through the server's HTTP
+// transport (HTTPServer): the conversion of fasthttp's parsed request into an
+// *http.Request, the middleware, the handler and the answer in fasthttp's response,
+// in process (no network, no parsing of the request's bytes).
+//
+//	go test ./httpapi -run '^$' -bench HTTPServer
+func BenchmarkHTTPServer(b *testing.B) {
+	e, tokens := openHandlerBench(b)
+	var next atomic.Int64
+	srv := e.api.NewHTTPServer(httpapi.HTTPConfig{})
+	for _, bc := range []struct{ name, sku string }{{"SoldOut", "gone"}, {"Reserve", "bench"}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				token := tokens[next.Add(1)%int64(len(tokens))]
+				var ctx fasthttp.RequestCtx
+				for pb.Next() {
+					ctx.Request.Header.SetMethod("POST")
+					ctx.Request.SetRequestURI("/v1/skus/" + bc.sku + "/reservations")
+					ctx.Request.Header.SetHost("127.0.0.1:8080")
+					ctx.Request.Header.Set("Authorization", "Bearer "+token)
+					ctx.Request.Header.SetContentType("application/json")
+					ctx.Request.SetBodyString(`{"quantity":1}`)
+					srv.ServeCtx(&ctx)
+					if c := ctx.Response.StatusCode(); c != 201 && c != 409 {
+						b.Fatalf("status %d: %s", c, ctx.Response.Body())
+					}
+					ctx.Request.Reset()
+					ctx.Response.Reset()
+				}
+			})
+		})
+	}
+}
+
+// openHandlerBench opens the env of BenchmarkHandler and BenchmarkHTTPServer: a
+// journal without fsync, a SKU with stock to spare ("bench") and a sold-out one
+// ("gone"), and 64 customers' session tokens.
+func openHandlerBench(b *testing.B) (*env, []string) {
+	e := mustOpenEnv(b, envOptions{noSync: true})
+	e.putSKU("bench", `{"stock":1000000000,"per_customer_limit":1000000,"hold_seconds":86400}`)
+	e.putSKU("gone", `{"stock":0}`)
+	var tokens []string
+	for i := range 64 {
+		tokens = append(tokens, e.session(fmt.Sprintf("bench-%d", i)))
+	}
+	return e, tokens
 }
 
 // BenchmarkPlacePoll measures a customer's poll of its place (GET

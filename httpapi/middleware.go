@@ -14,19 +14,30 @@ import (
 // maxRequestIDLen bounds an X-Request-Id the server echoes.
 const maxRequestIDLen = 128
 
-// serveHTTP wraps every request: it assigns the request id (echoing the client's when it
-// is of sane form), turns a panic into a logged 500, records the route's metrics and,
-// at debug level, writes an access log line.
+// serveHTTP wraps every request served through Handler: it assigns the request id
+// (requestID) and serves the request with it (serveWithID).
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	id := r.Header.Get("X-Request-Id")
-	if !validRequestID(id) {
-		id = s.newRequestID()
+	id := s.requestID(r.Header)
+	s.serveWithID(w, r.WithContext(revguard.WithRequestID(r.Context(), id)), id)
+}
+
+// requestID returns a request's id: the client's X-Request-Id when it is of sane
+// form, else one of the server's own.
+func (s *Server) requestID(h http.Header) string {
+	if id := h.Get("X-Request-Id"); validRequestID(id) {
+		return id
 	}
+	return s.newRequestID()
+}
+
+// serveWithID serves r, whose context carries its request id: it sets the id's
+// headers, turns a panic into a logged 500, records the route's metrics and, at debug
+// level, writes an access log line. HTTPServer calls it with a request it built with
+// the id in its context, which saves the copy of the request that WithContext makes.
+func (s *Server) serveWithID(w http.ResponseWriter, r *http.Request, id string) {
+	start := time.Now()
 	setIDHeaders(w.Header(), id)
 	rw := &responseWriter{ResponseWriter: w}
-	r = r.WithContext(revguard.WithRequestID(r.Context(), id))
-
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {

@@ -68,11 +68,13 @@ type HTTPConfig struct {
 // net/http does: a client that opened a connection ahead of time must not read a
 // stale error as the answer to its request.
 type HTTPServer struct {
-	api  *Server
-	h    http.Handler
-	cfg  HTTPConfig
-	srv  *fasthttp.Server
-	pool sync.Pool // *syncWriter
+	api *Server
+	// handle serves a request with its id in its context: the API's middleware
+	// (Server.serveWithID), which a test may replace.
+	handle func(w http.ResponseWriter, r *http.Request, id string)
+	cfg    HTTPConfig
+	srv    *fasthttp.Server
+	pool   sync.Pool // *syncWriter
 
 	template http.Request // the fields every request starts from: its context
 
@@ -95,7 +97,8 @@ func (s *Server) NewHTTPServer(cfg HTTPConfig) *HTTPServer {
 	if cfg.ErrorLog == nil {
 		cfg.ErrorLog = s.Logger
 	}
-	t := &HTTPServer{api: s, h: s.Handler(), cfg: cfg, conns: map[net.Conn]struct{}{}, streams: map[net.Conn]struct{}{}}
+	s.Handler() // builds the routes
+	t := &HTTPServer{api: s, handle: s.serveWithID, cfg: cfg, conns: map[net.Conn]struct{}{}, streams: map[net.Conn]struct{}{}}
 	t.template = *(&http.Request{}).WithContext(cfg.BaseContext)
 	t.pool.New = func() any { return &syncWriter{header: make(http.Header, 8)} }
 	t.srv = &fasthttp.Server{
@@ -209,13 +212,13 @@ func (t *HTTPServer) stopAccepting() {
 
 // serve answers one request.
 func (t *HTTPServer) serve(ctx *fasthttp.RequestCtx) {
-	r, err := t.request(ctx)
+	r, id, err := t.request(ctx)
 	if err != nil {
 		t.serveError(ctx, err)
 		return
 	}
 	if t.api.isStream(r) {
-		t.hijackStream(ctx, r)
+		t.hijackStream(ctx, r, id)
 		return
 	}
 	w := t.pool.Get().(*syncWriter)
@@ -233,35 +236,33 @@ func (t *HTTPServer) serve(ctx *fasthttp.RequestCtx) {
 		w.reset()
 		t.pool.Put(w)
 	}()
-	t.h.ServeHTTP(w, r)
+	t.handle(w, r, id)
 	w.finish()
 	if t.closing.Load() {
 		ctx.SetConnectionClose() // after finish: setDate resets the header
 	}
 }
 
-// request converts ctx's request into an *http.Request for the handlers. Every string
-// and the body are copies, so that nothing a handler keeps refers to fasthttp's
-// buffers, which the next request on the connection reuses.
-func (t *HTTPServer) request(ctx *fasthttp.RequestCtx) (*http.Request, error) {
-	uri := string(ctx.RequestURI())
-	u, err := url.ParseRequestURI(uri)
-	if err != nil {
-		return nil, fmt.Errorf("%w: the request target %q is not a URL", errMalformed, truncate(uri, 64))
-	}
-	r := new(http.Request)
-	*r = t.template
-	switch proto := ctx.Request.Header.Protocol(); string(proto) {
+// request converts ctx's request into an *http.Request for the handlers, with its
+// request id in its context, and returns the id. Every string and the body are
+// copies, so that nothing a handler keeps refers to fasthttp's buffers, which the
+// next request on the connection reuses.
+func (t *HTTPServer) request(ctx *fasthttp.RequestCtx) (*http.Request, string, error) {
+	var proto string
+	var major, minor int
+	switch p := ctx.Request.Header.Protocol(); string(p) {
 	case "HTTP/1.1":
-		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
+		proto, major, minor = "HTTP/1.1", 1, 1
 	case "HTTP/1.0":
-		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.0", 1, 0
+		proto, major, minor = "HTTP/1.0", 1, 0
 	default:
-		return nil, fmt.Errorf("%w: %q is not served, send HTTP/1.1", errMalformed, truncate(string(proto), 16))
+		return nil, "", fmt.Errorf("%w: %q is not served, send HTTP/1.1", errMalformed, truncate(string(p), 16))
 	}
-	r.Method = method(ctx.Method())
-	r.URL = u
-	r.RequestURI = uri
+	uri := string(ctx.RequestURI())
+	u, err := requestURL(uri)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: the request target %q is not a URL", errMalformed, truncate(uri, 64))
+	}
 	// Each field's first value is a slice of one array, as net/textproto does: one
 	// allocation for all the fields' slices instead of one per field. Each value is
 	// a string of its own, so that what a handler keeps (an idempotency key, for a
@@ -271,23 +272,36 @@ func (t *HTTPServer) request(ctx *fasthttp.RequestCtx) (*http.Request, error) {
 		n++
 	}
 	vals := make([]string, n)
-	r.Header = make(http.Header, n)
+	header := make(http.Header, n)
+	var host string
+	var te []string
 	for k, v := range ctx.Request.Header.All() {
 		val := string(v)
 		switch key := headerKey(k); key {
 		case "Host":
-			r.Host = val
+			host = val
 		case "Transfer-Encoding":
-			r.TransferEncoding = append(r.TransferEncoding, val)
+			te = append(te, val)
 		default:
-			if prev, ok := r.Header[key]; ok {
-				r.Header[key] = append(prev, val)
+			if prev, ok := header[key]; ok {
+				header[key] = append(prev, val)
 			} else {
 				vals[0] = val
-				r.Header[key], vals = vals[:1:1], vals[1:]
+				header[key], vals = vals[:1:1], vals[1:]
 			}
 		}
 	}
+	// The request is made by WithContext, with the id in its context: the one
+	// copy of it the middleware would otherwise make.
+	id := t.api.requestID(header)
+	r := t.template.WithContext(revguard.WithRequestID(t.cfg.BaseContext, id))
+	r.Proto, r.ProtoMajor, r.ProtoMinor = proto, major, minor
+	r.Method = method(ctx.Method())
+	r.URL = u
+	r.RequestURI = uri
+	r.Header = header
+	r.Host = host
+	r.TransferEncoding = te
 	if b := ctx.PostBody(); len(b) > 0 {
 		body := new(requestBody)
 		body.Reset(bytes.Clone(b))
@@ -301,7 +315,25 @@ func (t *HTTPServer) request(ctx *fasthttp.RequestCtx) (*http.Request, error) {
 	} else {
 		r.RemoteAddr = ctx.RemoteAddr().String()
 	}
-	return r, nil
+	return r, id, nil
+}
+
+// requestURL parses a request target as url.ParseRequestURI does. A plain path, of
+// letters, digits and "-._~/" only (every path of the API's own clients), is its own
+// URL path without the parse (FuzzRequestURL checks that both agree on every input).
+func requestURL(uri string) (*url.URL, error) {
+	if len(uri) == 0 || uri[0] != '/' {
+		return url.ParseRequestURI(uri)
+	}
+	for i := 1; i < len(uri); i++ {
+		switch c := uri[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '-', c == '.', c == '_', c == '~', c == '/':
+		default:
+			return url.ParseRequestURI(uri)
+		}
+	}
+	return &url.URL{Path: uri}, nil
 }
 
 // requestBody is a request's body as a handler reads it.
@@ -514,7 +546,7 @@ func (s *Server) isStream(r *http.Request) bool {
 
 // hijackStream serves an event stream on its own connection, taken over from
 // fasthttp once the request is read.
-func (t *HTTPServer) hijackStream(ctx *fasthttp.RequestCtx, r *http.Request) {
+func (t *HTTPServer) hijackStream(ctx *fasthttp.RequestCtx, r *http.Request, id string) {
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
 		w := &streamWriter{conn: c, bw: bufio.NewWriter(c), header: http.Header{}, head: r.Method == http.MethodHead}
@@ -563,7 +595,7 @@ func (t *HTTPServer) hijackStream(ctx *fasthttp.RequestCtx, r *http.Request) {
 				t.api.Logger.Error("httpapi: panic outside the middleware", "panic", v)
 			}
 		}()
-		t.h.ServeHTTP(w, r.WithContext(rctx))
+		t.handle(w, r.WithContext(rctx), id)
 		w.finish()
 	})
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -14,14 +16,14 @@ import (
 	"github.com/revenueguard/revguard"
 )
 
-// newBareHTTPServer is an HTTPServer whose handler is h (the API's own stores are
-// not used).
+// newBareHTTPServer is an HTTPServer whose handler is h instead of the API's
+// middleware and routes (the API's own stores are not used).
 func newBareHTTPServer(t *testing.T, h http.Handler) (*HTTPServer, string) {
 	t.Helper()
 	s := NewServer()
 	s.Inventory, s.Ledger, s.Sessions = struct{ revguard.Inventory }{}, struct{ revguard.Ledger }{}, struct{ revguard.Sessions }{}
 	srv := s.NewHTTPServer(HTTPConfig{ReadTimeout: 5 * time.Second})
-	srv.h = h
+	srv.handle = func(w http.ResponseWriter, r *http.Request, _ string) { h.ServeHTTP(w, r) }
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -46,9 +48,12 @@ func TestRequestCopies(t *testing.T) {
 		ctx.Request.SetBodyString(body)
 	}
 	set("aaaa", "key-0000", "h1.example", `{"quantity":1}`)
-	r, err := srv.request(&ctx)
+	r, id, err := srv.request(&ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := revguard.RequestIDFromContext(r.Context()); got != id || id == "" {
+		t.Fatalf("the request's context carries id %q, request returned %q", got, id)
 	}
 	// The same lengths, other bytes: fasthttp reuses its buffers for them.
 	set("bbbb", "key-9999", "h2.example", `{"quantity":9}`)
@@ -104,4 +109,22 @@ func TestHandlerPanics(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("after the panics: %v %v", resp, err)
 	}
+}
+
+// FuzzRequestURL: requestURL's shortcut for plain paths gives what
+// url.ParseRequestURI gives, on any request target.
+func FuzzRequestURL(f *testing.F) {
+	for _, s := range []string{"/v1/skus/hot/reservations", "/", "//x", "/a/../b", "/a%2Fb", "/x?y=1", "*", "http://h/p", "", "/a b", "/é", "/a~b_c-d.e"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, uri string) {
+		got, gotErr := requestURL(uri)
+		want, wantErr := url.ParseRequestURI(uri)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("requestURL(%q) error %v, url.ParseRequestURI %v", uri, gotErr, wantErr)
+		}
+		if gotErr == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("requestURL(%q) = %#v, url.ParseRequestURI %#v", uri, got, want)
+		}
+	})
 }
