@@ -75,6 +75,48 @@ func TestRequestCopies(t *testing.T) {
 	}
 }
 
+// TestRequestIDs: a request's context carries its id, the client's X-Request-Id when
+// of sane form, else one of the server's own, on an event stream's hijacked
+// connection as on any other.
+func TestRequestIDs(t *testing.T) {
+	ids := make(chan [2]string, 1)
+	_, addr := newBareHTTPServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ids <- [2]string{revguard.RequestIDFromContext(r.Context()), r.Header.Get("X-Request-Id")}
+		io.WriteString(w, "fine")
+	}))
+	for _, path := range []string{"/v1/events", "/healthz"} {
+		for _, sent := range []string{"client-id-42", "not a sane id", ""} {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			req := "GET " + path + " HTTP/1.1\r\nHost: x\r\n"
+			if sent != "" {
+				req += "X-Request-Id: " + sent + "\r\n"
+			}
+			io.WriteString(c, req+"\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			c.Close()
+			if err != nil {
+				t.Fatalf("%s with id %q: %v", path, sent, err)
+			}
+			got := <-ids
+			switch {
+			case got[0] == "":
+				t.Errorf("%s with id %q: no id in the request's context", path, sent)
+			case sent == "client-id-42" && got[0] != sent:
+				t.Errorf("%s: the context carries id %q, want the client's %q", path, got[0], sent)
+			case sent != "client-id-42" && got[0] == got[1]:
+				t.Errorf("%s: the context carries the client's id %q, which is not of sane form", path, got[0])
+			}
+			if resp.StatusCode != 200 {
+				t.Errorf("%s: status %d", path, resp.StatusCode)
+			}
+		}
+	}
+}
+
 // TestHandlerPanics: a handler that panics (net/http's ErrAbortHandler, or anything
 // the middleware did not catch) drops its connection without an answer; the
 // process and the other connections go on.

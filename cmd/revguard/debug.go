@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime"
+	"strconv"
 	"sync"
 )
 
@@ -21,9 +22,13 @@ const (
 	blockRate     = 10_000
 )
 
-// defaultProfileSeconds is how long a block or mutex profile samples when the request
-// does not say (?seconds=N), as for the CPU profile.
-const defaultProfileSeconds = "30"
+// How long a block or mutex profile samples: 30 seconds when the request does not say
+// (?seconds=N), as for the CPU profile, and at most maxProfileSeconds, so that a
+// mistyped request cannot leave the sampling on for good.
+const (
+	defaultProfileSeconds = "30"
+	maxProfileSeconds     = 600
+)
 
 // serveDebug serves the runtime's profiles on addr, apart from the API, so that an
 // operator can profile the real binary under load:
@@ -39,9 +44,8 @@ func (m *Main) serveDebug(ctx context.Context, addr string) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	var s sampling
-	mux.Handle("/debug/pprof/block", s.handler("block"))
-	mux.Handle("/debug/pprof/mutex", s.handler("mutex"))
+	mux.Handle("/debug/pprof/block", samplingHandler("block"))
+	mux.Handle("/debug/pprof/mutex", samplingHandler("mutex"))
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
@@ -62,43 +66,57 @@ func (m *Main) serveDebug(ctx context.Context, addr string) error {
 func (m *Main) DebugAddr() net.Addr { return m.debugAddr }
 
 // sampling turns the runtime's block and mutex sampling on while at least one request
-// for either profile runs, and off after the last.
-type sampling struct {
+// for either profile runs, and off after the last. It is the process's, as the
+// runtime's sampling is.
+var sampling struct {
 	mu      sync.Mutex
 	running int
 }
 
-// handler serves the named profile (block or mutex) as the difference over the
-// request's ?seconds=N (30 when not given), with the sampling on meanwhile: a
-// cumulative profile would hold only what earlier requests sampled.
-func (s *sampling) handler(name string) http.Handler {
+// samplingHandler serves the named profile (block or mutex) as the difference over the
+// request's ?seconds=N (30 when not given, at most maxProfileSeconds), with the
+// sampling on meanwhile: a cumulative profile would hold only what earlier requests
+// sampled. A request for the text form (?debug=1, the links of /debug/pprof/) without
+// seconds gets that cumulative profile at once, as net/http/pprof serves it.
+func samplingHandler(name string) http.Handler {
 	h := pprof.Handler(name)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("seconds") == "" {
-			q := r.URL.Query()
+		q := r.URL.Query()
+		switch sec := q.Get("seconds"); {
+		case sec == "" && (q.Get("debug") == "" || q.Get("debug") == "0"):
 			q.Set("seconds", defaultProfileSeconds)
 			r = r.Clone(r.Context())
 			r.URL.RawQuery = q.Encode()
+		case sec == "":
+			h.ServeHTTP(w, r)
+			return
+		default:
+			if n, err := strconv.ParseInt(sec, 10, 64); err == nil && n > maxProfileSeconds {
+				http.Error(w, fmt.Sprintf("seconds: at most %d", maxProfileSeconds), http.StatusBadRequest)
+				return
+			}
 		}
-		s.start()
-		defer s.stop()
+		startSampling()
+		defer stopSampling()
 		h.ServeHTTP(w, r)
 	})
 }
 
-func (s *sampling) start() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.running++; s.running == 1 {
-		runtime.SetMutexProfileFraction(mutexFraction)
+// startSampling turns the block sampling on first: a caller that sees the mutex
+// fraction set finds both on.
+func startSampling() {
+	sampling.mu.Lock()
+	defer sampling.mu.Unlock()
+	if sampling.running++; sampling.running == 1 {
 		runtime.SetBlockProfileRate(blockRate)
+		runtime.SetMutexProfileFraction(mutexFraction)
 	}
 }
 
-func (s *sampling) stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.running--; s.running == 0 {
+func stopSampling() {
+	sampling.mu.Lock()
+	defer sampling.mu.Unlock()
+	if sampling.running--; sampling.running == 0 {
 		runtime.SetMutexProfileFraction(0)
 		runtime.SetBlockProfileRate(0)
 	}

@@ -310,15 +310,22 @@ func TestLedgerLagEvents(t *testing.T) {
 	}
 }
 
-// TestMain_DebugAddr: with --debug-addr the runtime's profiles are served on a listener
-// of their own, and not on the API's.
-func TestMain_DebugAddr(t *testing.T) {
+// openDebugMain opens a Main with its profiles on a loopback port, closed with the test.
+func openDebugMain(t *testing.T) *Main {
+	t.Helper()
 	m := newTestMain(t.TempDir())
 	m.Config.DebugAddr = "127.0.0.1:0"
 	if err := m.Open(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// TestMain_DebugAddr: with --debug-addr the runtime's profiles are served on a listener
+// of their own, and not on the API's.
+func TestMain_DebugAddr(t *testing.T) {
+	m := openDebugMain(t)
 	get := func(u string) int {
 		t.Helper()
 		resp, err := http.Get(u)
@@ -340,12 +347,7 @@ func TestMain_DebugAddr(t *testing.T) {
 // channel operation, is off until one of those profiles is asked for, on while it is
 // taken (?seconds=N), and off again after; the profile holds what blocked meanwhile.
 func TestMain_DebugSampling(t *testing.T) {
-	m := newTestMain(t.TempDir())
-	m.Config.DebugAddr = "127.0.0.1:0"
-	if err := m.Open(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openDebugMain(t)
 	if f := runtime.SetMutexProfileFraction(-1); f != 0 {
 		t.Fatalf("mutex sampling %d before any profile was asked for, want 0 (off)", f)
 	}
@@ -376,8 +378,17 @@ func TestMain_DebugSampling(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	blockedForProfile(50 * time.Millisecond)
-	r := <-got
+	// Block until the profile is in: an event before its first snapshot would be
+	// subtracted out.
+	var r result
+	for done := false; !done; {
+		blockedForProfile(20 * time.Millisecond)
+		select {
+		case r = <-got:
+			done = true
+		default:
+		}
+	}
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
@@ -386,6 +397,34 @@ func TestMain_DebugSampling(t *testing.T) {
 	}
 	if f := runtime.SetMutexProfileFraction(-1); f != 0 {
 		t.Errorf("mutex sampling %d after the profile, want 0 (off)", f)
+	}
+}
+
+// TestMain_DebugSamplingRequests: the index's text links answer at once, and a
+// profile longer than the bound is refused without turning the sampling on.
+func TestMain_DebugSamplingRequests(t *testing.T) {
+	m := openDebugMain(t)
+	for _, tt := range []struct {
+		query string
+		want  int
+	}{
+		{"block?debug=1", http.StatusOK},
+		{"mutex?debug=1", http.StatusOK},
+		{"block?seconds=601", http.StatusBadRequest},
+		{"mutex?seconds=100000000000", http.StatusBadRequest},
+		{"block?seconds=abc", http.StatusBadRequest},
+	} {
+		resp, err := http.Get("http://" + m.DebugAddr().String() + "/debug/pprof/" + tt.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("%s: status %d, want %d", tt.query, resp.StatusCode, tt.want)
+		}
+		if f := runtime.SetMutexProfileFraction(-1); f != 0 {
+			t.Errorf("%s: mutex sampling %d after the answer, want 0 (off)", tt.query, f)
+		}
 	}
 }
 
