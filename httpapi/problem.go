@@ -81,10 +81,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // writeProblemOutside answers through w, outside the middleware (an unreadable
-// request, a stream refused at shutdown), with the problem of code under a request id
-// of its own, and returns that id.
-func (s *Server) writeProblemOutside(w http.ResponseWriter, code revguard.Code, detail string) string {
-	id := s.newRequestID()
+// request, a stream refused at shutdown), with the problem of code under the request
+// id given (one of the server's own when ""), and returns that id.
+func (s *Server) writeProblemOutside(w http.ResponseWriter, id string, code revguard.Code, detail string) string {
+	if id == "" {
+		id = s.newRequestID()
+	}
 	setIDHeaders(w.Header(), id)
 	s.writeProblem(w, (&http.Request{}).WithContext(revguard.WithRequestID(context.Background(), id)), code, detail)
 	return id

@@ -401,7 +401,7 @@ func (t *HTTPServer) serveError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Response.ResetBody() // not Reset, which would forget the server's NoDefaultDate
 	ctx.Response.SkipBody = false
 	w := &syncWriter{ctx: ctx, header: http.Header{}}
-	id := t.api.writeProblemOutside(w, code, detail)
+	id := t.api.writeProblemOutside(w, "", code, detail)
 	w.finish()
 	t.cfg.ErrorLog.LogAttrs(context.Background(), slog.LevelDebug, "httpapi: unreadable request",
 		slog.String("request_id", id), slog.String("code", string(code)), slog.Any("error", err))
@@ -555,7 +555,7 @@ func (t *HTTPServer) hijackStream(ctx *fasthttp.RequestCtx, r *http.Request, id 
 		t.mu.Lock()
 		if t.closing.Load() {
 			t.mu.Unlock()
-			t.api.writeProblemOutside(w, revguard.CodeUnavailable, "the server is shutting down")
+			t.api.writeProblemOutside(w, id, revguard.CodeUnavailable, "the server is shutting down")
 			w.finish()
 			return
 		}

@@ -117,6 +117,38 @@ func TestRequestIDs(t *testing.T) {
 	}
 }
 
+// TestStreamRefusedAtShutdown: an event stream asked for while the server shuts down
+// is refused with a 503 that carries the request's id (the client's when sane).
+func TestStreamRefusedAtShutdown(t *testing.T) {
+	srv, addr := newBareHTTPServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			t.Errorf("the handler ran for %s while the server was shutting down", r.URL.Path)
+		}
+	}))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") // the connection is served
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	srv.closing.Store(true) // as Shutdown sets it, before it closes the idle connections
+	io.WriteString(c, "GET /v1/events HTTP/1.1\r\nHost: x\r\nX-Request-Id: client-id-7\r\n\r\n")
+	if resp, err = http.ReadResponse(br, nil); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("X-Request-Id") != "client-id-7" {
+		t.Fatalf("status %d, X-Request-Id %q; want 503 with the client's id", resp.StatusCode, resp.Header.Get("X-Request-Id"))
+	}
+}
+
 // TestHandlerPanics: a handler that panics (net/http's ErrAbortHandler, or anything
 // the middleware did not catch) drops its connection without an answer; the
 // process and the other connections go on.
