@@ -54,7 +54,10 @@ type HTTPConfig struct {
 // stay net/http handlers: each request is converted into an *http.Request whose
 // strings and body are copies (the handlers may keep them, in a reservation or a
 // subscription, after fasthttp reuses its buffers) and answered through an
-// http.ResponseWriter on the same goroutine.
+// http.ResponseWriter on the same goroutine. The *http.Request itself, its header map,
+// URL and body reader are reused for a later request once the handler has returned:
+// a handler keeps none of them past its return (no handler starts a goroutine with
+// its request).
 //
 // The event streams (the admin events, the dashboard, a waiting-room place) are the
 // exception: their connection is hijacked once the request is read and the handler
@@ -212,16 +215,20 @@ func (t *HTTPServer) stopAccepting() {
 
 // serve answers one request.
 func (t *HTTPServer) serve(ctx *fasthttp.RequestCtx) {
-	r, id, err := t.request(ctx)
+	w := t.pool.Get().(*syncWriter)
+	r, id, err := t.request(ctx, &w.conv)
 	if err != nil {
+		w.reset()
+		t.pool.Put(w)
 		t.serveError(ctx, err)
 		return
 	}
 	if t.api.isStream(r) {
+		// The stream's handler runs on after this function returns: the request
+		// keeps w's storage, which never goes back to the pool.
 		t.hijackStream(ctx, r, id)
 		return
 	}
-	w := t.pool.Get().(*syncWriter)
 	w.ctx, w.head = ctx, r.Method == http.MethodHead
 	defer func() {
 		if v := recover(); v != nil {
@@ -247,7 +254,7 @@ func (t *HTTPServer) serve(ctx *fasthttp.RequestCtx) {
 // request id in its context, and returns the id. Every string and the body are
 // copies, so that nothing a handler keeps refers to fasthttp's buffers, which the
 // next request on the connection reuses.
-func (t *HTTPServer) request(ctx *fasthttp.RequestCtx) (*http.Request, string, error) {
+func (t *HTTPServer) request(ctx *fasthttp.RequestCtx, c *conversion) (*http.Request, string, error) {
 	var proto string
 	var major, minor int
 	switch p := ctx.Request.Header.Protocol(); string(p) {
@@ -259,7 +266,7 @@ func (t *HTTPServer) request(ctx *fasthttp.RequestCtx) (*http.Request, string, e
 		return nil, "", fmt.Errorf("%w: %q is not served, send HTTP/1.1", errMalformed, truncate(string(p), 16))
 	}
 	uri := string(ctx.RequestURI())
-	u, err := requestURL(uri)
+	u, err := requestURL(uri, &c.url)
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: the request target %q is not a URL", errMalformed, truncate(uri, 64))
 	}
@@ -272,7 +279,10 @@ func (t *HTTPServer) request(ctx *fasthttp.RequestCtx) (*http.Request, string, e
 		n++
 	}
 	vals := make([]string, n)
-	header := make(http.Header, n)
+	if c.header == nil {
+		c.header = make(http.Header, n)
+	}
+	header := c.header
 	var host string
 	var te []string
 	for k, v := range ctx.Request.Header.All() {
@@ -294,7 +304,8 @@ func (t *HTTPServer) request(ctx *fasthttp.RequestCtx) (*http.Request, string, e
 	// The request is made by WithContext, with the id in its context: the one
 	// copy of it the middleware would otherwise make.
 	id := t.api.requestID(header)
-	r := t.template.WithContext(revguard.WithRequestID(t.cfg.BaseContext, id))
+	c.req = *t.template.WithContext(revguard.WithRequestID(t.cfg.BaseContext, id))
+	r := &c.req
 	r.Proto, r.ProtoMajor, r.ProtoMinor = proto, major, minor
 	r.Method = method(ctx.Method())
 	r.URL = u
@@ -303,9 +314,8 @@ func (t *HTTPServer) request(ctx *fasthttp.RequestCtx) (*http.Request, string, e
 	r.Host = host
 	r.TransferEncoding = te
 	if b := ctx.PostBody(); len(b) > 0 {
-		body := new(requestBody)
-		body.Reset(bytes.Clone(b))
-		r.Body = body
+		c.body.Reset(bytes.Clone(b))
+		r.Body = &c.body
 		r.ContentLength = int64(len(b))
 	} else {
 		r.Body = http.NoBody
@@ -321,7 +331,7 @@ func (t *HTTPServer) request(ctx *fasthttp.RequestCtx) (*http.Request, string, e
 // requestURL parses a request target as url.ParseRequestURI does. A plain path, of
 // letters, digits and "-._~/" only (every path of the API's own clients), is its own
 // URL path without the parse (FuzzRequestURL checks that both agree on every input).
-func requestURL(uri string) (*url.URL, error) {
+func requestURL(uri string, u *url.URL) (*url.URL, error) {
 	if len(uri) == 0 || uri[0] != '/' {
 		return url.ParseRequestURI(uri)
 	}
@@ -333,7 +343,25 @@ func requestURL(uri string) (*url.URL, error) {
 			return url.ParseRequestURI(uri)
 		}
 	}
-	return &url.URL{Path: uri}, nil
+	*u = url.URL{Path: uri}
+	return u, nil
+}
+
+// conversion is the storage of one converted request, reused for the next request
+// once the handler has returned (handlers keep no *http.Request, header map or URL past
+// their return; the strings in them are each request's own).
+type conversion struct {
+	req    http.Request
+	url    url.URL
+	body   requestBody
+	header http.Header
+}
+
+// reset drops what the last request held, keeping the header map's space.
+func (c *conversion) reset() {
+	c.req, c.url = http.Request{}, url.URL{}
+	c.body.Reset(nil)
+	clear(c.header)
 }
 
 // requestBody is a request's body as a handler reads it.
@@ -462,6 +490,7 @@ func truncate(s string, n int) string {
 // goroutine: the answer goes to ctx.Response, which fasthttp writes once the handler
 // returns.
 type syncWriter struct {
+	conv   conversion // the storage of the request it answers
 	ctx    *fasthttp.RequestCtx
 	header http.Header
 	head   bool // a HEAD request: the body is dropped, its length kept
@@ -528,6 +557,7 @@ func (w *syncWriter) finish() {
 
 func (w *syncWriter) reset() {
 	clear(w.header)
+	w.conv.reset()
 	w.ctx, w.head, w.status, w.body = nil, false, 0, 0
 }
 

@@ -48,7 +48,7 @@ func TestRequestCopies(t *testing.T) {
 		ctx.Request.SetBodyString(body)
 	}
 	set("aaaa", "key-0000", "h1.example", `{"quantity":1}`)
-	r, id, err := srv.request(&ctx)
+	r, id, err := srv.request(&ctx, new(conversion))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +72,52 @@ func TestRequestCopies(t *testing.T) {
 	r.Header["Idempotency-Key"] = append(r.Header["Idempotency-Key"], "extra")
 	if got := r.Header.Get("X-Forwarded-For"); got != "h1.example" {
 		t.Fatalf("after an append to another field, X-Forwarded-For is %q", got)
+	}
+}
+
+// TestRequestStorageReused: the storage of a converted request is reused for the
+// next request once its handler returned, and nothing of one request shows in the
+// next: no header field, body, query, host or context value.
+func TestRequestStorageReused(t *testing.T) {
+	type seen struct{ first, host, query, body, id string }
+	got := make(chan seen, 1)
+	_, addr := newBareHTTPServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- seen{r.Header.Get("X-Only-First"), r.Host, r.URL.RawQuery, string(b), revguard.RequestIDFromContext(r.Context())}
+	}))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	var ids []string
+	for i, req := range []string{
+		"POST /a?q=1 HTTP/1.1\r\nHost: first.example\r\nX-Only-First: yes\r\nX-Request-Id: id-first\r\nContent-Length: 3\r\n\r\nabc",
+		"GET /b HTTP/1.1\r\nHost: second.example\r\n\r\n",
+		"GET /c HTTP/1.1\r\nHost: third.example\r\n\r\n",
+	} {
+		io.WriteString(c, req)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		resp.Body.Close()
+		s := <-got
+		ids = append(ids, s.id)
+		if i == 0 {
+			if s != (seen{"yes", "first.example", "q=1", "abc", "id-first"}) {
+				t.Fatalf("first request seen as %+v", s)
+			}
+			continue
+		}
+		if s.first != "" || s.query != "" || s.body != "" || s.host == "first.example" || s.id == "id-first" {
+			t.Fatalf("request %d sees what the first carried: %+v", i, s)
+		}
+	}
+	if ids[1] == ids[2] {
+		t.Fatalf("two requests under one id %q", ids[1])
 	}
 }
 
@@ -192,7 +238,7 @@ func FuzzRequestURL(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, uri string) {
-		got, gotErr := requestURL(uri)
+		got, gotErr := requestURL(uri, new(url.URL))
 		want, wantErr := url.ParseRequestURI(uri)
 		if (gotErr == nil) != (wantErr == nil) {
 			t.Fatalf("requestURL(%q) error %v, url.ParseRequestURI %v", uri, gotErr, wantErr)
