@@ -33,6 +33,19 @@ func newBareHTTPServer(t *testing.T, h http.Handler) (*HTTPServer, string) {
 	return srv, ln.Addr().String()
 }
 
+// dialRaw opens a connection to addr, closed with the test, every read and write of
+// it bounded by a deadline.
+func dialRaw(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c
+}
+
 // TestRequestCopies: the *http.Request a handler gets shares no memory with
 // fasthttp's request, which the connection's next request overwrites in place.
 func TestRequestCopies(t *testing.T) {
@@ -85,12 +98,7 @@ func TestRequestStorageReused(t *testing.T) {
 		b, _ := io.ReadAll(r.Body)
 		got <- seen{r.Header.Get("X-Only-First"), r.Host, r.URL.RawQuery, string(b), revguard.RequestIDFromContext(r.Context())}
 	}))
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialRaw(t, addr)
 	br := bufio.NewReader(c)
 	var ids []string
 	for i, req := range []string{
@@ -132,11 +140,7 @@ func TestRequestIDs(t *testing.T) {
 	}))
 	for _, path := range []string{"/v1/events", "/healthz"} {
 		for _, sent := range []string{"client-id-42", "not a sane id", ""} {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.SetDeadline(time.Now().Add(5 * time.Second))
+			c := dialRaw(t, addr)
 			req := "GET " + path + " HTTP/1.1\r\nHost: x\r\n"
 			if sent != "" {
 				req += "X-Request-Id: " + sent + "\r\n"
@@ -171,12 +175,7 @@ func TestStreamRefusedAtShutdown(t *testing.T) {
 			t.Errorf("the handler ran for %s while the server was shutting down", r.URL.Path)
 		}
 	}))
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialRaw(t, addr)
 	br := bufio.NewReader(c)
 	io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") // the connection is served
 	resp, err := http.ReadResponse(br, nil)
@@ -209,12 +208,7 @@ func TestHandlerPanics(t *testing.T) {
 		io.WriteString(w, "fine")
 	}))
 	get := func(path string) (*http.Response, error) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c := dialRaw(t, addr)
 		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
 		return http.ReadResponse(bufio.NewReader(c), nil)
 	}
