@@ -357,11 +357,21 @@ type conversion struct {
 	header http.Header
 }
 
-// reset drops what the last request held, keeping the header map's space.
+// maxKeptHeader is the most header fields a reused header map is kept for: a map
+// grown by a request with many more (16 KiB of header allows about 2,000) would
+// cost every later request on the writer the clearing of all its space.
+const maxKeptHeader = 32
+
+// reset drops what the last request held, keeping the header map's space unless it
+// grew past maxKeptHeader fields.
 func (c *conversion) reset() {
 	c.req, c.url = http.Request{}, url.URL{}
 	c.body.Reset(nil)
-	clear(c.header)
+	if len(c.header) > maxKeptHeader {
+		c.header = nil
+	} else {
+		clear(c.header)
+	}
 }
 
 // requestBody is a request's body as a handler reads it.

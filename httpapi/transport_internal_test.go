@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -88,9 +89,76 @@ func TestRequestCopies(t *testing.T) {
 	}
 }
 
-// TestRequestStorageReused: the storage of a converted request is reused for the
-// next request once its handler returned, and nothing of one request shows in the
-// next: no header field, body, query, host or context value.
+// TestConversionReused: a conversion reset and reused converts the next request into
+// the same *http.Request, equal field for field to a fresh conversion of it: no
+// header field, body, path, query or host of the request before survives, and a
+// header map grown past maxKeptHeader fields is dropped rather than kept.
+func TestConversionReused(t *testing.T) {
+	srv, _ := newBareHTTPServer(t, http.NotFoundHandler())
+	newCtx := func(method, uri, body string, header ...string) *fasthttp.RequestCtx {
+		ctx := new(fasthttp.RequestCtx)
+		ctx.Request.Header.SetMethod(method)
+		ctx.Request.SetRequestURI(uri)
+		for i := 0; i < len(header); i += 2 {
+			ctx.Request.Header.Add(header[i], header[i+1])
+		}
+		if body != "" {
+			ctx.Request.SetBodyString(body)
+		}
+		return ctx
+	}
+	many := []string{"Host", "h4.example"}
+	for i := range maxKeptHeader + 8 {
+		many = append(many, fmt.Sprintf("X-Field-%d", i), "v")
+	}
+	var c conversion
+	var prev *http.Request
+	for i, ctx := range []*fasthttp.RequestCtx{
+		newCtx("POST", "/v1/skus/aaaa/reservations", `{"quantity":12345}`, "Host", "h1.example",
+			"Idempotency-Key", "key-first", "X-Only-First", "yes", "X-Request-Id", "id-first"),
+		newCtx("POST", "/v1/skus/b/reservations", `{"quantity":1}`, "Host", "h2.example", "Idempotency-Key", "key-2"),
+		newCtx("GET", "/v1/skus/b?x=1", "", "Host", "h3.example"),
+		newCtx("GET", "/healthz", "", many...),
+		newCtx("GET", "/readyz", "", "Host", "h5.example"),
+	} {
+		r, _, err := srv.request(ctx, &c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev != nil && r != prev {
+			t.Fatalf("request %d: a new *http.Request, not the conversion's", i)
+		}
+		prev = r
+		fresh, _, err := srv.request(ctx, new(conversion))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(r.Body)
+		freshBody, _ := io.ReadAll(fresh.Body)
+		if r.Method != fresh.Method || r.Proto != fresh.Proto || r.RequestURI != fresh.RequestURI ||
+			r.Host != fresh.Host || r.ContentLength != fresh.ContentLength || r.RemoteAddr != fresh.RemoteAddr ||
+			r.Pattern != "" || string(body) != string(freshBody) ||
+			!reflect.DeepEqual(*r.URL, *fresh.URL) || !reflect.DeepEqual(r.Header, fresh.Header) ||
+			!reflect.DeepEqual(r.TransferEncoding, fresh.TransferEncoding) {
+			t.Fatalf("request %d converted into reused storage differs from a fresh conversion:\n%+v %q\n%+v %q", i, r, body, fresh, freshBody)
+		}
+		if i == 0 && revguard.RequestIDFromContext(r.Context()) != "id-first" {
+			t.Fatalf("the first request's id is %q", revguard.RequestIDFromContext(r.Context()))
+		}
+		if i > 0 && revguard.RequestIDFromContext(r.Context()) == "id-first" {
+			t.Fatalf("request %d carries the first one's id", i)
+		}
+		n := len(c.header)
+		c.reset()
+		if kept := c.header != nil; kept != (n <= maxKeptHeader) {
+			t.Fatalf("request %d: header map of %d fields kept after reset: %v", i, n, kept)
+		}
+	}
+}
+
+// TestRequestStorageReused, end to end: nothing of one request shows in the next on
+// the same connection (whether the pool hands the same storage back is up to
+// sync.Pool; TestConversionReused checks the reuse itself).
 func TestRequestStorageReused(t *testing.T) {
 	type seen struct{ first, host, query, body, id string }
 	got := make(chan seen, 1)
