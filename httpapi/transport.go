@@ -459,8 +459,8 @@ func (l lingerListener) Accept() (net.Conn, error) {
 }
 
 // lingerTime bounds how long a connection closed after an error answer waits for its
-// client's end (net/http waits as long).
-const lingerTime = 500 * time.Millisecond
+// client's end (net/http waits as long). A variable for a test.
+var lingerTime = 500 * time.Millisecond
 
 // lingerConn is a connection whose Close, once an error answer was written on it,
 // first ends the sending side and reads what the client still sends, up to

@@ -262,6 +262,62 @@ func TestStreamRefusedAtShutdown(t *testing.T) {
 	}
 }
 
+// TestCloseEndsLinger: Close ends a connection that lingers after an error answer,
+// reading what its client still sends (here for a minute, were it not ended).
+func TestCloseEndsLinger(t *testing.T) {
+	defer func(d time.Duration) { lingerTime = d }(lingerTime)
+	lingerTime = time.Minute
+	srv, addr := newBareHTTPServer(t, http.NotFoundHandler())
+	c := dialRaw(t, addr)
+	// A body over the limit, announced and partly sent: a 413, then the linger.
+	io.WriteString(c, "PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"+strings.Repeat("a", 1000))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d, want 413", resp.StatusCode)
+	}
+	// The answer set the connection's linger flag; its Close takes the flag back
+	// when the linger begins.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		srv.mu.Lock()
+		lingering := false
+		for conn := range srv.conns {
+			if lc, ok := conn.(*lingerConn); ok && !lc.linger.Load() {
+				lingering = true
+			}
+		}
+		srv.mu.Unlock()
+		if lingering {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the connection never began to linger after its 413")
+		}
+	}
+	// While it lingers the server reads and drops what the client sends (its sending
+	// side is already shut: the client reads EOF either way); once closed, the
+	// client's writes are reset.
+	if _, err := c.Write(make([]byte, 1000)); err != nil {
+		t.Fatalf("a write to the lingering connection: %v", err)
+	}
+	srv.Close()
+	for {
+		_, err := c.Write(make([]byte, 1000))
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("the lingering connection still took writes 5 s after Close")
+		}
+		if err != nil {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestHandlerPanics: a handler that panics (net/http's ErrAbortHandler, or anything
 // the middleware did not catch) drops its connection without an answer; the
 // process and the other connections go on.
