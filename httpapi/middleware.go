@@ -37,7 +37,11 @@ func (s *Server) requestID(h http.Header) string {
 func (s *Server) serveWithID(w http.ResponseWriter, r *http.Request, id string) {
 	start := time.Now()
 	setIDHeaders(w.Header(), id)
-	rw := &responseWriter{ResponseWriter: w}
+	// HTTPServer's writers record their status themselves; net/http's is wrapped.
+	rw, ok := w.(statusWriter)
+	if !ok {
+		rw = &responseWriter{ResponseWriter: w}
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -47,20 +51,21 @@ func (s *Server) serveWithID(w http.ResponseWriter, r *http.Request, id string) 
 				slog.String("request_id", id), slog.String("method", r.Method),
 				slog.String("path", r.URL.Path), slog.Any("panic", v),
 				slog.String("stack", string(debug.Stack())))
-			if rw.status == 0 {
+			if rw.Status() == 0 {
 				s.writeProblem(rw, r, revguard.CodeInternal, "")
 			}
 		}
-		if rw.status == 0 {
-			rw.status = http.StatusOK // a handler that wrote nothing
+		status := rw.Status()
+		if status == 0 {
+			status = http.StatusOK // a handler that wrote nothing
 		}
 		elapsed := time.Since(start)
-		s.metrics.observeRequest(r.Pattern, rw.status, elapsed)
+		s.metrics.observeRequest(r.Pattern, status, elapsed)
 		if s.Logger.Enabled(r.Context(), slog.LevelDebug) {
 			s.Logger.LogAttrs(r.Context(), slog.LevelDebug, "httpapi: request",
 				slog.String("request_id", id), slog.String("method", r.Method),
 				slog.String("path", r.URL.Path), slog.String("route", r.Pattern),
-				slog.Int("status", rw.status), slog.Duration("duration", elapsed),
+				slog.Int("status", status), slog.Duration("duration", elapsed),
 				slog.String("remote", r.RemoteAddr))
 		}
 	}()
@@ -129,7 +134,15 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// responseWriter records the status a handler sent.
+// statusWriter is an http.ResponseWriter that reports the first final status sent
+// through it (an implicit 200 on the first Write), 0 while none was.
+type statusWriter interface {
+	http.ResponseWriter
+	Status() int
+}
+
+// responseWriter records the status a handler sent through a writer that does not
+// (net/http's).
 type responseWriter struct {
 	http.ResponseWriter
 	status int
@@ -150,6 +163,8 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 	}
 	return w.ResponseWriter.Write(b)
 }
+
+func (w *responseWriter) Status() int { return w.status }
 
 // Unwrap lets http.ResponseController reach the connection's writer.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -510,6 +510,9 @@ type syncWriter struct {
 
 func (w *syncWriter) Header() http.Header { return w.header }
 
+// Status is the status sent, 0 while none was (statusWriter).
+func (w *syncWriter) Status() int { return w.status }
+
 // WriteHeader sends the status and the header fields set so far; as with net/http,
 // a Content-Type is sniffed from the body's first bytes when none was set (finish).
 func (w *syncWriter) WriteHeader(code int) {
@@ -658,6 +661,9 @@ type streamWriter struct {
 }
 
 func (w *streamWriter) Header() http.Header { return w.header }
+
+// Status is the status sent, 0 while none was (statusWriter).
+func (w *streamWriter) Status() int { return w.status }
 
 func (w *streamWriter) WriteHeader(code int) {
 	if w.status != 0 || code < 200 {
