@@ -274,10 +274,7 @@ func (t *HTTPServer) request(ctx *fasthttp.RequestCtx, c *conversion) (*http.Req
 	// allocation for all the fields' slices instead of one per field. Each value is
 	// a string of its own, so that what a handler keeps (an idempotency key, for a
 	// reservation's life) does not keep the others (a bearer token, cookies) alive.
-	n := 0
-	for range ctx.Request.Header.All() {
-		n++
-	}
+	n := ctx.Request.Header.Len()
 	vals := make([]string, n)
 	if c.header == nil {
 		c.header = make(http.Header, n)
