@@ -108,8 +108,15 @@ func TestHTTPServer_Head(t *testing.T) {
 	if get == nil || head == nil || get.Status != 200 || head.Status != 200 {
 		t.Fatalf("GET %+v, HEAD %+v", get, head)
 	}
-	if len(head.Body) != 0 {
-		t.Fatalf("HEAD has a body: %q", head.Body)
+	// No body follows the head: the next answer on the connection starts right after.
+	c := e.srv.dial(t)
+	io.WriteString(c, "HEAD /v1/skus/hd/availability HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, &http.Request{Method: "HEAD"}); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("HEAD on a kept connection: %v %v", resp, err)
+	}
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the answer after a HEAD's (a body left in between would garble it): %v %v", resp, err)
 	}
 	if cl := head.Header.Get("Content-Length"); cl != strconv.Itoa(len(get.Body)) {
 		t.Fatalf("HEAD Content-Length %q, the GET's body has %d bytes", cl, len(get.Body))
@@ -155,7 +162,7 @@ func TestHTTPServer_KeepAliveNoContent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != 204 || resp.Close || resp.Header.Get("Content-Length") != "" || resp.ContentLength > 0 {
+	if resp.StatusCode != 204 || resp.Close || resp.Header.Get("Content-Length") != "" {
 		t.Fatalf("logout: %s, closes %v, Content-Length %q", resp.Status, resp.Close, resp.Header.Get("Content-Length"))
 	}
 	for range 2 {
@@ -265,7 +272,6 @@ func TestHTTPServer_StreamEndsWithClient(t *testing.T) {
 
 	// Shutdown ends an open stream: its client reads the end of the answer.
 	c, resp := open()
-	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := e.srv.srv.Shutdown(ctx); err != nil {
@@ -400,18 +406,6 @@ func TestHTTPServer_LogsNoCredentials(t *testing.T) {
 func TestHTTPServer_BigBody(t *testing.T) {
 	e := mustOpenEnv(t, envOptions{})
 	for _, n := range []int{70 << 10, 1 << 20, 1 << 20, 1 << 20, 4 << 20} {
-		hr, err := http.NewRequest("PUT", e.srv.URL+"/v1/skus/big", bytes.NewReader(bytes.Repeat([]byte("a"), n)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hr.Header.Set("Authorization", "Bearer "+e.admin)
-		hr.Header.Set("Content-Type", "application/json")
-		resp, err := e.srv.Client().Do(hr)
-		if err != nil {
-			t.Fatalf("a body of %d bytes: %v, want a 413", n, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		(&response{Status: resp.StatusCode, Header: resp.Header, Body: b}).wantProblem(t, 413, revguard.CodeBodyTooLarge)
+		e.do(req{Method: "PUT", Path: "/v1/skus/big", Token: e.admin, Body: strings.Repeat("a", n)}).wantProblem(t, 413, revguard.CodeBodyTooLarge)
 	}
 }

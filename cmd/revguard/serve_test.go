@@ -322,23 +322,25 @@ func openDebugMain(t *testing.T) *Main {
 	return m
 }
 
+// getStatus GETs u and returns the answer's status.
+func getStatus(t *testing.T, u string) int {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // TestMain_DebugAddr: with --debug-addr the runtime's profiles are served on a listener
 // of their own, and not on the API's.
 func TestMain_DebugAddr(t *testing.T) {
 	m := openDebugMain(t)
-	get := func(u string) int {
-		t.Helper()
-		resp, err := http.Get(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	if code := get("http://" + m.DebugAddr().String() + "/debug/pprof/goroutine?debug=1"); code != http.StatusOK {
+	if code := getStatus(t, "http://"+m.DebugAddr().String()+"/debug/pprof/goroutine?debug=1"); code != http.StatusOK {
 		t.Errorf("goroutine profile on the debug listener: status %d, want 200", code)
 	}
-	if code := get(m.URL() + "/debug/pprof/"); code != http.StatusNotFound {
+	if code := getStatus(t, m.URL()+"/debug/pprof/"); code != http.StatusNotFound {
 		t.Errorf("profiles on the API listener: status %d, want 404", code)
 	}
 }
@@ -414,13 +416,8 @@ func TestMain_DebugSamplingRequests(t *testing.T) {
 		{"mutex?seconds=100000000000", http.StatusBadRequest},
 		{"block?seconds=abc", http.StatusBadRequest},
 	} {
-		resp, err := http.Get("http://" + m.DebugAddr().String() + "/debug/pprof/" + tt.query)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != tt.want {
-			t.Errorf("%s: status %d, want %d", tt.query, resp.StatusCode, tt.want)
+		if code := getStatus(t, "http://"+m.DebugAddr().String()+"/debug/pprof/"+tt.query); code != tt.want {
+			t.Errorf("%s: status %d, want %d", tt.query, code, tt.want)
 		}
 		if f := runtime.SetMutexProfileFraction(-1); f != 0 {
 			t.Errorf("%s: mutex sampling %d after the answer, want 0 (off)", tt.query, f)
