@@ -1,7 +1,7 @@
 package httpapi
 
 import (
-	"crypto/sha256"
+	"context"
 	"crypto/subtle"
 	"net/http"
 	"strings"
@@ -11,6 +11,12 @@ import (
 
 // maxTokenLen bounds a bearer token; session tokens are 43 characters.
 const maxTokenLen = 1024
+
+// hashedSessions is a session store that takes the token's hash along with the token
+// (inproc.SessionCache), so that a request's token is hashed once.
+type hashedSessions interface {
+	FindSessionHashed(ctx context.Context, token string, h [32]byte) (revguard.Session, error)
+}
 
 // caller is an authenticated client: the admin, or a customer with a session.
 type caller struct {
@@ -48,13 +54,17 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (caller, b
 		s.writeProblem(w, r, revguard.CodeUnauthenticated, "the Authorization header must be Bearer <token>")
 		return caller{}, false
 	}
-	if s.AdminToken != "" {
-		h := sha256.Sum256([]byte(token))
-		if subtle.ConstantTimeCompare(h[:], s.adminHash[:]) == 1 {
-			return caller{admin: true, token: token}, true
-		}
+	h := revguard.HashSessionToken(token) // once, for the admin check and the session
+	if s.AdminToken != "" && subtle.ConstantTimeCompare(h[:], s.adminHash[:]) == 1 {
+		return caller{admin: true, token: token}, true
 	}
-	sess, err := s.Sessions.FindSession(r.Context(), token)
+	var sess revguard.Session
+	var err error
+	if hs, ok := s.Sessions.(hashedSessions); ok {
+		sess, err = hs.FindSessionHashed(r.Context(), token, h)
+	} else {
+		sess, err = s.Sessions.FindSession(r.Context(), token)
+	}
 	if err != nil {
 		if revguard.ErrorCode(err) == revguard.CodeUnauthenticated {
 			w.Header()["Www-Authenticate"] = challengeInvalidToken

@@ -13,7 +13,6 @@ package httpapi
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base32"
 	"log/slog"
 	"net/http"
@@ -165,7 +164,7 @@ func (s *Server) build() {
 		s.Gatherer = prometheus.NewRegistry()
 	}
 	if s.AdminToken != "" {
-		s.adminHash = sha256.Sum256([]byte(s.AdminToken))
+		s.adminHash = revguard.HashSessionToken(s.AdminToken) // as authenticate hashes a bearer token
 	}
 	var seed [5]byte
 	rand.Read(seed[:])

@@ -156,10 +156,16 @@ func (c *SessionCache) CreateSession(ctx context.Context, customerID string, ttl
 // the store otherwise. It fails with CodeUnauthenticated for an unknown, revoked or
 // expired token.
 func (c *SessionCache) FindSession(ctx context.Context, token string) (revguard.Session, error) {
+	return c.FindSessionHashed(ctx, token, revguard.HashSessionToken(token))
+}
+
+// FindSessionHashed is FindSession for a caller that has hashed the token already: h
+// must be revguard.HashSessionToken(token). The API's authentication hashes every
+// bearer token once, for the admin check and the session both.
+func (c *SessionCache) FindSessionHashed(ctx context.Context, token string, h [32]byte) (revguard.Session, error) {
 	if token == "" {
 		return revguard.Session{}, errUnknownSession()
 	}
-	h := revguard.HashSessionToken(token)
 	now := c.Now()
 	if e, ok := c.live.GetIfPresent(h); ok && now.Before(e.until) {
 		return e.s, nil
