@@ -54,17 +54,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (caller, b
 		s.writeProblem(w, r, revguard.CodeUnauthenticated, "the Authorization header must be Bearer <token>")
 		return caller{}, false
 	}
-	h := revguard.HashSessionToken(token) // once, for the admin check and the session
-	if s.AdminToken != "" && subtle.ConstantTimeCompare(h[:], s.adminHash[:]) == 1 {
-		return caller{admin: true, token: token}, true
-	}
-	var sess revguard.Session
-	var err error
-	if hs, ok := s.Sessions.(hashedSessions); ok {
-		sess, err = hs.FindSessionHashed(r.Context(), token, h)
-	} else {
-		sess, err = s.Sessions.FindSession(r.Context(), token)
-	}
+	c, err := s.identify(r.Context(), token)
 	if err != nil {
 		if revguard.ErrorCode(err) == revguard.CodeUnauthenticated {
 			w.Header()["Www-Authenticate"] = challengeInvalidToken
@@ -74,7 +64,28 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (caller, b
 		s.writeError(w, r, err)
 		return caller{}, false
 	}
-	return caller{customerID: sess.CustomerID, token: token}, true
+	return c, true
+}
+
+// identify returns the caller of a well-formed bearer token: the admin, or the
+// customer of a live session. It fails with CodeUnauthenticated for a token of no
+// live session, or with the store's error.
+func (s *Server) identify(ctx context.Context, token string) (caller, error) {
+	h := revguard.HashSessionToken(token) // once, for the admin check and the session
+	if s.AdminToken != "" && subtle.ConstantTimeCompare(h[:], s.adminHash[:]) == 1 {
+		return caller{admin: true, token: token}, nil
+	}
+	var sess revguard.Session
+	var err error
+	if hs, ok := s.Sessions.(hashedSessions); ok {
+		sess, err = hs.FindSessionHashed(ctx, token, h)
+	} else {
+		sess, err = s.Sessions.FindSession(ctx, token)
+	}
+	if err != nil {
+		return caller{}, err
+	}
+	return caller{customerID: sess.CustomerID, token: token}, nil
 }
 
 // hasBearerScheme reports whether an Authorization value uses the Bearer scheme
@@ -91,7 +102,11 @@ func bearerToken(vals []string) (string, bool) {
 	if len(vals) != 1 {
 		return "", false
 	}
-	v := vals[0]
+	return parseBearer(vals[0])
+}
+
+// parseBearer extracts the token of one Authorization value "Bearer <token>".
+func parseBearer(v string) (string, bool) {
 	const scheme = "bearer "
 	if len(v) <= len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
 		return "", false

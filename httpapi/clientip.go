@@ -15,7 +15,13 @@ import (
 // a trusted proxy, the rightmost address of X-Forwarded-For that is not a trusted proxy
 // (addresses left of it could be forged by the client).
 func (s *Server) clientIP(r *http.Request) string {
-	host := remoteHost(r.RemoteAddr)
+	return s.clientIPOf(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))
+}
+
+// clientIPOf is clientIP of a request from remoteAddr with the X-Forwarded-For fields
+// hops (read only when the peer is a trusted proxy).
+func (s *Server) clientIPOf(remoteAddr string, hops []string) string {
+	host := remoteHost(remoteAddr)
 	if len(s.TrustedProxies) == 0 {
 		return host
 	}
@@ -24,7 +30,6 @@ func (s *Server) clientIP(r *http.Request) string {
 		return host
 	}
 	client := peer.Unmap()
-	hops := r.Header.Values("X-Forwarded-For")
 	for i := len(hops) - 1; i >= 0; i-- {
 		parts := strings.Split(hops[i], ",")
 		for j := len(parts) - 1; j >= 0; j-- {

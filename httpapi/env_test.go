@@ -482,11 +482,18 @@ func serveHTTP(tb testing.TB, api *httpapi.Server) *testServer {
 // test ends, and then checks that it shuts down cleanly.
 func serveHTTPWith(tb testing.TB, api *httpapi.Server, cfg httpapi.HTTPConfig) *testServer {
 	tb.Helper()
+	return serveHTTPServer(tb, api.NewHTTPServer(cfg))
+}
+
+// serveHTTPServer serves srv on a free loopback port until the test ends, and then
+// checks that it shuts down cleanly.
+func serveHTTPServer(tb testing.TB, srv *httpapi.HTTPServer) *testServer {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ts := &testServer{URL: "http://" + ln.Addr().String(), Listener: ln, srv: api.NewHTTPServer(cfg),
+	ts := &testServer{URL: "http://" + ln.Addr().String(), Listener: ln, srv: srv,
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}, done: make(chan struct{})}
 	go func() {
 		ts.err = ts.srv.Serve(ln)

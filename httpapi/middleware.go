@@ -43,31 +43,11 @@ func (s *Server) serveWithID(w http.ResponseWriter, r *http.Request, id string) 
 		rw = &responseWriter{ResponseWriter: w}
 	}
 	defer func() {
-		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler {
-				panic(v)
-			}
-			s.Logger.LogAttrs(r.Context(), slog.LevelError, "httpapi: panic serving request",
-				slog.String("request_id", id), slog.String("method", r.Method),
-				slog.String("path", r.URL.Path), slog.Any("panic", v),
-				slog.String("stack", string(debug.Stack())))
-			if rw.Status() == 0 {
-				s.writeProblem(rw, r, revguard.CodeInternal, "")
-			}
+		v := recover()
+		if v == http.ErrAbortHandler {
+			panic(v)
 		}
-		status := rw.Status()
-		if status == 0 {
-			status = http.StatusOK // a handler that wrote nothing
-		}
-		elapsed := time.Since(start)
-		s.metrics.observeRequest(r.Pattern, status, elapsed)
-		if s.Logger.Enabled(r.Context(), slog.LevelDebug) {
-			s.Logger.LogAttrs(r.Context(), slog.LevelDebug, "httpapi: request",
-				slog.String("request_id", id), slog.String("method", r.Method),
-				slog.String("path", r.URL.Path), slog.String("route", r.Pattern),
-				slog.Int("status", status), slog.Duration("duration", elapsed),
-				slog.String("remote", r.RemoteAddr))
-		}
+		s.finishRequest(rw, r, id, start, v)
 	}()
 	if !canonicalPath(r.URL.Path) {
 		// The mux would redirect to the cleaned path in text/plain. An API client
@@ -77,6 +57,34 @@ func (s *Server) serveWithID(w http.ResponseWriter, r *http.Request, id string) 
 		return
 	}
 	s.mux.ServeHTTP(rw, r)
+}
+
+// finishRequest ends a request served with id since start: a panic v (nil if none) is
+// logged and answered with the internal problem when nothing was sent yet; the
+// route's metrics are recorded and, at debug level, an access log line written.
+func (s *Server) finishRequest(rw statusWriter, r *http.Request, id string, start time.Time, v any) {
+	if v != nil {
+		s.Logger.LogAttrs(r.Context(), slog.LevelError, "httpapi: panic serving request",
+			slog.String("request_id", id), slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.Any("panic", v),
+			slog.String("stack", string(debug.Stack())))
+		if rw.Status() == 0 {
+			s.writeProblem(rw, r, revguard.CodeInternal, "")
+		}
+	}
+	status := rw.Status()
+	if status == 0 {
+		status = http.StatusOK // a handler that wrote nothing
+	}
+	elapsed := time.Since(start)
+	s.metrics.observeRequest(r.Pattern, status, elapsed)
+	if s.Logger.Enabled(r.Context(), slog.LevelDebug) {
+		s.Logger.LogAttrs(r.Context(), slog.LevelDebug, "httpapi: request",
+			slog.String("request_id", id), slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.String("route", r.Pattern),
+			slog.Int("status", status), slog.Duration("duration", elapsed),
+			slog.String("remote", r.RemoteAddr))
+	}
 }
 
 // setIDHeaders sets the headers every answer carries: its request id, and nosniff.

@@ -50,14 +50,30 @@ func (s *Server) handleReserve(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	ip := s.clientIP(r)
-	if err := s.rateLimit(ctx, w, c.customerID, ip); err != nil {
-		s.metrics.observeReservation(string(revguard.ErrorCode(err)))
-		s.writeError(w, r, err)
+	out := s.reserveFor(ctx, w, c.customerID, skuID, body, key, r.Header.Get("Cf-Turnstile-Response"), s.clientIP(r))
+	if out.err != nil {
+		s.writeError(w, r, out.err)
 		return
 	}
-	req := revguard.ReserveRequest{SKU: skuID, CustomerID: c.customerID, Quantity: body.Quantity, IdempotencyKey: key}
-	token := r.Header.Get("Cf-Turnstile-Response")
+	h := w.Header()
+	if out.replayed {
+		h["Idempotent-Replayed"] = replayedTrue
+	}
+	h["Location"] = []string{"/v1/reservations/" + out.res.ID}
+	s.writeReservation(w, http.StatusCreated, &out.res)
+}
+
+// reserveFor is the hot path once the request's shape is checked (handleReserve, and
+// HTTPServer's reserve lane): the rate limits (whose refusal sets Retry-After on w),
+// then the pipeline, with the Turnstile token of the header or else of the body. It
+// counts the outcome.
+func (s *Server) reserveFor(ctx context.Context, w http.ResponseWriter, customerID, skuID string, body reserveRequest, key, headerToken, ip string) reserveOutcome {
+	if err := s.rateLimit(ctx, w, customerID, ip); err != nil {
+		s.metrics.observeReservation(string(revguard.ErrorCode(err)))
+		return reserveOutcome{err: err}
+	}
+	req := revguard.ReserveRequest{SKU: skuID, CustomerID: customerID, Quantity: body.Quantity, IdempotencyKey: key}
+	token := headerToken
 	if token == "" {
 		token = body.TurnstileToken
 	}
@@ -67,20 +83,15 @@ func (s *Server) handleReserve(w http.ResponseWriter, r *http.Request) {
 	} else {
 		out = s.reserveOnce(ctx, &req, token, ip)
 	}
-	if out.err != nil {
+	switch {
+	case out.err != nil:
 		s.metrics.observeReservation(string(revguard.ErrorCode(out.err)))
-		s.writeError(w, r, out.err)
-		return
-	}
-	h := w.Header()
-	if out.replayed {
+	case out.replayed:
 		s.metrics.observeReservation(outcomeReplayed)
-		h["Idempotent-Replayed"] = replayedTrue
-	} else {
+	default:
 		s.metrics.observeReservation(outcomeReserved)
 	}
-	h["Location"] = []string{"/v1/reservations/" + out.res.ID}
-	s.writeReservation(w, http.StatusCreated, &out.res)
+	return out
 }
 
 var replayedTrue = []string{"true"}

@@ -75,9 +75,12 @@ type HTTPServer struct {
 	// handle serves a request with its id in its context: the API's middleware
 	// (Server.serveWithID), which a test may replace.
 	handle func(w http.ResponseWriter, r *http.Request, id string)
-	cfg    HTTPConfig
-	srv    *fasthttp.Server
-	pool   sync.Pool // *syncWriter
+	// lane: the reserve requests go the reserve lane (serveReserve) first; off in
+	// the tests that replace handle.
+	lane bool
+	cfg  HTTPConfig
+	srv  *fasthttp.Server
+	pool sync.Pool // *syncWriter
 
 	template http.Request // the fields every request starts from: its context
 
@@ -101,7 +104,7 @@ func (s *Server) NewHTTPServer(cfg HTTPConfig) *HTTPServer {
 		cfg.ErrorLog = s.Logger
 	}
 	s.Handler() // builds the routes
-	t := &HTTPServer{api: s, handle: s.serveWithID, cfg: cfg, conns: map[net.Conn]struct{}{}, streams: map[net.Conn]struct{}{}}
+	t := &HTTPServer{api: s, handle: s.serveWithID, lane: true, cfg: cfg, conns: map[net.Conn]struct{}{}, streams: map[net.Conn]struct{}{}}
 	t.template = *(&http.Request{}).WithContext(cfg.BaseContext)
 	t.pool.New = func() any { return &syncWriter{header: make(http.Header, 8)} }
 	t.srv = &fasthttp.Server{
@@ -216,6 +219,10 @@ func (t *HTTPServer) stopAccepting() {
 // serve answers one request.
 func (t *HTTPServer) serve(ctx *fasthttp.RequestCtx) {
 	w := t.pool.Get().(*syncWriter)
+	if t.lane && t.serveReserve(ctx, w) {
+		t.answered(ctx, w)
+		return
+	}
 	r, id, err := t.request(ctx, &w.conv)
 	if err != nil {
 		w.reset()
@@ -250,11 +257,28 @@ func (t *HTTPServer) serve(ctx *fasthttp.RequestCtx) {
 	}
 }
 
+// answered completes the answer of the reserve lane, as serve does the others', and
+// returns w to the pool.
+func (t *HTTPServer) answered(ctx *fasthttp.RequestCtx, w *syncWriter) {
+	w.finish()
+	if t.closing.Load() {
+		ctx.SetConnectionClose()
+	}
+	w.reset()
+	t.pool.Put(w)
+}
+
 // request converts ctx's request into an *http.Request for the handlers, with its
 // request id in its context, and returns the id. Every string and the body are
 // copies, so that nothing a handler keeps refers to fasthttp's buffers, which the
 // next request on the connection reuses.
 func (t *HTTPServer) request(ctx *fasthttp.RequestCtx, c *conversion) (*http.Request, string, error) {
+	return t.convert(ctx, c, "")
+}
+
+// convert is request with the request id given, or, when it is "", the one the
+// request's header asks for (requestID).
+func (t *HTTPServer) convert(ctx *fasthttp.RequestCtx, c *conversion, id string) (*http.Request, string, error) {
 	var proto string
 	var major, minor int
 	switch p := ctx.Request.Header.Protocol(); string(p) {
@@ -300,7 +324,9 @@ func (t *HTTPServer) request(ctx *fasthttp.RequestCtx, c *conversion) (*http.Req
 	}
 	// The request is made by WithContext, with the id in its context: the one
 	// copy of it the middleware would otherwise make.
-	id := t.api.requestID(header)
+	if id == "" {
+		id = t.api.requestID(header)
+	}
 	c.req = *t.template.WithContext(revguard.WithRequestID(t.cfg.BaseContext, id))
 	r := &c.req
 	r.Proto, r.ProtoMajor, r.ProtoMinor = proto, major, minor

@@ -2,13 +2,16 @@ package httpapi
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +27,7 @@ func bareHTTPServer(h http.Handler) *HTTPServer {
 	s.Inventory, s.Ledger, s.Sessions = struct{ revguard.Inventory }{}, struct{ revguard.Ledger }{}, struct{ revguard.Sessions }{}
 	srv := s.NewHTTPServer(HTTPConfig{ReadTimeout: 5 * time.Second})
 	srv.handle = func(w http.ResponseWriter, r *http.Request, _ string) { h.ServeHTTP(w, r) }
+	srv.lane = false // every request reaches h
 	return srv
 }
 
@@ -375,4 +379,127 @@ func FuzzRequestURL(f *testing.F) {
 			t.Fatalf("requestURL(%q) = %#v, url.ParseRequestURI %#v", uri, got, want)
 		}
 	})
+}
+
+// FuzzReserveTarget: a request target the reserve lane takes (reserveTarget) is one
+// the general path routes to the reserve handler, unchanged, with the same SKU id; and
+// the lane takes every plain target of that form.
+func FuzzReserveTarget(f *testing.F) {
+	for _, s := range []string{"/v1/skus/hot/reservations", "/v1/skus/a:b-c.d_e/reservations", "/v1/skus//reservations",
+		"/v1/skus/./reservations", "/v1/skus/../reservations", "/v1/skus/a/b/reservations", "/v1/skus/x/reservations?y=1",
+		"/v1/skus/%41/reservations", "http://h/v1/skus/x/reservations", "/v1/skus/x/reservations/", "/V1/skus/x/reservations"} {
+		f.Add(s)
+	}
+	s := bareHTTPServer(http.NotFoundHandler()).api
+	f.Fuzz(func(t *testing.T, uri string) {
+		sku, ok := reserveTarget([]byte(uri))
+		mid, plain := strings.CutPrefix(uri, "/v1/skus/")
+		mid, suffixed := strings.CutSuffix(mid, "/reservations")
+		plain = plain && suffixed && revguard.ValidSKUID(mid) && mid != "." && mid != ".."
+		if !ok {
+			if plain {
+				t.Fatalf("reserveTarget(%q) refused a plain reserve target", uri)
+			}
+			return
+		}
+		u, err := url.ParseRequestURI(uri)
+		if err != nil || u.RawQuery != "" || u.Path != uri || !canonicalPath(u.Path) {
+			t.Fatalf("reserveTarget(%q) took a target the general path reads as %#v, %v", uri, u, err)
+		}
+		// {sku} is one segment (a SKU id has no '/' nor '%'): the mux's path value is sku.
+		if _, pattern := s.mux.Handler(&http.Request{Method: http.MethodPost, URL: u}); pattern != reservePattern {
+			t.Fatalf("reserveTarget(%q) = %q; the mux routes it to %q", uri, sku, pattern)
+		}
+		if want := strings.TrimSuffix(strings.TrimPrefix(uri, "/v1/skus/"), "/reservations"); sku != want {
+			t.Fatalf("reserveTarget(%q) = %q, want %q", uri, sku, want)
+		}
+	})
+}
+
+// TestReserveLaneDeclines checks that the reserve lane leaves to the general path,
+// untouched, the requests it is not for: those it cannot answer the same way, and all
+// of them while the log takes debug lines (the middleware's access line). Each is
+// refused before the session lookup, which the control request reaches.
+func TestReserveLaneDeclines(t *testing.T) {
+	srv := bareHTTPServer(http.NotFoundHandler())
+	var lookups atomic.Int64
+	srv.api.Sessions = countingSessions{n: &lookups}
+	debug := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cases := map[string]func(*fasthttp.Request){
+		"Control":   func(*fasthttp.Request) {},
+		"GET":       func(r *fasthttp.Request) { r.Header.SetMethod("GET") },
+		"HTTP/1.0":  func(r *fasthttp.Request) { r.Header.SetProtocol("HTTP/1.0") },
+		"NoBody":    func(r *fasthttp.Request) { r.SetBody(nil) },
+		"OtherPath": func(r *fasthttp.Request) { r.SetRequestURI("/v1/skus/hot/reservations/") },
+		"TwoTokens": func(r *fasthttp.Request) { r.Header.Add("Authorization", "Bearer other") },
+		"NotBearer": func(r *fasthttp.Request) { r.Header.Set("Authorization", "Basic eDp5") },
+		"TwoKeys": func(r *fasthttp.Request) {
+			r.Header.Add("Idempotency-Key", "a")
+			r.Header.Add("Idempotency-Key", "b")
+		},
+		"BadBody":  func(r *fasthttp.Request) { r.SetBodyString(`{"quantity":0}`) },
+		"DebugLog": func(*fasthttp.Request) { srv.api.Logger = debug },
+	}
+	quiet := srv.api.Logger
+	for name, edit := range cases {
+		srv.api.Logger = quiet // only DebugLog's request meets the debug log
+		var ctx fasthttp.RequestCtx
+		plainReserve(&ctx.Request)
+		edit(&ctx.Request)
+		ctx.Request.Header.SetContentLength(len(ctx.Request.Body()))
+		before := lookups.Load()
+		w := srv.pool.Get().(*syncWriter)
+		if srv.serveReserve(&ctx, w) || w.ctx != nil || len(w.header) != 0 || len(ctx.Response.Body()) != 0 {
+			t.Errorf("%s: the lane took the request, or wrote to its answer", name)
+		}
+		if looked, want := lookups.Load()-before, int64(map[bool]int{true: 1}[name == "Control"]); looked != want {
+			t.Errorf("%s: %d session lookups, want %d", name, looked, want)
+		}
+	}
+}
+
+// plainReserve makes r a reserve request of the form the lane takes.
+func plainReserve(r *fasthttp.Request) {
+	r.Header.SetMethod("POST")
+	r.SetRequestURI("/v1/skus/hot/reservations")
+	r.Header.Set("Authorization", "Bearer token")
+	r.Header.SetContentType("application/json")
+	r.SetBodyString(`{"quantity":1}`)
+}
+
+// countingSessions refuses every token, counting the lookups (nothing else is used).
+type countingSessions struct {
+	revguard.Sessions
+	n *atomic.Int64
+}
+
+func (c countingSessions) FindSession(context.Context, string) (revguard.Session, error) {
+	c.n.Add(1)
+	return revguard.Session{}, revguard.Errorf(revguard.CodeUnauthenticated, "unknown token")
+}
+
+// TestReserveLanePanic: a panic in the lane (here in the session store) is answered
+// as the middleware answers one, with the internal problem and its request id.
+func TestReserveLanePanic(t *testing.T) {
+	srv := bareHTTPServer(http.NotFoundHandler())
+	srv.api.Sessions = panickingSessions{}
+	var ctx fasthttp.RequestCtx
+	plainReserve(&ctx.Request)
+	ctx.Request.Header.Set("X-Request-Id", "panic-1")
+	w := srv.pool.Get().(*syncWriter)
+	if !srv.serveReserve(&ctx, w) {
+		t.Fatal("the lane left a request it panicked on to the general path")
+	}
+	w.finish()
+	body := string(ctx.Response.Body())
+	if ctx.Response.StatusCode() != 500 || !strings.Contains(body, `"code":"internal"`) || !strings.Contains(body, `"request_id":"panic-1"`) ||
+		string(ctx.Response.Header.Peek("X-Request-Id")) != "panic-1" {
+		t.Fatalf("answer %d %s %s", ctx.Response.StatusCode(), ctx.Response.Header.Peek("X-Request-Id"), body)
+	}
+}
+
+type panickingSessions struct{ revguard.Sessions }
+
+func (panickingSessions) FindSession(context.Context, string) (revguard.Session, error) {
+	panic("session store bug")
 }
