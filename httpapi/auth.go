@@ -56,15 +56,21 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (caller, b
 	}
 	c, err := s.identify(r.Context(), token)
 	if err != nil {
-		if revguard.ErrorCode(err) == revguard.CodeUnauthenticated {
-			w.Header()["Www-Authenticate"] = challengeInvalidToken
-			s.writeProblem(w, r, revguard.CodeUnauthenticated, "the token is unknown, expired or revoked")
-			return caller{}, false
-		}
-		s.writeError(w, r, err)
+		s.writeIdentifyError(w, r, err)
 		return caller{}, false
 	}
 	return c, true
+}
+
+// writeIdentifyError answers a failed identify: 401 for a token of no live session,
+// else the store's error.
+func (s *Server) writeIdentifyError(w http.ResponseWriter, r *http.Request, err error) {
+	if revguard.ErrorCode(err) == revguard.CodeUnauthenticated {
+		w.Header()["Www-Authenticate"] = challengeInvalidToken
+		s.writeProblem(w, r, revguard.CodeUnauthenticated, "the token is unknown, expired or revoked")
+		return
+	}
+	s.writeError(w, r, err)
 }
 
 // identify returns the caller of a well-formed bearer token: the admin, or the
@@ -144,9 +150,14 @@ func (s *Server) requireCustomer(w http.ResponseWriter, r *http.Request) (caller
 		return c, false
 	}
 	if c.admin {
-		w.Header()["Www-Authenticate"] = challengeInsufficientScope
-		s.writeProblem(w, r, revguard.CodeForbidden, "this endpoint needs a customer session token")
+		s.refuseAdmin(w, r)
 		return c, false
 	}
 	return c, true
+}
+
+// refuseAdmin answers the admin on a customer-only endpoint: 403 forbidden.
+func (s *Server) refuseAdmin(w http.ResponseWriter, r *http.Request) {
+	w.Header()["Www-Authenticate"] = challengeInsufficientScope
+	s.writeProblem(w, r, revguard.CodeForbidden, "this endpoint needs a customer session token")
 }

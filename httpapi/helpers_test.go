@@ -35,7 +35,8 @@ type req struct {
 	Token   string // Bearer token; "" for none
 	Body    string // sent with Content-Type: application/json unless Header sets one
 	Header  map[string]string
-	NoCType bool // send the body without a Content-Type
+	NoCType bool        // send the body without a Content-Type
+	Added   [][2]string // fields added after Header's, each a name and a value (repeats)
 }
 
 // client sends requests to a test server over a real connection.
@@ -63,6 +64,9 @@ func (c *client) do(r req) *response {
 	}
 	for k, v := range r.Header {
 		hr.Header.Set(k, v)
+	}
+	for _, kv := range r.Added {
+		hr.Header.Add(kv[0], kv[1])
 	}
 	resp, err := c.hc.Do(hr)
 	if err != nil {

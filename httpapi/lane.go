@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -24,39 +25,52 @@ const reservePattern = "POST /v1/skus/{sku}/reservations"
 //
 // It reports false, having changed nothing and written nothing, for a request the
 // general path is to answer: anything but the plain form of the API's own clients
-// (HTTP/1.1, a plain path, one Authorization, a JSON body with its length); a request
-// that the checks before the rate limit refuse (the general path runs them again, and
-// answers); and every request while the log takes debug lines (the middleware writes
-// the access line). From the rate limit on, it answers itself.
+// (HTTP/1.1, a plain path, one bearer token, an empty body or a JSON one with its
+// length); a request whose Idempotency-Key or body the general path refuses (it
+// checks them again, and answers); and every request while the log takes debug lines
+// (the middleware writes the access line). From the session lookup on, it answers
+// itself: a refused token too, so that no lookup is made twice.
 func (t *HTTPServer) serveReserve(ctx *fasthttp.RequestCtx, w *syncWriter) (served bool) {
 	start := time.Now()
 	s := t.api
 	h := &ctx.Request.Header
-	var id string
-	var rctx context.Context
-	defer func() {
-		// As the middleware: a panic is logged and answered with a 500.
-		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler {
-				panic(v) // HTTPServer.serve drops the connection
-			}
-			if id == "" {
-				id = s.newRequestID()
-			}
-			if rctx == nil {
-				rctx = revguard.WithRequestID(t.cfg.BaseContext, id)
-			}
-			w.ctx = ctx
-			s.finishRequest(w, laneRequest(ctx, w, rctx, id), id, start, v)
-			served = true
-		}
-	}()
 	// A chunked body (length -1) goes the general path, with its trailer.
-	if !h.IsPost() || string(h.Protocol()) != "HTTP/1.1" || h.ContentLength() < 0 || len(ctx.PostBody()) == 0 {
+	if !h.IsPost() || string(h.Protocol()) != "HTTP/1.1" || h.ContentLength() < 0 {
 		return false
 	}
 	sku, ok := reserveTarget(ctx.RequestURI())
-	if !ok || !jsonContentTypes[string(h.ContentType())] || s.Logger.Enabled(t.cfg.BaseContext, slog.LevelDebug) {
+	if !ok || s.Logger.Enabled(t.cfg.BaseContext, slog.LevelDebug) {
+		return false
+	}
+	// The request id first, as the middleware: even a panic is answered under it.
+	var id string
+	if v := h.Peek("X-Request-Id"); len(v) > 0 {
+		if v := string(v); validRequestID(v) {
+			id = v
+		}
+	}
+	if id == "" {
+		id = s.newRequestID()
+	}
+	rctx := revguard.WithRequestID(t.cfg.BaseContext, id)
+	defer func() {
+		// As serve and the middleware do: ErrAbortHandler drops the connection
+		// without an answer; any other panic is logged and answered with a 500.
+		if v := recover(); v != nil {
+			served = true
+			if v == http.ErrAbortHandler {
+				ctx.HijackSetNoResponse(true)
+				ctx.Hijack(func(net.Conn) {})
+				return
+			}
+			w.ctx = ctx
+			s.finishRequest(w, laneRequest(ctx, w, rctx, id), id, start, v)
+		}
+	}()
+	// An empty body is {} (withBody); another needs one of the JSON types that
+	// checkJSONContentType takes at once.
+	raw := ctx.PostBody()
+	if len(raw) > 0 && !jsonContentTypes[string(h.ContentType())] {
 		return false
 	}
 	auth := h.PeekAll("Authorization")
@@ -77,22 +91,23 @@ func (t *HTTPServer) serveReserve(ctx *fasthttp.RequestCtx, w *syncWriter) (serv
 	default:
 		return false
 	}
-	body, err := decodeReserve(ctx.PostBody()) // the strings it keeps are copies
+	body, err := decodeReserve(raw) // the strings it keeps are copies
 	if err != nil {
 		return false
 	}
-	if v := h.Peek("X-Request-Id"); len(v) > 0 {
-		if v := string(v); validRequestID(v) {
-			id = v
-		}
-	}
-	if id == "" {
-		id = s.newRequestID()
-	}
-	rctx = revguard.WithRequestID(t.cfg.BaseContext, id)
+
+	// Answered here from now on: the session lookup is not made twice.
+	w.ctx = ctx
 	c, err := s.identify(rctx, token)
 	if err != nil || c.admin {
-		return false
+		r := laneRequest(ctx, w, rctx, id)
+		if err != nil {
+			s.writeIdentifyError(w, r, err)
+		} else {
+			s.refuseAdmin(w, r)
+		}
+		s.metrics.observeRequest(reservePattern, w.status, time.Since(start))
+		return true
 	}
 	var turnstile string
 	if v := h.Peek("Cf-Turnstile-Response"); len(v) > 0 {
@@ -110,9 +125,6 @@ func (t *HTTPServer) serveReserve(ctx *fasthttp.RequestCtx, w *syncWriter) (serv
 			hops = append(hops, string(v))
 		}
 	}
-
-	// Answered here from now on.
-	w.ctx = ctx
 	out := s.reserveFor(rctx, w, c.customerID, sku, body, key, turnstile, s.clientIPOf(remote, hops))
 	if out.err != nil {
 		s.writeError(w, laneRequest(ctx, w, rctx, id), out.err)

@@ -273,12 +273,6 @@ func (t *HTTPServer) answered(ctx *fasthttp.RequestCtx, w *syncWriter) {
 // copies, so that nothing a handler keeps refers to fasthttp's buffers, which the
 // next request on the connection reuses.
 func (t *HTTPServer) request(ctx *fasthttp.RequestCtx, c *conversion) (*http.Request, string, error) {
-	return t.convert(ctx, c, "")
-}
-
-// convert is request with the request id given, or, when it is "", the one the
-// request's header asks for (requestID).
-func (t *HTTPServer) convert(ctx *fasthttp.RequestCtx, c *conversion, id string) (*http.Request, string, error) {
 	var proto string
 	var major, minor int
 	switch p := ctx.Request.Header.Protocol(); string(p) {
@@ -324,9 +318,7 @@ func (t *HTTPServer) convert(ctx *fasthttp.RequestCtx, c *conversion, id string)
 	}
 	// The request is made by WithContext, with the id in its context: the one
 	// copy of it the middleware would otherwise make.
-	if id == "" {
-		id = t.api.requestID(header)
-	}
+	id := t.api.requestID(header)
 	c.req = *t.template.WithContext(revguard.WithRequestID(t.cfg.BaseContext, id))
 	r := &c.req
 	r.Proto, r.ProtoMajor, r.ProtoMinor = proto, major, minor

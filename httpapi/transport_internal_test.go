@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"strings"
@@ -382,36 +383,41 @@ func FuzzRequestURL(f *testing.F) {
 }
 
 // FuzzReserveTarget: a request target the reserve lane takes (reserveTarget) is one
-// the general path routes to the reserve handler, unchanged, with the same SKU id; and
-// the lane takes every plain target of that form.
+// the general path routes, unchanged, to the reserve handler with the same {sku}; and
+// the lane takes every such target whose {sku} is a valid SKU id written as is.
 func FuzzReserveTarget(f *testing.F) {
 	for _, s := range []string{"/v1/skus/hot/reservations", "/v1/skus/a:b-c.d_e/reservations", "/v1/skus//reservations",
 		"/v1/skus/./reservations", "/v1/skus/../reservations", "/v1/skus/a/b/reservations", "/v1/skus/x/reservations?y=1",
-		"/v1/skus/%41/reservations", "http://h/v1/skus/x/reservations", "/v1/skus/x/reservations/", "/V1/skus/x/reservations"} {
+		"/v1/skus/%41/reservations", "http://h/v1/skus/x/reservations", "/v1/skus/x/reservations/", "/V1/skus/x/reservations",
+		"/v1/skus/.a/reservations", "/v1/skus/x/reservations#f"} {
 		f.Add(s)
 	}
 	s := bareHTTPServer(http.NotFoundHandler()).api
+	// A mux with the reserve route alone, whose handler reports {sku}.
+	var pathSKU string
+	one := http.NewServeMux()
+	one.HandleFunc(reservePattern, func(_ http.ResponseWriter, r *http.Request) { pathSKU = r.PathValue("sku") })
 	f.Fuzz(func(t *testing.T, uri string) {
 		sku, ok := reserveTarget([]byte(uri))
-		mid, plain := strings.CutPrefix(uri, "/v1/skus/")
-		mid, suffixed := strings.CutSuffix(mid, "/reservations")
-		plain = plain && suffixed && revguard.ValidSKUID(mid) && mid != "." && mid != ".."
-		if !ok {
-			if plain {
-				t.Fatalf("reserveTarget(%q) refused a plain reserve target", uri)
-			}
-			return
-		}
+		// The general path: the parsed target, the API's own mux, then {sku}.
 		u, err := url.ParseRequestURI(uri)
-		if err != nil || u.RawQuery != "" || u.Path != uri || !canonicalPath(u.Path) {
-			t.Fatalf("reserveTarget(%q) took a target the general path reads as %#v, %v", uri, u, err)
+		routed := err == nil && canonicalPath(u.Path)
+		if routed {
+			_, pattern := s.mux.Handler(&http.Request{Method: http.MethodPost, URL: u})
+			routed = pattern == reservePattern
 		}
-		// {sku} is one segment (a SKU id has no '/' nor '%'): the mux's path value is sku.
-		if _, pattern := s.mux.Handler(&http.Request{Method: http.MethodPost, URL: u}); pattern != reservePattern {
-			t.Fatalf("reserveTarget(%q) = %q; the mux routes it to %q", uri, sku, pattern)
+		pathSKU = ""
+		if routed {
+			one.ServeHTTP(httptest.NewRecorder(), &http.Request{Method: http.MethodPost, URL: u})
 		}
-		if want := strings.TrimSuffix(strings.TrimPrefix(uri, "/v1/skus/"), "/reservations"); sku != want {
-			t.Fatalf("reserveTarget(%q) = %q, want %q", uri, sku, want)
+		plain := routed && u.RawQuery == "" && u.Path == uri && revguard.ValidSKUID(pathSKU)
+		switch {
+		case ok && (!routed || u.RawQuery != "" || u.Fragment != "" || u.Path != uri):
+			t.Fatalf("reserveTarget(%q) took a target the general path reads as %#v (routed %v)", uri, u, routed)
+		case ok && sku != pathSKU:
+			t.Fatalf("reserveTarget(%q) = %q, the mux's {sku} %q", uri, sku, pathSKU)
+		case !ok && plain:
+			t.Fatalf("reserveTarget(%q) refused a plain reserve target ({sku} %q)", uri, pathSKU)
 		}
 	})
 }
@@ -419,7 +425,8 @@ func FuzzReserveTarget(f *testing.F) {
 // TestReserveLaneDeclines checks that the reserve lane leaves to the general path,
 // untouched, the requests it is not for: those it cannot answer the same way, and all
 // of them while the log takes debug lines (the middleware's access line). Each is
-// refused before the session lookup, which the control request reaches.
+// refused before the session lookup; the control request is answered by the lane
+// (here with a 401: the store refuses every token) after one lookup.
 func TestReserveLaneDeclines(t *testing.T) {
 	srv := bareHTTPServer(http.NotFoundHandler())
 	var lookups atomic.Int64
@@ -429,8 +436,10 @@ func TestReserveLaneDeclines(t *testing.T) {
 		"Control":   func(*fasthttp.Request) {},
 		"GET":       func(r *fasthttp.Request) { r.Header.SetMethod("GET") },
 		"HTTP/1.0":  func(r *fasthttp.Request) { r.Header.SetProtocol("HTTP/1.0") },
-		"NoBody":    func(r *fasthttp.Request) { r.SetBody(nil) },
+		"Chunked":   func(r *fasthttp.Request) { r.Header.SetContentLength(-1) },
 		"OtherPath": func(r *fasthttp.Request) { r.SetRequestURI("/v1/skus/hot/reservations/") },
+		"Query":     func(r *fasthttp.Request) { r.SetRequestURI("/v1/skus/hot/reservations?x=1") },
+		"NotJSON":   func(r *fasthttp.Request) { r.Header.SetContentType("text/plain") },
 		"TwoTokens": func(r *fasthttp.Request) { r.Header.Add("Authorization", "Bearer other") },
 		"NotBearer": func(r *fasthttp.Request) { r.Header.Set("Authorization", "Basic eDp5") },
 		"TwoKeys": func(r *fasthttp.Request) {
@@ -446,15 +455,49 @@ func TestReserveLaneDeclines(t *testing.T) {
 		var ctx fasthttp.RequestCtx
 		plainReserve(&ctx.Request)
 		edit(&ctx.Request)
-		ctx.Request.Header.SetContentLength(len(ctx.Request.Body()))
+		if ctx.Request.Header.ContentLength() >= 0 {
+			ctx.Request.Header.SetContentLength(len(ctx.Request.Body()))
+		}
 		before := lookups.Load()
 		w := srv.pool.Get().(*syncWriter)
-		if srv.serveReserve(&ctx, w) || w.ctx != nil || len(w.header) != 0 || len(ctx.Response.Body()) != 0 {
+		served := srv.serveReserve(&ctx, w)
+		control := name == "Control"
+		if control && (!served || ctx.Response.StatusCode() != 401) {
+			t.Errorf("Control: served %v, status %d; want the lane's 401", served, ctx.Response.StatusCode())
+		}
+		if !control && (served || w.ctx != nil || len(w.header) != 0 || len(ctx.Response.Body()) != 0) {
 			t.Errorf("%s: the lane took the request, or wrote to its answer", name)
 		}
-		if looked, want := lookups.Load()-before, int64(map[bool]int{true: 1}[name == "Control"]); looked != want {
+		if looked, want := lookups.Load()-before, int64(map[bool]int{true: 1}[control]); looked != want {
 			t.Errorf("%s: %d session lookups, want %d", name, looked, want)
 		}
+	}
+}
+
+// TestReserveLanePanic: a panic in the lane (here in the session store) is answered
+// as the middleware answers one, with the internal problem under the request's id,
+// and net/http's ErrAbortHandler drops the connection without an answer, as serve
+// does; the process goes on either way.
+func TestReserveLanePanic(t *testing.T) {
+	srv := bareHTTPServer(http.NotFoundHandler())
+	srv.lane = true
+	srv.api.Sessions = panickingSessions{v: "session store bug"}
+	var ctx fasthttp.RequestCtx
+	plainReserve(&ctx.Request)
+	ctx.Request.Header.Set("X-Request-Id", "panic-1")
+	srv.serve(&ctx)
+	body := string(ctx.Response.Body())
+	if ctx.Response.StatusCode() != 500 || !strings.Contains(body, `"code":"internal"`) || !strings.Contains(body, `"request_id":"panic-1"`) ||
+		string(ctx.Response.Header.Peek("X-Request-Id")) != "panic-1" || ctx.Hijacked() {
+		t.Fatalf("answer %d %s %s", ctx.Response.StatusCode(), ctx.Response.Header.Peek("X-Request-Id"), body)
+	}
+
+	srv.api.Sessions = panickingSessions{v: http.ErrAbortHandler}
+	var abort fasthttp.RequestCtx
+	plainReserve(&abort.Request)
+	srv.serve(&abort)
+	if !abort.Hijacked() || len(abort.Response.Body()) != 0 {
+		t.Fatalf("ErrAbortHandler: hijacked %v, answer %d %s; want the connection dropped", abort.Hijacked(), abort.Response.StatusCode(), abort.Response.Body())
 	}
 }
 
@@ -478,28 +521,12 @@ func (c countingSessions) FindSession(context.Context, string) (revguard.Session
 	return revguard.Session{}, revguard.Errorf(revguard.CodeUnauthenticated, "unknown token")
 }
 
-// TestReserveLanePanic: a panic in the lane (here in the session store) is answered
-// as the middleware answers one, with the internal problem and its request id.
-func TestReserveLanePanic(t *testing.T) {
-	srv := bareHTTPServer(http.NotFoundHandler())
-	srv.api.Sessions = panickingSessions{}
-	var ctx fasthttp.RequestCtx
-	plainReserve(&ctx.Request)
-	ctx.Request.Header.Set("X-Request-Id", "panic-1")
-	w := srv.pool.Get().(*syncWriter)
-	if !srv.serveReserve(&ctx, w) {
-		t.Fatal("the lane left a request it panicked on to the general path")
-	}
-	w.finish()
-	body := string(ctx.Response.Body())
-	if ctx.Response.StatusCode() != 500 || !strings.Contains(body, `"code":"internal"`) || !strings.Contains(body, `"request_id":"panic-1"`) ||
-		string(ctx.Response.Header.Peek("X-Request-Id")) != "panic-1" {
-		t.Fatalf("answer %d %s %s", ctx.Response.StatusCode(), ctx.Response.Header.Peek("X-Request-Id"), body)
-	}
+// panickingSessions panics with v on every lookup (nothing else is used).
+type panickingSessions struct {
+	revguard.Sessions
+	v any
 }
 
-type panickingSessions struct{ revguard.Sessions }
-
-func (panickingSessions) FindSession(context.Context, string) (revguard.Session, error) {
-	panic("session store bug")
+func (p panickingSessions) FindSession(context.Context, string) (revguard.Session, error) {
+	panic(p.v)
 }
