@@ -530,3 +530,21 @@ type panickingSessions struct {
 func (p panickingSessions) FindSession(context.Context, string) (revguard.Session, error) {
 	panic(p.v)
 }
+
+// TestReserveLaneClosing: while the server shuts down, the lane's answer closes its
+// connection, as the general path's does.
+func TestReserveLaneClosing(t *testing.T) {
+	srv := bareHTTPServer(http.NotFoundHandler())
+	srv.lane = true
+	var lookups atomic.Int64
+	srv.api.Sessions = countingSessions{n: &lookups}
+	for _, closing := range []bool{false, true} {
+		srv.closing.Store(closing)
+		var ctx fasthttp.RequestCtx
+		plainReserve(&ctx.Request)
+		srv.serve(&ctx)
+		if lookups.Load() == 0 || ctx.Response.StatusCode() != 401 || ctx.Response.ConnectionClose() != closing {
+			t.Errorf("closing %v: %d lookups, status %d, Connection: close %v", closing, lookups.Load(), ctx.Response.StatusCode(), ctx.Response.ConnectionClose())
+		}
+	}
+}
