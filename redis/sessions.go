@@ -268,10 +268,16 @@ func (s *Sessions) CreateSession(ctx context.Context, customerID string, ttl tim
 // cache is trusted, from Redis otherwise. It fails with CodeUnauthenticated for an
 // unknown, revoked or expired token, and CodeUnavailable when Redis cannot be reached.
 func (s *Sessions) FindSession(ctx context.Context, token string) (revguard.Session, error) {
+	return s.FindSessionHashed(ctx, token, revguard.HashSessionToken(token))
+}
+
+// FindSessionHashed is FindSession for a caller that has hashed the token already: h
+// must be revguard.HashSessionToken(token). The API's authentication hashes every
+// bearer token once, for the admin check and the session both.
+func (s *Sessions) FindSessionHashed(ctx context.Context, token string, h [32]byte) (revguard.Session, error) {
 	if token == "" || len(token) > sessMaxTokenLen {
 		return revguard.Session{}, sessErrUnknown()
 	}
-	h := revguard.HashSessionToken(token)
 	now := s.Now()
 	if s.live != nil && s.trusted() {
 		if e, ok := s.live.GetIfPresent(h); ok && now.Before(e.until) {
