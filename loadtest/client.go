@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,7 +25,6 @@ type client struct {
 	targets  []string           // base URLs without a trailing slash
 	fast     []*fastTarget      // one per target when all are http://; nil: http serves
 	apis     []*rgclient.Client // one per target, with the admin token
-	sessions sync.Map           // session token → []*rgclient.Client, one per target
 	admin    string             // admin bearer token
 	http     *http.Client       // the transport of https:// targets, or the caller's
 	timeout  time.Duration      // per request
@@ -72,22 +70,15 @@ type headers struct {
 	idempotencyKey string // Idempotency-Key; "" sends none
 }
 
-// api returns the client of the next target, with token. The clients of a customer's
-// session are made once, on its first request.
+// api returns the client of the next target, with token. A customer's is made for
+// each request: most of a drop's customers send one, and a map of a million sessions'
+// clients cost the generator more to fill and to scan than the copies do.
 func (c *client) api(token string) *rgclient.Client {
 	i := (c.next.Add(1) - 1) % uint64(len(c.apis))
 	if token == c.admin {
 		return c.apis[i]
 	}
-	if v, ok := c.sessions.Load(token); ok {
-		return v.([]*rgclient.Client)[i]
-	}
-	apis := make([]*rgclient.Client, len(c.apis))
-	for j, a := range c.apis {
-		apis[j] = a.WithToken(token)
-	}
-	c.sessions.Store(token, apis)
-	return apis[i]
+	return c.apis[i].WithToken(token)
 }
 
 // ctx bounds a request of the net/http transport by the request timeout (fasthttp
