@@ -71,6 +71,7 @@ type SessionCache struct {
 	Now func() time.Time
 
 	store   revguard.Sessions
+	max     int // the most sessions cached
 	live    *otter.Cache[[32]byte, cachedSession]
 	refused *otter.Cache[[32]byte, time.Time] // value: until when the token is refused
 	loads   singleflight.Group
@@ -108,11 +109,12 @@ func NewSessionCacheSize(store revguard.Sessions, maxSessions int) *SessionCache
 		NegativeTTL: DefaultNegativeTTL,
 		Now:         time.Now,
 		store:       store,
+		max:         max(maxSessions, 1),
 	}
 	// Otter expires entries on its own clock, only to free memory; whether an entry
 	// may be served is decided on c.Now, against the deadline stored in it.
 	c.live = otter.Must(&otter.Options[[32]byte, cachedSession]{
-		MaximumSize: max(maxSessions, 1),
+		MaximumSize: c.max,
 		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[[32]byte, cachedSession]) time.Duration {
 			return max(e.Value.until.Sub(c.Now()), time.Nanosecond)
 		}),
@@ -150,6 +152,41 @@ func (c *SessionCache) CreateSession(ctx context.Context, customerID string, ttl
 	st.mu.Unlock()
 	c.fill(h, gen, s, c.Now())
 	return token, s, nil
+}
+
+// LiveSessions is how Warm reads the store: it calls fn with the token hash and
+// session of up to limit live sessions, the newest first, until fn returns false
+// (sqlite.Sessions.EachLive).
+type LiveSessions func(ctx context.Context, limit int, fn func(hash [32]byte, s revguard.Session) bool) error
+
+// Warm caches the live sessions that each reads from the store, as many as the cache
+// holds, and returns how many it cached. A server calls it when it starts, so that a
+// restart (after a crash in the middle of a drop, or a deploy before one) does not send
+// every buyer's next request to the store. Each session is cached as if read by
+// FindSession at that moment, for TTL at most; one already cached is left as it is; a
+// token revoked through the cache once Warm has begun is not cached, even when the
+// store's read still saw it.
+func (c *SessionCache) Warm(ctx context.Context, each LiveSessions) (int, error) {
+	// A revocation after this point changes its stripe's gen, and fill then drops
+	// whatever the read saw of that token.
+	var gens [sessionStripes]uint64
+	for i := range c.stripes {
+		st := &c.stripes[i]
+		st.mu.Lock()
+		gens[i] = st.gen
+		st.mu.Unlock()
+	}
+	n := 0
+	err := each(ctx, c.max, func(h [32]byte, s revguard.Session) bool {
+		if _, ok := c.live.GetIfPresent(h); !ok && c.fill(h, gens[h[0]%sessionStripes], s, c.Now()) {
+			n++
+		}
+		return ctx.Err() == nil
+	})
+	if err == nil {
+		err = ctx.Err()
+	}
+	return n, err
 }
 
 // FindSession returns the live session of token from memory when it is there, and from
@@ -216,22 +253,24 @@ func (c *SessionCache) load(ctx context.Context, h [32]byte, token string) (revg
 	return s, nil
 }
 
-// fill caches s unless the token was revoked since gen was read.
-func (c *SessionCache) fill(h [32]byte, gen uint64, s revguard.Session, now time.Time) {
+// fill caches s unless the token was revoked since gen was read or s is no longer
+// live, and reports whether it did.
+func (c *SessionCache) fill(h [32]byte, gen uint64, s revguard.Session, now time.Time) bool {
 	until := s.ExpiresAt
 	if limit := now.Add(c.TTL); c.TTL > 0 && limit.Before(until) {
 		until = limit
 	}
 	if !now.Before(until) {
-		return
+		return false
 	}
 	st := c.stripe(h)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.gen != gen {
-		return
+		return false
 	}
 	c.live.Set(h, cachedSession{s: s, until: until})
+	return true
 }
 
 // DeleteSession revokes token in the store and in memory. When it returns, the token

@@ -88,6 +88,49 @@ func (s *Sessions) FindSession(ctx context.Context, token string) (revguard.Sess
 	return sess, nil
 }
 
+// EachLive calls fn with the token hash and session of up to limit sessions that are
+// live at Now, the newest first, and stops early when fn returns false or ctx ends. It
+// reads one snapshot of the table: a session revoked meanwhile may still be passed, so
+// a caller that keeps them must order its own revocations against the read (as
+// inproc.SessionCache.Warm does).
+func (s *Sessions) EachLive(ctx context.Context, limit int, fn func(hash [32]byte, sess revguard.Session) bool) error {
+	if limit <= 0 {
+		return nil
+	}
+	r, err := s.db.reader()
+	if err != nil {
+		return err
+	}
+	rows, err := r.QueryContext(ctx, `SELECT token_hash, customer_id, created_at, expires_at FROM sessions
+		WHERE expires_at > ? ORDER BY created_at DESC LIMIT ?`, s.db.Now().UnixNano(), limit)
+	if err != nil {
+		return fmt.Errorf("sqlite: live sessions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			hash             []byte
+			sess             revguard.Session
+			created, expires int64
+		)
+		if err := rows.Scan(&hash, &sess.CustomerID, &created, &expires); err != nil {
+			return fmt.Errorf("sqlite: live sessions: %w", err)
+		}
+		if len(hash) != 32 {
+			return fmt.Errorf("sqlite: live sessions: a token hash of %d bytes", len(hash))
+		}
+		sess.CreatedAt = time.Unix(0, created).UTC()
+		sess.ExpiresAt = time.Unix(0, expires).UTC()
+		if !fn([32]byte(hash), sess) {
+			return nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: live sessions: %w", err)
+	}
+	return nil
+}
+
 // DeleteSession revokes token at once. Revoking an unknown token is not an error.
 func (s *Sessions) DeleteSession(ctx context.Context, token string) error {
 	w, err := s.db.writer()

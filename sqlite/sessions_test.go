@@ -115,3 +115,63 @@ func BenchmarkSessions_FindSession(b *testing.B) {
 		})
 	}
 }
+
+func TestSessions_EachLive(t *testing.T) {
+	clock := &revguardtest.SessionClock{}
+	s := sqlite.NewSessions(MustOpenDBAt(t, filepath.Join(t.TempDir(), "revguard.db"), clock.Now))
+	ctx := t.Context()
+	create := func(customer string, ttl time.Duration) string {
+		t.Helper()
+		tok, _, err := s.CreateSession(ctx, customer, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(time.Second) // each session newer than the one before
+		return tok
+	}
+	create("old", time.Hour)
+	create("short", time.Minute) // expired below
+	revoked := create("revoked", time.Hour)
+	mid := create("mid", time.Hour)
+	create("new", time.Hour)
+	if err := s.DeleteSession(ctx, revoked); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute)
+
+	live := func(limit int, stopAfter int) []string {
+		t.Helper()
+		var got []string
+		err := s.EachLive(ctx, limit, func(h [32]byte, sess revguard.Session) bool {
+			if !sess.ExpiresAt.After(clock.Now()) || sess.CreatedAt.IsZero() {
+				t.Errorf("EachLive passed %+v, not live at %v", sess, clock.Now())
+			}
+			got = append(got, sess.CustomerID)
+			return len(got) < stopAfter
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got, want := fmt.Sprint(live(10, 10)), "[new mid old]"; got != want {
+		t.Errorf("EachLive = %s, want %s: the live sessions, newest first", got, want)
+	}
+	if got, want := fmt.Sprint(live(2, 10)), "[new mid]"; got != want {
+		t.Errorf("EachLive with limit 2 = %s, want %s", got, want)
+	}
+	if got, want := fmt.Sprint(live(10, 1)), "[new]"; got != want {
+		t.Errorf("EachLive stopped after one = %s, want %s", got, want)
+	}
+	if got := live(0, 10); len(got) != 0 {
+		t.Errorf("EachLive with limit 0 = %v, want nothing", got)
+	}
+	// The hash passed is the token's, as the cache keys it.
+	var found bool
+	if err := s.EachLive(ctx, 10, func(h [32]byte, sess revguard.Session) bool {
+		found = found || (h == revguard.HashSessionToken(mid) && sess.CustomerID == "mid")
+		return true
+	}); err != nil || !found {
+		t.Errorf("EachLive did not pass mid's token hash with its session (err %v)", err)
+	}
+}

@@ -439,6 +439,23 @@ func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *server
 		defer m.wg.Done()
 		_ = m.rawSessions.RunPurge(bg, sessionPurgeInterval) // returns nil when bg ends
 	}()
+	// The session cache is warmed from SQLite in the background: after a restart (a
+	// crash in the middle of a drop, a deploy before one) the crowd's next requests find
+	// their sessions in memory instead of each reading the store. It ends early when
+	// Close cancels bg.
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		start := time.Now()
+		n, err := m.Sessions.Warm(bg, m.rawSessions.EachLive)
+		if err != nil {
+			if bg.Err() == nil {
+				log.Error("session cache: warm-up failed; sessions are read from SQLite on first use", "err", err, "cached", n)
+			}
+			return
+		}
+		log.Info("session cache warmed", "sessions", n, "took", time.Since(start).Round(time.Millisecond))
+	}()
 	// The change writer, the webhook dispatcher and the change log's pruning run until
 	// Close cancels bg.
 	m.wg.Add(3)

@@ -447,3 +447,53 @@ func TestMain_SessionCacheSettings(t *testing.T) {
 		t.Fatalf("session cache TTL %v, want the configured 3m", m.Sessions.TTL)
 	}
 }
+
+// TestMain_SessionCacheWarmedAtStart restarts a server on the same data dir: the new
+// process holds the live sessions in memory without any request having read them
+// (the revoked and the expired ones left out), as many as --session-cache allows.
+func TestMain_SessionCacheWarmedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	m := newTestMain(dir)
+	if err := m.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	const sessions = 40
+	var tokens []string
+	for i := range sessions {
+		tok, _, err := m.Sessions.CreateSession(ctx, fmt.Sprintf("c-%d", i), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens = append(tokens, tok)
+	}
+	if err := m.Sessions.DeleteSession(ctx, tokens[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, size := range []int{1000, 10} {
+		m := newTestMain(dir)
+		m.Config.SessionCache = size
+		if err := m.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		want := min(sessions-1, size)
+		deadline := time.Now().Add(30 * time.Second) // only stops a hang
+		for m.Sessions.Len() < want && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := m.Sessions.Len(); got != want {
+			m.Close()
+			t.Fatalf("--session-cache %d: %d sessions cached after the restart, want %d", size, got, want)
+		}
+		if _, err := m.Sessions.FindSession(ctx, tokens[0]); revguard.ErrorCode(err) != revguard.CodeUnauthenticated {
+			t.Errorf("the revoked session after the restart: %v", err)
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
