@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/maypok86/otter/v2"
@@ -80,12 +81,18 @@ type SessionCache struct {
 	// stripe's mutex is a leaf lock: nothing else is locked while it is held, except
 	// otter's internal locks inside Set and Invalidate.
 	stripes [sessionStripes]stripe
+
+	// warmMu makes Warm calls take turns; warming is set while one runs, and
+	// DeleteSession then notes each token it revokes in its stripe's revoked set.
+	warmMu  sync.Mutex
+	warming atomic.Bool
 }
 
 type stripe struct {
-	mu  sync.Mutex
-	gen uint64 // incremented by every revocation of a token of this stripe
-	_   [48]byte
+	mu      sync.Mutex
+	gen     uint64                // incremented by every revocation of a token of this stripe
+	revoked map[[32]byte]struct{} // the tokens revoked while a Warm runs; nil otherwise
+	_       [40]byte
 }
 
 type cachedSession struct {
@@ -155,30 +162,36 @@ func (c *SessionCache) CreateSession(ctx context.Context, customerID string, ttl
 }
 
 // LiveSessions is how Warm reads the store: it calls fn with the token hash and
-// session of up to limit live sessions, the newest first, until fn returns false
+// session of up to limit live sessions, those to keep first, until fn returns false
 // (sqlite.Sessions.EachLive).
 type LiveSessions func(ctx context.Context, limit int, fn func(hash [32]byte, s revguard.Session) bool) error
 
 // Warm caches the live sessions that each reads from the store, as many as the cache
-// holds, and returns how many it cached. A server calls it when it starts, so that a
-// restart (after a crash in the middle of a drop, or a deploy before one) does not send
-// every buyer's next request to the store. Each session is cached as if read by
-// FindSession at that moment, for TTL at most; one already cached is left as it is; a
-// token revoked through the cache once Warm has begun is not cached, even when the
-// store's read still saw it.
+// holds, and returns how many it cached. An embedded server calls it when it starts, so
+// that a restart (after a crash in the middle of a drop, or a deploy before one) does
+// not send every buyer's next request to the store. Each session is cached as if read
+// by FindSession when Warm began, so for TTL from then at most; one already cached is
+// left as it is; and a token revoked through the cache while Warm runs is not cached,
+// even when the store's read still saw it. Calls take turns.
 func (c *SessionCache) Warm(ctx context.Context, each LiveSessions) (int, error) {
-	// A revocation after this point changes its stripe's gen, and fill then drops
-	// whatever the read saw of that token.
-	var gens [sessionStripes]uint64
-	for i := range c.stripes {
-		st := &c.stripes[i]
-		st.mu.Lock()
-		gens[i] = st.gen
-		st.mu.Unlock()
-	}
+	c.warmMu.Lock()
+	defer c.warmMu.Unlock()
+	// From here on DeleteSession notes what it revokes, before the store's read
+	// begins: a revocation that the read may not see is noted.
+	c.warming.Store(true)
+	defer func() {
+		c.warming.Store(false)
+		for i := range c.stripes {
+			st := &c.stripes[i]
+			st.mu.Lock()
+			st.revoked = nil
+			st.mu.Unlock()
+		}
+	}()
+	start := c.Now()
 	n := 0
 	err := each(ctx, c.max, func(h [32]byte, s revguard.Session) bool {
-		if _, ok := c.live.GetIfPresent(h); !ok && c.fill(h, gens[h[0]%sessionStripes], s, c.Now()) {
+		if _, ok := c.live.GetIfPresent(h); !ok && c.warmFill(h, s, start) {
 			n++
 		}
 		return ctx.Err() == nil
@@ -187,6 +200,32 @@ func (c *SessionCache) Warm(ctx context.Context, each LiveSessions) (int, error)
 		err = ctx.Err()
 	}
 	return n, err
+}
+
+// warmFill caches s, read from the store since start, unless its token was revoked
+// while Warm runs or it is no longer live; it reports whether it did.
+func (c *SessionCache) warmFill(h [32]byte, s revguard.Session, start time.Time) bool {
+	until := c.until(s, start)
+	if !c.Now().Before(until) {
+		return false
+	}
+	st := c.stripe(h)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, revoked := st.revoked[h]; revoked {
+		return false
+	}
+	c.live.Set(h, cachedSession{s: s, until: until})
+	return true
+}
+
+// until is how long s, read from the store at now, may be served from memory: to its
+// expiry, and for TTL at most.
+func (c *SessionCache) until(s revguard.Session, now time.Time) time.Time {
+	if limit := now.Add(c.TTL); c.TTL > 0 && limit.Before(s.ExpiresAt) {
+		return limit
+	}
+	return s.ExpiresAt
 }
 
 // FindSession returns the live session of token from memory when it is there, and from
@@ -253,24 +292,19 @@ func (c *SessionCache) load(ctx context.Context, h [32]byte, token string) (revg
 	return s, nil
 }
 
-// fill caches s unless the token was revoked since gen was read or s is no longer
-// live, and reports whether it did.
-func (c *SessionCache) fill(h [32]byte, gen uint64, s revguard.Session, now time.Time) bool {
-	until := s.ExpiresAt
-	if limit := now.Add(c.TTL); c.TTL > 0 && limit.Before(until) {
-		until = limit
-	}
+// fill caches s unless the token was revoked since gen was read.
+func (c *SessionCache) fill(h [32]byte, gen uint64, s revguard.Session, now time.Time) {
+	until := c.until(s, now)
 	if !now.Before(until) {
-		return false
+		return
 	}
 	st := c.stripe(h)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.gen != gen {
-		return false
+		return
 	}
 	c.live.Set(h, cachedSession{s: s, until: until})
-	return true
 }
 
 // DeleteSession revokes token in the store and in memory. When it returns, the token
@@ -280,12 +314,19 @@ func (c *SessionCache) DeleteSession(ctx context.Context, token string) error {
 	h := revguard.HashSessionToken(token)
 	err := c.store.DeleteSession(ctx, token)
 	// After the store forgot the token: any read that still saw it began before this
-	// point, read gen before this increment, and so will not cache it (fill); an entry
-	// cached earlier goes now; and a FindSession that starts from now on does not join
-	// such a read (Forget) but reads the store afresh.
+	// point, read gen before this increment, and so will not cache it (fill), nor will
+	// a Warm under way (revoked); an entry cached earlier goes now; and a FindSession
+	// that starts from now on does not join such a read (Forget) but reads the store
+	// afresh.
 	st := c.stripe(h)
 	st.mu.Lock()
 	st.gen++
+	if c.warming.Load() {
+		if st.revoked == nil {
+			st.revoked = make(map[[32]byte]struct{})
+		}
+		st.revoked[h] = struct{}{}
+	}
 	c.live.Invalidate(h)
 	c.loads.Forget(string(h[:]))
 	st.mu.Unlock()

@@ -3,6 +3,8 @@ package inproc_test
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"log/slog"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -49,7 +51,8 @@ func (s *countingSQLite) FindSession(ctx context.Context, token string) (revguar
 // TestSessionCacheWarm fills a new cache from the sessions a real SQLite file holds, as
 // a server does when it starts: the live ones are then served from memory, the
 // expired and revoked ones are not cached, a revocation made while the cache is being
-// warmed wins, and a warmed session is read from the store again after the TTL.
+// warmed wins without keeping other tokens out, and a warmed session is read from the
+// store again once the TTL has passed since Warm began.
 func TestSessionCacheWarm(t *testing.T) {
 	clk := newFakeClock()
 	db := sqlite.NewDB(filepath.Join(t.TempDir(), "revguard.db"))
@@ -65,8 +68,10 @@ func TestSessionCacheWarm(t *testing.T) {
 	raw := sqlite.NewSessions(db)
 	store := &countingSQLite{Sessions: raw}
 	ctx := t.Context()
+	// 200 live sessions, each expiring a second after the one before: about three in
+	// each of the cache's 64 stripes.
 	var live []string
-	for range 5 {
+	for range 200 {
 		live = append(live, mustCreate(t, raw, time.Hour))
 		clk.Advance(time.Second)
 	}
@@ -83,34 +88,77 @@ func TestSessionCacheWarm(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-
-	t.Run("Live", func(t *testing.T) {
-		c := newCache(100)
-		n, err := c.Warm(ctx, raw.EachLive)
-		if err != nil || n != len(live) {
-			t.Fatalf("Warm = %d, %v; want the %d live sessions", n, err, len(live))
-		}
+	// served checks that tokens are served from memory, without a store read.
+	served := func(t *testing.T, c *inproc.SessionCache, tokens []string) {
+		t.Helper()
 		store.finds.Store(0)
-		for _, tok := range live {
+		for _, tok := range tokens {
 			if s, err := c.FindSession(ctx, tok); err != nil || s.CustomerID != "c-42" {
 				t.Fatalf("FindSession of a warmed session = %+v, %v", s, err)
 			}
 		}
 		if got := store.finds.Load(); got != 0 {
-			t.Fatalf("%d store reads for %d warmed sessions, want 0", got, len(live))
+			t.Fatalf("%d store reads for %d warmed sessions, want 0", got, len(tokens))
 		}
+	}
+	// pairs are two pairs of live tokens, each pair in one of the cache's stripes (the
+	// first byte of the hash modulo 64, as the cache picks it): 200 tokens in 64
+	// stripes always hold such pairs.
+	var pairs [][2]string
+	byStripe := map[byte][]string{}
+	for _, tok := range live {
+		h := revguard.HashSessionToken(tok)
+		byStripe[h[0]%64] = append(byStripe[h[0]%64], tok)
+		if toks := byStripe[h[0]%64]; len(toks) == 2 {
+			pairs = append(pairs, [2]string{toks[0], toks[1]})
+		}
+	}
+	if len(pairs) < 2 {
+		t.Fatalf("%d pairs of tokens sharing a stripe among 200", len(pairs))
+	}
+	without := func(tok string) []string {
+		var out []string
+		for _, x := range live {
+			if x != tok {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+
+	t.Run("Live", func(t *testing.T) {
+		c := newCache(1000)
+		n, err := c.Warm(ctx, raw.EachLive)
+		if err != nil || n != len(live) {
+			t.Fatalf("Warm = %d, %v; want the %d live sessions", n, err, len(live))
+		}
+		served(t, c, live)
 		for _, tok := range []string{expired, revoked} {
 			_, err := c.FindSession(ctx, tok)
 			wantCode(t, "an expired or revoked session after Warm", err, revguard.CodeUnauthenticated)
 		}
-		// Warmed as if read now: read again once the TTL has passed.
-		clk.Advance(c.TTL)
+	})
+
+	t.Run("TTLFromTheStart", func(t *testing.T) {
+		// The read takes a minute: each session is cached as if read when Warm began,
+		// so it is read again once the TTL has passed since then.
+		c := newCache(1000)
+		slow := func(ctx context.Context, limit int, fn func([32]byte, revguard.Session) bool) error {
+			clk.Advance(time.Minute)
+			return raw.EachLive(ctx, limit, fn)
+		}
+		if _, err := c.Warm(ctx, slow); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(c.TTL - time.Minute - time.Second)
+		served(t, c, live[100:101])
+		clk.Advance(time.Second)
 		store.finds.Store(0)
-		if _, err := c.FindSession(ctx, live[0]); err != nil {
+		if _, err := c.FindSession(ctx, live[100]); err != nil {
 			t.Fatal(err)
 		}
 		if got := store.finds.Load(); got != 1 {
-			t.Fatalf("store reads after the TTL = %d, want 1", got)
+			t.Fatalf("store reads once the TTL has passed since Warm began = %d, want 1", got)
 		}
 		clk.Advance(-c.TTL)
 	})
@@ -120,20 +168,12 @@ func TestSessionCacheWarm(t *testing.T) {
 		if n, err := c.Warm(ctx, raw.EachLive); err != nil || n != 2 {
 			t.Fatalf("Warm into a cache of 2 = %d, %v; want 2", n, err)
 		}
-		store.finds.Store(0)
-		for _, tok := range live[len(live)-2:] { // the newest
-			if _, err := c.FindSession(ctx, tok); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if got := store.finds.Load(); got != 0 {
-			t.Fatalf("the two newest sessions cost %d store reads, want 0", got)
-		}
+		served(t, c, live[len(live)-2:]) // those that expire last
 	})
 
 	t.Run("RevokedWhileWarming", func(t *testing.T) {
-		c := newCache(100)
-		victim := live[2]
+		c := newCache(1000)
+		victim := pairs[0][0]
 		vh := revguard.HashSessionToken(victim)
 		// The revocation lands after the store's read has seen the session, before the
 		// cache takes it.
@@ -152,10 +192,46 @@ func TestSessionCacheWarm(t *testing.T) {
 		}
 		_, err := c.FindSession(ctx, victim)
 		wantCode(t, "a session revoked while the cache was warmed", err, revguard.CodeUnauthenticated)
+		// Every other token is cached, the one of the victim's stripe (pairs[0][1]) too.
+		served(t, c, without(victim))
+	})
+
+	t.Run("RevokedBeforeTheReadWasPassedOn", func(t *testing.T) {
+		// A revocation made once Warm has begun, whose token the store's read then
+		// still passes on (a snapshot taken before it).
+		c := newCache(1000)
+		victim, neighbour := pairs[1][0], pairs[1][1]
+		s, err := raw.FindSession(ctx, victim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stale := func(ctx context.Context, limit int, fn func([32]byte, revguard.Session) bool) error {
+			if err := c.DeleteSession(ctx, victim); err != nil {
+				return err
+			}
+			ns, err := raw.FindSession(ctx, neighbour)
+			if err != nil {
+				return err
+			}
+			fn(revguard.HashSessionToken(victim), s)
+			fn(revguard.HashSessionToken(neighbour), ns)
+			return nil
+		}
+		if n, err := c.Warm(ctx, stale); err != nil || n != 1 {
+			t.Fatalf("Warm = %d, %v; want 1 (the neighbour, not the revoked)", n, err)
+		}
+		_, err = c.FindSession(ctx, victim)
+		wantCode(t, "a session revoked before the read passed it on", err, revguard.CodeUnauthenticated)
+		served(t, c, []string{neighbour})
+		// A second Warm adds the rest: all live but the two revoked so far (pairs[0][0]
+		// above, and the victim) and the neighbour, cached already.
+		if n, err := c.Warm(ctx, raw.EachLive); err != nil || n != len(live)-3 {
+			t.Fatalf("second Warm = %d, %v; want %d", n, err, len(live)-3)
+		}
 	})
 
 	t.Run("Cancelled", func(t *testing.T) {
-		c := newCache(100)
+		c := newCache(1000)
 		cctx, cancel := context.WithCancel(ctx)
 		each := func(ctx context.Context, limit int, fn func([32]byte, revguard.Session) bool) error {
 			return raw.EachLive(ctx, limit, func(h [32]byte, s revguard.Session) bool {
@@ -163,21 +239,22 @@ func TestSessionCacheWarm(t *testing.T) {
 				return fn(h, s)
 			})
 		}
-		if n, err := c.Warm(cctx, each); err == nil || n != 1 {
-			t.Fatalf("Warm cancelled after the first session = %d, %v; want 1 and an error", n, err)
+		if n, err := c.Warm(cctx, each); !errors.Is(err, context.Canceled) || n != 1 {
+			t.Fatalf("Warm cancelled after the first session = %d, %v; want 1 and context.Canceled", n, err)
 		}
 	})
 }
 
 // BenchmarkSessionCacheWarm measures how fast a starting server fills its session cache
 // from SQLite: sessions a second over a file of 200,000 live sessions, the whole table
-// read and cached each time (the store's scan and sort, and the cache's inserts).
+// read in expiry order and cached each time, and how long the first one takes.
 //
 //	go test -run '^$' -bench SessionCacheWarm -benchtime 3x ./inproc
 func BenchmarkSessionCacheWarm(b *testing.B) {
 	const sessions = 200_000
 	path := filepath.Join(b.TempDir(), "revguard.db")
 	db := sqlite.NewDB(path)
+	db.Logger = slog.New(slog.DiscardHandler)
 	if err := db.Open(b.Context()); err != nil {
 		b.Fatal(err)
 	}
@@ -206,14 +283,25 @@ func BenchmarkSessionCacheWarm(b *testing.B) {
 		b.Fatal(err)
 	}
 	store := sqlite.NewSessions(db)
+	var first time.Duration // summed over the runs
 	b.ResetTimer()
 	for b.Loop() {
 		c := inproc.NewSessionCacheSize(store, sessions)
-		n, err := c.Warm(b.Context(), store.EachLive)
+		start, seen := time.Now(), false
+		timed := func(ctx context.Context, limit int, fn func([32]byte, revguard.Session) bool) error {
+			return store.EachLive(ctx, limit, func(h [32]byte, s revguard.Session) bool {
+				if !seen {
+					first, seen = first+time.Since(start), true
+				}
+				return fn(h, s)
+			})
+		}
+		n, err := c.Warm(b.Context(), timed)
 		c.Close()
 		if err != nil || n != sessions {
 			b.Fatalf("Warm = %d, %v; want %d", n, err, sessions)
 		}
 	}
 	b.ReportMetric(float64(b.N*sessions)/b.Elapsed().Seconds(), "sessions/s")
+	b.ReportMetric(float64(first.Microseconds())/1e3/float64(b.N), "ms-to-first")
 }

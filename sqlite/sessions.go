@@ -89,10 +89,11 @@ func (s *Sessions) FindSession(ctx context.Context, token string) (revguard.Sess
 }
 
 // EachLive calls fn with the token hash and session of up to limit sessions that are
-// live at Now, the newest first, and stops early when fn returns false or ctx ends. It
-// reads one snapshot of the table: a session revoked meanwhile may still be passed, so
-// a caller that keeps them must order its own revocations against the read (as
-// inproc.SessionCache.Warm does).
+// live at Now, those that expire last first, and stops early when fn returns false or
+// ctx ends. It reads the expiry index in order, so the first session comes at once,
+// however many there are. It reads one snapshot of the table: a session revoked
+// meanwhile may still be passed, so a caller that keeps them must order its own
+// revocations against the read (as inproc.SessionCache.Warm does).
 func (s *Sessions) EachLive(ctx context.Context, limit int, fn func(hash [32]byte, sess revguard.Session) bool) error {
 	if limit <= 0 {
 		return nil
@@ -102,7 +103,7 @@ func (s *Sessions) EachLive(ctx context.Context, limit int, fn func(hash [32]byt
 		return err
 	}
 	rows, err := r.QueryContext(ctx, `SELECT token_hash, customer_id, created_at, expires_at FROM sessions
-		WHERE expires_at > ? ORDER BY created_at DESC LIMIT ?`, s.db.Now().UnixNano(), limit)
+		WHERE expires_at > ? ORDER BY expires_at DESC LIMIT ?`, s.db.Now().UnixNano(), limit)
 	if err != nil {
 		return fmt.Errorf("sqlite: live sessions: %w", err)
 	}

@@ -129,7 +129,7 @@ func TestSessions_EachLive(t *testing.T) {
 		clock.Advance(time.Second) // each session newer than the one before
 		return tok
 	}
-	create("old", time.Hour)
+	create("old", 2*time.Hour)   // the first created, the last to expire
 	create("short", time.Minute) // expired below
 	revoked := create("revoked", time.Hour)
 	mid := create("mid", time.Hour)
@@ -154,13 +154,13 @@ func TestSessions_EachLive(t *testing.T) {
 		}
 		return got
 	}
-	if got, want := fmt.Sprint(live(10, 10)), "[new mid old]"; got != want {
-		t.Errorf("EachLive = %s, want %s: the live sessions, newest first", got, want)
+	if got, want := fmt.Sprint(live(10, 10)), "[old new mid]"; got != want {
+		t.Errorf("EachLive = %s, want %s: the live sessions, those that expire last first", got, want)
 	}
-	if got, want := fmt.Sprint(live(2, 10)), "[new mid]"; got != want {
+	if got, want := fmt.Sprint(live(2, 10)), "[old new]"; got != want {
 		t.Errorf("EachLive with limit 2 = %s, want %s", got, want)
 	}
-	if got, want := fmt.Sprint(live(10, 1)), "[new]"; got != want {
+	if got, want := fmt.Sprint(live(10, 1)), "[old]"; got != want {
 		t.Errorf("EachLive stopped after one = %s, want %s", got, want)
 	}
 	if got := live(0, 10); len(got) != 0 {
