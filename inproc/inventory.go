@@ -206,6 +206,25 @@ func (inv *Inventory) AppliedSeq() uint64 {
 	return inv.Journal.LastSeq()
 }
 
+// NextOpening returns the earliest opening time (PutSKU's OpensAt) after after of any
+// SKU, and false when no SKU opens after it. It takes no lock: a SKU put meanwhile may
+// be missed, and is seen by the next call.
+func (inv *Inventory) NextOpening(after time.Time) (time.Time, bool) {
+	floor := after.UnixNano()
+	var next int64
+	inv.skus.Range(func(_, v any) bool {
+		s := v.(*sku)
+		if at := s.opensAt.Load(); s.exists.Load() && at > floor && (next == 0 || at < next) {
+			next = at
+		}
+		return true
+	})
+	if next == 0 {
+		return time.Time{}, false
+	}
+	return unixTime(next), true
+}
+
 // ForEachSKU calls fn with the state of every SKU, each read under its SKU's lock, in
 // no particular order, until fn returns false. Holds past their deadline that no one
 // has expired yet are reported held, as journaled; on a running Inventory the states

@@ -101,3 +101,39 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	}
 	goleak.VerifyNone(t, before)
 }
+
+// TestInventoryNextOpening checks the earliest opening after a time among the SKUs:
+// SKUs that open at once or opened already do not count, and a SKU moved to a later
+// opening counts with its new time.
+func TestInventoryNextOpening(t *testing.T) {
+	ctx := t.Context()
+	clock := revguardtest.NewClock(time.Time{})
+	inv := MustOpenEngine(t, t.TempDir(), clock.Now, nil).Inv
+	now := clock.Now()
+	if at, ok := inv.NextOpening(now); ok {
+		t.Fatalf("NextOpening with no SKU = %v, want none", at)
+	}
+	put := func(id string, opens time.Time) {
+		t.Helper()
+		if _, _, err := inv.PutSKU(ctx, id, revguard.SKUUpdate{Stock: 3, PerCustomerLimit: 1, HoldSeconds: 600, OpensAt: opens}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("now", time.Time{})
+	put("past", now.Add(-time.Hour))
+	if at, ok := inv.NextOpening(now); ok {
+		t.Fatalf("NextOpening with SKUs open already = %v, want none", at)
+	}
+	put("later", now.Add(2*time.Hour))
+	put("soon", now.Add(time.Hour))
+	if at, ok := inv.NextOpening(now); !ok || !at.Equal(now.Add(time.Hour)) {
+		t.Fatalf("NextOpening = %v, %v; want soon's, in an hour", at, ok)
+	}
+	if at, ok := inv.NextOpening(now.Add(time.Hour)); !ok || !at.Equal(now.Add(2*time.Hour)) {
+		t.Fatalf("NextOpening after soon's = %v, %v; want later's", at, ok)
+	}
+	put("soon", now.Add(3*time.Hour)) // postponed
+	if at, ok := inv.NextOpening(now); !ok || !at.Equal(now.Add(2*time.Hour)) {
+		t.Fatalf("NextOpening after soon was postponed = %v, %v; want later's", at, ok)
+	}
+}

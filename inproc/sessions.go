@@ -169,10 +169,12 @@ type LiveSessions func(ctx context.Context, limit int, fn func(hash [32]byte, s 
 // Warm caches the live sessions that each reads from the store, as many as the cache
 // holds, and returns how many it cached. An embedded server calls it when it starts, so
 // that a restart (after a crash in the middle of a drop, or a deploy before one) does
-// not send every buyer's next request to the store. Each session is cached as if read
-// by FindSession when Warm began, so for TTL from then at most; one already cached is
-// left as it is; and a token revoked through the cache while Warm runs is not cached,
-// even when the store's read still saw it. Calls take turns.
+// not send every buyer's next request to the store, and again shortly before a SKU
+// opens, so that the crowd's sessions, most issued long before, are in memory when it
+// comes. Each session is cached as if read by FindSession when Warm began, so for TTL
+// from then at most; one cached for at least half the TTL to come is left as it is;
+// and a token revoked through the cache while Warm runs is not cached, even when the
+// store's read still saw it. Calls take turns.
 func (c *SessionCache) Warm(ctx context.Context, each LiveSessions) (int, error) {
 	c.warmMu.Lock()
 	defer c.warmMu.Unlock()
@@ -189,9 +191,13 @@ func (c *SessionCache) Warm(ctx context.Context, each LiveSessions) (int, error)
 		}
 	}()
 	start := c.Now()
+	fresh := start.Add(c.TTL / 2) // an entry good until after this is left alone
 	n := 0
 	err := each(ctx, c.max, func(h [32]byte, s revguard.Session) bool {
-		if _, ok := c.live.GetIfPresent(h); !ok && c.warmFill(h, s, start) {
+		if e, ok := c.live.GetIfPresent(h); ok && (c.TTL <= 0 || e.until.After(fresh)) {
+			return ctx.Err() == nil
+		}
+		if c.warmFill(h, s, start) {
 			n++
 		}
 		return ctx.Err() == nil

@@ -171,6 +171,26 @@ func TestSessionCacheWarm(t *testing.T) {
 		served(t, c, live[len(live)-2:]) // those that expire last
 	})
 
+	t.Run("RefreshesTheEnding", func(t *testing.T) {
+		// Before an opening: a session cached long ago, with little of its TTL left, is
+		// read again; one cached lately is left as it is.
+		c := newCache(1000)
+		ending, fresh := live[10], live[12]
+		if _, err := c.FindSession(ctx, ending); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(c.TTL - 2*time.Minute)
+		if _, err := c.FindSession(ctx, fresh); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.Warm(ctx, raw.EachLive); err != nil || n != len(live)-1 {
+			t.Fatalf("Warm = %d, %v; want %d (all but the one cached lately)", n, err, len(live)-1)
+		}
+		clk.Advance(3 * time.Minute) // past the end of ending's first caching
+		served(t, c, []string{ending, fresh})
+		clk.Advance(-(c.TTL + time.Minute))
+	})
+
 	t.Run("RevokedWhileWarming", func(t *testing.T) {
 		c := newCache(1000)
 		victim := pairs[0][0]

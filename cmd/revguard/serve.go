@@ -171,10 +171,12 @@ type Main struct {
 	HTTPServer   *httpapi.HTTPServer
 
 	rawSessions *sqlite.Sessions
-	ln          net.Listener
-	debug       *http.Server // the profiles, on Config.DebugAddr; nil when off
-	debugAddr   net.Addr
-	ready       atomic.Bool
+	// sessionsWarmed is closed when the warm-up at start has ended (embedded mode).
+	sessionsWarmed chan struct{}
+	ln             net.Listener
+	debug          *http.Server // the profiles, on Config.DebugAddr; nil when off
+	debugAddr      net.Addr
+	ready          atomic.Bool
 
 	// cancel stops the background goroutines (ledger writer, session purge); they are
 	// tracked by wg. serveDone receives http.Server.Serve's error, unless it is the
@@ -441,20 +443,19 @@ func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *server
 	}()
 	// The session cache is warmed from SQLite in the background: after a restart (a
 	// crash in the middle of a drop, a deploy before one) the crowd's next requests find
-	// their sessions in memory instead of each reading the store. It ends early when
-	// Close cancels bg.
-	m.wg.Add(1)
+	// their sessions in memory instead of each reading the store; and again shortly
+	// before each opening, for the crowd whose sessions were issued long before. Both
+	// end when Close cancels bg.
+	m.sessionsWarmed = make(chan struct{})
+	m.wg.Add(2)
 	go func() {
 		defer m.wg.Done()
-		start := time.Now()
-		n, err := m.Sessions.Warm(bg, m.rawSessions.EachLive)
-		if err != nil {
-			if bg.Err() == nil {
-				log.Error("session cache: warm-up failed; sessions are read from SQLite on first use", "err", err, "cached", n)
-			}
-			return
-		}
-		log.Info("session cache warmed", "sessions", n, "took", time.Since(start).Round(time.Millisecond))
+		defer close(m.sessionsWarmed)
+		m.warmSessions(bg, log, "start")
+	}()
+	go func() {
+		defer m.wg.Done()
+		m.warmBeforeOpenings(bg, log)
 	}()
 	// The change writer, the webhook dispatcher and the change log's pruning run until
 	// Close cancels bg.
@@ -657,4 +658,49 @@ func exampleOf(cfg Config) *httpapi.Example {
 		ex.WidgetScript = httpapi.CloudflareWidgetScript
 	}
 	return ex
+}
+
+// Before a SKU opens, the session cache is warmed again (warmBeforeOpenings).
+const (
+	openingWarmLead  = time.Minute      // how long before the opening, at most half the cache's TTL
+	openingWarmCheck = 10 * time.Second // how often the next opening is looked up, at most half the lead
+)
+
+// warmBeforeOpenings warms the session cache once before each opening of a SKU
+// (revguard.SKUUpdate.OpensAt), openingWarmLead ahead or half the cache's TTL if that
+// is shorter, so that a crowd whose sessions were issued long before finds them in
+// memory when the sale opens. It returns when ctx ends.
+func (m *Main) warmBeforeOpenings(ctx context.Context, log *slog.Logger) {
+	lead := min(openingWarmLead, m.Sessions.TTL/2)
+	t := time.NewTicker(max(min(openingWarmCheck, lead/2), 10*time.Millisecond))
+	defer t.Stop()
+	var warmed time.Time // the opening warmed for last
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := m.Now()
+		next, ok := m.Inventory.NextOpening(now)
+		if !ok || next.Sub(now) > lead || next.Equal(warmed) {
+			continue
+		}
+		warmed = next
+		m.warmSessions(ctx, log, "opening")
+	}
+}
+
+// warmSessions fills the session cache from SQLite (inproc.SessionCache.Warm) and logs
+// how it went; why says what it is for.
+func (m *Main) warmSessions(ctx context.Context, log *slog.Logger, why string) {
+	start := time.Now()
+	n, err := m.Sessions.Warm(ctx, m.rawSessions.EachLive)
+	if err != nil {
+		if ctx.Err() == nil {
+			log.Error("session cache: warm-up failed; sessions are read from SQLite on first use", "for", why, "err", err, "cached", n)
+		}
+		return
+	}
+	log.Info("session cache warmed", "for", why, "sessions", n, "took", time.Since(start).Round(time.Millisecond))
 }

@@ -494,3 +494,38 @@ func TestMain_SessionCacheWarmedAtStart(t *testing.T) {
 		}
 	}
 }
+
+// TestMain_SessionCacheWarmedBeforeOpening issues sessions behind the cache's back
+// once the warm-up at start has ended (as sessions issued long before a drop have left
+// the cache), then puts a SKU that opens in a few seconds: the server loads them into
+// memory before the crowd comes. Nothing else would: no request reads them.
+func TestMain_SessionCacheWarmedBeforeOpening(t *testing.T) {
+	m := newTestMain(t.TempDir())
+	m.Config.SessionCacheTTL = 4 * time.Second // a lead of 2 s, looked up every second
+	if err := m.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := t.Context()
+	<-m.sessionsWarmed
+	const sessions = 20
+	for i := range sessions {
+		if _, _, err := m.rawSessions.CreateSession(ctx, fmt.Sprintf("c-%d", i), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := m.Sessions.Len(); got != 0 {
+		t.Fatalf("%d sessions cached before any opening, want 0", got)
+	}
+	if _, _, err := m.Inventory.PutSKU(ctx, "drop", revguard.SKUUpdate{Stock: 5, PerCustomerLimit: 1, HoldSeconds: 600,
+		OpensAt: m.Now().Add(3 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second) // only stops a hang
+	for m.Sessions.Len() < sessions && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := m.Sessions.Len(); got != sessions {
+		t.Fatalf("%d sessions cached around the opening, want %d", got, sessions)
+	}
+}
