@@ -171,11 +171,15 @@ type LiveSessions func(ctx context.Context, limit int, fn func(hash [32]byte, s 
 // that a restart (after a crash in the middle of a drop, or a deploy before one) does
 // not send every buyer's next request to the store, and again shortly before a SKU
 // opens, so that the crowd's sessions, most issued long before, are in memory when it
-// comes. Each session is cached as if read by FindSession when Warm began, so for TTL
-// from then at most; one cached for at least half the TTL to come is left as it is;
-// and a token revoked through the cache while Warm runs is not cached, even when the
-// store's read still saw it. Calls take turns.
-func (c *SessionCache) Warm(ctx context.Context, each LiveSessions) (int, error) {
+// comes.
+//
+// Each session is cached as if read by FindSession when Warm began, so for TTL from
+// then at most. One already cached until keep or later is left as it is; one cached
+// until before keep is read again, when that makes it last longer. A token revoked
+// through the cache while Warm runs is not cached, even when the store's read still
+// saw it. Warm stops once a session it caches could no longer last (TTL after it
+// began). Calls take turns.
+func (c *SessionCache) Warm(ctx context.Context, each LiveSessions, keep time.Time) (int, error) {
 	c.warmMu.Lock()
 	defer c.warmMu.Unlock()
 	// From here on DeleteSession notes what it revokes, before the store's read
@@ -191,16 +195,15 @@ func (c *SessionCache) Warm(ctx context.Context, each LiveSessions) (int, error)
 		}
 	}()
 	start := c.Now()
-	fresh := start.Add(c.TTL / 2) // an entry good until after this is left alone
 	n := 0
 	err := each(ctx, c.max, func(h [32]byte, s revguard.Session) bool {
-		if e, ok := c.live.GetIfPresent(h); ok && (c.TTL <= 0 || e.until.After(fresh)) {
-			return ctx.Err() == nil
+		until := c.until(s, start)
+		if e, ok := c.live.GetIfPresent(h); !ok || (e.until.Before(keep) && until.After(e.until)) {
+			if c.warmFill(h, s, until) {
+				n++
+			}
 		}
-		if c.warmFill(h, s, start) {
-			n++
-		}
-		return ctx.Err() == nil
+		return ctx.Err() == nil && (c.TTL <= 0 || c.Now().Before(start.Add(c.TTL)))
 	})
 	if err == nil {
 		err = ctx.Err()
@@ -208,10 +211,9 @@ func (c *SessionCache) Warm(ctx context.Context, each LiveSessions) (int, error)
 	return n, err
 }
 
-// warmFill caches s, read from the store since start, unless its token was revoked
-// while Warm runs or it is no longer live; it reports whether it did.
-func (c *SessionCache) warmFill(h [32]byte, s revguard.Session, start time.Time) bool {
-	until := c.until(s, start)
+// warmFill caches s until until unless its token was revoked while Warm runs or until
+// has passed; it reports whether it did.
+func (c *SessionCache) warmFill(h [32]byte, s revguard.Session, until time.Time) bool {
 	if !c.Now().Before(until) {
 		return false
 	}

@@ -128,7 +128,7 @@ func TestSessionCacheWarm(t *testing.T) {
 
 	t.Run("Live", func(t *testing.T) {
 		c := newCache(1000)
-		n, err := c.Warm(ctx, raw.EachLive)
+		n, err := c.Warm(ctx, raw.EachLive, clk.Now().Add(c.TTL/2))
 		if err != nil || n != len(live) {
 			t.Fatalf("Warm = %d, %v; want the %d live sessions", n, err, len(live))
 		}
@@ -147,7 +147,7 @@ func TestSessionCacheWarm(t *testing.T) {
 			clk.Advance(time.Minute)
 			return raw.EachLive(ctx, limit, fn)
 		}
-		if _, err := c.Warm(ctx, slow); err != nil {
+		if _, err := c.Warm(ctx, slow, clk.Now().Add(c.TTL/2)); err != nil {
 			t.Fatal(err)
 		}
 		clk.Advance(c.TTL - time.Minute - time.Second)
@@ -165,7 +165,7 @@ func TestSessionCacheWarm(t *testing.T) {
 
 	t.Run("Full", func(t *testing.T) {
 		c := newCache(2)
-		if n, err := c.Warm(ctx, raw.EachLive); err != nil || n != 2 {
+		if n, err := c.Warm(ctx, raw.EachLive, clk.Now().Add(c.TTL/2)); err != nil || n != 2 {
 			t.Fatalf("Warm into a cache of 2 = %d, %v; want 2", n, err)
 		}
 		served(t, c, live[len(live)-2:]) // those that expire last
@@ -183,12 +183,52 @@ func TestSessionCacheWarm(t *testing.T) {
 		if _, err := c.FindSession(ctx, fresh); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := c.Warm(ctx, raw.EachLive); err != nil || n != len(live)-1 {
+		if n, err := c.Warm(ctx, raw.EachLive, clk.Now().Add(c.TTL/2)); err != nil || n != len(live)-1 {
 			t.Fatalf("Warm = %d, %v; want %d (all but the one cached lately)", n, err, len(live)-1)
 		}
 		clk.Advance(3 * time.Minute) // past the end of ending's first caching
 		served(t, c, []string{ending, fresh})
 		clk.Advance(-(c.TTL + time.Minute))
+	})
+
+	t.Run("Horizon", func(t *testing.T) {
+		// A warm-up before an opening keeps every session until some time past it: one
+		// cached 3 minutes ago, good for 7 more, is read again for a horizon of 10.
+		c := newCache(1000)
+		tok := live[20]
+		if _, err := c.FindSession(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(3 * time.Minute)
+		n, err := c.Warm(ctx, func(ctx context.Context, limit int, fn func([32]byte, revguard.Session) bool) error {
+			return raw.EachLive(ctx, limit, func(h [32]byte, s revguard.Session) bool {
+				return h != revguard.HashSessionToken(tok) || fn(h, s) // only tok
+			})
+		}, clk.Now().Add(c.TTL))
+		if err != nil || n != 1 {
+			t.Fatalf("Warm = %d, %v; want tok read again", n, err)
+		}
+		clk.Advance(8 * time.Minute)
+		served(t, c, []string{tok})
+		clk.Advance(-11 * time.Minute)
+	})
+
+	t.Run("StopsOnceUseless", func(t *testing.T) {
+		// A read slower than the TTL: what it would cache then could not last.
+		c := newCache(1000)
+		var advanced time.Duration
+		n, err := c.Warm(ctx, func(ctx context.Context, limit int, fn func([32]byte, revguard.Session) bool) error {
+			return raw.EachLive(ctx, limit, func(h [32]byte, s revguard.Session) bool {
+				more := fn(h, s)
+				clk.Advance(c.TTL)
+				advanced += c.TTL
+				return more
+			})
+		}, clk.Now().Add(c.TTL/2))
+		clk.Advance(-advanced)
+		if err != nil || n != 1 {
+			t.Fatalf("Warm = %d, %v; want 1 (it stops once the TTL has passed)", n, err)
+		}
 	})
 
 	t.Run("RevokedWhileWarming", func(t *testing.T) {
@@ -207,7 +247,7 @@ func TestSessionCacheWarm(t *testing.T) {
 				return fn(h, s)
 			})
 		}
-		if n, err := c.Warm(ctx, each); err != nil || n != len(live)-1 {
+		if n, err := c.Warm(ctx, each, clk.Now().Add(c.TTL/2)); err != nil || n != len(live)-1 {
 			t.Fatalf("Warm = %d, %v; want %d (all live but the revoked)", n, err, len(live)-1)
 		}
 		_, err := c.FindSession(ctx, victim)
@@ -237,7 +277,7 @@ func TestSessionCacheWarm(t *testing.T) {
 			fn(revguard.HashSessionToken(neighbour), ns)
 			return nil
 		}
-		if n, err := c.Warm(ctx, stale); err != nil || n != 1 {
+		if n, err := c.Warm(ctx, stale, clk.Now().Add(c.TTL/2)); err != nil || n != 1 {
 			t.Fatalf("Warm = %d, %v; want 1 (the neighbour, not the revoked)", n, err)
 		}
 		_, err = c.FindSession(ctx, victim)
@@ -245,7 +285,7 @@ func TestSessionCacheWarm(t *testing.T) {
 		served(t, c, []string{neighbour})
 		// A second Warm adds the rest: all live but the two revoked so far (pairs[0][0]
 		// above, and the victim) and the neighbour, cached already.
-		if n, err := c.Warm(ctx, raw.EachLive); err != nil || n != len(live)-3 {
+		if n, err := c.Warm(ctx, raw.EachLive, clk.Now().Add(c.TTL/2)); err != nil || n != len(live)-3 {
 			t.Fatalf("second Warm = %d, %v; want %d", n, err, len(live)-3)
 		}
 	})
@@ -259,7 +299,7 @@ func TestSessionCacheWarm(t *testing.T) {
 				return fn(h, s)
 			})
 		}
-		if n, err := c.Warm(cctx, each); !errors.Is(err, context.Canceled) || n != 1 {
+		if n, err := c.Warm(cctx, each, clk.Now().Add(c.TTL/2)); !errors.Is(err, context.Canceled) || n != 1 {
 			t.Fatalf("Warm cancelled after the first session = %d, %v; want 1 and context.Canceled", n, err)
 		}
 	})
@@ -316,7 +356,7 @@ func BenchmarkSessionCacheWarm(b *testing.B) {
 				return fn(h, s)
 			})
 		}
-		n, err := c.Warm(b.Context(), timed)
+		n, err := c.Warm(b.Context(), timed, time.Now().Add(c.TTL/2))
 		c.Close()
 		if err != nil || n != sessions {
 			b.Fatalf("Warm = %d, %v; want %d", n, err, sessions)

@@ -331,7 +331,7 @@ func (c *Config) options() []option {
 			durationValue{&c.Retention}},
 		{"ledger-max-defer", "REVGUARD_LEDGER_MAX_DEFER", "duration", "at a peak of reservations, how long the ledger may wait before applying them, leaving the CPU and disk to the hot path (0s: never wait)", "",
 			durationValue{&c.LedgerMaxDefer}},
-		{"session-cache", "REVGUARD_SESSION_CACHE", "n", "embedded mode: sessions kept in memory at most (about 225 bytes each; the live ones are loaded from SQLite at start and about a minute before each opening, those that expire last first), so that a crowd's requests do not read SQLite", "",
+		{"session-cache", "REVGUARD_SESSION_CACHE", "n", "embedded mode: sessions kept in memory at most (about 225 bytes each; the live ones are loaded from SQLite at start and about a minute before each opening (half the TTL when that is less), those that expire last first), so that a crowd's requests do not read SQLite", "",
 			intValue{&c.SessionCache}},
 		{"session-cache-ttl", "REVGUARD_SESSION_CACHE_TTL", "duration", "embedded mode: how long a session stays in memory after its login or its read from SQLite (a revocation made in SQLite rather than through the API goes unseen that long)", "",
 			durationValue{&c.SessionCacheTTL}},

@@ -447,15 +447,10 @@ func (m *Main) openEmbedded(ctx context.Context, bg context.Context, met *server
 	// before each opening, for the crowd whose sessions were issued long before. Both
 	// end when Close cancels bg.
 	m.sessionsWarmed = make(chan struct{})
-	m.wg.Add(2)
+	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		defer close(m.sessionsWarmed)
-		m.warmSessions(bg, log, "start")
-	}()
-	go func() {
-		defer m.wg.Done()
-		m.warmBeforeOpenings(bg, log)
+		m.warmSessionCache(bg, log)
 	}()
 	// The change writer, the webhook dispatcher and the change log's pruning run until
 	// Close cancels bg.
@@ -660,47 +655,81 @@ func exampleOf(cfg Config) *httpapi.Example {
 	return ex
 }
 
-// Before a SKU opens, the session cache is warmed again (warmBeforeOpenings).
+// Before a SKU opens, the session cache is warmed again (warmSessionCache).
 const (
 	openingWarmLead  = time.Minute      // how long before the opening, at most half the cache's TTL
 	openingWarmCheck = 10 * time.Second // how often the next opening is looked up, at most half the lead
 )
 
-// warmBeforeOpenings warms the session cache once before each opening of a SKU
-// (revguard.SKUUpdate.OpensAt), openingWarmLead ahead or half the cache's TTL if that
-// is shorter, so that a crowd whose sessions were issued long before finds them in
+// warmSessionCache warms the session cache from SQLite when the server starts, then
+// before each opening of a SKU (revguard.SKUUpdate.OpensAt) that the warm-ups so far
+// do not cover, so that a crowd whose sessions were issued long before finds them in
 // memory when the sale opens. It returns when ctx ends.
-func (m *Main) warmBeforeOpenings(ctx context.Context, log *slog.Logger) {
-	lead := min(openingWarmLead, m.Sessions.TTL/2)
-	t := time.NewTicker(max(min(openingWarmCheck, lead/2), 10*time.Millisecond))
+func (m *Main) warmSessionCache(ctx context.Context, log *slog.Logger) {
+	w := newOpeningWarmer(m.Sessions.TTL)
+	start := m.Now()
+	if m.warmSessions(ctx, log, "start", start.Add(w.ttl/2)) {
+		w.covered = start.Add(w.ttl / 2)
+	}
+	close(m.sessionsWarmed)
+	t := time.NewTicker(w.tick)
 	defer t.Stop()
-	var warmed time.Time // the opening warmed for last
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		// An opening that passed since the last look, missed for a SKU put less than
+		// a tick before it, still calls for a warm, late.
 		now := m.Now()
-		next, ok := m.Inventory.NextOpening(now)
-		if !ok || next.Sub(now) > lead || next.Equal(warmed) {
+		next, ok := m.Inventory.NextOpening(now.Add(-w.tick))
+		if !ok {
 			continue
 		}
-		warmed = next
-		m.warmSessions(ctx, log, "opening")
+		if keep, due := w.due(now, next); due && m.warmSessions(ctx, log, "opening", keep) {
+			w.covered = keep
+		}
 	}
 }
 
-// warmSessions fills the session cache from SQLite (inproc.SessionCache.Warm) and logs
-// how it went; why says what it is for.
-func (m *Main) warmSessions(ctx context.Context, log *slog.Logger, why string) {
+// openingWarmer decides when the session cache is warmed again before an opening.
+type openingWarmer struct {
+	lead, tick, ttl time.Duration
+	// covered is when the last warm-up's sessions may start to leave the cache: every
+	// session live then is cached until this time at least (or its expiry).
+	covered time.Time
+}
+
+func newOpeningWarmer(ttl time.Duration) *openingWarmer {
+	lead := min(openingWarmLead, ttl/2)
+	// At least a second between looks: each ranges over every SKU.
+	return &openingWarmer{lead: lead, tick: max(min(openingWarmCheck, lead/2), time.Second), ttl: ttl}
+}
+
+// due reports whether the opening at next calls for a warm-up at now, and if so until
+// when it is to keep the sessions: half the TTL past the opening. An opening more than
+// the lead away waits; one whose first quarter of a TTL the last warm-up covers (an
+// opening soon after another, an opening moved) needs none.
+func (w *openingWarmer) due(now, next time.Time) (keep time.Time, ok bool) {
+	if next.Sub(now) > w.lead || !w.covered.Before(next.Add(w.ttl/4)) {
+		return time.Time{}, false
+	}
+	return next.Add(w.ttl / 2), true
+}
+
+// warmSessions fills the session cache from SQLite (inproc.SessionCache.Warm, keeping
+// every session until keep), logs how it went, and reports whether it succeeded; why
+// says what it is for.
+func (m *Main) warmSessions(ctx context.Context, log *slog.Logger, why string, keep time.Time) bool {
 	start := time.Now()
-	n, err := m.Sessions.Warm(ctx, m.rawSessions.EachLive)
+	n, err := m.Sessions.Warm(ctx, m.rawSessions.EachLive, keep)
 	if err != nil {
 		if ctx.Err() == nil {
 			log.Error("session cache: warm-up failed; sessions are read from SQLite on first use", "for", why, "err", err, "cached", n)
 		}
-		return
+		return false
 	}
 	log.Info("session cache warmed", "for", why, "sessions", n, "took", time.Since(start).Round(time.Millisecond))
+	return true
 }

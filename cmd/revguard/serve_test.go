@@ -529,3 +529,45 @@ func TestMain_SessionCacheWarmedBeforeOpening(t *testing.T) {
 		t.Fatalf("%d sessions cached around the opening, want %d", got, sessions)
 	}
 }
+
+// TestOpeningWarmer checks when the session cache is warmed again before an opening:
+// within the lead only, late for an opening that just passed, once for an opening and
+// not again for one its warm-up covers, again for a later one, and never looking up
+// openings more than once a second.
+func TestOpeningWarmer(t *testing.T) {
+	w := newOpeningWarmer(10 * time.Minute)
+	if w.lead != time.Minute || w.tick != 10*time.Second {
+		t.Fatalf("lead %v, tick %v; want 1m and 10s with a TTL of 10m", w.lead, w.tick)
+	}
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	opening := now.Add(time.Minute)
+	for _, c := range []struct {
+		name string
+		next time.Time
+		due  bool
+	}{
+		{"two minutes ahead", now.Add(2 * time.Minute), false},
+		{"61 s ahead", now.Add(61 * time.Second), false},
+		{"a minute ahead", opening, true},
+		{"passed 5 s ago", now.Add(-5 * time.Second), true},
+	} {
+		keep, due := w.due(now, c.next)
+		if due != c.due || (due && !keep.Equal(c.next.Add(5*time.Minute))) {
+			t.Errorf("%s: due = %v, keep %v; want %v, keep half the TTL past the opening", c.name, due, keep, c.due)
+		}
+	}
+	keep, _ := w.due(now, opening)
+	w.covered = keep // the warm-up for the opening succeeded
+	if _, due := w.due(now.Add(10*time.Second), opening); due {
+		t.Error("the same opening is warmed for twice")
+	}
+	if _, due := w.due(opening, opening.Add(20*time.Second)); due {
+		t.Error("an opening 20 s after a warmed one is warmed for again, though the first warm-up covers it")
+	}
+	if _, due := w.due(opening.Add(2*time.Minute), opening.Add(3*time.Minute)); !due {
+		t.Error("an opening 3 minutes after a warmed one is not warmed for")
+	}
+	if w := newOpeningWarmer(time.Second); w.lead != 500*time.Millisecond || w.tick != time.Second {
+		t.Errorf("with a TTL of 1s: lead %v, tick %v; want 500ms, and no more than a look a second", w.lead, w.tick)
+	}
+}
