@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/maypok86/otter/v2"
@@ -72,7 +71,6 @@ type SessionCache struct {
 	Now func() time.Time
 
 	store   revguard.Sessions
-	max     int // the most sessions cached
 	live    *otter.Cache[[32]byte, cachedSession]
 	refused *otter.Cache[[32]byte, time.Time] // value: until when the token is refused
 	loads   singleflight.Group
@@ -82,16 +80,14 @@ type SessionCache struct {
 	// otter's internal locks inside Set and Invalidate.
 	stripes [sessionStripes]stripe
 
-	// warmMu makes Warm calls take turns; warming is set while one runs, and
-	// DeleteSession then notes each token it revokes in its stripe's revoked set.
-	warmMu  sync.Mutex
-	warming atomic.Bool
+	// warmMu makes Warm calls take turns.
+	warmMu sync.Mutex
 }
 
 type stripe struct {
 	mu      sync.Mutex
 	gen     uint64                // incremented by every revocation of a token of this stripe
-	revoked map[[32]byte]struct{} // the tokens revoked while a Warm runs; nil otherwise
+	revoked map[[32]byte]struct{} // while a Warm runs, the tokens revoked since it began; nil otherwise
 	_       [40]byte
 }
 
@@ -116,12 +112,11 @@ func NewSessionCacheSize(store revguard.Sessions, maxSessions int) *SessionCache
 		NegativeTTL: DefaultNegativeTTL,
 		Now:         time.Now,
 		store:       store,
-		max:         max(maxSessions, 1),
 	}
 	// Otter expires entries on its own clock, only to free memory; whether an entry
 	// may be served is decided on c.Now, against the deadline stored in it.
 	c.live = otter.Must(&otter.Options[[32]byte, cachedSession]{
-		MaximumSize: c.max,
+		MaximumSize: max(maxSessions, 1),
 		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[[32]byte, cachedSession]) time.Duration {
 			return max(e.Value.until.Sub(c.Now()), time.Nanosecond)
 		}),
@@ -184,19 +179,11 @@ func (c *SessionCache) Warm(ctx context.Context, each LiveSessions, keep time.Ti
 	defer c.warmMu.Unlock()
 	// From here on DeleteSession notes what it revokes, before the store's read
 	// begins: a revocation that the read may not see is noted.
-	c.warming.Store(true)
-	defer func() {
-		c.warming.Store(false)
-		for i := range c.stripes {
-			st := &c.stripes[i]
-			st.mu.Lock()
-			st.revoked = nil
-			st.mu.Unlock()
-		}
-	}()
+	c.noteRevocations(true)
+	defer c.noteRevocations(false)
 	start := c.Now()
 	n := 0
-	err := each(ctx, c.max, func(h [32]byte, s revguard.Session) bool {
+	err := each(ctx, int(c.live.GetMaximum()), func(h [32]byte, s revguard.Session) bool {
 		until := c.until(s, start)
 		if e, ok := c.live.GetIfPresent(h); !ok || (e.until.Before(keep) && until.After(e.until)) {
 			if c.warmFill(h, s, until) {
@@ -209,6 +196,19 @@ func (c *SessionCache) Warm(ctx context.Context, each LiveSessions, keep time.Ti
 		err = ctx.Err()
 	}
 	return n, err
+}
+
+// noteRevocations gives every stripe an empty revoked set (on), or drops them.
+func (c *SessionCache) noteRevocations(on bool) {
+	for i := range c.stripes {
+		st := &c.stripes[i]
+		st.mu.Lock()
+		st.revoked = nil
+		if on {
+			st.revoked = make(map[[32]byte]struct{})
+		}
+		st.mu.Unlock()
+	}
 }
 
 // warmFill caches s until until unless its token was revoked while Warm runs or until
@@ -329,10 +329,7 @@ func (c *SessionCache) DeleteSession(ctx context.Context, token string) error {
 	st := c.stripe(h)
 	st.mu.Lock()
 	st.gen++
-	if c.warming.Load() {
-		if st.revoked == nil {
-			st.revoked = make(map[[32]byte]struct{})
-		}
+	if st.revoked != nil { // a Warm runs
 		st.revoked[h] = struct{}{}
 	}
 	c.live.Invalidate(h)
