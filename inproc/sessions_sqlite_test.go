@@ -4,8 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"log/slog"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,16 +55,8 @@ func (s *countingSQLite) FindSession(ctx context.Context, token string) (revguar
 // store again once the TTL has passed since Warm began.
 func TestSessionCacheWarm(t *testing.T) {
 	clk := newFakeClock()
-	db := sqlite.NewDB(filepath.Join(t.TempDir(), "revguard.db"))
-	db.Now = clk.Now
-	if err := db.Open(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := db.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	db := MustOpenSQLite(t, t.TempDir())
+	db.Now = clk.Now // before any session is made
 	raw := sqlite.NewSessions(db)
 	store := &countingSQLite{Sessions: raw}
 	ctx := t.Context()
@@ -312,16 +304,11 @@ func TestSessionCacheWarm(t *testing.T) {
 //	go test -run '^$' -bench SessionCacheWarm -benchtime 3x ./inproc
 func BenchmarkSessionCacheWarm(b *testing.B) {
 	const sessions = 200_000
-	path := filepath.Join(b.TempDir(), "revguard.db")
-	db := sqlite.NewDB(path)
-	db.Logger = slog.New(slog.DiscardHandler)
-	if err := db.Open(b.Context()); err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	dir := b.TempDir()
+	db := MustOpenSQLite(b, dir)
 	// The sessions are written straight into the table, in one transaction: issuing
 	// them through CreateSession, each durable, would take most of a minute.
-	raw, err := sql.Open("sqlite", path)
+	raw, err := sql.Open("sqlite", filepath.Join(dir, "revguard.db"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -335,7 +322,7 @@ func BenchmarkSessionCacheWarm(b *testing.B) {
 		h := revguard.HashSessionToken(revguard.NewSessionToken())
 		created := now.Add(time.Duration(i-sessions) * time.Millisecond)
 		if _, err := tx.Exec(`INSERT INTO sessions (token_hash, customer_id, created_at, expires_at) VALUES (?, ?, ?, ?)`,
-			h[:], "c-"+time.Duration(i).String(), created.UnixNano(), created.Add(time.Hour).UnixNano()); err != nil {
+			h[:], "c-"+strconv.Itoa(i), created.UnixNano(), created.Add(time.Hour).UnixNano()); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -15,15 +15,19 @@ import (
 	"go.uber.org/goleak"
 )
 
-// MustOpenRoomDB opens the SQLite file of the room log in dir.
-func MustOpenRoomDB(tb testing.TB, dir string) *sqlite.DB {
+// MustOpenSQLite opens the SQLite file in dir (the room log's, the sessions').
+func MustOpenSQLite(tb testing.TB, dir string) *sqlite.DB {
 	tb.Helper()
 	db := sqlite.NewDB(filepath.Join(dir, "revguard.db"))
 	db.Logger = slog.New(slog.DiscardHandler)
 	if err := db.Open(tb.Context()); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { db.Close() })
+	tb.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
 	return db
 }
 
@@ -46,7 +50,7 @@ func TestWaitingRoom(t *testing.T) {
 	revguardtest.TestWaitingRoom(t, func(tb testing.TB, clock *revguardtest.Clock) (revguard.Inventory, revguard.WaitingRoom) {
 		dir := tb.TempDir()
 		inv := MustOpenEngine(tb, dir, clock.Now, nil).Inv
-		return inv, MustOpenWaitingRoom(tb, MustOpenRoomDB(tb, dir), inv, clock.Now)
+		return inv, MustOpenWaitingRoom(tb, MustOpenSQLite(tb, dir), inv, clock.Now)
 	})
 }
 
@@ -57,7 +61,7 @@ func TestWaitingRoom_Restart(t *testing.T) {
 	clock := revguardtest.NewClock(time.Time{})
 	dir := t.TempDir()
 	inv := MustOpenEngine(t, dir, clock.Now, nil).Inv
-	db := MustOpenRoomDB(t, dir)
+	db := MustOpenSQLite(t, dir)
 	w := MustOpenWaitingRoom(t, db, inv, clock.Now)
 
 	opens := clock.Now().Add(time.Minute)
@@ -144,7 +148,7 @@ func TestWaitingRoom_Timer(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
 	inv := MustOpenEngine(t, dir, nil, nil).Inv
-	db := MustOpenRoomDB(t, dir)
+	db := MustOpenSQLite(t, dir)
 	before := goleak.IgnoreCurrent()
 	w := inproc.NewWaitingRoom(sqlite.NewRoomLog(db), inv)
 	w.Tick = time.Millisecond
@@ -180,7 +184,7 @@ func BenchmarkFindPlace(b *testing.B) {
 	clock := revguardtest.NewClock(time.Time{})
 	dir := b.TempDir()
 	inv := MustOpenEngine(b, dir, clock.Now, nil).Inv
-	w := MustOpenWaitingRoom(b, MustOpenRoomDB(b, dir), inv, clock.Now)
+	w := MustOpenWaitingRoom(b, MustOpenSQLite(b, dir), inv, clock.Now)
 	ctx := b.Context()
 	if _, _, err := inv.PutSKU(ctx, "s", revguard.SKUUpdate{Stock: 100, PerCustomerLimit: 1, HoldSeconds: 600}); err != nil {
 		b.Fatal(err)
@@ -208,6 +212,6 @@ func BenchmarkDraw(b *testing.B) {
 	revguardtest.BenchmarkDraw(b, 100_000, func(b *testing.B, clock *revguardtest.Clock) (revguard.Inventory, revguard.WaitingRoom, func()) {
 		dir := b.TempDir()
 		inv := MustOpenEngine(b, dir, clock.Now, nil).Inv
-		return inv, MustOpenWaitingRoom(b, MustOpenRoomDB(b, dir), inv, clock.Now), nil
+		return inv, MustOpenWaitingRoom(b, MustOpenSQLite(b, dir), inv, clock.Now), nil
 	})
 }

@@ -667,9 +667,8 @@ const (
 // memory when the sale opens. It returns when ctx ends.
 func (m *Main) warmSessionCache(ctx context.Context, log *slog.Logger) {
 	w := newOpeningWarmer(m.Sessions.TTL)
-	start := m.Now()
-	if m.warmSessions(ctx, log, "start", start.Add(w.ttl/2)) {
-		w.covered = start.Add(w.ttl / 2)
+	if keep := m.Now().Add(w.ttl / 2); m.warmSessions(ctx, log, "start", keep) {
+		w.covered = keep
 	}
 	close(m.sessionsWarmed)
 	t := time.NewTicker(w.tick)

@@ -481,11 +481,7 @@ func TestMain_SessionCacheWarmedAtStart(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := min(sessions-1, size)
-		deadline := time.Now().Add(30 * time.Second) // only stops a hang
-		for m.Sessions.Len() < want && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if got := m.Sessions.Len(); got != want {
+		if got := cachedSessions(m, want); got != want {
 			m.Close()
 			t.Fatalf("--session-cache %d: %d sessions cached after the restart, want %d", size, got, want)
 		}
@@ -493,6 +489,15 @@ func TestMain_SessionCacheWarmedAtStart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// cachedSessions returns how many sessions m's cache holds once it holds want, which
+// the background warm-up fills, or after 30 s (which only stops a hang).
+func cachedSessions(m *Main, want int) int {
+	for deadline := time.Now().Add(30 * time.Second); m.Sessions.Len() < want && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return m.Sessions.Len()
 }
 
 // TestMain_SessionCacheWarmedBeforeOpening issues sessions behind the cache's back
@@ -521,11 +526,7 @@ func TestMain_SessionCacheWarmedBeforeOpening(t *testing.T) {
 		OpensAt: m.Now().Add(3 * time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second) // only stops a hang
-	for m.Sessions.Len() < sessions && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if got := m.Sessions.Len(); got != sessions {
+	if got := cachedSessions(m, sessions); got != sessions {
 		t.Fatalf("%d sessions cached around the opening, want %d", got, sessions)
 	}
 }
