@@ -19,7 +19,8 @@ import (
 	rgclient "github.com/revenueguard/revguard/client"
 )
 
-// fastTarget sends the requests of one plain-text (http://) target through fasthttp.
+// fastTarget sends the requests of one plain-text (http://) target through fasthttp,
+// or pipelined through the load test's own connections (pipeclient.go).
 //
 // The load generator shares its machine, often its two cores, with the server it
 // measures, so what a request costs the generator is taken from the server. net/http's
@@ -28,7 +29,8 @@ import (
 // fasthttp's HostClient reuses its requests, answers and buffers and reads the answer
 // in the caller's goroutine. https:// targets and a caller's Runner.Client keep net/http.
 type fastTarget struct {
-	hc      fastDoer
+	hc      fastDoer      // nil when pipelined
+	pipe    *pipeline     // the pipelined connections; nil: hc
 	host    string        // the Host header
 	prefix  string        // the base URL's path, without a trailing slash
 	timeout time.Duration // of one request, dial and a replay included; 0 for none
@@ -37,11 +39,13 @@ type fastTarget struct {
 }
 
 // pipelineBatchDelay is how long a pipelined connection's writer waits for more
-// requests to write with the first. The drop on 200,000 buyers, three runs each
-// (BENCHMARKS.md): sale 8.1-9.2 s with it, 9.8-12.1 s without, 10.8-11.5 s unpipelined.
+// requests to write with the first. The drop on 200,000 buyers, three runs each, on
+// fasthttp's PipelineClient (BENCHMARKS.md): sale 8.1-9.2 s with it, 9.8-12.1 s
+// without, 10.8-11.5 s unpipelined; on the load test's own pipeline, 0, 200 µs and
+// 2 ms did no better within the machine's noise.
 const pipelineBatchDelay = time.Millisecond
 
-// fastDoer is what fastTarget needs of fasthttp's HostClient and PipelineClient.
+// fastDoer is what fastTarget needs of fasthttp's HostClient.
 type fastDoer interface {
 	Do(req *fasthttp.Request, resp *fasthttp.Response) error
 	DoDeadline(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error
@@ -51,8 +55,8 @@ type fastDoer interface {
 // keep-alive connections, or false when a target is not a plain http:// base URL.
 //
 // With pipeline > 0, each target's requests are pipelined over that many connections
-// instead (HTTP/1.1 pipelining: fasthttp's PipelineClient writes every request waiting
-// for a connection in one write and reads the answers in order): the generator then
+// instead (HTTP/1.1 pipelining: a connection's writer sends every request waiting for
+// it in one write, and its reader reads the answers in order): the generator then
 // makes a fraction of the system calls per request, and so does the server, which reads
 // many requests per read. The server answers pipelined requests one after the other,
 // exactly as it answers them on separate connections. A connection's writer waits up
@@ -72,21 +76,9 @@ func newFastTargets(targets []string, conns, pipeline int, timeout time.Duration
 		}
 		dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 		if pipeline > 0 {
-			fts[i] = &fastTarget{
-				hc: &fasthttp.PipelineClient{
-					Addr:                     addr,
-					Dial:                     func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) },
-					MaxConns:                 pipeline,
-					MaxPendingRequests:       2 * conns,
-					MaxBatchDelay:            pipelineBatchDelay,
-					MaxIdleConnDuration:      90 * time.Second,
-					ReadBufferSize:           64 << 10,
-					WriteBufferSize:          64 << 10,
-					NoDefaultUserAgentHeader: true,
-					DisablePathNormalizing:   true,
-				},
-				host: u.Host, prefix: strings.TrimRight(u.EscapedPath(), "/"), timeout: timeout,
-			}
+			ft := &fastTarget{host: u.Host, prefix: strings.TrimRight(u.EscapedPath(), "/"), timeout: timeout}
+			ft.pipe = newPipeline(ft, func() (net.Conn, error) { return dialer.Dial("tcp", addr) }, pipeline, conns, pipelineBatchDelay)
+			fts[i] = ft
 			continue
 		}
 		fts[i] = &fastTarget{
@@ -161,6 +153,9 @@ func retryFast(req *fasthttp.Request, attempts int, err error) (resetTimeout, re
 // close closes the idle connections; those in use are closed when they come back. A
 // pipelined target's connections close once idle for a while.
 func (ft *fastTarget) close() {
+	if ft.pipe != nil {
+		ft.pipe.close()
+	}
 	if hc, ok := ft.hc.(*fasthttp.HostClient); ok {
 		hc.CloseIdleConnections()
 	}
@@ -213,6 +208,13 @@ func (ft *fastTarget) DoRaw(ctx context.Context, r *rgclient.RawRequest) (rgclie
 	byCtx := false // the deadline is ctx's
 	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
 		deadline, byCtx = d, true
+	}
+	if ft.pipe != nil {
+		resp, err := ft.pipe.do(r, deadline)
+		if err != nil && isTimeout(err) && byCtx {
+			err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+		}
+		return resp, err
 	}
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,10 +40,24 @@ func newConnServer(t *testing.T, h http.HandlerFunc) *connServer {
 // fastClient returns a client of the targets with the transport Run would give it.
 func fastClient(t *testing.T, timeout time.Duration, targets ...string) *client {
 	t.Helper()
-	c := &client{targets: targets, timeout: timeout, now: time.Now}
+	return pipeClient(t, 0, timeout, targets...)
+}
+
+// pipeClient is fastClient with requests pipelined over pipeline connections per
+// target (none: fasthttp's HostClient).
+func pipeClient(t *testing.T, pipeline int, timeout time.Duration, targets ...string) *client {
+	t.Helper()
+	c := &client{targets: targets, timeout: timeout, now: time.Now, pipeline: pipeline}
 	t.Cleanup(c.useTransport(4))
 	return c
 }
+
+// transports are the two http:// transports, for the tests that both must pass: one
+// connection per request in flight, and one connection pipelined.
+var transports = []struct {
+	name     string
+	pipeline int
+}{{"HostClient", 0}, {"Pipelined", 1}}
 
 func TestUseTransport(t *testing.T) {
 	c := fastClient(t, time.Second, "http://127.0.0.1:1", "http://localhost:2/base")
@@ -67,6 +82,12 @@ func TestUseTransport(t *testing.T) {
 // TestFastKeepAlive: sequential requests share one connection; the request carries the
 // method, path, headers and body asked, and the answer's headers are read.
 func TestFastKeepAlive(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { testFastKeepAlive(t, tr.pipeline) })
+	}
+}
+
+func testFastKeepAlive(t *testing.T, pipeline int) {
 	date := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	var seen []string
@@ -84,7 +105,7 @@ func TestFastKeepAlive(t *testing.T) {
 		w.WriteHeader(http.StatusTooManyRequests)
 		io.WriteString(w, `{"status":429,"code":"rate_limited","detail":"slow down"}`)
 	})
-	c := fastClient(t, 5*time.Second, srv.URL+"/base/")
+	c := pipeClient(t, pipeline, 5*time.Second, srv.URL+"/base/")
 	for range 20 {
 		a := c.do(t.Context(), "POST", "/v1/skus/s/reservations?x=a%2Fb", "tok", headers{turnstile: "ts", idempotencyKey: "k1"}, []byte(`{"quantity":1}`))
 		if a.err != nil {
@@ -114,6 +135,12 @@ func TestFastKeepAlive(t *testing.T) {
 // dials again; a kept-alive connection the server dropped is replaced for a request
 // that may be sent twice.
 func TestFastServerCloses(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { testFastServerCloses(t, tr.pipeline) })
+	}
+}
+
+func testFastServerCloses(t *testing.T, pipeline int) {
 	var closing atomic.Bool
 	closing.Store(true)
 	srv := newConnServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -122,7 +149,7 @@ func TestFastServerCloses(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	})
-	c := fastClient(t, 5*time.Second, srv.URL)
+	c := pipeClient(t, pipeline, 5*time.Second, srv.URL)
 	for range 3 {
 		if a := c.do(t.Context(), "POST", "/x", "", headers{}, nil); a.err != nil || a.status != 200 || string(a.body) != "ok" {
 			t.Fatalf("answer %+v", a)
@@ -146,13 +173,19 @@ func TestFastServerCloses(t *testing.T) {
 
 // TestFastChunked: a chunked answer is read whole, and its connection kept.
 func TestFastChunked(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { testFastChunked(t, tr.pipeline) })
+	}
+}
+
+func testFastChunked(t *testing.T, pipeline int) {
 	srv := newConnServer(t, func(w http.ResponseWriter, r *http.Request) {
 		for _, part := range []string{`{"items":`, `[],`, `"next_cursor":null}`} {
 			io.WriteString(w, part)
 			w.(http.Flusher).Flush()
 		}
 	})
-	c := fastClient(t, 5*time.Second, srv.URL)
+	c := pipeClient(t, pipeline, 5*time.Second, srv.URL)
 	for range 2 {
 		a := c.do(t.Context(), "GET", "/v1/orders", "", headers{}, nil)
 		if a.err != nil || string(a.body) != `{"items":[],"next_cursor":null}` {
@@ -167,6 +200,18 @@ func TestFastChunked(t *testing.T) {
 // TestFastTimeout: a request the server does not answer fails at the request timeout,
 // or at ctx's deadline when that comes first; an answer too large fails too.
 func TestFastTimeout(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { testFastTimeout(t, tr.pipeline) })
+	}
+}
+
+func testFastTimeout(t *testing.T, pipeline int) {
+	// What each transport fails with: fasthttp's errors, or the connection's deadline
+	// and errTooLarge when pipelined.
+	var timeout, tooLarge error = fasthttp.ErrTimeout, fasthttp.ErrBodyTooLarge
+	if pipeline > 0 {
+		timeout, tooLarge = os.ErrDeadlineExceeded, errTooLarge
+	}
 	release := make(chan struct{})
 	srv := newConnServer(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/big" {
@@ -176,9 +221,9 @@ func TestFastTimeout(t *testing.T) {
 		<-release
 	})
 	defer close(release) // before srv.Close, which waits for the handlers
-	c := fastClient(t, 100*time.Millisecond, srv.URL)
-	if a := c.do(t.Context(), "GET", "/slow", "", headers{}, nil); !errors.Is(a.err, fasthttp.ErrTimeout) {
-		t.Fatalf("unanswered request: %+v, want fasthttp.ErrTimeout", a)
+	c := pipeClient(t, pipeline, 100*time.Millisecond, srv.URL)
+	if a := c.do(t.Context(), "GET", "/slow", "", headers{}, nil); !errors.Is(a.err, timeout) {
+		t.Fatalf("unanswered request: %+v, want %v", a, timeout)
 	}
 	c.fast[0].timeout = time.Minute
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
@@ -189,17 +234,23 @@ func TestFastTimeout(t *testing.T) {
 	if a := c.do(ctx, "GET", "/slow", "", headers{}, nil); !errors.Is(a.err, context.DeadlineExceeded) {
 		t.Fatalf("request under an ended ctx: %+v, want context.DeadlineExceeded", a)
 	}
-	if a := c.do(t.Context(), "GET", "/big", "", headers{}, nil); !errors.Is(a.err, fasthttp.ErrBodyTooLarge) {
-		t.Fatalf("answer over %d bytes: %+v, want fasthttp.ErrBodyTooLarge", maxAnswer, a)
+	if a := c.do(t.Context(), "GET", "/big", "", headers{}, nil); !errors.Is(a.err, tooLarge) {
+		t.Fatalf("answer over %d bytes: %+v, want %v", maxAnswer, a, tooLarge)
 	}
 }
 
 // TestFastRequestCheck: a control character that would split the request is refused
 // before anything is sent.
 func TestFastRequestCheck(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { testFastRequestCheck(t, tr.pipeline) })
+	}
+}
+
+func testFastRequestCheck(t *testing.T, pipeline int) {
 	var hits atomic.Int64
 	srv := newConnServer(t, func(w http.ResponseWriter, r *http.Request) { hits.Add(1) })
-	c := fastClient(t, 5*time.Second, srv.URL)
+	c := pipeClient(t, pipeline, 5*time.Second, srv.URL)
 	for _, tc := range []struct {
 		path, token string
 		h           headers
