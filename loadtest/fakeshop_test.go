@@ -31,6 +31,7 @@ type fakeShop struct {
 	mu       sync.Mutex
 	tokens   map[string]bool // bot-check token → spent
 	ntok     int
+	tokFirst int               // tokens issued when the first reservation came; -1 before it
 	sessions map[string]string // session token → customer
 	skus     map[string]*fakeSKU
 	res      []*fakeRes // in creation order
@@ -59,7 +60,7 @@ type fakeRes struct {
 func MustStartFakeShop(tb testing.TB, f *fakeShop) string {
 	tb.Helper()
 	f.admin = "admin-secret"
-	f.tokens, f.sessions = make(map[string]bool), make(map[string]string)
+	f.tokens, f.sessions, f.tokFirst = make(map[string]bool), make(map[string]string), -1
 	f.skus, f.byID, f.idem = make(map[string]*fakeSKU), make(map[string]*fakeRes), make(map[string]*fakeRes)
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/skus/{sku}", f.putSKU)
@@ -179,6 +180,11 @@ func (f *fakeShop) customer(r *http.Request) string {
 }
 
 func (f *fakeShop) reserve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	if f.tokFirst < 0 {
+		f.tokFirst = f.ntok
+	}
+	f.mu.Unlock()
 	var in struct {
 		Quantity int64 `json:"quantity"`
 	}

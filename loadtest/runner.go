@@ -82,6 +82,7 @@ type customer struct {
 	session string
 	arrival time.Duration // from the opening; negative: never arrives
 	plans   []plan        // one per attempt
+	tokens  []string      // a human's bot-check tokens solved before a burst, one per attempt
 
 	// Set when the customer arrives: its attempts, and how many of them still wait for
 	// their final answer.
@@ -126,6 +127,7 @@ type sale struct {
 	unanswered sync.WaitGroup // reservation attempts without their final answer yet
 	follows    sync.WaitGroup // confirms and releases, from their delay to their answer
 	start      time.Time
+	solved     time.Time // when the humans of a burst solved their challenges
 	deadline   time.Time
 	runID      string
 
@@ -190,6 +192,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	rep.SetupSeconds = now().Sub(t0).Seconds()
+	sl.solveChallenges(customers)
 
 	sl.run(ctx, customers)
 	if err := ctx.Err(); err != nil {

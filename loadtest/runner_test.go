@@ -125,6 +125,30 @@ func TestRunner(t *testing.T) {
 			t.Errorf("%d connections for a pipelined sale over 2", n)
 		}
 	})
+	// A burst's humans solve their challenges before the opening, as a drop's crowd
+	// does on the page: every token of a first try is issued before the first click;
+	// the humans of a ramp get theirs as they arrive.
+	t.Run("TokensSolvedBeforeBurst", func(t *testing.T) {
+		for _, arrival := range []loadtest.Arrival{loadtest.ArrivalBurst, loadtest.ArrivalRamp} {
+			s := smallScenario()
+			s.Arrival, s.Ramp = arrival, 200*time.Millisecond
+			shop := &fakeShop{}
+			rep, text := mustRun(t, shop, s)
+			if err := rep.Err(); err != nil {
+				t.Fatalf("%s: a correct shop failed: %v\n%s", arrival, err, text)
+			}
+			shop.mu.Lock()
+			before, all := shop.tokFirst, shop.ntok
+			shop.mu.Unlock()
+			switch {
+			case arrival == loadtest.ArrivalBurst && (before != all || all < 100):
+				t.Errorf("burst: %d of %d tokens issued before the first reservation, want all (at least 100)", before, all)
+			case arrival == loadtest.ArrivalRamp && (before > all/4 || all < 100):
+				// (A few: the first arrivals' workers issue them as the first click leaves.)
+				t.Errorf("ramp: %d of %d tokens issued before the first reservation, want a few at most", before, all)
+			}
+		}
+	})
 	t.Run("OKPlentyOfStock", func(t *testing.T) {
 		s := smallScenario()
 		s.Stock, s.Limit, s.Quantity, s.OverLimit = 1000, 3, 2, 1 // attempts of 2, 2, 2 against a limit of 3
