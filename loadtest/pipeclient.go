@@ -190,6 +190,9 @@ func (pc *pipeConn) write() {
 			return
 		}
 		p.mu.Unlock()
+		if closed {
+			signal(pc.wake) // once more, to see the queue empty and exit
+		}
 		select {
 		case <-pc.full: // drained with the queue
 		default:
@@ -218,59 +221,81 @@ func (pc *pipeConn) write() {
 				clear(batch)
 				continue
 			}
-			gen = &pipeGen{conn: conn, inflight: make(chan *pipeCall, 4096), dead: make(chan struct{})}
+			gen = &pipeGen{conn: conn, inflight: make(chan *pipeCall, pipeChunk), dead: make(chan struct{})}
 			// The reader is started here and exits once the writer closed inflight
 			// and every request in it has its outcome.
 			go pc.read(gen)
 		}
-		buf = buf[:0]
-		for _, c := range batch {
-			buf = p.ft.appendRequest(buf, c.req)
-			gen.inflight <- c
+		// Written in parts of at most pipeChunk, each handed to the reader before it
+		// is written (so that answers are read while a long write goes on): the
+		// reader may wait on the first call of a part not yet written only once it
+		// drained every earlier one, and inflight then has room for the whole part.
+		for part := batch; len(part) > 0; {
+			n := min(len(part), pipeChunk)
+			buf = buf[:0]
+			for _, c := range part[:n] {
+				buf = p.ft.appendRequest(buf, c.req)
+				gen.inflight <- c
+			}
+			part = part[n:]
+			gen.lastUse = time.Now()
+			if _, err := gen.conn.Write(buf); err != nil {
+				gen.conn.Close() // the reader fails what it waits for
+			}
 		}
 		clear(batch)
-		gen.lastUse = time.Now()
-		if _, err := gen.conn.Write(buf); err != nil {
-			gen.conn.Close() // the reader fails what it waits for
-		}
 		if cap(buf) > 1<<20 {
 			buf = nil
-		}
-		if closed {
-			signal(pc.wake) // once more, to see the queue empty and exit
 		}
 	}
 }
 
+// pipeChunk is the most requests a connection's writer writes at once, and the room
+// of the connection's inflight queue.
+const pipeChunk = 1024
+
 // read is the connection's reader: it reads the answer of each request written, in
 // order, until the writer closes inflight. Once the connection failed, the requests
 // still unanswered fail too, except those that may safely be sent again (and were not
-// yet), which go back to the queue: as fasthttp's HostClient does with retryFast.
+// yet), which go back to the queue: as fasthttp's HostClient does with retryFast. A
+// request whose answer timed out is not sent again. Each answer is read under its
+// own request's deadline, so a request behind another waits at most until the
+// earlier deadline of the two (the load test gives them all the same timeout).
 func (pc *pipeConn) read(gen *pipeGen) {
 	br := bufio.NewReaderSize(gen.conn, 64<<10)
-	var fail error // why the connection failed
+	var fail error // what the requests behind the connection's failure fail with
 	for c := range gen.inflight {
-		started := false
 		if fail == nil {
-			var keep bool
-			var err error
-			started, keep, err = pc.p.ft.readAnswer(br, gen.conn, c)
+			err := gen.conn.SetReadDeadline(c.deadline)
+			var started, keep bool
+			if err == nil {
+				started, keep, err = pc.p.ft.readAnswer(br, c)
+			}
 			if err == nil && keep {
 				c.finish(nil)
 				continue
 			}
-			fail = err
-			if err == nil {
-				fail = errServerClosed
-			}
 			gen.conn.Close()
 			close(gen.dead)
-			if err == nil {
+			switch {
+			case err == nil:
+				fail = errServerClosed
 				c.finish(nil)
+				continue
+			case isTimeout(err):
+				// The requests behind this one did not time out themselves: they
+				// fail, or go again, as on a broken connection.
+				fail = fmt.Errorf("loadtest: a request before this one on its pipelined connection timed out (%v)", err)
+				c.finish(err)
+				continue
+			}
+			fail = err
+			if started {
+				c.finish(err)
 				continue
 			}
 		}
-		if !started && !c.retried && retryable(c.req) && !isTimeout(fail) {
+		if !c.retried && retryable(c.req) {
 			c.retried = true
 			pc.p.enqueue(c, pc)
 			continue
@@ -299,6 +324,7 @@ func retryable(r *rgclient.RawRequest) bool {
 	return false
 }
 
+// isTimeout reports whether err is a timeout (a connection's deadline passed).
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
@@ -330,12 +356,9 @@ func (ft *fastTarget) appendRequest(b []byte, r *rgclient.RawRequest) []byte {
 	return append(b, r.Body...)
 }
 
-// readAnswer reads c's answer from br, with c's deadline on conn. started reports
-// whether any of it arrived; keep whether the connection stays open after it.
-func (ft *fastTarget) readAnswer(br *bufio.Reader, conn net.Conn, c *pipeCall) (started, keep bool, err error) {
-	if err := conn.SetReadDeadline(c.deadline); err != nil {
-		return false, false, err
-	}
+// readAnswer reads c's answer from br. started reports whether any of it arrived; keep
+// whether the connection stays open after it.
+func (ft *fastTarget) readAnswer(br *bufio.Reader, c *pipeCall) (started, keep bool, err error) {
 	line, err := br.ReadSlice('\n')
 	if err != nil {
 		return len(line) > 0, false, err
@@ -447,7 +470,7 @@ func readChunked(br *bufio.Reader) ([]byte, error) {
 		switch {
 		case err != nil || n < 0:
 			return nil, fmt.Errorf("loadtest: bad chunk size %q", bytes.TrimSpace(line))
-		case int64(len(body))+n > maxAnswer:
+		case n > maxAnswer-int64(len(body)):
 			return nil, errTooLarge
 		}
 		if n == 0 {

@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	rgclient "github.com/revenueguard/revguard/client"
 )
 
 // rawServer is an HTTP/1.1 server on 127.0.0.1 that reads requests as they come on each
@@ -206,4 +209,91 @@ func TestPipelineClose(t *testing.T) {
 		t.Fatalf("after close: %+v, want errPipeClosed", a)
 	}
 	goleak.VerifyNone(t, ignore)
+}
+
+// TestPipelineLongBatch: more callers at once than a connection's writer hands its
+// reader in one part are all answered, none waiting for its deadline.
+func TestPipelineLongBatch(t *testing.T) {
+	rs := newRawServer(t, 0)
+	c := &client{targets: []string{"http://" + rs.addr}, timeout: 5 * time.Second, now: time.Now, pipeline: 1}
+	t.Cleanup(c.useTransport(3 * pipeChunk))
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := range 3 * pipeChunk {
+		wg.Go(func() {
+			path := fmt.Sprintf("/r/%d", i)
+			if a := c.do(t.Context(), "GET", path, "", headers{}, nil); a.err != nil || string(a.body) != path {
+				if failed.Add(1) == 1 {
+					t.Errorf("%s: %+v", path, a)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d of %d requests failed", n, 3*pipeChunk)
+	}
+}
+
+// TestPipelineCloseWhileDialling: a target closed while its connection is being dialled
+// (and the dial fails) fails what was queued and its writer ends.
+func TestPipelineCloseWhileDialling(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	dialling := make(chan struct{}, 2)
+	refused := errors.New("refused")
+	p := newPipeline(&fastTarget{host: "h"}, func() (net.Conn, error) {
+		dialling <- struct{}{}
+		time.Sleep(20 * time.Millisecond)
+		return nil, refused
+	}, 1, 1, time.Millisecond)
+	errs := make(chan error, 2)
+	send := func() {
+		_, err := p.do(&rgclient.RawRequest{Method: "GET", Path: "/"}, time.Time{})
+		errs <- err
+	}
+	go send()
+	<-dialling // the first request's dial has begun
+	go send()  // queued behind it, its wake-up pending
+	time.Sleep(5 * time.Millisecond)
+	p.close()
+	for range 2 {
+		if err := <-errs; !errors.Is(err, refused) && !errors.Is(err, errPipeClosed) {
+			t.Errorf("request: %v, want the dial's error or errPipeClosed", err)
+		}
+	}
+	goleak.VerifyNone(t, ignore)
+}
+
+// TestReadChunked: a chunk size that would overflow the body's bound is refused.
+func TestReadChunked(t *testing.T) {
+	for _, in := range []string{"1\r\na\r\n7fffffffffffffff\r\n", "ffffffffffffffff\r\n", "-1\r\n", "400001\r\n"} {
+		if _, err := readChunked(bufio.NewReader(strings.NewReader(in))); err == nil {
+			t.Errorf("%q: read, want an error", in)
+		}
+	}
+	b, err := readChunked(bufio.NewReader(strings.NewReader("3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: 1\r\n\r\n")))
+	if err != nil || string(b) != "abcde" {
+		t.Errorf("chunked body %q, %v; want abcde", b, err)
+	}
+}
+
+// FuzzReadAnswer: whatever a server sends, reading an answer returns it or an error,
+// never panics, and a returned answer has a final status and a bounded body.
+func FuzzReadAnswer(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 409 Conflict\r\nContent-Type: application/problem+json\r\nContent-Length: 2\r\nDate: Mon, 07 Dec 2026 10:00:00 GMT\r\n\r\n{}"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nok\r\n0\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 204 No Content\r\nIdempotent-Replayed: true\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
+	f.Add([]byte("HTTP/1.0 200 OK\r\n\r\nbody"))
+	ft := &fastTarget{host: "h"}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := &pipeCall{req: &rgclient.RawRequest{Method: "POST", Path: "/"}}
+		_, _, err := ft.readAnswer(bufio.NewReader(bytes.NewReader(data)), c)
+		if err != nil {
+			return
+		}
+		if s := c.resp.StatusCode; s < 200 || s > 599 || len(c.resp.Body) > maxAnswer || c.resp.Header == nil {
+			t.Fatalf("answer %d with %d bytes, header %v", s, len(c.resp.Body), c.resp.Header)
+		}
+	})
 }

@@ -243,6 +243,7 @@ func (sl *sale) solveChallenges(cs []*customer) {
 	if sl.s.Arrival != ArrivalBurst || sl.r.Tokens == nil {
 		return
 	}
+	sl.solved = sl.c.now() // the first token's age
 	for _, c := range cs {
 		if c.bot || c.arrival < 0 {
 			continue
@@ -252,7 +253,6 @@ func (sl *sale) solveChallenges(cs []*customer) {
 			c.tokens[i] = sl.r.Tokens.Token()
 		}
 	}
-	sl.solved = sl.c.now()
 }
 
 // solvedFresh is how long the tokens solved before a burst are used: Turnstile's last
