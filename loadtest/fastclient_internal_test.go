@@ -64,7 +64,7 @@ func TestUseTransport(t *testing.T) {
 	if c.fast == nil || c.http != nil {
 		t.Fatalf("http:// targets: fast %v, http %v; want fasthttp only", c.fast, c.http)
 	}
-	hc := c.fast[1].hc.(*fasthttp.HostClient)
+	hc := c.fast[1].hc
 	if c.fast[1].host != "localhost:2" || c.fast[1].prefix != "/base" || hc.Addr != "localhost:2" {
 		t.Fatalf("target 1: host %q prefix %q addr %q", c.fast[1].host, c.fast[1].prefix, hc.Addr)
 	}

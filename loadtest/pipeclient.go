@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"strconv"
 	"sync"
 	"time"
@@ -310,18 +311,13 @@ func (pc *pipeConn) read(gen *pipeGen) {
 // errServerClosed fails the requests written after an answer with Connection: close.
 var errServerClosed = errors.New("loadtest: the server closed the pipelined connection")
 
-// retryable reports whether r may be sent twice: a GET, a PUT, or one with an
-// Idempotency-Key (as fasthttp's HostClient decides in retryFast).
+// retryable reports whether r may be sent twice (resendable, as for the HostClient).
 func retryable(r *rgclient.RawRequest) bool {
-	if r.Method == http.MethodGet || r.Method == http.MethodPut {
-		return true
-	}
+	keyed := false
 	for i := 0; i+1 < len(r.Header); i += 2 {
-		if r.Header[i] == "Idempotency-Key" {
-			return true
-		}
+		keyed = keyed || r.Header[i] == "Idempotency-Key"
 	}
-	return false
+	return resendable(r.Method, keyed)
 }
 
 // isTimeout reports whether err is a timeout (a connection's deadline passed).
@@ -446,7 +442,8 @@ func statusCode(line []byte) (int, bool) {
 	return n, true
 }
 
-// contentType returns the Content-Type value v, shared for the API's usual ones.
+// contentType returns the Content-Type value v of an answer, shared for the API's
+// usual ones (both transports).
 func contentType(v []byte) []string {
 	switch string(v) {
 	case "application/problem+json":
@@ -457,33 +454,15 @@ func contentType(v []byte) []string {
 	return []string{string(v)}
 }
 
-// readChunked reads a chunked body and its trailer, up to maxAnswer bytes.
+// readChunked reads a chunked body (net/http/httputil's reader) and its trailer, up
+// to maxAnswer bytes.
 func readChunked(br *bufio.Reader) ([]byte, error) {
-	var body []byte
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return nil, fmt.Errorf("loadtest: read a chunk: %w", err)
-		}
-		size, _, _ := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(";"))
-		n, err := strconv.ParseInt(string(bytes.TrimSpace(size)), 16, 64)
-		switch {
-		case err != nil || n < 0:
-			return nil, fmt.Errorf("loadtest: bad chunk size %q", bytes.TrimSpace(line))
-		case n > maxAnswer-int64(len(body)):
-			return nil, errTooLarge
-		}
-		if n == 0 {
-			break
-		}
-		start := len(body)
-		body = append(body, make([]byte, n)...)
-		if _, err := io.ReadFull(br, body[start:]); err != nil {
-			return nil, err
-		}
-		if line, err := br.ReadSlice('\n'); err != nil || len(bytes.TrimRight(line, "\r\n")) != 0 {
-			return nil, errors.New("loadtest: a chunk without its line end")
-		}
+	body, err := io.ReadAll(io.LimitReader(httputil.NewChunkedReader(br), maxAnswer+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("loadtest: read a chunked answer: %w", err)
+	case len(body) > maxAnswer:
+		return nil, errTooLarge
 	}
 	for { // the trailer
 		line, err := br.ReadSlice('\n')

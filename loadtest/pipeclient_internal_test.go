@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -254,7 +255,12 @@ func TestPipelineCloseWhileDialling(t *testing.T) {
 	go send()
 	<-dialling // the first request's dial has begun
 	go send()  // queued behind it, its wake-up pending
-	time.Sleep(5 * time.Millisecond)
+	for queued := 0; queued == 0; {
+		runtime.Gosched()
+		p.mu.Lock()
+		queued = len(p.conns[0].queue)
+		p.mu.Unlock()
+	}
 	p.close()
 	for range 2 {
 		if err := <-errs; !errors.Is(err, refused) && !errors.Is(err, errPipeClosed) {
