@@ -15,10 +15,12 @@ import (
 // returns a warning for each setting under which Redis could lose holds it has
 // acknowledged: no AOF (a crash loses everything since the last snapshot), or an AOF
 // not synced on every write (appendfsync everysec loses up to a second of holds when
-// the machine fails; no, more). It reads CONFIG GET, or INFO persistence where CONFIG
-// is disabled or renamed (which does not tell the fsync policy: that is a warning
-// too). The node prints the warnings at start. It fails only when a master cannot be
-// read at all.
+// the machine fails; no, more), or an AOF loaded with aof-load-truncated yes (Redis 7
+// cuts a torn AOF after the incomplete MULTI of a script's last transaction, so the
+// writes acknowledged after that restart are dropped at the next one). It reads CONFIG
+// GET, or INFO persistence where CONFIG is disabled or renamed (which tells neither
+// setting: that is a warning too). The node prints the warnings at start. It fails
+// only when a master cannot be read at all.
 func CheckDurability(ctx context.Context, client goredis.UniversalClient) (warnings []string, err error) {
 	var mu sync.Mutex
 	check := func(ctx context.Context, c *goredis.Client) error {
@@ -45,10 +47,15 @@ func CheckDurability(ctx context.Context, client goredis.UniversalClient) (warni
 // nodeDurability checks one server.
 func nodeDurability(ctx context.Context, c *goredis.Client) ([]string, error) {
 	addr := c.Options().Addr
-	aof, fsync := "", ""
+	aof, fsync, truncated := "", "", ""
 	cfg, err := c.ConfigGet(ctx, "append*").Result()
 	if err == nil {
 		aof, fsync = cfg["appendonly"], cfg["appendfsync"]
+		lt, lerr := c.ConfigGet(ctx, "aof-load-truncated").Result()
+		truncated = cmp.Or(lt["aof-load-truncated"], "unknown")
+		if lerr != nil {
+			truncated = "unknown (" + lerr.Error() + ")"
+		}
 	} else {
 		// CONFIG is often disabled or renamed on managed servers: INFO tells whether
 		// the AOF is on, not how often it is synced.
@@ -71,6 +78,10 @@ func nodeDurability(ctx context.Context, c *goredis.Client) ([]string, error) {
 	case fsync != "always":
 		return []string{fmt.Sprintf("redis %s: appendfsync is %s: a crash of the machine can lose holds and sales "+
 			"acknowledged in the last second or more; set appendfsync always", addr, fsync)}, nil
+	case truncated != "no":
+		return []string{fmt.Sprintf("redis %s: aof-load-truncated is %s: after a crash that tears the AOF, "+
+			"Redis 7 keeps the torn transaction's MULTI and the next restart drops every hold acknowledged since; "+
+			"set aof-load-truncated no and repair a torn AOF with redis-check-aof --fix", addr, truncated)}, nil
 	}
 	return nil, nil
 }

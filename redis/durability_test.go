@@ -14,7 +14,8 @@ func TestCheckDurability(t *testing.T) {
 		args []string
 		want string // a word the one warning must contain; "" for no warning
 	}{
-		{"OK_AppendfsyncAlways", []string{"--appendonly", "yes", "--appendfsync", "always"}, ""},
+		{"OK_AppendfsyncAlways", []string{"--appendonly", "yes", "--appendfsync", "always", "--aof-load-truncated", "no"}, ""},
+		{"WarnLoadTruncated", []string{"--appendonly", "yes", "--appendfsync", "always"}, "aof-load-truncated is yes"},
 		{"WarnNoAOF", []string{"--appendonly", "no"}, "appendonly is no"},
 		{"WarnEverysec", []string{"--appendonly", "yes", "--appendfsync", "everysec"}, "appendfsync is everysec"},
 		{"WarnFsyncNo", []string{"--appendonly", "yes", "--appendfsync", "no"}, "appendfsync is no"},

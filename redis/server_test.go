@@ -1,6 +1,7 @@
 package redis_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -81,11 +83,19 @@ func startServer(tb testing.TB, dir string, args ...string) *testServer {
 
 func (s *testServer) start() {
 	s.tb.Helper()
+	if err := s.tryStart(); err != nil {
+		s.tb.Fatal(err)
+	}
+}
+
+// tryStart starts the server and waits until it answers; it fails with the server's
+// log when the server exits first.
+func (s *testServer) tryStart() error {
 	args := append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
 		"--save", "", "--daemonize", "no", "--logfile", filepath.Join(s.Dir, "redis.log")}, s.args...)
 	s.cmd = exec.Command(redisServer(s.tb), args...)
 	if err := s.cmd.Start(); err != nil {
-		s.tb.Fatalf("start redis-server: %v", err)
+		return fmt.Errorf("start redis-server: %v", err)
 	}
 	s.done = make(chan struct{})
 	go func() { s.cmd.Wait(); close(s.done) }() // reaps the process; exits with it
@@ -97,19 +107,38 @@ func (s *testServer) start() {
 		err := c.Ping(ctx).Err()
 		cancel()
 		if err == nil {
-			return
+			return nil
 		}
 		select {
 		case <-s.done:
+			s.cmd = nil
 			log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
-			s.tb.Fatalf("redis-server exited at start: %s", log)
+			return fmt.Errorf("redis-server exited at start: %s", log)
 		default:
 		}
 		if time.Now().After(deadline) {
-			s.tb.Fatalf("redis-server on port %d does not answer: %v", s.Port, err)
+			return fmt.Errorf("redis-server on port %d does not answer: %v", s.Port, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// repairAOF runs redis-check-aof --fix on the stopped server's AOF, as
+// docs/distributed.md tells an operator to after a crash that tore it: the file is cut
+// before the torn transaction's MULTI. It reports whether anything was cut.
+func (s *testServer) repairAOF() bool {
+	s.tb.Helper()
+	bin, err := exec.LookPath("redis-check-aof")
+	if err != nil {
+		s.tb.Fatalf("redis-check-aof, which repairs a torn AOF: %v", err)
+	}
+	cmd := exec.Command(bin, "--fix", filepath.Join(s.Dir, "appendonlydir", "appendonly.aof.manifest"))
+	cmd.Stdin = strings.NewReader("y\n") // it asks before it cuts
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		s.tb.Fatalf("redis-check-aof --fix: %v\n%s", err, out)
+	}
+	return bytes.Contains(out, []byte("Successfully truncated"))
 }
 
 // kill sends SIGKILL to the server and waits for it to die.
