@@ -2,10 +2,18 @@ package httpapi
 
 import (
 	"net/http"
+	"strings"
 	"sync/atomic"
 
 	"github.com/valyala/fasthttp"
 )
+
+// EchoableRequestID reports whether the API lets the server echo id as the
+// X-Request-Id of its answer: 1 to 128 characters from [A-Za-z0-9._:+/=@-]. It is
+// the tests' reading of the contract, not the server's validRequestID.
+func EchoableRequestID(id string) bool {
+	return id != "" && len(id) <= maxRequestIDLen && strings.Trim(id, saneRequestIDChars) == ""
+}
 
 // ServeCtx answers ctx's request as a connection of t would, for the benchmarks of
 // the whole server in process.

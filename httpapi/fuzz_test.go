@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/httpapi"
 )
 
 // The HTTP fuzzers send arbitrary ids, bodies, queries and headers through the whole
@@ -183,6 +184,7 @@ func FuzzHeaders(f *testing.F) {
 	e.putSKU("h", `{"stock":5}`)
 	token := e.session("h")
 	f.Add("Bearer "+token, "id-1", "k", "1.2.3.4", "tok")
+	f.Add("Bearer "+token, "dGVzdA+/=@1", "k2", "", "tok") // base64 and @: echoed (docs/api.md)
 	f.Add("Bearer "+e.admin, "", "", "", "")
 	f.Add("bearer", strings.Repeat("i", 200), "\x01", "::1, x", "")
 	f.Add("Basic Zm9vOmJhcg==", "a b", strings.Repeat("k", 300), "", strings.Repeat("t", 3000))
@@ -199,7 +201,7 @@ func FuzzHeaders(f *testing.F) {
 		r.Header.Set("X-Forwarded-For", xff)
 		r.Header.Set("CF-Turnstile-Response", bot)
 		w := e.serve(t, r)
-		if got := w.Header().Get("X-Request-Id"); got == requestID && !revguard.ValidSKUID(requestID) {
+		if got := w.Header().Get("X-Request-Id"); got == requestID && !httpapi.EchoableRequestID(requestID) {
 			t.Fatalf("echoed an unsafe request id %q", requestID)
 		}
 	})
