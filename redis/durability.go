@@ -13,14 +13,16 @@ import (
 
 // CheckDurability reads the persistence settings of every master behind client and
 // returns a warning for each setting under which Redis could lose holds it has
-// acknowledged: no AOF (a crash loses everything since the last snapshot), or an AOF
-// not synced on every write (appendfsync everysec loses up to a second of holds when
-// the machine fails; no, more), or an AOF loaded with aof-load-truncated yes (Redis 7
-// cuts a torn AOF after the incomplete MULTI of a script's last transaction, so the
-// writes acknowledged after that restart are dropped at the next one). It reads CONFIG
-// GET, or INFO persistence where CONFIG is disabled or renamed (which tells neither
-// setting: that is a warning too). The node prints the warnings at start. It fails
-// only when a master cannot be read at all.
+// acknowledged, or corrupt them: no AOF (a crash loses everything since the last
+// snapshot); an AOF not synced on every write (appendfsync everysec loses up to a
+// second of holds when the machine fails; no, more); an AOF loaded with
+// aof-load-truncated yes (Redis 7.0 cuts a torn AOF after the last whole command of a
+// script's incomplete MULTI rather than before it, so the next restart drops the
+// plain writes made since and applies the torn script's first commands with the next
+// script: a reservation its SKU does not count). It reads CONFIG GET, or INFO
+// persistence where CONFIG is disabled or renamed (which tells neither the fsync
+// policy nor aof-load-truncated: that is a warning too). The node prints the warnings
+// at start. It fails only when a master cannot be read at all.
 func CheckDurability(ctx context.Context, client goredis.UniversalClient) (warnings []string, err error) {
 	var mu sync.Mutex
 	check := func(ctx context.Context, c *goredis.Client) error {
@@ -68,22 +70,26 @@ func nodeDurability(ctx context.Context, c *goredis.Client) ([]string, error) {
 			aof = "yes"
 		}
 	}
-	switch {
-	case aof != "yes":
+	if aof != "yes" {
 		return []string{fmt.Sprintf("redis %s: appendonly is %s: a crash of Redis loses every hold and sale "+
 			"acknowledged since its last snapshot; set appendonly yes and appendfsync always", addr, cmp.Or(aof, "unknown"))}, nil
-	case fsync == "":
-		return []string{fmt.Sprintf("redis %s: the AOF is on but CONFIG is disabled, so its appendfsync is unknown: "+
-			"unless it is always, a crash of the machine can lose acknowledged holds", addr)}, nil
-	case fsync != "always":
-		return []string{fmt.Sprintf("redis %s: appendfsync is %s: a crash of the machine can lose holds and sales "+
-			"acknowledged in the last second or more; set appendfsync always", addr, fsync)}, nil
-	case truncated != "no":
-		return []string{fmt.Sprintf("redis %s: aof-load-truncated is %s: after a crash that tears the AOF, "+
-			"Redis 7 keeps the torn transaction's MULTI and the next restart drops every hold acknowledged since; "+
-			"set aof-load-truncated no and repair a torn AOF with redis-check-aof --fix", addr, truncated)}, nil
 	}
-	return nil, nil
+	var warnings []string
+	switch {
+	case fsync == "":
+		return []string{fmt.Sprintf("redis %s: the AOF is on but CONFIG is disabled, so its appendfsync and "+
+			"aof-load-truncated are unknown: unless they are always and no, a crash can lose or corrupt acknowledged holds", addr)}, nil
+	case fsync != "always":
+		warnings = append(warnings, fmt.Sprintf("redis %s: appendfsync is %s: a crash of the machine can lose holds and sales "+
+			"acknowledged in the last second or more; set appendfsync always", addr, fsync))
+	}
+	if truncated != "no" {
+		warnings = append(warnings, fmt.Sprintf("redis %s: aof-load-truncated is %s: after a crash that tears the AOF "+
+			"inside a script's transaction, Redis 7.0 keeps the torn transaction's MULTI, and the next restart drops "+
+			"the plain writes made since or applies the torn script in part with the next one; unless your server has "+
+			"the fix (Valkey pull request 4342), set aof-load-truncated no and repair a torn AOF with redis-check-aof --fix", addr, truncated))
+	}
+	return warnings, nil
 }
 
 // infoField returns the value of name in an INFO reply.

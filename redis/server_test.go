@@ -3,6 +3,7 @@ package redis_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -88,17 +89,22 @@ func (s *testServer) start() {
 	}
 }
 
-// tryStart starts the server and waits until it answers; it fails with the server's
-// log when the server exits first.
+// errExitedAtStart is tryStart's error when the server exits before it answers.
+var errExitedAtStart = errors.New("redis-server exited at start")
+
+// tryStart starts the server and waits until it answers. It fails with
+// errExitedAtStart and the server's log when the server exits first; when the server
+// does not answer in time, it kills it and fails.
 func (s *testServer) tryStart() error {
 	args := append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
 		"--save", "", "--daemonize", "no", "--logfile", filepath.Join(s.Dir, "redis.log")}, s.args...)
-	s.cmd = exec.Command(redisServer(s.tb), args...)
-	if err := s.cmd.Start(); err != nil {
+	cmd := exec.Command(redisServer(s.tb), args...)
+	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %v", err)
 	}
-	s.done = make(chan struct{})
-	go func() { s.cmd.Wait(); close(s.done) }() // reaps the process; exits with it
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }() // reaps the process; exits with it
+	s.cmd, s.done = cmd, done
 	c := goredis.NewClient(&goredis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: time.Second})
 	defer c.Close()
 	deadline := time.Now().Add(20 * time.Second)
@@ -110,13 +116,14 @@ func (s *testServer) tryStart() error {
 			return nil
 		}
 		select {
-		case <-s.done:
+		case <-done:
 			s.cmd = nil
 			log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
-			return fmt.Errorf("redis-server exited at start: %s", log)
+			return fmt.Errorf("%w: %s", errExitedAtStart, log)
 		default:
 		}
 		if time.Now().After(deadline) {
+			s.kill()
 			return fmt.Errorf("redis-server on port %d does not answer: %v", s.Port, err)
 		}
 		time.Sleep(20 * time.Millisecond)

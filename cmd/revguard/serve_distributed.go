@@ -97,7 +97,7 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 	warnings, err := redis.CheckDurability(ctx, client)
 	if err != nil {
 		warnings = append(warnings, fmt.Sprintf("could not read Redis's persistence settings (%v): "+
-			"unless it runs with appendonly yes and appendfsync always, a crash of Redis can lose acknowledged holds", err))
+			"unless it runs with appendonly yes, appendfsync always and aof-load-truncated no, a crash of Redis can lose acknowledged holds", err))
 	}
 	for _, w := range warnings {
 		log.Warn("redis durability: " + w)
