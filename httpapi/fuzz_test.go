@@ -201,8 +201,11 @@ func FuzzHeaders(f *testing.F) {
 		r.Header.Set("X-Forwarded-For", xff)
 		r.Header.Set("CF-Turnstile-Response", bot)
 		w := e.serve(t, r)
-		if got := w.Header().Get("X-Request-Id"); got == requestID && !httpapi.EchoableRequestID(requestID) {
+		switch got, echoable := w.Header().Get("X-Request-Id"), httpapi.EchoableRequestID(requestID); {
+		case got == requestID && !echoable:
 			t.Fatalf("echoed an unsafe request id %q", requestID)
+		case got != requestID && echoable:
+			t.Fatalf("request id %q answered as %q, want it echoed", requestID, got)
 		}
 	})
 	e.checkInvariant("h")
