@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -49,22 +50,47 @@ func redisServer(tb testing.TB) string {
 	return p
 }
 
-// freePort returns a loopback port that was free a moment ago, below 55535 so that a
-// Cluster node's bus port (port+10000) exists too.
+// freePort returns a loopback port that was free a moment ago, whose Cluster bus port
+// (port+10000) is free too. Both lie below the kernel's range of ephemeral ports, so
+// that while a test restarts its server on the same port, no outgoing connection of
+// another test can take it; where that range cannot be read, the port is one the
+// kernel picks.
 func freePort(tb testing.TB) int {
 	tb.Helper()
+	lo := 32768 // Linux's default start of the ephemeral range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				lo = v
+			}
+		}
+	}
+	free := func(port int) bool {
+		for _, p := range []int{port, port + 10000} {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				return false
+			}
+			l.Close()
+		}
+		return true
+	}
 	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
+		port := 0
+		if lo-10000 > 10000 {
+			port = 10000 + rand.IntN(lo-20000) // port and bus port in [10000, lo)
+		} else {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				tb.Fatal(err)
+			}
+			port = l.Addr().(*net.TCPAddr).Port
+			l.Close()
+			if port >= 55535 {
+				continue
+			}
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if port >= 55535 {
-			continue
-		}
-		if bus, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000)); err == nil {
-			bus.Close()
+		if free(port) {
 			return port
 		}
 	}
