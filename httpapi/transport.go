@@ -454,7 +454,15 @@ func (t *HTTPServer) serveError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Response.ResetBody() // not Reset, which would forget the server's NoDefaultDate
 	ctx.Response.SkipBody = false
 	w := &syncWriter{ctx: ctx, header: http.Header{}}
-	id := t.api.writeProblemOutside(w, "", code, detail)
+	// A body announced too large comes after a header that was read whole: its
+	// request id is echoed as on any other answer (validRequestID, as the middleware
+	// reads it). fasthttp forgets the header of a chunked body that grew too large, and
+	// of a request it could not parse: those get an id of their own.
+	id := ""
+	if v := string(ctx.Request.Header.Peek("X-Request-Id")); validRequestID(v) {
+		id = v
+	}
+	id = t.api.writeProblemOutside(w, id, code, detail)
 	w.finish()
 	t.cfg.ErrorLog.LogAttrs(context.Background(), slog.LevelDebug, "httpapi: unreadable request",
 		slog.String("request_id", id), slog.String("code", string(code)), slog.Any("error", err))

@@ -67,17 +67,18 @@ func TestHTTPServer_Unreadable(t *testing.T) {
 		request string
 		status  int
 		code    revguard.Code
+		echo    string // the X-Request-Id the answer must echo; "" for any
 	}{
-		{"garbage", "HELLO THERE\r\n\r\n", 400, revguard.CodeInvalidRequest},
-		{"bad version", "GET /healthz HTTP/9\r\nHost: x\r\n\r\n", 400, revguard.CodeInvalidRequest},
-		{"HTTP/2.0", "GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 400, revguard.CodeInvalidRequest},
-		{"HTTP/1.2", "GET /healthz HTTP/1.2\r\nHost: x\r\n\r\n", 400, revguard.CodeInvalidRequest},
-		{"not a URL", "GET /v1/skus/%zz/availability HTTP/1.1\r\nHost: x\r\n\r\n", 400, revguard.CodeInvalidRequest},
-		{"header too large", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 20<<10) + "\r\n\r\n", 431, revguard.CodeHeaderTooLarge},
-		{"announced body too large", reserve("", "Content-Length: "+strconv.Itoa(len(big))+"\r\n"), 413, revguard.CodeBodyTooLarge},
-		{"chunked body too large", reserve(fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(big), big), "Transfer-Encoding: chunked\r\n"), 413, revguard.CodeBodyTooLarge},
-		{"broken chunks", reserve("zz\r\n{}\r\n0\r\n\r\n", "Transfer-Encoding: chunked\r\n"), 400, revguard.CodeInvalidRequest},
-		{"body shorter than announced", reserve(`{"quantity":1}`, "Content-Length: 40\r\n"), 400, revguard.CodeInvalidRequest},
+		{"garbage", "HELLO THERE\r\n\r\n", 400, revguard.CodeInvalidRequest, ""},
+		{"bad version", "GET /healthz HTTP/9\r\nHost: x\r\n\r\n", 400, revguard.CodeInvalidRequest, ""},
+		{"HTTP/2.0", "GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 400, revguard.CodeInvalidRequest, ""},
+		{"HTTP/1.2", "GET /healthz HTTP/1.2\r\nHost: x\r\n\r\n", 400, revguard.CodeInvalidRequest, ""},
+		{"not a URL", "GET /v1/skus/%zz/availability HTTP/1.1\r\nHost: x\r\n\r\n", 400, revguard.CodeInvalidRequest, ""},
+		{"header too large", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 20<<10) + "\r\n\r\n", 431, revguard.CodeHeaderTooLarge, ""},
+		{"announced body too large", reserve("", "X-Request-Id: mine-413\r\nContent-Length: "+strconv.Itoa(len(big))+"\r\n"), 413, revguard.CodeBodyTooLarge, "mine-413"},
+		{"chunked body too large", reserve(fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(big), big), "Transfer-Encoding: chunked\r\n"), 413, revguard.CodeBodyTooLarge, ""}, // fasthttp drops the header of a chunked body it refuses: a new id
+		{"broken chunks", reserve("zz\r\n{}\r\n0\r\n\r\n", "Transfer-Encoding: chunked\r\n"), 400, revguard.CodeInvalidRequest, ""},
+		{"body shorter than announced", reserve(`{"quantity":1}`, "Content-Length: 40\r\n"), 400, revguard.CodeInvalidRequest, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -86,6 +87,9 @@ func TestHTTPServer_Unreadable(t *testing.T) {
 				t.Fatal("the connection was closed without an answer")
 			}
 			r.wantProblem(t, c.status, c.code)
+			if id := r.Header.Get("X-Request-Id"); c.echo != "" && id != c.echo {
+				t.Fatalf("X-Request-Id %q, want the client's %q echoed", id, c.echo)
+			}
 		})
 	}
 	if s := e.checkInvariant("tx"); s.Available != 5 {
