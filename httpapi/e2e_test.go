@@ -234,6 +234,25 @@ func testAuthentication(t *testing.T, b backend) {
 		e := e.with(t)
 		tok := e.session("c-logout")
 		e.do(req{Method: "GET", Path: "/v1/me/reservations", Token: tok}).json(t, 200, &orderPage{})
+		// A malformed request logs nobody out.
+		for _, bad := range []struct {
+			rq     req
+			status int
+			code   revguard.Code
+		}{
+			{req{Body: "hello", Header: map[string]string{"Content-Type": "text/plain"}}, 415, revguard.CodeUnsupportedMediaType},
+			{req{Body: `{"x":1}`}, 400, revguard.CodeInvalidRequest},
+			{req{Body: `{"x":`}, 400, revguard.CodeInvalidRequest},
+			{req{Body: `{}{}`}, 400, revguard.CodeInvalidRequest},
+		} {
+			bad.rq.Method, bad.rq.Path, bad.rq.Token = "DELETE", "/v1/sessions/current", tok
+			e.do(bad.rq).wantProblem(t, bad.status, bad.code)
+			e.do(req{Method: "GET", Path: "/v1/me/reservations", Token: tok}).json(t, 200, &orderPage{})
+		}
+		if r := e.do(req{Method: "DELETE", Path: "/v1/sessions/current", Token: tok, Body: `{}`}); r.Status != 204 {
+			t.Fatalf("logout with an empty object: %d %s", r.Status, r.Body)
+		}
+		tok = e.session("c-logout")
 		r := e.do(req{Method: "DELETE", Path: "/v1/sessions/current", Token: tok})
 		if r.Status != 204 || len(r.Body) != 0 {
 			t.Fatalf("logout: %d %s", r.Status, r.Body)

@@ -54,6 +54,12 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// No body is needed, but one that is sent follows the API's rules (an empty JSON
+	// object at most), as release's does: a malformed request logs nobody out.
+	if err := withBody(r, decodeEmpty); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	if !s.allow(w, r, c, false) {
 		return
 	}
