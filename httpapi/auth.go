@@ -41,11 +41,16 @@ var (
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (caller, bool) {
 	vals := r.Header["Authorization"]
 	if len(vals) == 0 {
-		s.writeProblem(w, r, revguard.CodeUnauthenticated, "missing Authorization: Bearer <token>")
+		if !s.limitRefused(w, r, s.clientIP(r)) {
+			s.writeProblem(w, r, revguard.CodeUnauthenticated, "missing Authorization: Bearer <token>")
+		}
 		return caller{}, false
 	}
 	token, ok := bearerToken(vals)
 	if !ok {
+		if s.limitRefused(w, r, s.clientIP(r)) {
+			return caller{}, false
+		}
 		if len(vals) == 1 && !hasBearerScheme(vals[0]) {
 			w.Header()["Www-Authenticate"] = challengeBare
 		} else {
@@ -56,16 +61,19 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (caller, b
 	}
 	c, err := s.identify(r.Context(), token)
 	if err != nil {
-		s.writeIdentifyError(w, r, err)
+		s.writeIdentifyError(w, r, err, s.clientIP(r))
 		return caller{}, false
 	}
 	return c, true
 }
 
-// writeIdentifyError answers a failed identify: 401 for a token of no live session,
-// else the store's error.
-func (s *Server) writeIdentifyError(w http.ResponseWriter, r *http.Request, err error) {
+// writeIdentifyError answers a failed identify from the client address ip: 401 for a
+// token of no live session (or 429, limitRefused), else the store's error.
+func (s *Server) writeIdentifyError(w http.ResponseWriter, r *http.Request, err error, ip string) {
 	if revguard.ErrorCode(err) == revguard.CodeUnauthenticated {
+		if s.limitRefused(w, r, ip) {
+			return
+		}
 		w.Header()["Www-Authenticate"] = challengeInvalidToken
 		s.writeProblem(w, r, revguard.CodeUnauthenticated, "the token is unknown, expired or revoked")
 		return
@@ -78,7 +86,7 @@ func (s *Server) writeIdentifyError(w http.ResponseWriter, r *http.Request, err 
 // live session, or with the store's error.
 func (s *Server) identify(ctx context.Context, token string) (caller, error) {
 	h := revguard.HashSessionToken(token) // once, for the admin check and the session
-	if s.AdminToken != "" && subtle.ConstantTimeCompare(h[:], s.adminHash[:]) == 1 {
+	if s.adminHashed(h) {
 		return caller{admin: true, token: token}, nil
 	}
 	var sess revguard.Session
@@ -136,6 +144,9 @@ func (s *Server) requireAdmin(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	if !c.admin {
+		if s.limitRefused(w, r, s.clientIP(r)) {
+			return false
+		}
 		w.Header()["Www-Authenticate"] = challengeInsufficientScope
 		s.writeProblem(w, r, revguard.CodeForbidden, "this endpoint needs the admin token")
 		return false
@@ -160,4 +171,42 @@ func (s *Server) requireCustomer(w http.ResponseWriter, r *http.Request) (caller
 func (s *Server) refuseAdmin(w http.ResponseWriter, r *http.Request) {
 	w.Header()["Www-Authenticate"] = challengeInsufficientScope
 	s.writeProblem(w, r, revguard.CodeForbidden, "this endpoint needs a customer session token")
+}
+
+// limitRefused takes a token from the bucket of the client address ip for a request
+// refused before
+// the rate limits run: no token or a bad one, a customer on an admin endpoint, a path
+// or method the API does not serve. The IP limit bounds every request but the admin's
+// (API.md), so guessing tokens or probing paths from one address is bounded too. When
+// the bucket is empty it answers 429 instead and reports true; on reserve, whose
+// order of checks puts the session first, the request is counted and keeps its 401. A
+// limiter that fails changes nothing: the refusal is answered as it was.
+func (s *Server) limitRefused(w http.ResponseWriter, r *http.Request, ip string) bool {
+	if s.IPLimiter == nil {
+		return false
+	}
+	err := s.limitIP(r.Context(), w, ip)
+	if revguard.ErrorCode(err) != revguard.CodeRateLimited {
+		return false
+	}
+	if r.Pattern == reservePattern {
+		delete(w.Header(), "Retry-After")
+		return false
+	}
+	s.writeError(w, r, err)
+	return true
+}
+
+// isAdmin reports whether r carries the admin token, for an answer given before a
+// request is authenticated (no such endpoint), from whose rate limit the admin is
+// exempt as from every other.
+func (s *Server) isAdmin(r *http.Request) bool {
+	token, ok := bearerToken(r.Header["Authorization"])
+	return ok && s.adminHashed(revguard.HashSessionToken(token))
+}
+
+// adminHashed reports whether h is the hash of the admin token, in constant time
+// (neither its content nor its length leaks).
+func (s *Server) adminHashed(h [32]byte) bool {
+	return s.AdminToken != "" && subtle.ConstantTimeCompare(h[:], s.adminHash[:]) == 1
 }

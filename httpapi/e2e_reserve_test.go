@@ -376,7 +376,37 @@ func testRateLimits(t *testing.T, b backend) {
 		} {
 			e.do(rq).wantProblem(t, 429, revguard.CodeRateLimited)
 		}
+		// So do requests refused before the limits would run: no token or a bad one, a
+		// customer on an admin endpoint, a path or method the API does not serve.
+		// Reserve keeps its order of checks: the session first.
+		for _, rq := range []req{
+			{Method: "GET", Path: "/v1/orders", Token: "guess"},
+			{Method: "GET", Path: "/v1/orders", Token: carol},
+			{Method: "GET", Path: "/v1/me/reservations"},
+			{Method: "GET", Path: "/v1/me/reservations", Header: map[string]string{"Authorization": "Basic Zm9vOmJhcg=="}},
+			{Method: "GET", Path: "/v1/nope"},
+			{Method: "POST", Path: "/v1/orders", Body: `{}`},
+		} {
+			r := e.do(rq)
+			r.wantProblem(t, 429, revguard.CodeRateLimited)
+			if r.Header.Get("Retry-After") == "" || r.Header.Get("WWW-Authenticate") != "" {
+				t.Fatalf("%s %s: headers %v, want Retry-After and no challenge", rq.Method, rq.Path, r.Header)
+			}
+		}
+		r = e.reserve("guess", "rl", ``, nil)
+		r.wantProblem(t, 401, revguard.CodeUnauthenticated)
+		if r.Header.Get("Retry-After") != "" {
+			t.Fatalf("a 401 with Retry-After %q", r.Header.Get("Retry-After"))
+		}
+		// The admin is exempt everywhere; the health probes and the metrics are not
+		// counted (docs/api.md).
 		e.do(req{Method: "GET", Path: "/v1/skus/rl", Token: e.admin}).json(t, 200, &sku{})
+		e.do(req{Method: "GET", Path: "/v1/nope", Token: e.admin}).wantProblem(t, 404, revguard.CodeNotFound)
+		for _, path := range []string{"/healthz", "/metrics"} {
+			if r := e.do(req{Method: "GET", Path: path}); r.Status != 200 {
+				t.Fatalf("%s while the address is limited: %d", path, r.Status)
+			}
+		}
 		e.clock.Advance(time.Second)
 		e.do(req{Method: "GET", Path: "/v1/skus/rl/availability"}).json(t, 200, &struct {
 			SKU       string  `json:"sku"`
@@ -384,5 +414,20 @@ func testRateLimits(t *testing.T, b backend) {
 			SoldOut   bool    `json:"sold_out"`
 			OpensAt   *string `json:"opens_at"`
 		}{})
+	})
+	t.Run("IP_Refused", func(t *testing.T) {
+		// A refused request draws on its address's bucket before the limit is reached
+		// too: one guessed token spends the one request a second of this address.
+		for _, rq := range []req{
+			{Method: "GET", Path: "/v1/orders", Token: "guess"},
+			{Method: "GET", Path: "/v1/nope"},
+			{Method: "POST", Path: "/v1/skus/rl/reservations", Token: "guess"},
+		} {
+			e := mustOpenEnv(t, envOptions{backend: b, clock: true, ipRate: revguard.Rate{N: 1, Per: time.Second}})
+			if r := e.do(rq); r.Status != 401 && r.Status != 404 {
+				t.Fatalf("%s %s: %d", rq.Method, rq.Path, r.Status)
+			}
+			e.do(req{Method: "GET", Path: "/v1/skus/rl/availability"}).wantProblem(t, 429, revguard.CodeRateLimited)
+		}
 	})
 }

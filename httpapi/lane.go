@@ -98,21 +98,6 @@ func (t *HTTPServer) serveReserve(ctx *fasthttp.RequestCtx, w *syncWriter) (serv
 
 	// Answered here from now on: the session lookup is not made twice.
 	w.ctx = ctx
-	c, err := s.identify(rctx, token)
-	if err != nil || c.admin {
-		r := laneRequest(ctx, w, rctx, id)
-		if err != nil {
-			s.writeIdentifyError(w, r, err)
-		} else {
-			s.refuseAdmin(w, r)
-		}
-		s.metrics.observeRequest(reservePattern, w.status, time.Since(start))
-		return true
-	}
-	var turnstile string
-	if v := h.Peek("Cf-Turnstile-Response"); len(v) > 0 {
-		turnstile = string(v)
-	}
 	remote := ""
 	if lc, ok := ctx.Conn().(*lingerConn); ok {
 		remote = lc.addr
@@ -125,7 +110,23 @@ func (t *HTTPServer) serveReserve(ctx *fasthttp.RequestCtx, w *syncWriter) (serv
 			hops = append(hops, string(v))
 		}
 	}
-	out := s.reserveFor(rctx, w, c.customerID, sku, body, key, turnstile, s.clientIPOf(remote, hops))
+	ip := s.clientIPOf(remote, hops)
+	c, err := s.identify(rctx, token)
+	if err != nil || c.admin {
+		r := laneRequest(ctx, w, rctx, id)
+		if err != nil {
+			s.writeIdentifyError(w, r, err, ip)
+		} else {
+			s.refuseAdmin(w, r)
+		}
+		s.metrics.observeRequest(reservePattern, w.status, time.Since(start))
+		return true
+	}
+	var turnstile string
+	if v := h.Peek("Cf-Turnstile-Response"); len(v) > 0 {
+		turnstile = string(v)
+	}
+	out := s.reserveFor(rctx, w, c.customerID, sku, body, key, turnstile, ip)
 	if out.err != nil {
 		s.writeError(w, laneRequest(ctx, w, rctx, id), out.err)
 	} else {

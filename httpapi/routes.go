@@ -85,6 +85,9 @@ var probeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, ht
 // Allow header of RFC 9110 computed the way the mux does it: by asking which methods
 // match the path.
 func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
+	if !s.isAdmin(r) && s.limitRefused(w, r, s.clientIP(r)) {
+		return
+	}
 	var allow []string
 	for _, m := range probeMethods {
 		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}

@@ -283,7 +283,9 @@ func (d *Doc) Check(req *http.Request, reqBody []byte, status int, header http.H
 }
 
 // checkUnrouted validates the answer to a request no operation serves: a problem
-// document of the Problem schema, 404 not_found or 405 method_not_allowed with Allow.
+// document of the Problem schema, 404 not_found, 405 method_not_allowed with Allow, or
+// 429 rate_limited with Retry-After (the client address's limit counts such requests
+// too).
 func (d *Doc) checkUnrouted(status int, header http.Header, body []byte, fail func(string, error) error) error {
 	var want string
 	switch status {
@@ -293,6 +295,11 @@ func (d *Doc) checkUnrouted(status int, header http.Header, body []byte, fail fu
 		want = "method_not_allowed"
 		if header.Get("Allow") == "" {
 			return fail("answer", errors.New("a 405 without Allow"))
+		}
+	case http.StatusTooManyRequests:
+		want = "rate_limited"
+		if header.Get("Retry-After") == "" {
+			return fail("answer", errors.New("a 429 without Retry-After"))
 		}
 	default:
 		return fail("answer", fmt.Errorf("status %d to a request that no operation of the document serves", status))
