@@ -121,6 +121,7 @@ func TestDecodeSKU(t *testing.T) {
 		{"ErrZeroHold", `{"stock":1,"hold_seconds":0}`, revguard.SKUUpdate{}, revguard.CodeInvalidRequest, "hold_seconds must be between"},
 		{"ErrLongHold", `{"stock":1,"hold_seconds":86401}`, revguard.SKUUpdate{}, revguard.CodeInvalidRequest, "hold_seconds must be between"},
 		{"ErrBadTime", `{"stock":1,"opens_at":"tomorrow"}`, revguard.SKUUpdate{}, revguard.CodeInvalidRequest, "RFC 3339"},
+		{"ErrZeroTime", `{"stock":1,"opens_at":"0001-01-01T00:00:00Z"}`, revguard.SKUUpdate{}, revguard.CodeInvalidRequest, "out of range"},
 		{"ErrTimeNumber", `{"stock":1,"opens_at":17}`, revguard.SKUUpdate{}, revguard.CodeInvalidRequest, "opens_at must be a string"},
 		{"ErrUnknown", `{"stock":1,"price":3}`, revguard.SKUUpdate{}, revguard.CodeInvalidRequest, `unknown field "price"`},
 		{"ErrDuplicate", `{"stock":1,"stock":2}`, revguard.SKUUpdate{}, revguard.CodeInvalidRequest, "duplicate field"},
