@@ -197,9 +197,13 @@ func (s *Server) limitRefused(w http.ResponseWriter, r *http.Request, ip string)
 	return true
 }
 
-// isAdmin reports whether r carries the admin token, for an answer given before a
-// request is authenticated (no such endpoint), from whose rate limit the admin is
-// exempt as from every other.
+// limitUnserved is limitRefused for a request of a path or method the API does not
+// serve, which is answered before it is authenticated: the admin's is not counted.
+func (s *Server) limitUnserved(w http.ResponseWriter, r *http.Request) bool {
+	return !s.isAdmin(r) && s.limitRefused(w, r, s.clientIP(r))
+}
+
+// isAdmin reports whether r carries the admin token.
 func (s *Server) isAdmin(r *http.Request) bool {
 	token, ok := bearerToken(r.Header["Authorization"])
 	return ok && s.adminHashed(revguard.HashSessionToken(token))

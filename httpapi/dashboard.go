@@ -78,7 +78,9 @@ func (s *Server) serveDashboardFile(w http.ResponseWriter, r *http.Request, name
 		ok = err == nil
 	}
 	if !ok {
-		s.writeProblem(w, r, revguard.CodeNotFound, "no such file")
+		if !s.limitUnserved(w, r) {
+			s.writeProblem(w, r, revguard.CodeNotFound, "no such file")
+		}
 		return
 	}
 	h := w.Header()

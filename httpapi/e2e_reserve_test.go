@@ -385,6 +385,8 @@ func testRateLimits(t *testing.T, b backend) {
 			{Method: "GET", Path: "/v1/me/reservations"},
 			{Method: "GET", Path: "/v1/me/reservations", Header: map[string]string{"Authorization": "Basic Zm9vOmJhcg=="}},
 			{Method: "GET", Path: "/v1/nope"},
+			{Method: "GET", Path: "/v1/./orders"},
+			{Method: "GET", Path: "/dashboard/nope.js"},
 			{Method: "POST", Path: "/v1/orders", Body: `{}`},
 		} {
 			r := e.do(rq)
@@ -392,11 +394,22 @@ func testRateLimits(t *testing.T, b backend) {
 			if r.Header.Get("Retry-After") == "" || r.Header.Get("WWW-Authenticate") != "" {
 				t.Fatalf("%s %s: headers %v, want Retry-After and no challenge", rq.Method, rq.Path, r.Header)
 			}
+			if rq.Method == "POST" && r.Header.Get("Allow") != "GET, HEAD" {
+				t.Fatalf("the 429 in place of a 405: Allow %q, want the 405's", r.Header.Get("Allow"))
+			}
 		}
-		r = e.reserve("guess", "rl", ``, nil)
-		r.wantProblem(t, 401, revguard.CodeUnauthenticated)
-		if r.Header.Get("Retry-After") != "" {
-			t.Fatalf("a 401 with Retry-After %q", r.Header.Get("Retry-After"))
+		// Reserve checks the session first, on the lane (a bearer token) and on the
+		// general path (none, or another scheme) alike.
+		for _, rq := range []req{
+			reservePost("guess", "rl", ``, nil),
+			reservePost("", "rl", ``, nil),
+			reservePost("", "rl", ``, map[string]string{"Authorization": "Basic Zm9vOmJhcg=="}),
+		} {
+			r := e.do(rq)
+			r.wantProblem(t, 401, revguard.CodeUnauthenticated)
+			if r.Header.Get("Retry-After") != "" {
+				t.Fatalf("a 401 with Retry-After %q", r.Header.Get("Retry-After"))
+			}
 		}
 		// The admin is exempt everywhere; the health probes and the metrics are not
 		// counted (docs/api.md).
@@ -418,14 +431,20 @@ func testRateLimits(t *testing.T, b backend) {
 	t.Run("IP_Refused", func(t *testing.T) {
 		// A refused request draws on its address's bucket before the limit is reached
 		// too: one guessed token spends the one request a second of this address.
-		for _, rq := range []req{
-			{Method: "GET", Path: "/v1/orders", Token: "guess"},
-			{Method: "GET", Path: "/v1/nope"},
-			{Method: "POST", Path: "/v1/skus/rl/reservations", Token: "guess"},
+		for _, c := range []struct {
+			rq     func(e *env) req
+			status int
+		}{
+			{func(*env) req { return req{Method: "GET", Path: "/v1/orders", Token: "guess"} }, 401},
+			{func(e *env) req { return req{Method: "GET", Path: "/v1/orders", Token: e.session("dave")} }, 403},
+			{func(*env) req { return req{Method: "GET", Path: "/v1/nope"} }, 404},
+			{func(*env) req { return req{Method: "POST", Path: "/v1/orders", Body: `{}`} }, 405},
+			{func(*env) req { return reservePost("guess", "rl", ``, nil) }, 401},
 		} {
 			e := mustOpenEnv(t, envOptions{backend: b, clock: true, ipRate: revguard.Rate{N: 1, Per: time.Second}})
-			if r := e.do(rq); r.Status != 401 && r.Status != 404 {
-				t.Fatalf("%s %s: %d", rq.Method, rq.Path, r.Status)
+			rq := c.rq(e)
+			if r := e.do(rq); r.Status != c.status {
+				t.Fatalf("%s %s: %d, want %d", rq.Method, rq.Path, r.Status, c.status)
 			}
 			e.do(req{Method: "GET", Path: "/v1/skus/rl/availability"}).wantProblem(t, 429, revguard.CodeRateLimited)
 		}

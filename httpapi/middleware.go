@@ -53,7 +53,9 @@ func (s *Server) serveWithID(w http.ResponseWriter, r *http.Request, id string) 
 		// The mux would redirect to the cleaned path in text/plain. An API client
 		// does not send dot segments or empty segments (a SKU id "." cannot be
 		// addressed), so the answer is the not-found problem instead.
-		s.writeProblem(rw, r, revguard.CodeNotFound, "no such endpoint: the path has empty or dot segments")
+		if !s.limitUnserved(rw, r) {
+			s.writeProblem(rw, r, revguard.CodeNotFound, "no such endpoint: the path has empty or dot segments")
+		}
 		return
 	}
 	s.mux.ServeHTTP(rw, r)

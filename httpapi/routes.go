@@ -85,9 +85,6 @@ var probeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, ht
 // Allow header of RFC 9110 computed the way the mux does it: by asking which methods
 // match the path.
 func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
-	if !s.isAdmin(r) && s.limitRefused(w, r, s.clientIP(r)) {
-		return
-	}
 	var allow []string
 	for _, m := range probeMethods {
 		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
@@ -95,10 +92,15 @@ func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
 			allow = append(allow, m)
 		}
 	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", ")) // on a 429 in its place too
+	}
+	if s.limitUnserved(w, r) {
+		return
+	}
 	if len(allow) == 0 {
 		s.writeProblem(w, r, revguard.CodeNotFound, "no such endpoint")
 		return
 	}
-	w.Header().Set("Allow", strings.Join(allow, ", "))
 	s.writeProblem(w, r, revguard.CodeMethodNotAllowed, r.Method+" is not allowed here; allowed: "+strings.Join(allow, ", "))
 }

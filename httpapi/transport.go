@@ -454,10 +454,11 @@ func (t *HTTPServer) serveError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Response.ResetBody() // not Reset, which would forget the server's NoDefaultDate
 	ctx.Response.SkipBody = false
 	w := &syncWriter{ctx: ctx, header: http.Header{}}
-	// A body announced too large comes after a header that was read whole: its
-	// request id is echoed as on any other answer (validRequestID, as the middleware
-	// reads it). fasthttp forgets the header of a chunked body that grew too large, and
-	// of a request it could not parse: those get an id of their own.
+	// The request id of what fasthttp read of this request's header is echoed as on
+	// any other answer (validRequestID, as the middleware reads it): a body announced
+	// too large, or a target that is not a URL, comes after a header read whole.
+	// fasthttp forgets the header of a chunked body that grew too large, and a header
+	// it could not parse has none: those get an id of their own.
 	id := ""
 	if v := string(ctx.Request.Header.Peek("X-Request-Id")); validRequestID(v) {
 		id = v

@@ -73,7 +73,7 @@ func TestHTTPServer_Unreadable(t *testing.T) {
 		{"bad version", "GET /healthz HTTP/9\r\nHost: x\r\n\r\n", 400, revguard.CodeInvalidRequest, ""},
 		{"HTTP/2.0", "GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 400, revguard.CodeInvalidRequest, ""},
 		{"HTTP/1.2", "GET /healthz HTTP/1.2\r\nHost: x\r\n\r\n", 400, revguard.CodeInvalidRequest, ""},
-		{"not a URL", "GET /v1/skus/%zz/availability HTTP/1.1\r\nHost: x\r\n\r\n", 400, revguard.CodeInvalidRequest, ""},
+		{"not a URL", "GET /v1/skus/%zz/availability HTTP/1.1\r\nHost: x\r\nX-Request-Id: mine-400\r\n\r\n", 400, revguard.CodeInvalidRequest, "mine-400"},
 		{"header too large", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 20<<10) + "\r\n\r\n", 431, revguard.CodeHeaderTooLarge, ""},
 		{"announced body too large", reserve("", "X-Request-Id: mine-413\r\nContent-Length: "+strconv.Itoa(len(big))+"\r\n"), 413, revguard.CodeBodyTooLarge, "mine-413"},
 		{"chunked body too large", reserve(fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(big), big), "Transfer-Encoding: chunked\r\n"), 413, revguard.CodeBodyTooLarge, ""}, // fasthttp drops the header of a chunked body it refuses: a new id
