@@ -342,17 +342,22 @@ func (s *Sessions) load(ctx context.Context, h [32]byte, gen uint64) (revguard.S
 
 // DeleteSession revokes token on every node: it deletes the key and publishes the hash
 // in one script (and, on a Cluster, publishes it again where the subscriptions are),
-// then evicts it here. Revoking an unknown token is not an error. It
-// fails with CodeUnavailable when Redis cannot be reached; the caller should retry, as
-// other nodes may serve the session from their cache for up to MaxAge.
+// evicts it here, and returns once no node can serve it any more (API.md: refused from
+// then on, on every node). Another node applies the revocation when the message
+// reaches its subscription, a few milliseconds later, and serves its cache only while
+// a ping sent after the message has been answered within sessTrustWindow; so when
+// another node heard the message, DeleteSession waits that window out before it
+// returns. Revoking an unknown token is not an error. It fails with CodeUnavailable
+// when Redis cannot be reached; the caller should retry, as other nodes may serve the
+// session from their cache until they distrust it.
 func (s *Sessions) DeleteSession(ctx context.Context, token string) error {
 	h := revguard.HashSessionToken(token)
-	ctx, cancel := context.WithTimeout(ctx, s.timeout())
+	rctx, cancel := context.WithTimeout(ctx, s.timeout())
 	defer cancel()
 	msg := sessHashString(h)
-	err := sessRevokeScript.Run(ctx, s.client, []string{s.key(h)}, s.channel(), msg).Err()
+	heard, err := sessRevokeScript.Run(rctx, s.client, []string{s.key(h)}, s.channel(), msg).Int64()
 	if cc, ok := s.client.(*goredis.ClusterClient); ok && err == nil {
-		err = sessAnnounceInCluster(ctx, cc, s.channel(), msg)
+		heard, err = sessAnnounceInCluster(rctx, cc, s.channel(), msg)
 	}
 	// Evict even after a failure: the script may have run.
 	s.evict(h)
@@ -360,30 +365,41 @@ func (s *Sessions) DeleteSession(ctx context.Context, token string) error {
 		return sessStoreError("delete session", sessWhat, err)
 	}
 	s.refuse(h, s.Now())
+	// heard counts this node's own subscription too, while it is live.
+	if heard > 1 || heard == 1 && !s.trusted() {
+		t := time.NewTimer(sessTrustWindow)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return fmt.Errorf("redis: delete session: %w: %w",
+				revguard.Errorf(revguard.CodeUnavailable, "the revocation may not have reached every node yet"), context.Cause(ctx))
+		}
+	}
 	return nil
 }
 
 // sessRevokeScript deletes a session and announces it atomically: no node can read the
 // key as deleted without the message being on its way. PUBLISH has no key, so this
 // works in a Cluster too (the message is broadcast to every node of the cluster; see
-// sessAnnounceInCluster for the copy that keeps it in order with the pings).
+// sessAnnounceInCluster for the copy that keeps it in order with the pings). It
+// returns the number of subscriptions that received the message on this server.
 var sessRevokeScript = goredis.NewScript(`
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return 0
+return redis.call('PUBLISH', ARGV[1], ARGV[2])
 `)
 
 // sessAnnounceInCluster publishes msg again on the master that owns channel's slot,
 // where every node's subscription is connected (go-redis subscribes there). The
 // script's PUBLISH, on the session's master, reaches it over the cluster bus, and a
 // ping may overtake it there; this second copy is in order with the pings, which keeps
-// the trust window's proof. A node evicts twice, harmlessly.
-func sessAnnounceInCluster(ctx context.Context, cc *goredis.ClusterClient, channel, msg string) error {
+// the trust window's proof. A node evicts twice, harmlessly. It returns the number of subscriptions there that received it.
+func sessAnnounceInCluster(ctx context.Context, cc *goredis.ClusterClient, channel, msg string) (int64, error) {
 	m, err := cc.MasterForKey(ctx, channel)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return m.Publish(ctx, channel, msg).Err()
+	return m.Publish(ctx, channel, msg).Result()
 }
 
 // fill caches sess unless h was revoked (or the cache cleared) since gen was read.
