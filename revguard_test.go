@@ -26,6 +26,10 @@ func TestValidSKUID(t *testing.T) {
 		{"é", false},
 		{"nul\x00", false},
 		{"percent%20", false},
+		{".", false},
+		{"..", false},
+		{"...", true},
+		{".a", true},
 	}
 	for _, tt := range tests {
 		if got := revguard.ValidSKUID(tt.id); got != tt.want {

@@ -92,9 +92,10 @@ type Availability struct {
 	OpensAt   time.Time // zero: open at once
 }
 
-// ValidSKUID reports whether id is 1 to 128 characters from [A-Za-z0-9._:-].
+// ValidSKUID reports whether id is 1 to 128 characters from [A-Za-z0-9._:-], other than
+// "." and ".." (dot segments, which a client's URL handling removes from a path).
 func ValidSKUID(id string) bool {
-	if len(id) == 0 || len(id) > MaxSKUIDLen {
+	if len(id) == 0 || len(id) > MaxSKUIDLen || id == "." || id == ".." {
 		return false
 	}
 	for i := 0; i < len(id); i++ {

@@ -263,6 +263,7 @@ func testOrders(t *testing.T, b backend) {
 			t.Fatalf("alice confirmed: %v", ids(got))
 		}
 		e.do(req{Method: "GET", Path: "/v1/me/reservations?customer_id=alice", Token: bob}).wantProblem(t, 400, revguard.CodeInvalidRequest)
+		e.do(req{Method: "GET", Path: "/v1/me/reservations?sku=..", Token: bob}).wantProblem(t, 400, revguard.CodeInvalidSKU)
 	})
 	t.Run("ErrInvalidQuery", func(t *testing.T) {
 		e := e.with(t)
@@ -270,7 +271,7 @@ func testOrders(t *testing.T, b backend) {
 			"customer_id=", "customer_id=%01", "cursor=garbage", "cursor=" + strings.Repeat("A", 300), "page=2", "sku=a%zz"} {
 			e.do(req{Method: "GET", Path: "/v1/orders?" + q, Token: e.admin}).wantProblem(t, 400, revguard.CodeInvalidRequest)
 		}
-		for _, q := range []string{"sku=bad!", "sku="} {
+		for _, q := range []string{"sku=bad!", "sku=", "sku=.", "sku=.."} {
 			e.do(req{Method: "GET", Path: "/v1/orders?" + q, Token: e.admin}).wantProblem(t, 400, revguard.CodeInvalidSKU)
 		}
 		// A cursor of another query is refused too.

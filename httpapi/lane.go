@@ -188,7 +188,7 @@ func reserveTarget(uri []byte) (string, bool) {
 		return "", false
 	}
 	sku := string(uri[len(prefix) : len(uri)-len(suffix)])
-	if !revguard.ValidSKUID(sku) || sku == "." || sku == ".." {
+	if !revguard.ValidSKUID(sku) {
 		return "", false
 	}
 	return sku, true

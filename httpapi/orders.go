@@ -69,7 +69,7 @@ func parseOrderFilter(rawQuery string, withCustomer bool) (revguard.OrderFilter,
 		switch name {
 		case "sku":
 			if !revguard.ValidSKUID(v) {
-				return f, revguard.Errorf(revguard.CodeInvalidSKU, "sku must be 1 to 128 characters from [A-Za-z0-9._:-]")
+				return f, revguard.Errorf(revguard.CodeInvalidSKU, "sku must be 1 to 128 characters from [A-Za-z0-9._:-], other than . and ..")
 			}
 			f.SKU = v
 		case "customer_id":
