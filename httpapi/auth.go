@@ -41,44 +41,47 @@ var (
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (caller, bool) {
 	vals := r.Header["Authorization"]
 	if len(vals) == 0 {
-		if !s.limitRefused(w, r, s.clientIP(r)) {
-			s.writeProblem(w, r, revguard.CodeUnauthenticated, "missing Authorization: Bearer <token>")
-		}
+		s.refuseUnauthenticated(w, r, "", nil, "missing Authorization: Bearer <token>")
 		return caller{}, false
 	}
 	token, ok := bearerToken(vals)
 	if !ok {
-		if s.limitRefused(w, r, s.clientIP(r)) {
-			return caller{}, false
-		}
+		challenge := challengeInvalidToken
 		if len(vals) == 1 && !hasBearerScheme(vals[0]) {
-			w.Header()["Www-Authenticate"] = challengeBare
-		} else {
-			w.Header()["Www-Authenticate"] = challengeInvalidToken
+			challenge = challengeBare
 		}
-		s.writeProblem(w, r, revguard.CodeUnauthenticated, "the Authorization header must be Bearer <token>")
+		s.refuseUnauthenticated(w, r, "", challenge, "the Authorization header must be Bearer <token>")
 		return caller{}, false
 	}
 	c, err := s.identify(r.Context(), token)
 	if err != nil {
-		s.writeIdentifyError(w, r, err, s.clientIP(r))
+		s.writeIdentifyError(w, r, err, "")
 		return caller{}, false
 	}
 	return c, true
 }
 
-// writeIdentifyError answers a failed identify from the client address ip: 401 for a
-// token of no live session (or 429, limitRefused), else the store's error.
+// writeIdentifyError answers a failed identify from the client address ip ("" for
+// r's): 401 for a token of no live session, else the store's error.
 func (s *Server) writeIdentifyError(w http.ResponseWriter, r *http.Request, err error, ip string) {
 	if revguard.ErrorCode(err) == revguard.CodeUnauthenticated {
-		if s.limitRefused(w, r, ip) {
-			return
-		}
-		w.Header()["Www-Authenticate"] = challengeInvalidToken
-		s.writeProblem(w, r, revguard.CodeUnauthenticated, "the token is unknown, expired or revoked")
+		s.refuseUnauthenticated(w, r, ip, challengeInvalidToken, "the token is unknown, expired or revoked")
 		return
 	}
 	s.writeError(w, r, err)
+}
+
+// refuseUnauthenticated answers 401 with detail and the WWW-Authenticate challenge
+// (nil: writeProblem's bare one), or 429 when the client address ip ("" for r's) is
+// over its limit (limitRefused).
+func (s *Server) refuseUnauthenticated(w http.ResponseWriter, r *http.Request, ip string, challenge []string, detail string) {
+	if s.limitRefused(w, r, ip) {
+		return
+	}
+	if challenge != nil {
+		w.Header()["Www-Authenticate"] = challenge
+	}
+	s.writeProblem(w, r, revguard.CodeUnauthenticated, detail)
 }
 
 // identify returns the caller of a well-formed bearer token: the admin, or the
@@ -144,7 +147,7 @@ func (s *Server) requireAdmin(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	if !c.admin {
-		if s.limitRefused(w, r, s.clientIP(r)) {
+		if s.limitRefused(w, r, "") {
 			return false
 		}
 		w.Header()["Www-Authenticate"] = challengeInsufficientScope
@@ -173,24 +176,27 @@ func (s *Server) refuseAdmin(w http.ResponseWriter, r *http.Request) {
 	s.writeProblem(w, r, revguard.CodeForbidden, "this endpoint needs a customer session token")
 }
 
-// limitRefused takes a token from the bucket of the client address ip for a request
-// refused before
-// the rate limits run: no token or a bad one, a customer on an admin endpoint, a path
-// or method the API does not serve. The IP limit bounds every request but the admin's
-// (API.md), so guessing tokens or probing paths from one address is bounded too. When
-// the bucket is empty it answers 429 instead and reports true; on reserve, whose
-// order of checks puts the session first, the request is counted and keeps its 401. A
-// limiter that fails changes nothing: the refusal is answered as it was.
+// limitRefused takes a token from the bucket of the client address ip ("" for r's) for
+// a request refused before the rate limits run: no token or a bad one, a customer on an
+// admin endpoint, a path or method the API does not serve. The IP limit bounds every
+// request but the admin's (API.md), so guessing tokens or probing paths from one
+// address is bounded too. When the bucket is empty it answers 429 instead and reports
+// true; on reserve, whose order of checks puts the session first, the request is only
+// counted and keeps its 401. A limiter that fails changes nothing: the refusal is
+// answered as it was.
 func (s *Server) limitRefused(w http.ResponseWriter, r *http.Request, ip string) bool {
 	if s.IPLimiter == nil {
 		return false
 	}
-	err := s.limitIP(r.Context(), w, ip)
-	if revguard.ErrorCode(err) != revguard.CodeRateLimited {
-		return false
+	if ip == "" {
+		ip = s.clientIP(r)
 	}
 	if r.Pattern == reservePattern {
-		delete(w.Header(), "Retry-After")
+		_, _, _ = s.IPLimiter.Allow(r.Context(), ip) // counted; the answer stays the 401
+		return false
+	}
+	err := s.limitIP(r.Context(), w, ip)
+	if revguard.ErrorCode(err) != revguard.CodeRateLimited {
 		return false
 	}
 	s.writeError(w, r, err)
@@ -200,7 +206,7 @@ func (s *Server) limitRefused(w http.ResponseWriter, r *http.Request, ip string)
 // limitUnserved is limitRefused for a request of a path or method the API does not
 // serve, which is answered before it is authenticated: the admin's is not counted.
 func (s *Server) limitUnserved(w http.ResponseWriter, r *http.Request) bool {
-	return !s.isAdmin(r) && s.limitRefused(w, r, s.clientIP(r))
+	return s.IPLimiter != nil && !s.isAdmin(r) && s.limitRefused(w, r, "")
 }
 
 // isAdmin reports whether r carries the admin token.
