@@ -184,11 +184,4 @@ func (s *testServer) kill() {
 	s.cmd = nil
 }
 
-// restart starts the server again on the same port and directory.
-func (s *testServer) restart() {
-	s.tb.Helper()
-	s.kill()
-	s.start()
-}
-
 func (s *testServer) stop() { s.kill() }

@@ -393,7 +393,8 @@ return redis.call('PUBLISH', ARGV[1], ARGV[2])
 // where every node's subscription is connected (go-redis subscribes there). The
 // script's PUBLISH, on the session's master, reaches it over the cluster bus, and a
 // ping may overtake it there; this second copy is in order with the pings, which keeps
-// the trust window's proof. A node evicts twice, harmlessly. It returns the number of subscriptions there that received it.
+// the trust window's proof. A node evicts twice, harmlessly. It returns the number of
+// subscriptions there that received it.
 func sessAnnounceInCluster(ctx context.Context, cc *goredis.ClusterClient, channel, msg string) (int64, error) {
 	m, err := cc.MasterForKey(ctx, channel)
 	if err != nil {
