@@ -6,8 +6,8 @@ import "context"
 // fails closed.
 type BotChecker interface {
 	// Verify checks the single-use token. It returns nil for a human, fails with
-	// CodeBotCheckFailed when the token is missing, invalid, expired or already used (or
-	// on any other doubt), and with CodeBotCheckUnavailable when the verifier could not be
-	// reached.
+	// CodeBotCheckFailed when the token is missing, invalid, expired or already used (a
+	// verdict on the token), and with CodeBotCheckUnavailable when no verdict was had: the
+	// verifier could not be reached, or its answer could not be used.
 	Verify(ctx context.Context, token, remoteIP string) error
 }

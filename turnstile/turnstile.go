@@ -4,19 +4,21 @@
 // [BotChecker] implements [revguard.BotChecker]. It fails closed: a token is accepted only
 // when the verifier answered, in time and in the documented shape, that it is valid (and,
 // when configured, that it was solved on the expected hostname for the expected action).
-// Everything else is a refusal:
+// Everything else is a refusal, and only a verdict on the token blames the customer:
 //
-//   - the verifier said no (invalid, expired or already spent token), or its answer is
-//     odd in any way (not JSON, no success field, trailing data, too large, a redirect, an
-//     unexpected status): [revguard.CodeBotCheckFailed];
+//   - the verifier said no (invalid, expired or already spent token, or solved on another
+//     hostname or for another action): [revguard.CodeBotCheckFailed] (403);
 //   - the verifier could not be reached (connection refused, deadline, 5xx, internal-error
 //     twice): [revguard.CodeBotCheckUnavailable], after exactly one retry that reuses the
 //     idempotency key, so that Cloudflare treats the retry as the same request and a
 //     token it consumed on the lost first attempt still verifies;
-//   - Cloudflare rejects our secret (missing-input-secret, invalid-input-secret): this is
-//     a misconfiguration of this server, not the customer's fault, so it is logged at
-//     error level and answered with [revguard.CodeBotCheckUnavailable] (503): nobody gets
-//     in, and the status says the fault is ours.
+//   - the verifier answered, but not with a verdict on the token: an answer that is odd in
+//     any way (not JSON, no success field, trailing data, too large, a redirect, an
+//     unexpected status such as the 404 of a wrong --turnstile-url), or a refusal of our
+//     own request (missing-input-secret and invalid-input-secret, a misconfiguration
+//     logged at error level; bad-request). Not the customer's fault, so
+//     [revguard.CodeBotCheckUnavailable] (503) too: nobody gets in, and the status says
+//     the fault is ours instead of sending the customer to solve the challenge again.
 //
 // Tokens are single-use and valid for 300 seconds; an empty token or one longer than
 // 2048 bytes is refused without spending a call.
@@ -61,9 +63,9 @@ const (
 	OutcomeRejected        = "rejected"         // empty or oversized token, no call spent
 	OutcomeFailed          = "failed"           // the verifier refused the token
 	OutcomeMismatch        = "mismatch"         // valid token, wrong hostname or action
-	OutcomeInvalidResponse = "invalid_response" // an answer we could not trust
+	OutcomeInvalidResponse = "invalid_response" // an answer we could not trust (not a verdict)
 	OutcomeUnavailable     = "unavailable"      // no answer after the retry
-	OutcomeMisconfigured   = "misconfigured"    // the verifier rejected our secret
+	OutcomeMisconfigured   = "misconfigured"    // the verifier rejected our secret or our request
 )
 
 // BotChecker verifies Turnstile tokens with a siteverify endpoint. Set the exported
@@ -180,8 +182,9 @@ func (c *BotChecker) verify(ctx context.Context, token, remoteIP string) (string
 		return OutcomeUnavailable, revguard.Errorf(revguard.CodeBotCheckUnavailable, "bot check verifier unavailable")
 	}
 	if a.err != nil {
-		c.log(logUntrusted, slog.LevelWarn, "turnstile: untrusted siteverify answer", "idempotency_key", key, "err", a.err)
-		return OutcomeInvalidResponse, revguard.Errorf(revguard.CodeBotCheckFailed, "bot check failed")
+		c.log(logUntrusted, slog.LevelWarn, "turnstile: untrusted siteverify answer; bot checks fail with 503 until it answers as documented",
+			"idempotency_key", key, "err", a.err)
+		return OutcomeInvalidResponse, revguard.Errorf(revguard.CodeBotCheckUnavailable, "bot check verifier unavailable")
 	}
 	return c.judge(a.resp, key)
 }
@@ -195,8 +198,9 @@ func (c *BotChecker) judge(r *response, key string) (string, error) {
 			return OutcomeMisconfigured, revguard.Errorf(revguard.CodeBotCheckUnavailable, "bot check misconfigured")
 		}
 		if r.has(codeBadRequest) {
-			c.log(logBadRequest, slog.LevelWarn, "turnstile: the verifier called our request malformed",
+			c.log(logBadRequest, slog.LevelError, "turnstile: the verifier called our request malformed",
 				"error_codes", r.ErrorCodes, "idempotency_key", key)
+			return OutcomeMisconfigured, revguard.Errorf(revguard.CodeBotCheckUnavailable, "bot check verifier unavailable")
 		}
 		return OutcomeFailed, revguard.Errorf(revguard.CodeBotCheckFailed, "bot check failed: %s", r.reason())
 	}

@@ -312,7 +312,10 @@ func TestVerifyHostnameAction(t *testing.T) {
 }
 
 // TestVerifyOddAnswers serves hand-written answers: anything but a clean, documented
-// success is a refusal, and only an unreachable verifier is "unavailable".
+// success is a refusal. An answer that is no verdict on the token (odd, or a refusal of
+// our request) is "unavailable" like an unreachable verifier, never the customer's
+// "failed": with a wrong --turnstile-url every buyer would otherwise be told to solve the
+// challenge again, for ever.
 func TestVerifyOddAnswers(t *testing.T) {
 	const ok = `{"success":true,"error-codes":[],"challenge_ts":"2026-11-27T10:00:00.000Z","hostname":"localhost"}`
 	for _, tt := range []struct {
@@ -323,28 +326,31 @@ func TestVerifyOddAnswers(t *testing.T) {
 		want   revguard.Code
 		calls  int
 	}{
+		// A verdict on the token: the customer's to fix.
+		{"RefusedToken", 200, "application/json", `{"success":false,"error-codes":["invalid-input-response"]}`, revguard.CodeBotCheckFailed, 1},
+		{"RefusedNoCodes", 200, "application/json", `{"success":false,"error-codes":[]}`, revguard.CodeBotCheckFailed, 1},
 		{"OK", 200, "application/json", ok, "", 1},
 		{"OKUnknownFields", 200, "application/json",
 			`{"success":true,"error-codes":[],"metadata":{"interactive":false},"messages":[]}`, "", 1},
-		{"ErrHTML", 200, "text/html", `<html>Just a moment...</html>`, revguard.CodeBotCheckFailed, 1},
-		{"ErrEmpty", 200, "application/json", ``, revguard.CodeBotCheckFailed, 1},
-		{"ErrNoSuccess", 200, "application/json", `{"error-codes":[]}`, revguard.CodeBotCheckFailed, 1},
-		{"ErrSuccessNull", 200, "application/json", `{"success":null}`, revguard.CodeBotCheckFailed, 1},
-		{"ErrSuccessString", 200, "application/json", `{"success":"true"}`, revguard.CodeBotCheckFailed, 1},
-		{"ErrSuccessCase", 200, "application/json", `{"Success":true}`, revguard.CodeBotCheckFailed, 1},
-		{"ErrDuplicateKey", 200, "application/json", `{"success":false,"success":true}`, revguard.CodeBotCheckFailed, 1},
-		{"ErrTrailing", 200, "application/json", ok + `{}`, revguard.CodeBotCheckFailed, 1},
-		{"ErrArray", 200, "application/json", `[` + ok + `]`, revguard.CodeBotCheckFailed, 1},
-		{"ErrSuccessWithCodes", 200, "application/json", `{"success":true,"error-codes":["bad-request"]}`, revguard.CodeBotCheckFailed, 1},
-		{"ErrBadTimestamp", 200, "application/json", `{"success":true,"challenge_ts":"yesterday"}`, revguard.CodeBotCheckFailed, 1},
-		{"ErrCodesNotStrings", 200, "application/json", `{"success":false,"error-codes":[1]}`, revguard.CodeBotCheckFailed, 1},
+		{"ErrHTML", 200, "text/html", `<html>Just a moment...</html>`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrEmpty", 200, "application/json", ``, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrNoSuccess", 200, "application/json", `{"error-codes":[]}`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrSuccessNull", 200, "application/json", `{"success":null}`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrSuccessString", 200, "application/json", `{"success":"true"}`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrSuccessCase", 200, "application/json", `{"Success":true}`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrDuplicateKey", 200, "application/json", `{"success":false,"success":true}`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrTrailing", 200, "application/json", ok + `{}`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrArray", 200, "application/json", `[` + ok + `]`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrSuccessWithCodes", 200, "application/json", `{"success":true,"error-codes":["bad-request"]}`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrBadTimestamp", 200, "application/json", `{"success":true,"challenge_ts":"yesterday"}`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrCodesNotStrings", 200, "application/json", `{"success":false,"error-codes":[1]}`, revguard.CodeBotCheckUnavailable, 1},
 		{"ErrOversizedBody", 200, "application/json",
-			`{"success":true,"cdata":"` + strings.Repeat("x", 1<<20) + `"}`, revguard.CodeBotCheckFailed, 1},
-		{"ErrBadRequest400", 400, "application/json", `{"success":false,"error-codes":["bad-request"]}`, revguard.CodeBotCheckFailed, 1},
-		{"ErrSuccessWith400", 400, "application/json", ok, revguard.CodeBotCheckFailed, 1},
-		{"Err404", 404, "text/plain", `not found`, revguard.CodeBotCheckFailed, 1},
-		{"ErrNoContent", 204, "", ``, revguard.CodeBotCheckFailed, 1},
-		{"ErrRedirectNotFollowed", 307, "", ``, revguard.CodeBotCheckFailed, 1},
+			`{"success":true,"cdata":"` + strings.Repeat("x", 1<<20) + `"}`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrBadRequest400", 400, "application/json", `{"success":false,"error-codes":["bad-request"]}`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrSuccessWith400", 400, "application/json", ok, revguard.CodeBotCheckUnavailable, 1},
+		{"Err404", 404, "text/plain", `not found`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrNoContent", 204, "", ``, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrRedirectNotFollowed", 307, "", ``, revguard.CodeBotCheckUnavailable, 1},
 		{"ErrUnavailable503", 503, "text/html", `<html>down</html>`, revguard.CodeBotCheckUnavailable, 2},
 		{"ErrUnavailable429", 429, "", ``, revguard.CodeBotCheckUnavailable, 2},
 	} {
@@ -372,10 +378,24 @@ func TestVerifyOddAnswers(t *testing.T) {
 				w.Write([]byte(tt.body))
 			}))
 			t.Cleanup(srv.Close)
-			c, _, _ := MustNewChecker(t, srv.URL, "secret")
+			c, _, outcomes := MustNewChecker(t, srv.URL, "secret")
 			err := c.Verify(t.Context(), "token", "")
 			if got := revguard.ErrorCode(err); got != tt.want {
 				t.Fatalf("answer %d %.60q: Verify = %v, want code %q", tt.status, tt.body, err, tt.want)
+			}
+			wantOutcome := map[revguard.Code]string{
+				"":                               turnstile.OutcomeSuccess,
+				revguard.CodeBotCheckFailed:      turnstile.OutcomeFailed,
+				revguard.CodeBotCheckUnavailable: turnstile.OutcomeInvalidResponse,
+			}[tt.want]
+			switch {
+			case tt.status >= 500 || tt.status == 429:
+				wantOutcome = turnstile.OutcomeUnavailable
+			case tt.name == "ErrBadRequest400":
+				wantOutcome = turnstile.OutcomeMisconfigured
+			}
+			if got := *outcomes; len(got) != 1 || got[0] != wantOutcome {
+				t.Errorf("outcomes %q, want [%s]", got, wantOutcome)
 			}
 			mu.Lock()
 			defer mu.Unlock()

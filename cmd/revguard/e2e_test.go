@@ -20,6 +20,35 @@ import (
 // listener, with the bot check on against the fake verifier, in each mode.
 func TestServe_Smoke(t *testing.T) { eachMode(t, testServeSmoke) }
 
+// TestServe_WrongTurnstileURL runs the binary against a verifier URL that answers 404
+// (a typo in --turnstile-url): no reservation is made, and the buyer is told the check
+// is unavailable (503, Retry-After), not that their token failed, which would send them
+// to solve the challenge again for nothing.
+func TestServe_WrongTurnstileURL(t *testing.T) {
+	verifier := turnstiletest.New()
+	if err := verifier.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(verifier.Close)
+	srv := MustRunServer(t, t.TempDir(), nil,
+		"--turnstile-secret", verifier.Secret, "--turnstile-url", verifier.URL()+"-typo")
+	c := newClient(t, srv.URL, 1)
+	c.must(t, http.StatusCreated, nil, "PUT", "/v1/skus/typo", testAdminToken, map[string]any{"stock": 3})
+	token := c.mustSession(t, "c-typo")
+	body := map[string]any{"quantity": 1}
+	c.mustProblem(t, http.StatusServiceUnavailable, "bot_check_unavailable", "POST", "/v1/skus/typo/reservations", token,
+		body, "CF-Turnstile-Response", verifier.Token())
+	r := c.must(t, http.StatusServiceUnavailable, nil, "POST", "/v1/skus/typo/reservations", token,
+		body, "CF-Turnstile-Response", verifier.Token())
+	if got := r.Header.Get("Retry-After"); got == "" {
+		t.Error("503 without Retry-After")
+	}
+	if got := verifier.Calls(); got != 0 {
+		t.Errorf("the fake's siteverify path got %d calls through the wrong URL", got)
+	}
+	checkSKU(t, c, "typo", 3, 3, 0, 0)
+}
+
 func testServeSmoke(t *testing.T, m mode) {
 	verifier := turnstiletest.New()
 	if err := verifier.Start(); err != nil {
