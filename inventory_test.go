@@ -44,6 +44,11 @@ func TestCheckPut(t *testing.T) {
 		{"ErrStock", "s-1", revguard.SKUUpdate{Stock: -1, PerCustomerLimit: 1, HoldSeconds: 1}, revguard.CodeInvalidRequest},
 		{"ErrOpensBefore1970", "s-1", at(time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC)), revguard.CodeInvalidRequest},
 		{"ErrOpensAfter2262", "s-1", at(time.Date(2263, 1, 1, 0, 0, 0, 0, time.UTC)), revguard.CodeInvalidRequest},
+		// The edges of what Unix nanoseconds hold; 0 means no opening time.
+		{"ErrOpensAtEpoch", "s-1", at(time.Unix(0, 0)), revguard.CodeInvalidRequest},
+		{"OK_OpensAfterEpoch", "s-1", at(time.Unix(0, 1)), ""},
+		{"OK_OpensAtLast", "s-1", at(time.Date(2262, 4, 11, 23, 47, 16, 854775807, time.UTC)), ""},
+		{"ErrOpensAfterLast", "s-1", at(time.Date(2262, 4, 11, 23, 47, 16, 854775808, time.UTC)), revguard.CodeInvalidRequest},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := revguard.ErrorCode(revguard.CheckPut(tt.id, tt.u)); got != tt.want {

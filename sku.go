@@ -79,10 +79,14 @@ func CheckPut(id string, u SKUUpdate) error {
 		return err
 	}
 	if !u.OpensAt.IsZero() && (u.OpensAt.Before(time.Unix(0, 1)) || u.OpensAt.After(time.Unix(0, math.MaxInt64))) {
-		return Errorf(CodeInvalidRequest, "opens_at out of range")
+		return Errorf(CodeInvalidRequest, OpensAtRangeDetail)
 	}
 	return nil
 }
+
+// OpensAtRangeDetail is the detail of the CodeInvalidRequest refusal of an opens_at that
+// Unix nanoseconds cannot hold (0 means no opening time, so the epoch itself is out).
+const OpensAtRangeDetail = "opens_at out of range: it must lie after 1970-01-01T00:00:00Z and before 2262-04-11T23:47:17Z"
 
 // Availability is the public, cacheable view of a SKU. It may be up to one second stale.
 type Availability struct {

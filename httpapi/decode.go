@@ -204,7 +204,7 @@ func decodeSKU(body []byte) (revguard.SKUUpdate, error) {
 				return u, revguard.Errorf(revguard.CodeInvalidRequest, "opens_at must be an RFC 3339 time such as 2026-11-27T10:00:00Z")
 			}
 			if t.IsZero() { // year 1, which the update would read as no opening time
-				return u, revguard.Errorf(revguard.CodeInvalidRequest, "opens_at out of range")
+				return u, revguard.Errorf(revguard.CodeInvalidRequest, revguard.OpensAtRangeDetail)
 			}
 			u.OpensAt = t.UTC()
 		}

@@ -23,7 +23,7 @@ func (inv *Inventory) PutSKU(ctx context.Context, id string, u revguard.SKUUpdat
 		return revguard.SKU{}, false, err
 	}
 	if !representable(u.OpensAt) {
-		return revguard.SKU{}, false, revguard.Errorf(revguard.CodeInvalidRequest, "opens_at out of range")
+		return revguard.SKU{}, false, revguard.Errorf(revguard.CodeInvalidRequest, revguard.OpensAtRangeDetail)
 	}
 	s := inv.lookup(id)
 	if s == nil {
