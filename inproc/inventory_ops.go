@@ -210,7 +210,7 @@ func (inv *Inventory) confirmLocked(s *sku, r *reservation, req revguard.Confirm
 		return revguard.Reservation{}, revguard.Errorf(code, "the reservation was released")
 	case code == revguard.CodeHoldExpired:
 		return revguard.Reservation{}, revguard.Errorf(code, "the hold expired at %s",
-			unixTime(r.expiresAt).Format(time.RFC3339))
+			unixTime(r.expiresAt).Format(time.RFC3339Nano))
 	case code != "":
 		return revguard.Reservation{}, revguard.Errorf(code, "reservation in an unknown state")
 	case r.state == stConfirmed:
@@ -279,7 +279,7 @@ func (inv *Inventory) releaseLocked(s *sku, r *reservation) (revguard.Reservatio
 		return revguard.Reservation{}, revguard.Errorf(code, "the reservation is confirmed")
 	case code == revguard.CodeHoldExpired:
 		return revguard.Reservation{}, revguard.Errorf(code, "the hold expired at %s",
-			unixTime(r.expiresAt).Format(time.RFC3339))
+			unixTime(r.expiresAt).Format(time.RFC3339Nano))
 	case code != "":
 		return revguard.Reservation{}, revguard.Errorf(code, "reservation in an unknown state")
 	case r.state == stReleased:

@@ -180,7 +180,7 @@ func (inv *Inventory) reserveLocked(s *sku, r *reservation, idText string, req r
 	}
 	if opens := s.opensAt.Load(); now < opens {
 		return revguard.Errorf(revguard.CodeSaleNotOpen, "the sale of %s opens at %s",
-			s.id, unixTime(opens).Format(time.RFC3339))
+			s.id, unixTime(opens).Format(time.RFC3339Nano))
 	}
 	if s.available() < req.Quantity {
 		return inv.errSoldOut

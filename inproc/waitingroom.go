@@ -335,7 +335,7 @@ func (w *WaitingRoom) Join(ctx context.Context, sku, customerID string) (revguar
 		if pre := time.Duration(r.settings.PreQueueSeconds) * time.Second; !opens.IsZero() && now.Before(opens.Add(-pre)) {
 			r.mu.Unlock()
 			return revguard.Place{}, false, revguard.Errorf(revguard.CodeSaleNotOpen,
-				"the waiting room opens at %s", opens.Add(-pre).UTC().Format(time.RFC3339))
+				"the waiting room opens at %s", opens.Add(-pre).UTC().Format(time.RFC3339Nano))
 		}
 		if r.soldOut {
 			r.mu.Unlock()

@@ -103,7 +103,7 @@ func replyErr(r []string) error {
 	}
 	at := func(i int) string {
 		t, _ := parseTime(arg(i))
-		return t.Format(time.RFC3339)
+		return t.Format(time.RFC3339Nano)
 	}
 	switch code {
 	case revguard.CodeSKUNotFound:

@@ -289,7 +289,7 @@ func (w *WaitingRoom) Join(ctx context.Context, sku, customerID string) (revguar
 			continue
 		case "sale_not_open":
 			t, _ := parseTime(r[1])
-			return revguard.Place{}, false, revguard.Errorf(revguard.CodeSaleNotOpen, "the waiting room opens at %s", t.Format(time.RFC3339))
+			return revguard.Place{}, false, revguard.Errorf(revguard.CodeSaleNotOpen, "the waiting room opens at %s", t.Format(time.RFC3339Nano))
 		case "sold_out":
 			return revguard.Place{}, false, revguard.Errorf(revguard.CodeSoldOut, "sold out: the waiting room is closed")
 		default:

@@ -2,6 +2,7 @@ package revguardtest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,6 +179,15 @@ func (f *invFixture) wantCode(what string, err error, want revguard.Code) {
 	f.t.Helper()
 	if got := revguard.ErrorCode(err); got != want {
 		f.t.Fatalf("%s: error %v (code %q), want code %q", what, err, got, want)
+	}
+}
+
+// wantTimeInDetail fails unless err's detail names at to the nanosecond it holds (RFC
+// 3339 with the fraction, as the API shows times), not cut to the second.
+func (f *invFixture) wantTimeInDetail(what string, err error, at time.Time) {
+	f.t.Helper()
+	if want := at.UTC().Format(time.RFC3339Nano); !strings.Contains(err.Error(), want) {
+		f.t.Errorf("%s: error %q does not name %s", what, err, want)
 	}
 }
 

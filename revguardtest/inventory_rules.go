@@ -28,14 +28,16 @@ func testReserveSKUNotFound(f *invFixture) {
 }
 
 func testReserveSaleNotOpen(f *invFixture) {
-	opens := f.clock.Now().Add(time.Hour)
+	const until = time.Hour + 250*time.Millisecond // a fraction of a second, named in the refusal
+	opens := f.clock.Now().Add(until)
 	if _, _, err := f.inv.PutSKU(f.ctx, "sku-1", revguard.SKUUpdate{Stock: 3, PerCustomerLimit: 1, HoldSeconds: 60, OpensAt: opens}); err != nil {
 		f.t.Fatal(err)
 	}
 	req := revguard.ReserveRequest{SKU: "sku-1", CustomerID: "c1", Quantity: 1}
 	_, _, err := f.inv.Reserve(f.ctx, req)
 	f.wantCode("Reserve before opens_at", err, revguard.CodeSaleNotOpen)
-	f.clock.Advance(time.Hour - time.Nanosecond)
+	f.wantTimeInDetail("Reserve before opens_at", err, opens)
+	f.clock.Advance(until - time.Nanosecond)
 	_, _, err = f.inv.Reserve(f.ctx, req)
 	f.wantCode("Reserve 1ns before opens_at", err, revguard.CodeSaleNotOpen)
 	f.counts("sku-1", 3, 3, 0, 0)
@@ -281,10 +283,12 @@ func testConfirmReleased(f *invFixture) {
 
 func testConfirmExpired(f *invFixture) {
 	f.put("sku-1", 10, 2, 60)
+	f.clock.Advance(500 * time.Millisecond) // a deadline with a fraction of a second
 	r := f.reserve("sku-1", "c1", 2)
 	f.clock.Advance(61 * time.Second)
 	_, err := f.inv.Confirm(f.ctx, revguard.ConfirmRequest{ID: r.ID, CustomerID: "c1"})
 	f.wantCode("Confirm after the deadline", err, revguard.CodeHoldExpired)
+	f.wantTimeInDetail("Confirm after the deadline", err, r.ExpiresAt)
 	if got := f.find(r.ID); got.Status != revguard.StatusExpired {
 		f.t.Fatalf("status %s after the deadline, want expired", got.Status)
 	}

@@ -74,12 +74,14 @@ func testJoinNoRoom(f *roomFixture) {
 }
 
 func testJoinTooEarly(f *roomFixture) {
-	f.opensIn("s", 5, 2*time.Hour, 10) // the pre-queue opens in an hour
+	const early = time.Hour + 250*time.Millisecond // a fraction of a second, named in the refusal
+	f.opensIn("s", 5, time.Hour+early, 10)         // the pre-queue opens in an hour and a quarter second
 	_, _, err := f.room.Join(f.ctx, "s", "a")
 	f.wantCode("Join before the pre-queue opens", err, revguard.CodeSaleNotOpen)
+	f.wantTimeInDetail("Join before the pre-queue opens", err, f.clock.Now().Add(early))
 	_, err = f.room.FindPlace(f.ctx, "s", "a")
 	f.wantCode("FindPlace after a refused join", err, revguard.CodePlaceNotFound)
-	f.clock.Advance(time.Hour)
+	f.clock.Advance(early)
 	f.status("s", f.join("s", "a").CustomerID, revguard.PlacePreQueue)
 }
 
