@@ -245,6 +245,31 @@ func testWaitingRoomDraw(t *testing.T, b backend) {
 	}
 }
 
+func TestWaitingRoomCustomerLimit(t *testing.T) { eachBackend(t, testWaitingRoomCustomerLimit) }
+
+// testWaitingRoomCustomerLimit: the customer's rate limit counts reserve, confirm and
+// release (API.md), not the room: with 2 a minute, reserve (409 admission_required),
+// join, join again, poll, then reserve once admitted is within the limit.
+func testWaitingRoomCustomerLimit(t *testing.T, b backend) {
+	e := mustOpenEnv(t, envOptions{backend: b, botCheck: true, clock: true, customerRate: revguard.Rate{N: 2, Per: time.Minute}})
+	if e.room == nil {
+		t.Skipf("the %s backend has no waiting room", b)
+	}
+	e.putSKU("shoe", `{"stock":5}`)
+	e.putRoom("shoe", `{"admit_per_second":1}`).json(t, 201, &waitingRoom{})
+	alice := e.session("alice")
+	e.reserve(alice, "shoe", ``, e.tokenHeader()).wantProblem(t, 409, revguard.CodeAdmissionRequired)
+	e.join(alice, "shoe", e.tokenHeader()).json(t, 201, &place{})
+	e.join(alice, "shoe", nil).json(t, 200, &place{})
+	e.advance("shoe")
+	if p := e.getPlace(alice, "shoe"); p.Status != "admitted" {
+		t.Fatalf("place %+v, want admitted", p)
+	}
+	e.mustReserve(alice, "shoe", ``, e.tokenHeader())
+	// The limit is still there for what it counts.
+	e.reserve(alice, "shoe", ``, e.tokenHeader()).wantProblem(t, 429, revguard.CodeRateLimited)
+}
+
 func TestWaitingRoomEvents(t *testing.T) { eachBackend(t, testWaitingRoomEvents) }
 
 func testWaitingRoomEvents(t *testing.T, b backend) {

@@ -106,8 +106,12 @@ func (s *Server) handleDeleteRoom(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleJoin gives the customer a place in a SKU's waiting room (201), or answers the
-// place it has (200) at no bot check. Order of checks: session, request shape, rate
-// limits, the room and an existing place, the bot check, then the room.
+// place it has (200) at no bot check. Order of checks: session, request shape, the IP
+// limit, the room and an existing place, the bot check, then the room. The customer's
+// limit is not taken: it counts reserve, confirm and release (API.md), and the flow
+// reserve, 409 admission_required, join, reserve must not spend a third of it on the
+// join. A customer's joins are bounded by the IP limit and, until one succeeds, by the
+// bot check; once joined, a join is a read.
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	c, ok := s.requireCustomer(w, r)
@@ -127,7 +131,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if !s.allow(w, r, c, true) {
+	if !s.allow(w, r, c, false) {
 		return
 	}
 	wr, ok := s.room(w, r)
