@@ -226,6 +226,9 @@ func TestWebhooksAPI(t *testing.T) {
 			r.Header.Get("Location") != "/v1/webhooks/"+created.ID {
 			t.Fatalf("created %+v, Location %q", created, r.Header.Get("Location"))
 		}
+		if got := r.Header.Get("Cache-Control"); got != "no-store" {
+			t.Errorf("the answer that shows the secret: Cache-Control %q, want no-store", got)
+		}
 		// It starts at the newest change: the SKU's creation is not delivered.
 		for deadline := time.Now().Add(10 * time.Second); created.Cursor < 1; {
 			e.do(req{Method: "DELETE", Path: "/v1/webhooks/" + created.ID, Token: e.admin})

@@ -171,6 +171,7 @@ func (s *Server) handleCreateWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	s.webhooksChanged()
 	w.Header().Set("Location", "/v1/webhooks/"+wh.ID)
+	w.Header()["Cache-Control"] = noStore // it carries the signing secret, as a session its token
 	writeJSONValue(w, http.StatusCreated, toWebhookJSON(&wh, true))
 }
 
