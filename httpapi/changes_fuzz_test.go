@@ -54,6 +54,41 @@ func FuzzDecodeWebhook(f *testing.F) {
 	})
 }
 
+// TestParseEventsQueryTypes: types is a comma-separated list of change types; empty, or
+// absent, is every type (as a webhook's empty types); an unknown or empty member is 400.
+func TestParseEventsQueryTypes(t *testing.T) {
+	for _, tt := range []struct {
+		query string
+		want  []revguard.ChangeType // nil: every type
+		err   bool
+	}{
+		{"", nil, false},
+		{"types=", nil, false},
+		{"types=sku.sold_out", []revguard.ChangeType{"sku.sold_out"}, false},
+		{"types=sku.sold_out,reservation.held", []revguard.ChangeType{"sku.sold_out", "reservation.held"}, false},
+		{"types=sku.sold_out,", nil, true},
+		{"types=,", nil, true},
+		{"types=sku.deleted", nil, true},
+	} {
+		q, err := parseEventsQuery(tt.query, "")
+		if (err != nil) != tt.err {
+			t.Errorf("parseEventsQuery(%q): %v, want error %v", tt.query, err, tt.err)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		if (q.types == nil) != (tt.want == nil) || len(q.types) != len(tt.want) {
+			t.Errorf("parseEventsQuery(%q) types %v, want %v", tt.query, q.types, tt.want)
+		}
+		for _, ty := range tt.want {
+			if !q.types[ty] {
+				t.Errorf("parseEventsQuery(%q) types %v, want %v", tt.query, q.types, tt.want)
+			}
+		}
+	}
+}
+
 // FuzzParseEventsQuery checks the query and Last-Event-ID of the event stream: no
 // panic, refusals are invalid_request, and an accepted position is what was sent.
 func FuzzParseEventsQuery(f *testing.F) {

@@ -41,6 +41,9 @@ func parseEventsQuery(rawQuery, lastID string) (eventsQuery, error) {
 		v := vs[0]
 		switch name {
 		case "types":
+			if v == "" {
+				break // every type, as for a webhook's empty types
+			}
 			q.types = make(map[revguard.ChangeType]bool)
 			for _, t := range strings.Split(v, ",") {
 				if !revguard.ChangeType(t).Valid() {
