@@ -79,6 +79,20 @@ type ChangeSKU struct {
 	OpensAt          *time.Time `json:"opens_at,omitempty"`
 }
 
+// changeBodyPut is the document of a change that a SKU's PUT made (sku.created,
+// sku.updated, sku.restocked): the SKU carries all its settings, opens_at null when it
+// has none (an absent time is null, as everywhere in the API). Its fields shadow
+// ChangeBody's and ChangeSKU's, which leave the settings out of the other changes.
+type changeBodyPut struct {
+	ChangeBody
+	SKU changeSKUPut `json:"sku"`
+}
+
+type changeSKUPut struct {
+	ChangeSKU
+	OpensAt *time.Time `json:"opens_at"`
+}
+
 // ChangeReservation is the part of a reservation that its change set or names.
 type ChangeReservation struct {
 	ID         string     `json:"id"`
@@ -265,14 +279,17 @@ func (c *Changes) Apply(dst []Change, ev *Event) []Change {
 		if t != ChangeSKUSoldOut {
 			body.Reservation = res
 		}
+		var doc any = body
 		if ev.Type == EventSKUPut {
 			body.SKU.PerCustomerLimit, body.SKU.HoldSeconds = s.PerCustomerLimit, s.HoldSeconds
+			put := changeBodyPut{ChangeBody: body, SKU: changeSKUPut{ChangeSKU: body.SKU}}
 			if !s.OpensAt.IsZero() {
 				o := s.OpensAt.UTC()
-				body.SKU.OpensAt = &o
+				put.SKU.OpensAt = &o
 			}
+			doc = put
 		}
-		b, err := json.Marshal(body)
+		b, err := json.Marshal(doc)
 		if err != nil {
 			panic("revguard: marshal change: " + err.Error()) // plain types: cannot fail
 		}

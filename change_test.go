@@ -9,6 +9,41 @@ import (
 	"github.com/revenueguard/revguard"
 )
 
+// TestChanges_PutDocument: a SKU's PUT carries all its settings, opens_at null when the
+// SKU has none; the other changes carry only the counts.
+func TestChanges_PutDocument(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	opens := t0.Add(90 * time.Minute)
+	c := revguard.NewChanges(revguard.ChangeState{})
+	events := []revguard.Event{
+		{Type: revguard.EventSKUPut, SKU: "s", Time: t0, Stock: 2, PerCustomerLimit: 1, HoldSeconds: 600},
+		{Type: revguard.EventSKUPut, SKU: "s", Time: t0, Stock: 2, PerCustomerLimit: 1, HoldSeconds: 600, OpensAt: opens},
+		{Type: revguard.EventReserved, SKU: "s", Time: t0, ReservationID: "a", CustomerID: "c", Quantity: 1, ExpiresAt: t0.Add(time.Hour)},
+	}
+	var out []revguard.Change
+	for i := range events {
+		events[i].Seq = uint64(i + 1)
+		out = c.Apply(out, &events[i])
+	}
+	if len(out) != 3 {
+		t.Fatalf("%d changes, want 3", len(out))
+	}
+	want := []string{
+		`{"id":"evt_1","seq":1,"type":"sku.created","created_at":"2026-11-27T10:00:00Z","sku":{"id":"s","stock":2,"available":2,"held":0,"sold":0,"per_customer_limit":1,"hold_seconds":600,"opens_at":null}}`,
+		`{"id":"evt_2","seq":2,"type":"sku.updated","created_at":"2026-11-27T10:00:00Z","sku":{"id":"s","stock":2,"available":2,"held":0,"sold":0,"per_customer_limit":1,"hold_seconds":600,"opens_at":"2026-11-27T11:30:00Z"}}`,
+		`{"id":"evt_3","seq":3,"type":"reservation.held","created_at":"2026-11-27T10:00:00Z","sku":{"id":"s","stock":2,"available":1,"held":1,"sold":0},"reservation":{"id":"a","customer_id":"c","quantity":1,"expires_at":"2026-11-27T11:00:00Z"}}`,
+	}
+	for i, ch := range out {
+		if string(ch.Body) != want[i] {
+			t.Errorf("change %d:\n got %s\nwant %s", i, ch.Body, want[i])
+		}
+		var b revguard.ChangeBody // what a Go consumer decodes into
+		if err := json.Unmarshal(ch.Body, &b); err != nil || (i == 1) != (b.SKU.OpensAt != nil) {
+			t.Errorf("change %d decoded: %+v, %v", i, b.SKU, err)
+		}
+	}
+}
+
 // TestChanges_Apply turns sequences of journal events into changes: the types, the
 // derived sold_out and restocked, and the counts each change carries.
 func TestChanges_Apply(t *testing.T) {
