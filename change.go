@@ -280,7 +280,7 @@ func (c *Changes) Apply(dst []Change, ev *Event) []Change {
 			body.Reservation = res
 		}
 		var doc any = body
-		if ev.Type == EventSKUPut {
+		if ev.Type == EventSKUPut && t != ChangeSKUSoldOut { // a sold-out carries only the counts, whatever made it
 			body.SKU.PerCustomerLimit, body.SKU.HoldSeconds = s.PerCustomerLimit, s.HoldSeconds
 			put := changeBodyPut{ChangeBody: body, SKU: changeSKUPut{ChangeSKU: body.SKU}}
 			if !s.OpensAt.IsZero() {

@@ -19,26 +19,29 @@ func TestChanges_PutDocument(t *testing.T) {
 		{Type: revguard.EventSKUPut, SKU: "s", Time: t0, Stock: 2, PerCustomerLimit: 1, HoldSeconds: 600},
 		{Type: revguard.EventSKUPut, SKU: "s", Time: t0, Stock: 2, PerCustomerLimit: 1, HoldSeconds: 600, OpensAt: opens},
 		{Type: revguard.EventReserved, SKU: "s", Time: t0, ReservationID: "a", CustomerID: "c", Quantity: 1, ExpiresAt: t0.Add(time.Hour)},
+		{Type: revguard.EventSKUPut, SKU: "s", Time: t0, Stock: 1, PerCustomerLimit: 1, HoldSeconds: 600}, // lowered to sold out
 	}
 	var out []revguard.Change
 	for i := range events {
 		events[i].Seq = uint64(i + 1)
 		out = c.Apply(out, &events[i])
 	}
-	if len(out) != 3 {
-		t.Fatalf("%d changes, want 3", len(out))
+	if len(out) != 5 {
+		t.Fatalf("%d changes, want 5", len(out))
 	}
 	want := []string{
 		`{"id":"evt_1","seq":1,"type":"sku.created","created_at":"2026-11-27T10:00:00Z","sku":{"id":"s","stock":2,"available":2,"held":0,"sold":0,"per_customer_limit":1,"hold_seconds":600,"opens_at":null}}`,
 		`{"id":"evt_2","seq":2,"type":"sku.updated","created_at":"2026-11-27T10:00:00Z","sku":{"id":"s","stock":2,"available":2,"held":0,"sold":0,"per_customer_limit":1,"hold_seconds":600,"opens_at":"2026-11-27T11:30:00Z"}}`,
 		`{"id":"evt_3","seq":3,"type":"reservation.held","created_at":"2026-11-27T10:00:00Z","sku":{"id":"s","stock":2,"available":1,"held":1,"sold":0},"reservation":{"id":"a","customer_id":"c","quantity":1,"expires_at":"2026-11-27T11:00:00Z"}}`,
+		`{"id":"evt_4","seq":4,"type":"sku.updated","created_at":"2026-11-27T10:00:00Z","sku":{"id":"s","stock":1,"available":0,"held":1,"sold":0,"per_customer_limit":1,"hold_seconds":600,"opens_at":null}}`,
+		`{"id":"evt_5","seq":5,"type":"sku.sold_out","created_at":"2026-11-27T10:00:00Z","sku":{"id":"s","stock":1,"available":0,"held":1,"sold":0}}`,
 	}
 	for i, ch := range out {
 		if string(ch.Body) != want[i] {
 			t.Errorf("change %d:\n got %s\nwant %s", i, ch.Body, want[i])
 		}
 		var b revguard.ChangeBody // what a Go consumer decodes into
-		if err := json.Unmarshal(ch.Body, &b); err != nil || (i == 1) != (b.SKU.OpensAt != nil) {
+		if err := json.Unmarshal(ch.Body, &b); err != nil || (i == 1) != (b.SKU.OpensAt != nil) || (b.SKU.HoldSeconds != 0) != (i != 2 && i != 4) {
 			t.Errorf("change %d decoded: %+v, %v", i, b.SKU, err)
 		}
 	}

@@ -54,7 +54,7 @@ func (s *Server) confirmArchived(ctx context.Context, req revguard.ConfirmReques
 	switch {
 	case retake:
 		return revguard.Reservation{}, revguard.Errorf(revguard.CodeHoldExpired,
-			"the hold expired at %s and is too old to revive", res.ExpiresAt.UTC().Format(time.RFC3339))
+			"the hold expired at %s and is too old to revive", res.ExpiresAt.UTC().Format(time.RFC3339Nano))
 	case code != "":
 		return revguard.Reservation{}, archivedRefusal(code, res)
 	}
@@ -78,7 +78,7 @@ func (s *Server) releaseArchived(ctx context.Context, id, customerID string) (re
 func archivedRefusal(code revguard.Code, res revguard.Reservation) error {
 	switch code {
 	case revguard.CodeHoldExpired:
-		return revguard.Errorf(code, "the hold expired at %s", res.ExpiresAt.UTC().Format(time.RFC3339))
+		return revguard.Errorf(code, "the hold expired at %s", res.ExpiresAt.UTC().Format(time.RFC3339Nano))
 	case revguard.CodeHoldReleased:
 		return revguard.Errorf(code, "the reservation was released")
 	case revguard.CodeAlreadyConfirmed:

@@ -201,7 +201,7 @@ func (s *Server) reserve(ctx context.Context, req *revguard.ReserveRequest, toke
 	}
 	if !av.OpensAt.IsZero() && s.Now().Before(av.OpensAt) {
 		return reserveOutcome{err: revguard.Errorf(revguard.CodeSaleNotOpen,
-			"the sale opens at %s", av.OpensAt.UTC().Format(time.RFC3339))}
+			"the sale opens at %s", av.OpensAt.UTC().Format(time.RFC3339Nano))}
 	}
 	if av.Available < req.Quantity {
 		return reserveOutcome{err: soldOut(av.Available, req.Quantity)}

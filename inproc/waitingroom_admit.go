@@ -40,7 +40,7 @@ func claimError(p *place, now time.Time) error {
 	case p.claimed:
 		why = "a reservation with your admission is under way"
 	case !now.Before(p.until):
-		why = "your admission lapsed at " + p.until.UTC().Format(time.RFC3339)
+		why = "your admission lapsed at " + p.until.UTC().Format(time.RFC3339Nano)
 	default:
 		return nil
 	}

@@ -395,7 +395,7 @@ func (w *WaitingRoom) Claim(ctx context.Context, sku, customerID string) (bool, 
 			why = "a reservation with your admission is under way"
 		case "lapsed":
 			t, _ := parseTime(r[len(r)-1])
-			why = "your admission lapsed at " + t.Format(time.RFC3339)
+			why = "your admission lapsed at " + t.Format(time.RFC3339Nano)
 		}
 	}
 	return false, revguard.Errorf(revguard.CodeAdmissionRequired, "%s", why)
