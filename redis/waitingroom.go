@@ -13,9 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/revenueguard/revguard"
-
 	goredis "github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/revenueguard/revguard"
 )
 
 // DefaultRoomTick is how often a WaitingRoom advances the namespace's rooms.
@@ -26,6 +27,9 @@ const DefaultRoomTick = 100 * time.Millisecond
 // room costs its reservations no round trip. A room put on another node is enforced
 // here within this time; one put on this node, at once.
 const roomSetMaxAge = 100 * time.Millisecond
+
+// roomSetReadTimeout bounds a read of the room set that callers wait for.
+const roomSetReadTimeout = 2 * time.Second
 
 // claimGrace is how long past its window a claimed admission stays claimed (room_lib's
 // CLAIM_GRACE): a claim that a node never settled (it died) then lapses.
@@ -57,8 +61,8 @@ type WaitingRoom struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	known      atomic.Pointer[roomSet] // the SKUs with a room, as last read
-	refreshing atomic.Bool
+	known atomic.Pointer[roomSet] // the SKUs with a room, as last read
+	reads singleflight.Group      // one read of the set at a time, which every caller needing it waits for
 }
 
 // roomSet is a node's copy of the namespace's set of SKUs with a room.
@@ -67,22 +71,24 @@ type roomSet struct {
 	at   time.Time
 }
 
-// hasRoom reports whether the SKU may have a room, from the node's copy of the set,
-// read again when older than roomSetMaxAge (by one caller; the others use the old
-// copy meanwhile).
+// hasRoom reports whether the SKU may have a room, from the node's copy of the set.
+// A copy older than roomSetMaxAge is never used: the callers that find it so wait for
+// one read of the set together. (Letting all but one use the old copy meanwhile let
+// a burst of reservations through a room put since, on a node whose copy nothing had
+// refreshed: the timer keeps the copy fresh, and this covers a node without one.)
 func (w *WaitingRoom) hasRoom(ctx context.Context, sku string) (bool, error) {
 	set := w.known.Load()
 	if set == nil || time.Since(set.at) > roomSetMaxAge {
-		if set == nil || w.refreshing.CompareAndSwap(false, true) {
-			fresh, err := w.readRoomSet(ctx)
-			if set != nil {
-				w.refreshing.Store(false)
-			}
-			if err != nil {
-				return false, err
-			}
-			set = fresh
+		// Not the first caller's context: its hang-up must not fail the others.
+		v, err, _ := w.reads.Do("rooms", func() (any, error) {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), roomSetReadTimeout)
+			defer cancel()
+			return w.readRoomSet(rctx)
+		})
+		if err != nil {
+			return false, err
 		}
+		set = v.(*roomSet)
 	}
 	return set.skus[sku], nil
 }
@@ -119,8 +125,12 @@ func (w *WaitingRoom) readRoomSet(ctx context.Context) (*roomSet, error) {
 	for _, sku := range skus {
 		set.skus[sku] = true
 	}
-	w.known.Store(set)
-	return set, nil
+	for { // keep the newest read: the timer's and a caller's may finish in either order
+		old := w.known.Load()
+		if old != nil && old.at.After(at) || w.known.CompareAndSwap(old, set) {
+			return set, nil
+		}
+	}
 }
 
 // NewWaitingRoom returns the waiting rooms of inv's namespace and shards, on its client
@@ -174,14 +184,14 @@ func (w *WaitingRoom) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		skus, err := w.inv.client.SMembers(ctx, w.roomsKey()).Result()
+		set, err := w.readRoomSet(ctx) // also the node's copy, kept fresh for hasRoom
 		if err != nil {
 			if ctx.Err() == nil {
 				w.Logger.Warn("waiting room: list rooms", "err", err)
 			}
 			continue
 		}
-		for _, sku := range skus {
+		for sku := range set.skus {
 			err := w.Advance(ctx, sku)
 			if err != nil && ctx.Err() == nil && revguard.ErrorCode(err) != revguard.CodeWaitingRoomNotFound {
 				w.Logger.Warn("waiting room: advance failed", "sku", sku, "err", err)

@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,6 +89,62 @@ func TestWaitingRoom_TwoNodes(t *testing.T) {
 	}
 	if r, _ := b.FindRoom(ctx, "s"); r.Admitted != 10 {
 		t.Fatalf("a second later: %d admitted, want 10", r.Admitted)
+	}
+}
+
+// TestWaitingRoom_StaleCopyBurst: a node whose copy of the room set predates a room
+// put on another node, and that nothing refreshed since (no timer), gets a burst of
+// concurrent claims. None may pass as "no room": every claim waits for a fresh copy
+// and refuses the customer who was never admitted. (Letting all but one caller use the
+// old copy let a burst through the room.)
+func TestWaitingRoom_StaleCopyBurst(t *testing.T) {
+	c := MustDial(t, redisURL(t))
+	ctx := t.Context()
+	ns := newNamespace(t, c)
+	node := func() (*redis.Inventory, *redis.WaitingRoom) {
+		inv := MustOpenInventory(t, c, ns, func(inv *redis.Inventory) { inv.Shards = 4 })
+		w := redis.NewWaitingRoom(inv)
+		w.Tick = 0
+		if err := w.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.Close() })
+		return inv, w
+	}
+	invA, a := node()
+	_, b := node()
+	for round := range 5 {
+		sku := fmt.Sprint("s", round)
+		if _, _, err := invA.PutSKU(ctx, sku, revguard.SKUUpdate{Stock: 100, PerCustomerLimit: 1, HoldSeconds: 600}); err != nil {
+			t.Fatal(err)
+		}
+		// B reads the set before the room exists...
+		if ok, err := b.Claim(ctx, sku, "x"); ok || err != nil {
+			t.Fatalf("Claim on B before any room = %v, %v", ok, err)
+		}
+		if _, _, err := a.PutRoom(ctx, sku, revguard.RoomSettings{AdmitPerSecond: 1}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond) // ...and its copy is now too old to use
+		const n = 32
+		errs := make(chan error, n)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				ok, err := b.Claim(ctx, sku, fmt.Sprint("never-joined-", i))
+				if ok || revguard.ErrorCode(err) != revguard.CodeAdmissionRequired {
+					errs <- fmt.Errorf("claim %d: %v, %v; want admission_required", i, ok, err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("round %d: %v", round, err)
+		}
 	}
 }
 
