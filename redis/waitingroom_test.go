@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/redis"
 	"github.com/revenueguard/revguard/revguardtest"
@@ -27,6 +29,19 @@ func TestWaitingRoom(t *testing.T) {
 	})
 }
 
+// mustOpenRoomNode opens a node of namespace ns: its inventory (four shards, on the
+// clock now) and its room, without a timer (tests call Advance).
+func mustOpenRoomNode(t *testing.T, c goredis.UniversalClient, ns string, now func() time.Time) (*redis.Inventory, *redis.WaitingRoom) {
+	inv := MustOpenInventory(t, c, ns, func(inv *redis.Inventory) { inv.Now, inv.Shards = now, 4 })
+	w := redis.NewWaitingRoom(inv)
+	w.Tick = 0
+	if err := w.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return inv, w
+}
+
 // TestWaitingRoom_TwoNodes checks that a room put on one node is enforced on another
 // (within the refresh of its copy of the room set), and that the pace holds across
 // nodes: both advancing at once admit no more than one node would.
@@ -35,18 +50,8 @@ func TestWaitingRoom_TwoNodes(t *testing.T) {
 	ctx := t.Context()
 	ns := newNamespace(t, c)
 	clock := revguardtest.NewClock(time.Time{})
-	node := func() (*redis.Inventory, *redis.WaitingRoom) {
-		inv := MustOpenInventory(t, c, ns, func(inv *redis.Inventory) { inv.Now, inv.Shards = clock.Now, 4 })
-		w := redis.NewWaitingRoom(inv)
-		w.Tick = 0
-		if err := w.Open(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { w.Close() })
-		return inv, w
-	}
-	invA, a := node()
-	_, b := node()
+	invA, a := mustOpenRoomNode(t, c, ns, clock.Now)
+	_, b := mustOpenRoomNode(t, c, ns, clock.Now)
 	if _, _, err := invA.PutSKU(ctx, "s", revguard.SKUUpdate{Stock: 100, PerCustomerLimit: 1, HoldSeconds: 600}); err != nil {
 		t.Fatal(err)
 	}
@@ -101,18 +106,8 @@ func TestWaitingRoom_StaleCopyBurst(t *testing.T) {
 	c := MustDial(t, redisURL(t))
 	ctx := t.Context()
 	ns := newNamespace(t, c)
-	node := func() (*redis.Inventory, *redis.WaitingRoom) {
-		inv := MustOpenInventory(t, c, ns, func(inv *redis.Inventory) { inv.Shards = 4 })
-		w := redis.NewWaitingRoom(inv)
-		w.Tick = 0
-		if err := w.Open(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { w.Close() })
-		return inv, w
-	}
-	invA, a := node()
-	_, b := node()
+	invA, a := mustOpenRoomNode(t, c, ns, time.Now)
+	_, b := mustOpenRoomNode(t, c, ns, time.Now)
 	for round := range 5 {
 		sku := fmt.Sprint("s", round)
 		if _, _, err := invA.PutSKU(ctx, sku, revguard.SKUUpdate{Stock: 100, PerCustomerLimit: 1, HoldSeconds: 600}); err != nil {
