@@ -20,7 +20,23 @@ const (
 	codeBadRequest      = "bad-request"
 	codeDuplicate       = "timeout-or-duplicate"
 	codeInternalError   = "internal-error"
+	codeInvalidWidget   = "invalid-widget-id"
+	codeParsedSecret    = "invalid-parsed-secret"
 )
+
+// verdict reports whether a refusal is about the token: a code that names it, or no code
+// at all (the verifier said no without saying why).
+func (r *response) verdict() bool { return len(r.ErrorCodes) == 0 || r.namesToken() }
+
+// namesToken reports whether a refusal carries a code about the token.
+func (r *response) namesToken() bool {
+	return r.has(codeMissingResponse) || r.has(codeInvalidResponse) || r.has(codeDuplicate)
+}
+
+// misconfigured reports whether a refusal is about this server's secret or widget.
+func (r *response) misconfigured() bool {
+	return r.has(codeMissingSecret) || r.has(codeInvalidSecret) || r.has(codeInvalidWidget) || r.has(codeParsedSecret)
+}
 
 // response is a decoded siteverify answer.
 type response struct {

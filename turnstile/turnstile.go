@@ -6,17 +6,20 @@
 // when configured, that it was solved on the expected hostname for the expected action).
 // Everything else is a refusal, and only a verdict on the token blames the customer:
 //
-//   - the verifier said no (invalid, expired or already spent token, or solved on another
-//     hostname or for another action): [revguard.CodeBotCheckFailed] (403);
+//   - the verifier said no about the token (invalid-input-response, timeout-or-duplicate,
+//     missing-input-response, or a refusal without any code), or it was solved on another
+//     hostname or for another action: [revguard.CodeBotCheckFailed] (403);
 //   - the verifier could not be reached (connection refused, deadline, 5xx, internal-error
 //     twice): [revguard.CodeBotCheckUnavailable], after exactly one retry that reuses the
 //     idempotency key, so that Cloudflare treats the retry as the same request and a
 //     token it consumed on the lost first attempt still verifies;
 //   - the verifier answered, but not with a verdict on the token: an answer that is odd in
 //     any way (not JSON, no success field, trailing data, too large, a redirect, an
-//     unexpected status such as the 404 of a wrong --turnstile-url), or a refusal of our
-//     own request (missing-input-secret and invalid-input-secret, a misconfiguration
-//     logged at error level; bad-request). Not the customer's fault, so
+//     unexpected status such as the 404 of a wrong --turnstile-url, even in JSON), a
+//     refusal of our own request (missing-input-secret, invalid-input-secret,
+//     invalid-parsed-secret and invalid-widget-id, a misconfiguration logged at error
+//     level; bad-request, unless a code names the token), or one with only codes this
+//     checker does not know. Not the customer's fault, so
 //     [revguard.CodeBotCheckUnavailable] (503) too: nobody gets in, and the status says
 //     the fault is ours instead of sending the customer to solve the challenge again.
 //
@@ -192,17 +195,22 @@ func (c *BotChecker) verify(ctx context.Context, token, remoteIP string) (string
 // judge turns a well-formed siteverify answer into an outcome.
 func (c *BotChecker) judge(r *response, key string) (string, error) {
 	if !r.Success {
-		if r.has(codeMissingSecret) || r.has(codeInvalidSecret) {
-			c.log(logMisconfigured, slog.LevelError, "turnstile: the verifier rejected our secret key: check --turnstile-secret; every bot check fails until it is fixed",
+		switch {
+		case r.misconfigured():
+			c.log(logMisconfigured, slog.LevelError, "turnstile: the verifier rejected our secret key or widget: check --turnstile-secret; every bot check fails until it is fixed",
 				"error_codes", r.ErrorCodes, "idempotency_key", key)
 			return OutcomeMisconfigured, revguard.Errorf(revguard.CodeBotCheckUnavailable, "bot check misconfigured")
-		}
-		if r.has(codeBadRequest) {
+		case r.verdict():
+			return OutcomeFailed, revguard.Errorf(revguard.CodeBotCheckFailed, "bot check failed: %s", r.reason())
+		case r.has(codeBadRequest):
 			c.log(logBadRequest, slog.LevelError, "turnstile: the verifier called our request malformed",
 				"error_codes", r.ErrorCodes, "idempotency_key", key)
 			return OutcomeMisconfigured, revguard.Errorf(revguard.CodeBotCheckUnavailable, "bot check verifier unavailable")
 		}
-		return OutcomeFailed, revguard.Errorf(revguard.CodeBotCheckFailed, "bot check failed: %s", r.reason())
+		// Only codes this checker does not know: no verdict it can read.
+		c.log(logUntrusted, slog.LevelWarn, "turnstile: siteverify refusal with unknown error codes; bot checks fail with 503 until it answers as documented",
+			"error_codes", r.ErrorCodes, "idempotency_key", key)
+		return OutcomeInvalidResponse, revguard.Errorf(revguard.CodeBotCheckUnavailable, "bot check verifier unavailable")
 	}
 	if c.Hostname != "" && !strings.EqualFold(r.Hostname, c.Hostname) {
 		c.log(logMismatch, slog.LevelWarn, "turnstile: token solved on an unexpected hostname",
@@ -262,8 +270,10 @@ func (c *BotChecker) attempt(ctx context.Context, body string) attemptResult {
 	if err != nil {
 		return attemptResult{err: err}
 	}
-	if resp.StatusCode != http.StatusOK && r.Success {
-		return attemptResult{err: fmt.Errorf("turnstile: success with status %d", resp.StatusCode)}
+	if resp.StatusCode != http.StatusOK && (r.Success || !r.namesToken() && !r.misconfigured() && !r.has(codeBadRequest)) {
+		// A success, or a refusal that names neither the token nor our request, with a
+		// status other than 200: another API's JSON (a wrong --turnstile-url), not a verdict.
+		return attemptResult{err: fmt.Errorf("turnstile: siteverify status %d without a documented error code", resp.StatusCode)}
 	}
 	if !r.Success && r.has(codeInternalError) {
 		return attemptResult{retry: true, err: errors.New("turnstile: siteverify internal-error")}

@@ -349,6 +349,18 @@ func TestVerifyOddAnswers(t *testing.T) {
 		{"ErrBadRequest400", 400, "application/json", `{"success":false,"error-codes":["bad-request"]}`, revguard.CodeBotCheckUnavailable, 1},
 		{"ErrSuccessWith400", 400, "application/json", ok, revguard.CodeBotCheckUnavailable, 1},
 		{"Err404", 404, "text/plain", `not found`, revguard.CodeBotCheckUnavailable, 1},
+		// Another API's JSON at a wrong URL: no verdict, however it is shaped.
+		{"ErrJSON404", 404, "application/json", `{"success":false,"errors":[{"code":7003,"message":"Could not route"}],"messages":[],"result":null}`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrJSON401NoCodes", 401, "application/json", `{"success":false}`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrJSON405NoCodes", 405, "application/json", `{"success":false,"error-codes":[]}`, revguard.CodeBotCheckUnavailable, 1},
+		// Refusals of our secret or widget, and codes this checker does not know.
+		{"ErrInvalidWidget", 200, "application/json", `{"success":false,"error-codes":["invalid-widget-id"]}`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrParsedSecret", 200, "application/json", `{"success":false,"error-codes":["invalid-parsed-secret"]}`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrSecretAndToken", 200, "application/json", `{"success":false,"error-codes":["invalid-input-secret","invalid-input-response"]}`, revguard.CodeBotCheckUnavailable, 1},
+		{"ErrUnknownCode", 200, "application/json", `{"success":false,"error-codes":["something-new"]}`, revguard.CodeBotCheckUnavailable, 1},
+		// A code about the token wins over bad-request, with a 200 or a 400.
+		{"RefusedTokenAndBadRequest", 200, "application/json", `{"success":false,"error-codes":["bad-request","invalid-input-response"]}`, revguard.CodeBotCheckFailed, 1},
+		{"RefusedToken400", 400, "application/json", `{"success":false,"error-codes":["timeout-or-duplicate"]}`, revguard.CodeBotCheckFailed, 1},
 		{"ErrNoContent", 204, "", ``, revguard.CodeBotCheckUnavailable, 1},
 		{"ErrRedirectNotFollowed", 307, "", ``, revguard.CodeBotCheckUnavailable, 1},
 		{"ErrUnavailable503", 503, "text/html", `<html>down</html>`, revguard.CodeBotCheckUnavailable, 2},
@@ -378,7 +390,7 @@ func TestVerifyOddAnswers(t *testing.T) {
 				w.Write([]byte(tt.body))
 			}))
 			t.Cleanup(srv.Close)
-			c, _, outcomes := MustNewChecker(t, srv.URL, "secret")
+			c, _, outcomes := MustNewChecker(t, srv.URL, "k3y-0dd-answ3rs")
 			err := c.Verify(t.Context(), "token", "")
 			if got := revguard.ErrorCode(err); got != tt.want {
 				t.Fatalf("answer %d %.60q: Verify = %v, want code %q", tt.status, tt.body, err, tt.want)
@@ -391,7 +403,7 @@ func TestVerifyOddAnswers(t *testing.T) {
 			switch {
 			case tt.status >= 500 || tt.status == 429:
 				wantOutcome = turnstile.OutcomeUnavailable
-			case tt.name == "ErrBadRequest400":
+			case tt.name == "ErrBadRequest400" || tt.name == "ErrInvalidWidget" || tt.name == "ErrParsedSecret" || tt.name == "ErrSecretAndToken":
 				wantOutcome = turnstile.OutcomeMisconfigured
 			}
 			if got := *outcomes; len(got) != 1 || got[0] != wantOutcome {
