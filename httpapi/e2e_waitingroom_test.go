@@ -154,7 +154,11 @@ func testWaitingRoomDraw(t *testing.T, b backend) {
 	}
 	alice := tokens["alice"]
 
+	calls := e.verifier.Calls()
 	e.join(alice, "shoe", e.tokenHeader()).wantProblem(t, 409, revguard.CodeSaleNotOpen)
+	if e.verifier.Calls() != calls {
+		t.Fatal("a join before the pre-queue opens spent a bot check")
+	}
 	e.do(req{Method: "GET", Path: "/v1/skus/shoe/waiting-room/place", Token: alice}).wantProblem(t, 404, revguard.CodePlaceNotFound)
 	e.clock.Set(time.Date(2026, 11, 27, 9, 20, 0, 0, time.UTC))
 
@@ -239,7 +243,11 @@ func testWaitingRoomDraw(t *testing.T, b backend) {
 	if p := e.getPlace(tokens[order[2]], "shoe"); p.Status != "sold_out" || p.Position != nil {
 		t.Fatalf("a waiting place once sold out: %+v", p)
 	}
+	calls = e.verifier.Calls()
 	e.join(e.session("gina"), "shoe", e.tokenHeader()).wantProblem(t, 409, revguard.CodeSoldOut)
+	if e.verifier.Calls() != calls {
+		t.Fatal("a join of a closed room spent a bot check")
+	}
 	if r := e.getRoom("shoe"); !r.SoldOut || r.Used != 2 {
 		t.Fatalf("room once sold out: %+v", r)
 	}
@@ -249,7 +257,8 @@ func TestWaitingRoomCustomerLimit(t *testing.T) { eachBackend(t, testWaitingRoom
 
 // testWaitingRoomCustomerLimit: the customer's rate limit counts reserve, confirm and
 // release (API.md), not the room: with 2 a minute, reserve (409 admission_required),
-// join, join again, poll, then reserve once admitted is within the limit.
+// join, join again, poll, then reserve once admitted is within the limit. Joins have a
+// bucket of their own at the same rate.
 func testWaitingRoomCustomerLimit(t *testing.T, b backend) {
 	e := mustOpenEnv(t, envOptions{backend: b, botCheck: true, clock: true, customerRate: revguard.Rate{N: 2, Per: time.Minute}})
 	if e.room == nil {
@@ -261,6 +270,7 @@ func testWaitingRoomCustomerLimit(t *testing.T, b backend) {
 	e.reserve(alice, "shoe", ``, e.tokenHeader()).wantProblem(t, 409, revguard.CodeAdmissionRequired)
 	e.join(alice, "shoe", e.tokenHeader()).json(t, 201, &place{})
 	e.join(alice, "shoe", nil).json(t, 200, &place{})
+	e.join(alice, "shoe", nil).wantProblem(t, 429, revguard.CodeRateLimited)
 	e.advance("shoe")
 	if p := e.getPlace(alice, "shoe"); p.Status != "admitted" {
 		t.Fatalf("place %+v, want admitted", p)

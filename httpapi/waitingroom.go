@@ -106,12 +106,9 @@ func (s *Server) handleDeleteRoom(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleJoin gives the customer a place in a SKU's waiting room (201), or answers the
-// place it has (200) at no bot check. Order of checks: session, request shape, the IP
-// limit, the room and an existing place, the bot check, then the room. The customer's
-// limit is not taken: it counts reserve, confirm and release (API.md), and the flow
-// reserve, 409 admission_required, join, reserve must not spend a third of it on the
-// join. A customer's joins are bounded by the IP limit and, until one succeeds, by the
-// bot check; once joined, a join is a read.
+// place it has (200) at no bot check. Order of checks: session, request shape, the rate
+// limits (allowJoin), the room and an existing place, what the room refuses anyway,
+// the bot check, then the room.
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	c, ok := s.requireCustomer(w, r)
@@ -131,7 +128,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if !s.allow(w, r, c, false) {
+	if !s.allowJoin(w, r, c) {
 		return
 	}
 	wr, ok := s.room(w, r)
@@ -148,6 +145,12 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.BotChecker != nil {
+		// What the room would refuse in any case is refused before the bot check, which
+		// would spend the customer's single-use token for nothing. The room checks again.
+		if err := s.joinRefused(ctx, wr, id); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		token := r.Header.Get("Cf-Turnstile-Response")
 		if token == "" {
 			token = body.TurnstileToken
@@ -175,6 +178,39 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 	}
 	s.writePlace(w, status, &p)
+}
+
+// allowJoin takes a token from the client address's bucket, then from the customer's
+// bucket of joins: a bucket of its own at the --rate-limit-customer rate, so that a
+// join never spends what the customer's reserve, confirm and release need, yet one
+// session cannot make joins (and bot checks) without bound from many addresses.
+func (s *Server) allowJoin(w http.ResponseWriter, r *http.Request, c caller) bool {
+	key := "join\x00" + c.customerID // customer ids are printable: no clash with one
+	if err := s.rateLimit(r.Context(), w, key, s.clientIP(r)); err != nil {
+		s.writeError(w, r, err)
+		return false
+	}
+	return true
+}
+
+// joinRefused returns the refusal that the room would give a new place whatever the
+// bot check says: the pre-queue not open yet, or the room closed (sold out).
+func (s *Server) joinRefused(ctx context.Context, wr revguard.WaitingRoom, sku string) error {
+	room, err := wr.FindRoom(ctx, sku)
+	if err != nil {
+		return err
+	}
+	if room.SoldOut {
+		return revguard.Errorf(revguard.CodeSoldOut, "sold out: the waiting room is closed")
+	}
+	av, err := s.Inventory.Availability(ctx, sku)
+	if err != nil {
+		return err
+	}
+	if opens := av.OpensAt.Add(-time.Duration(room.PreQueueSeconds) * time.Second); !av.OpensAt.IsZero() && s.Now().Before(opens) {
+		return revguard.Errorf(revguard.CodeSaleNotOpen, "the waiting room opens at %s", opens.UTC().Format(time.RFC3339Nano))
+	}
+	return nil
 }
 
 // findPlace runs the checks that the reads of a place share (the customer's session,
