@@ -164,9 +164,54 @@ func (s *Server) reserveOnce(ctx context.Context, req *revguard.ReserveRequest, 
 		s.flightMu.Unlock()
 		close(f.done)
 	}()
-	f.out = s.reserve(context.WithoutCancel(ctx), req, token, ip)
+	f.out = s.reserveFleetOnce(context.WithoutCancel(ctx), req, token, ip)
 	completed = true
 	return f.out
+}
+
+// fleetFlights is an Inventory whose idempotency keys several processes share (redis):
+// it marks a key's first reserve in flight for the fleet. See redis's ClaimIdempotent.
+type fleetFlights interface {
+	ClaimIdempotent(ctx context.Context, customerID, key string) (release func(), ok bool, err error)
+}
+
+// fleetFlightPoll is how often a request waits for a key's first reserve on another node.
+const fleetFlightPoll = 20 * time.Millisecond
+
+// reserveFleetOnce is reserveOnce across the nodes of a fleet: the request whose node
+// marks the key's first reserve in flight runs the pipeline; one that finds it marked
+// by another node waits for its reservation (and replays it, without a bot check of its
+// own), or for the mark to end, after a refusal or when its node died, and then tries
+// again. An Inventory of one process needs none of this: reserveOnce has done it.
+func (s *Server) reserveFleetOnce(ctx context.Context, req *revguard.ReserveRequest, token, ip string) reserveOutcome {
+	ff, ok := s.Inventory.(fleetFlights)
+	if !ok {
+		return s.reserve(ctx, req, token, ip)
+	}
+	for {
+		release, mine, err := ff.ClaimIdempotent(ctx, req.CustomerID, req.IdempotencyKey)
+		if err != nil {
+			return reserveOutcome{err: err}
+		}
+		if mine {
+			defer func() { go release() }() // the answer does not wait for it
+			return s.reserve(ctx, req, token, ip)
+		}
+		res, found, err := s.Inventory.FindIdempotent(ctx, *req)
+		if err != nil {
+			return reserveOutcome{err: err}
+		}
+		if found {
+			return reserveOutcome{res: res, replayed: true}
+		}
+		t := time.NewTimer(fleetFlightPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return reserveOutcome{err: ctx.Err()}
+		case <-t.C:
+		}
+	}
 }
 
 // reserve runs the checks after the rate limit, then the serialisation point.

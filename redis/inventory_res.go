@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strconv"
@@ -105,6 +106,41 @@ func (inv *Inventory) reserve(ctx context.Context, req revguard.ReserveRequest) 
 		return revguard.Reservation{}, false, err
 	}
 	return res, r[0] == "replay", nil
+}
+
+// IdempotentFlightTTL bounds how long a node's mark of an idempotency key's first
+// reserve in flight (ClaimIdempotent) holds: longer than a reserve with its bot check
+// takes, short enough that a node that died holding it delays the key's next request
+// by that at most.
+const IdempotentFlightTTL = 10 * time.Second
+
+// ClaimIdempotent marks the first reserve of the customer's idempotency key in flight
+// on this node, so that the requests with the key that reach other nodes meanwhile
+// wait for its outcome (the gateway's reserveOnce) instead of running their own bot
+// check: a double click that a load balancer splits over two nodes sends one token,
+// which only one check can spend. It reports whether the mark is this call's; when it
+// is, release ends it (the mark also expires after IdempotentFlightTTL).
+func (inv *Inventory) ClaimIdempotent(ctx context.Context, customerID, key string) (release func(), ok bool, err error) {
+	if err := inv.writable(ctx); err != nil {
+		return nil, false, err
+	}
+	fkey := bindingKey(inv.Namespace, customerID, key) + ":flight" // the binding's slot
+	mark := rand.Text()
+	ok, err = inv.client.SetNX(ctx, fkey, mark, IdempotentFlightTTL).Result()
+	if err != nil {
+		return nil, false, storeErr("claim idempotency key", err)
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := inv.sc.unflight.Run(uctx, inv.client, []string{fkey}, mark).Err(); err != nil {
+			inv.Logger.Warn("redis: end an idempotency key's flight; the key's next request on another node waits for it to expire",
+				"err", err, "expires_in", IdempotentFlightTTL)
+		}
+	}, true, nil
 }
 
 // bind binds the idempotency key at bkey to the request's SKU and quantity.

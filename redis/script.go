@@ -22,27 +22,28 @@ var luaFiles embed.FS
 // EVALSHA and is loaded again with EVAL when the server answers NOSCRIPT (a restarted
 // or failed-over server has an empty script cache).
 type scripts struct {
-	put, reserve, confirm, release, findSKU, findRes, sweep, bind, unbind *goredis.Script
+	put, reserve, confirm, release, findSKU, findRes, sweep, bind, unbind, unflight *goredis.Script
 }
 
 func loadScripts() *scripts {
 	lib := mustRead("lib.lua")
 	inv := func(name string) *goredis.Script { return goredis.NewScript(lib + "\n" + mustRead(name)) }
 	return &scripts{
-		put:     inv("put.lua"),
-		reserve: inv("reserve.lua"),
-		confirm: inv("confirm.lua"),
-		release: inv("release.lua"),
-		findSKU: inv("find_sku.lua"),
-		findRes: inv("find_reservation.lua"),
-		sweep:   inv("sweep.lua"),
-		bind:    goredis.NewScript(mustRead("bind.lua")),
-		unbind:  goredis.NewScript(mustRead("unbind.lua")),
+		put:      inv("put.lua"),
+		reserve:  inv("reserve.lua"),
+		confirm:  inv("confirm.lua"),
+		release:  inv("release.lua"),
+		findSKU:  inv("find_sku.lua"),
+		findRes:  inv("find_reservation.lua"),
+		sweep:    inv("sweep.lua"),
+		bind:     goredis.NewScript(mustRead("bind.lua")),
+		unbind:   goredis.NewScript(mustRead("unbind.lua")),
+		unflight: goredis.NewScript(mustRead("unflight.lua")),
 	}
 }
 
 func (s *scripts) all() []*goredis.Script {
-	return []*goredis.Script{s.put, s.reserve, s.confirm, s.release, s.findSKU, s.findRes, s.sweep, s.bind, s.unbind}
+	return []*goredis.Script{s.put, s.reserve, s.confirm, s.release, s.findSKU, s.findRes, s.sweep, s.bind, s.unbind, s.unflight}
 }
 
 func mustRead(name string) string {

@@ -124,6 +124,54 @@ func TestFleet(t *testing.T) {
 			t.Fatalf("a token spent on node 1, replayed on node 2: %v, want bot_check_failed", err)
 		}
 	})
+	t.Run("IdempotencyKeyAcrossNodes", func(t *testing.T) {
+		// A double click split over the nodes: one key, one bot token, at once. One
+		// check spends the token, one hold is made, every other request replays it.
+		need(f.admins[0].PutSKU(ctx, "fleet-idem", client.SKUSettings{Stock: 5, PerCustomerLimit: 1}))(t)
+		sess := need(f.admins[0].CreateSession(ctx, client.SessionParams{CustomerID: "c-double-click"}))(t)
+		tok, calls := f.verifier.Token(), f.verifier.Calls()
+		const n = 12
+		type answer struct {
+			id       string
+			replayed bool
+			err      error
+		}
+		answers := make([]answer, n)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				r, err := f.admins[i%len(f.admins)].WithToken(sess.Token).Reserve(ctx, "fleet-idem",
+					client.ReserveParams{TurnstileToken: tok, IdempotencyKey: "k-double-click"})
+				if err != nil {
+					answers[i].err = err
+					return
+				}
+				answers[i] = answer{id: r.ID, replayed: r.Meta.Replayed()}
+			})
+		}
+		close(start)
+		wg.Wait()
+		fresh := 0
+		for i, a := range answers {
+			if a.err != nil || a.id != answers[0].id {
+				t.Fatalf("request %d (node %d): reservation %q replayed %v, error %v; want the one reservation %s", i, i%len(f.admins)+1, a.id, a.replayed, a.err, answers[0].id)
+			}
+			if !a.replayed {
+				fresh++
+			}
+		}
+		if fresh != 1 {
+			t.Errorf("%d answers not marked as replays, want 1", fresh)
+		}
+		if got := f.verifier.Calls() - calls; got != 1 {
+			t.Errorf("%d bot checks for one key, want 1", got)
+		}
+		if s := need(f.admins[1].GetSKU(ctx, "fleet-idem"))(t); s.Held != 1 {
+			t.Errorf("SKU after the double click: %+v, want 1 held", s)
+		}
+	})
 	t.Run("LogoutReachesEveryNode", func(t *testing.T) {
 		sess := need(f.admins[0].CreateSession(ctx, client.SessionParams{CustomerID: "c-leaving"}))(t)
 		for _, a := range f.admins[1:] { // the session is now cached there
