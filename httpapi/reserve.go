@@ -16,6 +16,7 @@ type reserveOutcome struct {
 	res      revguard.Reservation
 	replayed bool
 	err      error
+	engine   bool // the outcome is the inventory's Reserve's (the checks before it passed)
 }
 
 // handleReserve is the hot path: POST /v1/skus/{sku}/reservations.
@@ -164,7 +165,7 @@ func (s *Server) reserveOnce(ctx context.Context, req *revguard.ReserveRequest, 
 		s.flightMu.Unlock()
 		close(f.done)
 	}()
-	f.out = s.reserveFleetOnce(context.WithoutCancel(ctx), req, token, ip)
+	f.out = s.reserve(context.WithoutCancel(ctx), req, token, ip)
 	completed = true
 	return f.out
 }
@@ -172,37 +173,22 @@ func (s *Server) reserveOnce(ctx context.Context, req *revguard.ReserveRequest, 
 // fleetFlights is an Inventory whose idempotency keys several processes share (redis):
 // it marks a key's first reserve in flight for the fleet. See redis's ClaimIdempotent.
 type fleetFlights interface {
-	ClaimIdempotent(ctx context.Context, customerID, key string) (release func(), ok bool, err error)
+	ClaimIdempotent(ctx context.Context, customerID, key string) (release func(), mine, bound bool, err error)
 }
 
 // fleetFlightPoll is how often a request waits for a key's first reserve on another node.
 const fleetFlightPoll = 20 * time.Millisecond
 
-// reserveFleetOnce is reserveOnce across the nodes of a fleet: the request whose node
-// marks the key's first reserve in flight runs the pipeline; one that finds it marked
-// by another node waits for its reservation (and replays it, without a bot check of its
-// own), or for the mark to end, after a refusal or when its node died, and then tries
-// again. An Inventory of one process needs none of this: reserveOnce has done it.
-func (s *Server) reserveFleetOnce(ctx context.Context, req *revguard.ReserveRequest, token, ip string) reserveOutcome {
-	ff, ok := s.Inventory.(fleetFlights)
-	if !ok {
-		return s.reserve(ctx, req, token, ip)
-	}
+// reserve runs the checks after the rate limit, then the serialisation point. With an
+// idempotency key on a fleet it may wait for the key's first reserve on another node
+// (reserveStep): then it looks again until it replays that reservation, or runs the
+// pipeline itself once the other has ended without one (refused, or its node died: the
+// mark expires). reserveOnce has already merged the requests of this node.
+func (s *Server) reserve(ctx context.Context, req *revguard.ReserveRequest, token, ip string) reserveOutcome {
 	for {
-		release, mine, err := ff.ClaimIdempotent(ctx, req.CustomerID, req.IdempotencyKey)
-		if err != nil {
-			return reserveOutcome{err: err}
-		}
-		if mine {
-			defer func() { go release() }() // the answer does not wait for it
-			return s.reserve(ctx, req, token, ip)
-		}
-		res, found, err := s.Inventory.FindIdempotent(ctx, *req)
-		if err != nil {
-			return reserveOutcome{err: err}
-		}
-		if found {
-			return reserveOutcome{res: res, replayed: true}
+		out, elsewhere := s.reserveStep(ctx, req, token, ip)
+		if !elsewhere {
+			return out
 		}
 		t := time.NewTimer(fleetFlightPoll)
 		select {
@@ -214,20 +200,21 @@ func (s *Server) reserveFleetOnce(ctx context.Context, req *revguard.ReserveRequ
 	}
 }
 
-// reserve runs the checks after the rate limit, then the serialisation point.
-func (s *Server) reserve(ctx context.Context, req *revguard.ReserveRequest, token, ip string) reserveOutcome {
+// reserveStep is one pass of reserve. It reports elsewhere, with no outcome, when the
+// key's first reserve runs on another node.
+func (s *Server) reserveStep(ctx context.Context, req *revguard.ReserveRequest, token, ip string) (result reserveOutcome, elsewhere bool) {
 	if req.IdempotencyKey != "" {
 		res, found, err := s.Inventory.FindIdempotent(ctx, *req)
 		if err != nil {
-			return reserveOutcome{err: err}
+			return reserveOutcome{err: err}, false
 		}
 		if found {
-			return reserveOutcome{res: res, replayed: true}
+			return reserveOutcome{res: res, replayed: true}, false
 		}
 	}
 	av, err := s.precheck(ctx, req)
 	if err != nil {
-		return reserveOutcome{err: err}
+		return reserveOutcome{err: err}, false
 	}
 	if req.Quantity > 1 {
 		// A quantity above the SKU's per_customer_limit is a malformed request
@@ -237,29 +224,62 @@ func (s *Server) reserve(ctx context.Context, req *revguard.ReserveRequest, toke
 		// not in the cheap public view, so ask for the SKU's settings.
 		sku, err := s.Inventory.FindSKU(ctx, req.SKU)
 		if err != nil {
-			return reserveOutcome{err: err}
+			return reserveOutcome{err: err}, false
 		}
 		if req.Quantity > sku.PerCustomerLimit {
 			return reserveOutcome{err: revguard.Errorf(revguard.CodeInvalidRequest,
-				"quantity must be between 1 and the SKU's per_customer_limit (%d)", sku.PerCustomerLimit)}
+				"quantity must be between 1 and the SKU's per_customer_limit (%d)", sku.PerCustomerLimit)}, false
 		}
 	}
 	if !av.OpensAt.IsZero() && s.Now().Before(av.OpensAt) {
 		return reserveOutcome{err: revguard.Errorf(revguard.CodeSaleNotOpen,
-			"the sale opens at %s", av.OpensAt.UTC().Format(time.RFC3339Nano))}
+			"the sale opens at %s", av.OpensAt.UTC().Format(time.RFC3339Nano))}, false
 	}
 	if av.Available < req.Quantity {
-		return reserveOutcome{err: soldOut(av.Available, req.Quantity)}
+		return reserveOutcome{err: soldOut(av.Available, req.Quantity)}, false
+	}
+	// Past the refusals that cost nothing: on a fleet, the key's first reserve runs on
+	// one node only, so that its requests on the others spend no bot check of their own
+	// (a double click split over two nodes carries one token, which one check spends).
+	// Without a bot check the reserve script alone keeps a key to one hold.
+	if ff, ok := s.Inventory.(fleetFlights); ok && req.IdempotencyKey != "" && s.BotChecker != nil {
+		release, mine, bound, err := ff.ClaimIdempotent(ctx, req.CustomerID, req.IdempotencyKey)
+		if err != nil {
+			return reserveOutcome{err: err}, false
+		}
+		if !mine {
+			return reserveOutcome{}, true
+		}
+		// The mark ends with a refusal, so that a retry with the key runs at once: here
+		// when the inventory was not asked (the bot check, the room), by the inventory's
+		// own refusal otherwise. After a reservation it stays until it expires, for
+		// requests elsewhere find the reservation; after an unsure outcome too.
+		defer func() {
+			if result.err != nil && !result.engine {
+				go release() // the answer does not wait for it
+			}
+		}()
+		if bound {
+			// A reserve with the key may have ended since the look above (its mark gone
+			// with it): look again, now that no other node can be making one.
+			res, found, err := s.Inventory.FindIdempotent(ctx, *req)
+			if err != nil {
+				return reserveOutcome{err: err}, false
+			}
+			if found {
+				return reserveOutcome{res: res, replayed: true}, false
+			}
+		}
 	}
 	// A SKU with a waiting room: the customer's admission, claimed before the bot
 	// check (a customer not yet admitted spends none) and spent only if the
 	// reservation is made.
 	settle, err := s.gateReserve(ctx, req)
 	if err != nil {
-		return reserveOutcome{err: err}
+		return reserveOutcome{err: err}, false
 	}
 	if settle == nil {
-		return s.verifyAndReserve(ctx, req, token, ip)
+		return s.verifyAndReserve(ctx, req, token, ip), false
 	}
 	// With an admission at stake the reservation does not depend on the client's
 	// patience: a hold made after the client left, reported as the context's error,
@@ -268,7 +288,7 @@ func (s *Server) reserve(ctx context.Context, req *revguard.ReserveRequest, toke
 	var out reserveOutcome
 	defer func() { settle(admissionSpent(out)) }()
 	out = s.verifyAndReserve(context.WithoutCancel(ctx), req, token, ip)
-	return out
+	return out, false
 }
 
 // admissionSpent reports whether a reservation attempt spends the admission it
@@ -299,7 +319,7 @@ func (s *Server) verifyAndReserve(ctx context.Context, req *revguard.ReserveRequ
 		}
 	}
 	res, replayed, err := s.Inventory.Reserve(ctx, *req)
-	return reserveOutcome{res: res, replayed: replayed, err: err}
+	return reserveOutcome{res: res, replayed: replayed, err: err, engine: true}
 }
 
 // precheck returns the SKU's public view for the checks before the bot check: through

@@ -81,7 +81,7 @@ func (inv *Inventory) Reserve(ctx context.Context, req revguard.ReserveRequest) 
 		// Refused: nothing was recorded under the key. After a failure to reach
 		// Redis the reserve may have happened, so the binding stays.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		if uerr := inv.sc.unbind.Run(uctx, inv.client, []string{bkey}).Err(); uerr != nil {
+		if uerr := inv.sc.unbind.Run(uctx, inv.client, []string{bkey, bkey + ":flight"}).Err(); uerr != nil {
 			inv.Logger.Warn("redis: unbind a refused idempotency key; it stays bound to its SKU and quantity",
 				"sku", req.SKU, "err", uerr)
 		}
@@ -116,22 +116,29 @@ const IdempotentFlightTTL = 10 * time.Second
 
 // ClaimIdempotent marks the first reserve of the customer's idempotency key in flight
 // on this node, so that the requests with the key that reach other nodes meanwhile
-// wait for its outcome (the gateway's reserveOnce) instead of running their own bot
-// check: a double click that a load balancer splits over two nodes sends one token,
-// which only one check can spend. It reports whether the mark is this call's; when it
-// is, release ends it (the mark also expires after IdempotentFlightTTL).
-func (inv *Inventory) ClaimIdempotent(ctx context.Context, customerID, key string) (release func(), ok bool, err error) {
+// wait for its outcome (the gateway's reserve) instead of running their own bot check:
+// a double click that a load balancer splits over two nodes sends one token, which
+// only one check can spend. It reports whether the mark is this call's (mine) and, in
+// the same script, whether the key is already bound (bound: a reserve with it
+// succeeded, is under way elsewhere, or ended unsure), in which case the caller looks
+// for its reservation before reserving. When the mark is mine, release ends it; so
+// does a refusal of Reserve (unbind.lua); it also expires after IdempotentFlightTTL.
+func (inv *Inventory) ClaimIdempotent(ctx context.Context, customerID, key string) (release func(), mine, bound bool, err error) {
 	if err := inv.writable(ctx); err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
-	fkey := bindingKey(inv.Namespace, customerID, key) + ":flight" // the binding's slot
+	bkey := bindingKey(inv.Namespace, customerID, key)
+	fkey := bkey + ":flight" // the binding's slot; unbind.lua names it too
 	mark := rand.Text()
-	ok, err = inv.client.SetNX(ctx, fkey, mark, IdempotentFlightTTL).Result()
+	r, err := inv.sc.flight.Run(ctx, inv.client, []string{fkey, bkey}, mark, IdempotentFlightTTL.Milliseconds()).Int64Slice()
 	if err != nil {
-		return nil, false, storeErr("claim idempotency key", err)
+		return nil, false, false, storeErr("claim idempotency key", err)
 	}
-	if !ok {
-		return nil, false, nil
+	if len(r) != 2 {
+		return nil, false, false, fmt.Errorf("redis: claim idempotency key: reply %v", r)
+	}
+	if r[0] != 1 {
+		return nil, false, r[1] == 1, nil
 	}
 	return func() {
 		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -140,7 +147,7 @@ func (inv *Inventory) ClaimIdempotent(ctx context.Context, customerID, key strin
 			inv.Logger.Warn("redis: end an idempotency key's flight; the key's next request on another node waits for it to expire",
 				"err", err, "expires_in", IdempotentFlightTTL)
 		}
-	}, true, nil
+	}, true, r[1] == 1, nil
 }
 
 // bind binds the idempotency key at bkey to the request's SKU and quantity.

@@ -22,7 +22,7 @@ var luaFiles embed.FS
 // EVALSHA and is loaded again with EVAL when the server answers NOSCRIPT (a restarted
 // or failed-over server has an empty script cache).
 type scripts struct {
-	put, reserve, confirm, release, findSKU, findRes, sweep, bind, unbind, unflight *goredis.Script
+	put, reserve, confirm, release, findSKU, findRes, sweep, bind, unbind, flight, unflight *goredis.Script
 }
 
 func loadScripts() *scripts {
@@ -38,12 +38,13 @@ func loadScripts() *scripts {
 		sweep:    inv("sweep.lua"),
 		bind:     goredis.NewScript(mustRead("bind.lua")),
 		unbind:   goredis.NewScript(mustRead("unbind.lua")),
+		flight:   goredis.NewScript(mustRead("flight.lua")),
 		unflight: goredis.NewScript(mustRead("unflight.lua")),
 	}
 }
 
 func (s *scripts) all() []*goredis.Script {
-	return []*goredis.Script{s.put, s.reserve, s.confirm, s.release, s.findSKU, s.findRes, s.sweep, s.bind, s.unbind, s.unflight}
+	return []*goredis.Script{s.put, s.reserve, s.confirm, s.release, s.findSKU, s.findRes, s.sweep, s.bind, s.unbind, s.flight, s.unflight}
 }
 
 func mustRead(name string) string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -170,6 +171,26 @@ func TestFleet(t *testing.T) {
 		}
 		if s := need(f.admins[1].GetSKU(ctx, "fleet-idem"))(t); s.Held != 1 {
 			t.Errorf("SKU after the double click: %+v, want 1 held", s)
+		}
+		// A refused first attempt, before the inventory (the bot check) or by it (sold
+		// out), leaves the key free at once: the retry on another node does not wait
+		// for the mark to expire (10 s; the retries have 5).
+		need(f.admins[0].PutSKU(ctx, "fleet-idem-2", client.SKUSettings{Stock: 0, PerCustomerLimit: 1}))(t)
+		buyer := func(node int) *client.Client { return f.admins[node].WithToken(sess.Token) }
+		params := func(tok string) client.ReserveParams {
+			return client.ReserveParams{TurnstileToken: tok, IdempotencyKey: "k-retry"}
+		}
+		if _, err := buyer(0).Reserve(ctx, "fleet-idem-2", params("forged")); client.ErrorCode(err) != revguard.CodeSoldOut {
+			t.Fatalf("sold out: %v", err) // refused before the mark: the SKU is certainly sold out
+		}
+		need(f.admins[0].PutSKU(ctx, "fleet-idem-2", client.SKUSettings{Stock: 1, PerCustomerLimit: 1}))(t)
+		if _, err := buyer(0).Reserve(ctx, "fleet-idem-2", params("forged")); client.ErrorCode(err) != revguard.CodeBotCheckFailed {
+			t.Fatalf("a forged token: %v", err)
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if r, err := buyer(1).Reserve(rctx, "fleet-idem-2", params(f.verifier.Token())); err != nil || r.Meta.Replayed() {
+			t.Fatalf("the retry on node 2 after a 403 on node 1: %+v, %v", r, err)
 		}
 	})
 	t.Run("LogoutReachesEveryNode", func(t *testing.T) {
