@@ -176,8 +176,20 @@ type fleetFlights interface {
 	ClaimIdempotent(ctx context.Context, customerID, key string) (release func(), mine, bound bool, err error)
 }
 
-// fleetFlightPoll is how often a request waits for a key's first reserve on another node.
-const fleetFlightPoll = 20 * time.Millisecond
+// fleetFlightPoll is how often a request waits for a key's first reserve on another
+// node, and fleetFlightWait how long at most: a little more than a mark lasts
+// (redis.IdempotentFlightTTL), after which it looks, and then answers 503.
+const (
+	fleetFlightPoll = 20 * time.Millisecond
+	fleetFlightWait = 11 * time.Second
+)
+
+// unsure reports whether an inventory's error leaves the outcome unknown: the store
+// did not answer, or failed unexpectedly, and may have reserved.
+func unsure(err error) bool {
+	code := revguard.ErrorCode(err)
+	return code == revguard.CodeUnavailable || code == revguard.CodeInternal
+}
 
 // reserve runs the checks after the rate limit, then the serialisation point. With an
 // idempotency key on a fleet it may wait for the key's first reserve on another node
@@ -185,10 +197,18 @@ const fleetFlightPoll = 20 * time.Millisecond
 // pipeline itself once the other has ended without one (refused, or its node died: the
 // mark expires). reserveOnce has already merged the requests of this node.
 func (s *Server) reserve(ctx context.Context, req *revguard.ReserveRequest, token, ip string) reserveOutcome {
+	var until time.Time
 	for {
 		out, elsewhere := s.reserveStep(ctx, req, token, ip)
 		if !elsewhere {
 			return out
+		}
+		// Bounded: the client may be gone (reserveOnce detaches ctx from it).
+		if now := time.Now(); until.IsZero() {
+			until = now.Add(fleetFlightWait)
+		} else if now.After(until) {
+			return reserveOutcome{err: revguard.Errorf(revguard.CodeUnavailable,
+				"a request with this Idempotency-Key is still under way on another node")}
 		}
 		t := time.NewTimer(fleetFlightPoll)
 		select {
@@ -250,12 +270,13 @@ func (s *Server) reserveStep(ctx context.Context, req *revguard.ReserveRequest, 
 		if !mine {
 			return reserveOutcome{}, true
 		}
-		// The mark ends with a refusal, so that a retry with the key runs at once: here
-		// when the inventory was not asked (the bot check, the room), by the inventory's
-		// own refusal otherwise. After a reservation it stays until it expires, for
-		// requests elsewhere find the reservation; after an unsure outcome too.
+		// The mark ends with a refusal, so that a retry with the key runs at once; after
+		// the settlement of a room's admission (deferred before this). After a
+		// reservation it stays until it expires (requests elsewhere find the
+		// reservation meanwhile), and after an outcome the inventory left unsure (it
+		// may have reserved) too.
 		defer func() {
-			if result.err != nil && !result.engine {
+			if result.err != nil && !(result.engine && unsure(result.err)) {
 				go release() // the answer does not wait for it
 			}
 		}()

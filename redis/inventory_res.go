@@ -81,7 +81,7 @@ func (inv *Inventory) Reserve(ctx context.Context, req revguard.ReserveRequest) 
 		// Refused: nothing was recorded under the key. After a failure to reach
 		// Redis the reserve may have happened, so the binding stays.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		if uerr := inv.sc.unbind.Run(uctx, inv.client, []string{bkey, bkey + ":flight"}).Err(); uerr != nil {
+		if uerr := inv.sc.unbind.Run(uctx, inv.client, []string{bkey}).Err(); uerr != nil {
 			inv.Logger.Warn("redis: unbind a refused idempotency key; it stays bound to its SKU and quantity",
 				"sku", req.SKU, "err", uerr)
 		}
@@ -121,14 +121,13 @@ const IdempotentFlightTTL = 10 * time.Second
 // only one check can spend. It reports whether the mark is this call's (mine) and, in
 // the same script, whether the key is already bound (bound: a reserve with it
 // succeeded, is under way elsewhere, or ended unsure), in which case the caller looks
-// for its reservation before reserving. When the mark is mine, release ends it; so
-// does a refusal of Reserve (unbind.lua); it also expires after IdempotentFlightTTL.
+// for its reservation before reserving. When the mark is mine, release ends it if it
+// is still this call's; it also expires after IdempotentFlightTTL.
 func (inv *Inventory) ClaimIdempotent(ctx context.Context, customerID, key string) (release func(), mine, bound bool, err error) {
 	if err := inv.writable(ctx); err != nil {
 		return nil, false, false, err
 	}
-	bkey := bindingKey(inv.Namespace, customerID, key)
-	fkey := bkey + ":flight" // the binding's slot; unbind.lua names it too
+	bkey, fkey := bindingKey(inv.Namespace, customerID, key), flightKey(inv.Namespace, customerID, key)
 	mark := rand.Text()
 	r, err := inv.sc.flight.Run(ctx, inv.client, []string{fkey, bkey}, mark, IdempotentFlightTTL.Milliseconds()).Int64Slice()
 	if err != nil {

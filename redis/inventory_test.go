@@ -77,3 +77,39 @@ func TestInventory(t *testing.T) {
 		return MustOpenInventory(tb, c, newNamespace(tb, c), func(inv *redis.Inventory) { inv.Now = clock.Now })
 	})
 }
+
+// TestClaimIdempotent: one mark per customer and key at a time, free again once
+// released; and a key's mark is never another key's binding (keys may hold colons: the
+// mark of "x" was once the binding of "x:flight").
+func TestClaimIdempotent(t *testing.T) {
+	c := MustDial(t, redisURL(t))
+	ctx := t.Context()
+	inv := MustOpenInventory(t, c, newNamespace(t, c), nil)
+	if _, _, err := inv.PutSKU(ctx, "s", revguard.SKUUpdate{Stock: 5, PerCustomerLimit: 5, HoldSeconds: 600}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := inv.Reserve(ctx, revguard.ReserveRequest{SKU: "s", CustomerID: "c", Quantity: 1, IdempotencyKey: "x:flight"}); err != nil {
+		t.Fatal(err)
+	}
+	release, mine, bound, err := inv.ClaimIdempotent(ctx, "c", "x")
+	if err != nil || !mine || bound {
+		t.Fatalf("claim of x beside a bound x:flight = mine %v, bound %v, %v; want mine, unbound", mine, bound, err)
+	}
+	if _, again, _, err := inv.ClaimIdempotent(ctx, "c", "x"); err != nil || again {
+		t.Fatalf("a second claim of x while marked = %v, %v; want not mine", again, err)
+	}
+	if _, other, _, err := inv.ClaimIdempotent(ctx, "d", "x"); err != nil || !other {
+		t.Fatalf("another customer's x = %v, %v; want mine", other, err)
+	}
+	release()
+	if _, again, _, err := inv.ClaimIdempotent(ctx, "c", "x"); err != nil || !again {
+		t.Fatalf("a claim of x after the release = %v, %v; want mine", again, err)
+	}
+	// The binding of x:flight is intact: another SKU with it is still refused.
+	if _, _, err := inv.Reserve(ctx, revguard.ReserveRequest{SKU: "s2", CustomerID: "c", Quantity: 1, IdempotencyKey: "x:flight"}); revguard.ErrorCode(err) != revguard.CodeIdempotencyKeyReused {
+		t.Fatalf("x:flight on another SKU after x's marks: %v, want idempotency_key_reused", err)
+	}
+	if _, _, bound, err := inv.ClaimIdempotent(ctx, "c", "x:flight"); err != nil || !bound {
+		t.Fatalf("claim of the bound x:flight: bound %v, %v; want bound", bound, err)
+	}
+}

@@ -28,6 +28,7 @@ import (
 //	<ns>:meta        hash    shards
 //	<ns>:rooms       set     the SKUs with a waiting room
 //	<ns>:idem:{<h>}:<key>   hash   an idempotency key's binding: sku, qty, n (h: the customer's hash)
+//	<ns>:idemflight:{<h>}:<key>  string  a node's mark of the key's first reserve in flight
 
 // shardOf returns the shard of the SKU id.
 func shardOf(id string, shards int) int {
@@ -43,6 +44,14 @@ func tagOf(ns string, i int) string { return "{" + ns + ":" + strconv.Itoa(i) + 
 func bindingKey(ns, customer, key string) string {
 	h := sha256.Sum256([]byte(customer))
 	return ns + ":idem:{" + hex.EncodeToString(h[:16]) + "}:" + key
+}
+
+// flightKey returns the key of the in-flight mark of the customer's idempotency key
+// (ClaimIdempotent): in the binding's slot, under a prefix of its own, so that no
+// key's mark is another key's binding (keys may hold colons).
+func flightKey(ns, customer, key string) string {
+	h := sha256.Sum256([]byte(customer))
+	return ns + ":idemflight:{" + hex.EncodeToString(h[:16]) + "}:" + key
 }
 
 // validNamespace reports whether ns can prefix keys and tags: 1 to 64 characters of

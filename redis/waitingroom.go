@@ -78,8 +78,9 @@ type roomSet struct {
 // refreshed: the timer keeps the copy fresh, and this covers a node without one.)
 func (w *WaitingRoom) hasRoom(ctx context.Context, sku string) (bool, error) {
 	set := w.known.Load()
-	if set == nil || time.Since(set.at) > roomSetMaxAge {
-		// Not the first caller's context: its hang-up must not fail the others.
+	for start := time.Now(); set == nil || start.Sub(set.at) > roomSetMaxAge; {
+		// Not the first caller's context: its hang-up must not fail the others. A read
+		// joined late may have begun too long before this call: then read again.
 		v, err, _ := w.reads.Do("rooms", func() (any, error) {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), roomSetReadTimeout)
 			defer cancel()
@@ -153,13 +154,35 @@ func (w *WaitingRoom) Open(ctx context.Context) error {
 	if w.Tick > 0 {
 		bg, cancel := context.WithCancel(context.Background())
 		w.cancel = cancel
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			w.run(bg)
-		}()
+		w.wg.Go(func() { w.run(bg) })
+		w.wg.Go(func() { w.refresh(bg) })
 	}
 	return nil
+}
+
+// refresh reads the node's copy of the room set again twice within its age limit, on
+// a goroutine of its own (the advances may take longer than a tick), so that hasRoom
+// finds it fresh and a SKU without a room costs its reservations no round trip.
+func (w *WaitingRoom) refresh(ctx context.Context) {
+	every(ctx, roomSetMaxAge/2, func() {
+		if _, err := w.readRoomSet(ctx); err != nil && ctx.Err() == nil {
+			w.Logger.Warn("waiting room: read the room set", "err", err)
+		}
+	})
+}
+
+// every calls f every d until ctx is done.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
 }
 
 // Close stops the advancing goroutine.
@@ -176,20 +199,13 @@ func (w *WaitingRoom) Close() error {
 func (w *WaitingRoom) roomsKey() string { return w.inv.Namespace + ":rooms" }
 
 func (w *WaitingRoom) run(ctx context.Context) {
-	t := time.NewTicker(w.Tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, w.Tick, func() {
 		set, err := w.readRoomSet(ctx) // also the node's copy, kept fresh for hasRoom
 		if err != nil {
 			if ctx.Err() == nil {
 				w.Logger.Warn("waiting room: list rooms", "err", err)
 			}
-			continue
+			return
 		}
 		for sku := range set.skus {
 			err := w.Advance(ctx, sku)
@@ -197,7 +213,7 @@ func (w *WaitingRoom) run(ctx context.Context) {
 				w.Logger.Warn("waiting room: advance failed", "sku", sku, "err", err)
 			}
 		}
-	}
+	})
 }
 
 // call runs a room script on the SKU's shard.
