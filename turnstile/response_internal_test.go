@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/revenueguard/revguard"
 )
 
 // answerSeeds are siteverify answers, documented and odd, for the table test and as fuzz
@@ -97,6 +99,28 @@ func FuzzDecodeResponse(f *testing.F) {
 				(!strings.EqualFold(r.Hostname, "shop.example") || r.Action != "reserve") {
 				t.Fatalf("judge(%q) = %s with hostname %q action %q", data, outcome, r.Hostname, r.Action)
 			}
+			return
+		}
+		// A refusal blames the token (403) only when it says so, or says nothing, and
+		// does not name our secret or widget; any other refusal is unavailable (503).
+		c := &BotChecker{Logger: slog.New(slog.DiscardHandler)}
+		_, err = c.judge(r, "k")
+		token := len(r.ErrorCodes) == 0
+		ours := false
+		for _, code := range r.ErrorCodes {
+			switch code {
+			case codeInvalidResponse, codeDuplicate, codeMissingResponse:
+				token = true
+			case codeMissingSecret, codeInvalidSecret, codeInvalidWidget, codeParsedSecret:
+				ours = true
+			}
+		}
+		want := revguard.CodeBotCheckUnavailable
+		if token && !ours {
+			want = revguard.CodeBotCheckFailed
+		}
+		if got := revguard.ErrorCode(err); got != want {
+			t.Fatalf("judge(%q) = %v, want %s", data, err, want)
 		}
 	})
 }
