@@ -114,6 +114,9 @@ func toWebhookJSON(w *revguard.Webhook, withSecret bool) webhookJSON {
 	if j.Types == nil {
 		j.Types = []revguard.ChangeType{}
 	}
+	if w.Status == revguard.WebhookPaused {
+		j.NextAttemptAt = nil // nothing is attempted while paused; resume starts at once
+	}
 	if w.LastError != "" {
 		e := w.LastError
 		j.LastError = &e
