@@ -16,14 +16,8 @@ func (inv *Inventory) PutSKU(ctx context.Context, id string, u revguard.SKUUpdat
 	if err := inv.writable(ctx); err != nil {
 		return revguard.SKU{}, false, err
 	}
-	if !revguard.ValidSKUID(id) {
-		return revguard.SKU{}, false, revguard.Errorf(revguard.CodeInvalidSKU, "invalid SKU id")
-	}
-	if err := u.Validate(); err != nil {
+	if err := revguard.CheckPut(id, u); err != nil {
 		return revguard.SKU{}, false, err
-	}
-	if !representable(u.OpensAt) {
-		return revguard.SKU{}, false, revguard.Errorf(revguard.CodeInvalidRequest, revguard.OpensAtRangeDetail)
 	}
 	s := inv.lookup(id)
 	if s == nil {

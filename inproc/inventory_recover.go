@@ -170,14 +170,11 @@ func (inv *Inventory) replayEvent(ev *revguard.Event) error {
 		return nil
 	}
 	if ev.Type == revguard.EventSKUPut {
-		u := revguard.SKUUpdate{Stock: ev.Stock, PerCustomerLimit: ev.PerCustomerLimit, HoldSeconds: ev.HoldSeconds}
-		if err := u.Validate(); err != nil || !representable(ev.OpensAt) {
-			return fmt.Errorf("settings out of range: %w", errReplay)
+		u := revguard.SKUUpdate{Stock: ev.Stock, PerCustomerLimit: ev.PerCustomerLimit, HoldSeconds: ev.HoldSeconds, OpensAt: ev.OpensAt}
+		if err := revguard.CheckPut(ev.SKU, u); err != nil {
+			return fmt.Errorf("%v: %w", err, errReplay)
 		}
 		if s == nil {
-			if !revguard.ValidSKUID(ev.SKU) {
-				return fmt.Errorf("invalid SKU id: %w", errReplay)
-			}
 			s = newSKU(ev.SKU)
 			inv.skus.Store(s.id, s)
 		}

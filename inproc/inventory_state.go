@@ -310,16 +310,6 @@ func unixNanos(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// Times that unixNanos represents exactly (and that are not 0).
-var (
-	minTime = time.Unix(0, 1)
-	maxTime = time.Unix(0, math.MaxInt64)
-)
-
-func representable(t time.Time) bool {
-	return t.IsZero() || (!t.Before(minTime) && !t.After(maxTime))
-}
-
 // holdEntry is a hold's deadline in a SKU's heap.
 type holdEntry struct {
 	at int64
