@@ -102,6 +102,7 @@ type Server struct {
 	handler   http.Handler
 	mux       *http.ServeMux
 	adminHash [32]byte
+	fleet     fleetFlights // Inventory, when a fleet shares its idempotency keys
 	metrics   *metrics
 	promHTTP  http.Handler
 	idPrefix  string        // random per Server, so generated request ids are unique across restarts
@@ -170,6 +171,7 @@ func (s *Server) build() {
 	rand.Read(seed[:])
 	s.idPrefix = base32.StdEncoding.EncodeToString(seed[:]) + "-"
 	s.flights = make(map[string]*flight)
+	s.fleet, _ = s.Inventory.(fleetFlights)
 
 	s.streams, s.closeStreams = context.WithCancel(context.Background())
 	s.promHTTP = promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{})

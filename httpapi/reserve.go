@@ -187,7 +187,7 @@ const (
 // unsure reports whether an inventory's error leaves the outcome unknown: the store
 // did not answer, or failed unexpectedly, and may have reserved.
 func unsure(err error) bool {
-	code := revguard.ErrorCode(err)
+	code := revguard.ErrorCode(err) // CodeInternal for an error that is not an *Error
 	return code == revguard.CodeUnavailable || code == revguard.CodeInternal
 }
 
@@ -262,8 +262,8 @@ func (s *Server) reserveStep(ctx context.Context, req *revguard.ReserveRequest, 
 	// one node only, so that its requests on the others spend no bot check of their own
 	// (a double click split over two nodes carries one token, which one check spends).
 	// Without a bot check the reserve script alone keeps a key to one hold.
-	if ff, ok := s.Inventory.(fleetFlights); ok && req.IdempotencyKey != "" && s.BotChecker != nil {
-		release, mine, bound, err := ff.ClaimIdempotent(ctx, req.CustomerID, req.IdempotencyKey)
+	if s.fleet != nil && req.IdempotencyKey != "" && s.BotChecker != nil {
+		release, mine, bound, err := s.fleet.ClaimIdempotent(ctx, req.CustomerID, req.IdempotencyKey)
 		if err != nil {
 			return reserveOutcome{err: err}, false
 		}
@@ -320,8 +320,7 @@ func admissionSpent(out reserveOutcome) bool {
 	if out.err == nil {
 		return !out.replayed
 	}
-	code := revguard.ErrorCode(out.err) // CodeInternal for an error that is not an *Error
-	return code == revguard.CodeUnavailable || code == revguard.CodeInternal
+	return unsure(out.err)
 }
 
 // verifyAndReserve runs the bot check, then the serialisation point.
