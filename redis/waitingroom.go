@@ -72,11 +72,20 @@ type roomSet struct {
 }
 
 // hasRoom reports whether the SKU may have a room, from the node's copy of the set.
-// A copy older than roomSetMaxAge is never used: the callers that find it so wait for
-// one read of the set together. (Letting all but one use the old copy meanwhile let
-// a burst of reservations through a room put since, on a node whose copy nothing had
-// refreshed: the timer keeps the copy fresh, and this covers a node without one.)
 func (w *WaitingRoom) hasRoom(ctx context.Context, sku string) (bool, error) {
+	set, err := w.rooms(ctx)
+	if err != nil {
+		return false, err
+	}
+	return set.skus[sku], nil
+}
+
+// rooms returns the node's copy of the room set. A copy older than roomSetMaxAge is
+// never used: the callers that find it so wait for one read of the set together.
+// (Letting all but one use the old copy meanwhile let a burst of reservations through
+// a room put since, on a node whose copy nothing had refreshed: refresh keeps the copy
+// fresh, and this covers a node without it.)
+func (w *WaitingRoom) rooms(ctx context.Context) (*roomSet, error) {
 	set := w.known.Load()
 	for start := time.Now(); set == nil || start.Sub(set.at) > roomSetMaxAge; {
 		// Not the first caller's context: its hang-up must not fail the others. A read
@@ -87,11 +96,11 @@ func (w *WaitingRoom) hasRoom(ctx context.Context, sku string) (bool, error) {
 			return w.readRoomSet(rctx)
 		})
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		set = v.(*roomSet)
 	}
-	return set.skus[sku], nil
+	return set, nil
 }
 
 // ListRooms returns every room of the namespace, by SKU (for the metrics): the set of
@@ -185,7 +194,7 @@ func every(ctx context.Context, d time.Duration, f func()) {
 	}
 }
 
-// Close stops the advancing goroutine.
+// Close stops the goroutines that Open started.
 func (w *WaitingRoom) Close() error {
 	if w.cancel != nil {
 		w.cancel()
@@ -200,7 +209,7 @@ func (w *WaitingRoom) roomsKey() string { return w.inv.Namespace + ":rooms" }
 
 func (w *WaitingRoom) run(ctx context.Context) {
 	every(ctx, w.Tick, func() {
-		set, err := w.readRoomSet(ctx) // also the node's copy, kept fresh for hasRoom
+		set, err := w.rooms(ctx) // the copy that refresh keeps fresh
 		if err != nil {
 			if ctx.Err() == nil {
 				w.Logger.Warn("waiting room: list rooms", "err", err)
