@@ -194,8 +194,12 @@ type StreamChangeLog interface {
 type ChangeReader interface {
 	// ReadChanges returns up to max changes with Seq > after, in order, without waiting.
 	ReadChanges(ctx context.Context, after uint64, max int) ([]Change, error)
-	// LastChange returns the Seq of the newest change.
+	// LastChange returns the Seq of the newest change, as last learned: it may lag
+	// the log by a poll where other processes append to it.
 	LastChange() uint64
+	// ReadLastChange returns the Seq of the newest change in the log itself, for a
+	// caller that must not lag it (where a stream starts).
+	ReadLastChange(ctx context.Context) (uint64, error)
 	// WaitChanges blocks until a change with Seq > after exists or ctx is done
 	// (then it returns ctx.Err()).
 	WaitChanges(ctx context.Context, after uint64) error

@@ -168,6 +168,10 @@ func (w *ChangeWriter) ReadChanges(ctx context.Context, after uint64, max int) (
 // LastChange returns the Seq of the newest change in the log (0 before Run has read it).
 func (w *ChangeWriter) LastChange() uint64 { return w.last.Load() }
 
+// ReadLastChange is LastChange: this writer is the log's only one, and a change is
+// readable from the log only once LastChange counts it.
+func (w *ChangeWriter) ReadLastChange(context.Context) (uint64, error) { return w.last.Load(), nil }
+
 // WaitChanges blocks until a change with Seq > after is in the log, or ctx is done.
 func (w *ChangeWriter) WaitChanges(ctx context.Context, after uint64) error {
 	return w.last.Wait(ctx, after)

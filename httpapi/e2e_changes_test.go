@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/httpapi"
 )
 
 // sseEvent is one server-sent event.
@@ -141,19 +144,7 @@ func TestEvents(t *testing.T) {
 		if ev := next(t, resumed); ev.ID != "evt_5" {
 			t.Fatalf("resumed at %+v; want evt_5", ev)
 		}
-		// Without a position, the stream starts with the next change. A distributed
-		// node learns of the log's newest change by polling (every 100 ms), and refuses
-		// a position it does not know yet as ahead: wait until it knows evt_6.
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			resp, _ := e.stream(t, "/v1/events", e.admin, map[string]string{"Last-Event-ID": "evt_6"})
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("a stream after evt_6: status %d after 5 s", resp.StatusCode)
-			}
-		}
+		// Without a position, the stream starts with the next change.
 		_, fresh := e.stream(t, "/v1/events", e.admin, nil)
 		e.putSKU("cap", `{"stock": 2}`)
 		if ev := next(t, fresh); ev.ID != "evt_7" || ev.Event != "sku.created" {
@@ -184,6 +175,85 @@ func TestEvents(t *testing.T) {
 			})
 		}
 	})
+}
+
+// lagging is a change reader whose newest change, as last polled, stays at zero: a
+// distributed node that has not yet polled the log since other nodes appended to it.
+type lagging struct{ revguard.ChangeReader }
+
+func (lagging) LastChange() uint64 { return 0 }
+
+// TestEvents_AheadOfThePoll: a node reads where a stream starts from the log itself,
+// not from its last poll. A client resuming after a change the poll has not yet
+// seen (streamed a moment ago, or by another node) resumes; only a position past
+// every change in the log is ahead of it; and a stream without a position starts
+// after the log's newest change, not after the poll's.
+func TestEvents_AheadOfThePoll(t *testing.T) {
+	var log revguard.ChangeReader
+	e := mustOpenEnv(t, envOptions{changes: true, edit: func(s *httpapi.Server) {
+		log, s.Changes = s.Changes, lagging{s.Changes}
+	}})
+	e.putSKU("tee", `{"stock": 1}`)
+	e.putSKU("tee", `{"stock": 2}`) // sku.restocked and sku.updated
+	// The change log follows the journal asynchronously.
+	for deadline := time.Now().Add(5 * time.Second); log.LastChange() < 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log's newest change after 5 s: evt_%d; want evt_3", log.LastChange())
+		}
+	}
+	resp, resumed := e.stream(t, "/v1/events", e.admin, map[string]string{"Last-Event-ID": "evt_2"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("resume after evt_2: %d; want 200", resp.StatusCode)
+	}
+	if ev := next(t, resumed); ev.ID != "evt_3" || ev.Event != "sku.updated" {
+		t.Fatalf("resumed at %+v; want evt_3 sku.updated", ev)
+	}
+	e.do(req{Method: "GET", Path: "/v1/events?after=evt_4", Token: e.admin}).wantProblem(t, 400, revguard.CodeInvalidRequest)
+
+	_, fresh := e.stream(t, "/v1/events", e.admin, nil)
+	e.putSKU("cap", `{"stock": 2}`)
+	if ev := next(t, fresh); ev.ID != "evt_4" || ev.Event != "sku.created" {
+		t.Fatalf("fresh stream: %+v; want evt_4 sku.created", ev)
+	}
+}
+
+// unreadable is a change log that cannot be read (PostgreSQL down, in distributed
+// mode), whose last poll saw evt_2.
+type unreadable struct{ revguard.ChangeReader }
+
+var errUnreadable = errors.New("the change log is down")
+
+func (unreadable) LastChange() uint64 { return 2 }
+func (unreadable) ReadLastChange(context.Context) (uint64, error) {
+	return 0, errUnreadable
+}
+func (unreadable) ReadChanges(context.Context, uint64, int) ([]revguard.Change, error) {
+	return nil, errUnreadable
+}
+
+// TestEvents_LogDown: while the change log cannot be read, a stream is a 200 that
+// ends after its retry line, whatever its position (an EventSource gives up for good
+// on an error status, but reconnects to a stream that ended); a position past the
+// last poll is not refused as ahead, since the log could not say.
+func TestEvents_LogDown(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{changes: true, edit: func(s *httpapi.Server) {
+		s.Changes = unreadable{s.Changes}
+	}})
+	for _, path := range []string{"/v1/events", "/v1/events?after=evt_1", "/v1/events?after=evt_9"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		hr, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+path, nil)
+		hr.Header.Set("Authorization", "Bearer "+e.admin)
+		resp, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body) // ends, or fails at the timeout
+		resp.Body.Close()
+		cancel()
+		if err != nil || resp.StatusCode != 200 || string(body) != "retry: 2000\n\n" {
+			t.Fatalf("%s: %d %q %v; want 200 and only the retry line", path, resp.StatusCode, body, err)
+		}
+	}
 }
 
 // TestEvents_NoChangeLog: a server without a change log (httpapi.Server with no

@@ -125,10 +125,18 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	last := s.Changes.LastChange()
+	// The log's newest change, not the one last polled: a distributed node learns of
+	// changes other nodes append by polling, and a client resuming after a change one
+	// of them (or this node, a moment ago) streamed is not ahead of the log. When the
+	// log cannot be read, the stream starts from the last poll and ends at once (below),
+	// and the client reconnects until it can: a position is not refused unread.
+	last, err := s.Changes.ReadLastChange(r.Context())
+	if err != nil {
+		last = s.Changes.LastChange()
+	}
 	if !q.hasAft {
 		q.after = last
-	} else if q.after > last {
+	} else if q.after > last && err == nil {
 		s.writeProblem(w, r, revguard.CodeInvalidRequest, "the change id is ahead of the change log (newest: "+revguard.ChangeID(last)+")")
 		return
 	}

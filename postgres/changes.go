@@ -254,6 +254,17 @@ func (f *ChangeFeed) ReadChanges(ctx context.Context, after uint64, max int) ([]
 // LastChange returns the newest change's seq as last read.
 func (f *ChangeFeed) LastChange() uint64 { return f.last.Load() }
 
+// ReadLastChange reads the newest change's seq from the log, and lets the feed's
+// waiters see it.
+func (f *ChangeFeed) ReadLastChange(ctx context.Context) (uint64, error) {
+	last, err := f.Log.LastChange(ctx)
+	if err != nil {
+		return 0, err
+	}
+	f.last.Publish(last)
+	return f.last.Load(), nil
+}
+
 // WaitChanges blocks until a change with Seq > after is known, or ctx is done.
 func (f *ChangeFeed) WaitChanges(ctx context.Context, after uint64) error {
 	return f.last.Wait(ctx, after)

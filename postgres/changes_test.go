@@ -131,6 +131,32 @@ func TestChangeFeed(t *testing.T) {
 	}
 }
 
+// TestChangeFeed_ReadLastChange reads the log's newest change where the feed has not
+// polled it (it is not running), and lets the feed's waiters see it.
+func TestChangeFeed_ReadLastChange(t *testing.T) {
+	schema := MustCreateSchema(t)
+	writer := postgres.NewChangeLog(MustOpenDBIn(t, schema))
+	feed := &postgres.ChangeFeed{Log: postgres.NewChangeLog(MustOpenDBIn(t, schema))}
+	if err := writer.AppendStreamChanges(t.Context(), 0, changesOf(0, 3, "a", time.Now()), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := feed.LastChange(); got != 0 {
+		t.Fatalf("last change before any poll: %d, want 0", got)
+	}
+	got, err := feed.ReadLastChange(t.Context())
+	if err != nil || got != 3 {
+		t.Fatalf("read last change: %d, %v; want 3", got, err)
+	}
+	if got := feed.LastChange(); got != 3 {
+		t.Fatalf("last change after the read: %d, want 3", got)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := feed.WaitChanges(ctx, 2); err != nil {
+		t.Fatalf("a waiter after evt_2: %v", err)
+	}
+}
+
 // TestLead runs fn on one node at a time, and hands over both when the leader stops
 // and when its lock's connection is killed.
 func TestLead(t *testing.T) {

@@ -97,6 +97,8 @@ func (m *memChanges) ReadChanges(_ context.Context, after uint64, max int) ([]re
 
 func (m *memChanges) LastChange() uint64 { return m.last.Load() }
 
+func (m *memChanges) ReadLastChange(context.Context) (uint64, error) { return m.last.Load(), nil }
+
 func (m *memChanges) WaitChanges(ctx context.Context, after uint64) error {
 	return m.last.Wait(ctx, after)
 }
