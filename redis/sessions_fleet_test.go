@@ -45,9 +45,17 @@ func sessMustFleet(tb testing.TB, n int) (nodes []*sessNode, ns string, admin *g
 	return nodes, ns, admin
 }
 
-// findCached checks that node serves tok from its cache (no GET sent).
+// findCached checks that node serves tok from its cache (no GET sent). The cache is
+// served only while the revocation channel answers its pings (every 250 ms, within a
+// 750 ms trust window): it first waits, up to 10 s, for a fresh answer, so that a
+// busy machine's late pong does not make a GET.
 func (n *sessNode) findCached(tb testing.TB, tok, customer string) {
 	tb.Helper()
+	for deadline := time.Now().Add(10 * time.Second); n.s.TrustLeft() < 500*time.Millisecond; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: the session cache not trusted for 10 s", n.name)
+		}
+	}
 	before := n.gets.Load()
 	sessMustFind(tb, n.s, tok, customer)
 	if got := n.gets.Load() - before; got != 0 {

@@ -312,7 +312,7 @@ func TestDispatcher_RetriesOnSchedule(t *testing.T) {
 // TestDispatcher_TimeoutIsAFailure: an endpoint that does not answer within the
 // timeout is retried like one that answered 500.
 func TestDispatcher_TimeoutIsAFailure(t *testing.T) {
-	e := newEnv(t, func(d *webhook.Dispatcher) { d.Timeout = 200 * time.Millisecond; d.Jitter = -1 })
+	e := newEnv(t, func(d *webhook.Dispatcher) { d.Timeout = time.Second; d.Jitter = -1 })
 	release := make(chan struct{})
 	r := newReceiver(t, func(n int, _ string) int {
 		if n == 1 {

@@ -92,7 +92,11 @@ func testClientEveryEndpoint(t *testing.T, m mode) {
 	if sku = need(admin.GetSKU(ctx, "cli"))(t); sku.Sold != 2 || sku.Held != 0 || sku.Available != 2 {
 		t.Fatalf("counts %+v", sku)
 	}
+	// The buyer's list is the ledger's, which follows the inventory asynchronously.
 	mine := need(buyer.MyReservations(ctx, client.OrderQuery{Limit: 10}))(t)
+	for deadline := time.Now().Add(20 * time.Second); len(mine.Items) == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		mine = need(buyer.MyReservations(ctx, client.OrderQuery{Limit: 10}))(t)
+	}
 	if len(mine.Items) != 1 || mine.Items[0].ID != res.ID || mine.NextCursor != "" {
 		t.Fatalf("mine %+v", mine)
 	}

@@ -30,11 +30,13 @@ func testServeWaitingRoom(t *testing.T, m mode) {
 	// a room that has nothing new (the copy rounds, every second, run during the sale).
 	c.must(t, http.StatusCreated, &sku, "PUT", "/v1/skus/a-quiet", testAdminToken, map[string]any{"stock": 1})
 	c.must(t, http.StatusCreated, nil, "PUT", "/v1/skus/a-quiet/waiting-room", testAdminToken, map[string]any{"admit_per_second": 1})
-	opens := time.Now().Add(time.Second).UTC().Format(time.RFC3339Nano)
+	tokens := map[string]string{"alice": c.mustSession(t, "alice"), "bob": c.mustSession(t, "bob")}
+	// Both joins must land before opens_at, each after an fsync or a PostgreSQL commit
+	// of a race-built server on a busy machine: 3 s ahead.
+	opens := time.Now().Add(3 * time.Second).UTC().Format(time.RFC3339Nano)
 	c.must(t, http.StatusCreated, &sku, "PUT", "/v1/skus/drop", testAdminToken, map[string]any{"stock": 1, "opens_at": opens})
 	var room map[string]any
 	c.must(t, http.StatusCreated, &room, "PUT", "/v1/skus/drop/waiting-room", testAdminToken, map[string]any{"admit_per_second": 100})
-	tokens := map[string]string{"alice": c.mustSession(t, "alice"), "bob": c.mustSession(t, "bob")}
 	type placeJSON struct {
 		Status   string `json:"status"`
 		Position *int64 `json:"position"`
