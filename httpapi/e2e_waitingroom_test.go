@@ -2,11 +2,13 @@ package httpapi_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -424,4 +426,53 @@ func TestWaitingRoom_ClientLeavesMidReserve(t *testing.T) {
 	if s := e.getSKU("shoe"); s.Held != 1 {
 		t.Fatalf("shoe %+v; want 1 held (the abandoned request's hold, once)", s)
 	}
+}
+
+// hookedBotCheck runs hook before each bot check it passes on.
+type hookedBotCheck struct {
+	revguard.BotChecker
+	hook func()
+}
+
+func (b hookedBotCheck) Verify(ctx context.Context, token, remoteIP string) error {
+	b.hook()
+	return b.BotChecker.Verify(ctx, token, remoteIP)
+}
+
+// TestWaitingRoom_PutDuringBotCheck: a room put while a reservation's bot check runs
+// (which may take seconds) gates that reservation too: the customer, never admitted,
+// is refused with admission_required and no hold is made. Admitted through the room,
+// the customer then reserves.
+func TestWaitingRoom_PutDuringBotCheck(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		var (
+			e      *env
+			once   sync.Once
+			putErr error
+		)
+		e = mustOpenRoomEnv(t, b, func(s *httpapi.Server) {
+			s.BotChecker = hookedBotCheck{s.BotChecker, func() {
+				once.Do(func() {
+					_, _, putErr = e.room.PutRoom(context.Background(), "shoe", revguard.RoomSettings{AdmitPerSecond: 5})
+				})
+			}}
+		})
+		e.putSKU("shoe", `{"stock":10}`)
+		alice := e.session("alice")
+		e.reserve(alice, "shoe", ``, e.tokenHeader()).wantProblem(t, 409, revguard.CodeAdmissionRequired)
+		if putErr != nil {
+			t.Fatalf("put the room during the bot check: %v", putErr)
+		}
+		if s := e.checkInvariant("shoe"); s.Held != 0 {
+			t.Fatalf("shoe %+v; want nothing held", s)
+		}
+		if r := e.join(alice, "shoe", e.tokenHeader()); r.Status != 201 {
+			t.Fatalf("join: %d %s", r.Status, r.Body)
+		}
+		e.advance("shoe")
+		e.mustReserve(alice, "shoe", ``, e.tokenHeader())
+		if p := e.getPlace(alice, "shoe"); p.Status != "used" {
+			t.Fatalf("alice's place %+v; want used", p)
+		}
+	})
 }

@@ -300,16 +300,40 @@ func (s *Server) reserveStep(ctx context.Context, req *revguard.ReserveRequest, 
 		return reserveOutcome{err: err}, false
 	}
 	if settle == nil {
-		return s.verifyAndReserve(ctx, req, token, ip), false
+		if err := s.verify(ctx, token, ip); err != nil {
+			return reserveOutcome{err: err}, false
+		}
+		// The bot check may take seconds, and a room put meanwhile gates this
+		// reservation too: look again (the node's copy of the room set, a map
+		// lookup where the SKU has none).
+		if s.BotChecker != nil {
+			if settle, err = s.gateReserve(ctx, req); err != nil {
+				return reserveOutcome{err: err}, false
+			}
+		}
+		if settle == nil {
+			return s.reserveNow(ctx, req), false
+		}
+		return s.reserveAdmitted(ctx, req, settle, false, token, ip), false
 	}
-	// With an admission at stake the reservation does not depend on the client's
-	// patience: a hold made after the client left, reported as the context's error,
-	// would leave the admission usable for a second one. Deferred, so that the claim
-	// is settled whatever happens.
-	var out reserveOutcome
+	return s.reserveAdmitted(ctx, req, settle, true, token, ip), false
+}
+
+// reserveAdmitted makes the reservation of a customer whose room admission is
+// claimed (after the bot check, unless verified), and settles the claim. With an
+// admission at stake the reservation does not depend on the client's patience: a hold
+// made after the client left, reported as the context's error, would leave the
+// admission usable for a second one. Deferred, so that the claim is settled whatever
+// happens.
+func (s *Server) reserveAdmitted(ctx context.Context, req *revguard.ReserveRequest, settle func(made bool), verify bool, token, ip string) (out reserveOutcome) {
 	defer func() { settle(admissionSpent(out)) }()
-	out = s.verifyAndReserve(context.WithoutCancel(ctx), req, token, ip)
-	return out, false
+	ctx = context.WithoutCancel(ctx)
+	if verify {
+		if err := s.verify(ctx, token, ip); err != nil {
+			return reserveOutcome{err: err}
+		}
+	}
+	return s.reserveNow(ctx, req)
 }
 
 // admissionSpent reports whether a reservation attempt spends the admission it
@@ -323,21 +347,23 @@ func admissionSpent(out reserveOutcome) bool {
 	return unsure(out.err)
 }
 
-// verifyAndReserve runs the bot check, then the serialisation point.
-func (s *Server) verifyAndReserve(ctx context.Context, req *revguard.ReserveRequest, token, ip string) reserveOutcome {
-	if s.BotChecker != nil {
-		if token == "" {
-			err := revguard.Errorf(revguard.CodeBotCheckFailed, "a Turnstile token is required: send the CF-Turnstile-Response header or the turnstile_token field")
-			s.metrics.countBotCheck(string(revguard.CodeBotCheckFailed))
-			return reserveOutcome{err: err}
-		}
-		start := time.Now()
-		err := s.BotChecker.Verify(ctx, token, ip)
-		s.metrics.observeBotCheck(err, time.Since(start))
-		if err != nil {
-			return reserveOutcome{err: err}
-		}
+// verify runs the bot check, where there is one.
+func (s *Server) verify(ctx context.Context, token, ip string) error {
+	if s.BotChecker == nil {
+		return nil
 	}
+	if token == "" {
+		s.metrics.countBotCheck(string(revguard.CodeBotCheckFailed))
+		return revguard.Errorf(revguard.CodeBotCheckFailed, "a Turnstile token is required: send the CF-Turnstile-Response header or the turnstile_token field")
+	}
+	start := time.Now()
+	err := s.BotChecker.Verify(ctx, token, ip)
+	s.metrics.observeBotCheck(err, time.Since(start))
+	return err
+}
+
+// reserveNow asks the serialisation point for the reservation.
+func (s *Server) reserveNow(ctx context.Context, req *revguard.ReserveRequest) reserveOutcome {
 	res, replayed, err := s.Inventory.Reserve(ctx, *req)
 	return reserveOutcome{res: res, replayed: replayed, err: err, engine: true}
 }
