@@ -61,8 +61,12 @@ type Session struct {
 // token of the Turnstile widget (required while the server's bot check is on);
 // IdempotencyKey identifies the purchase attempt (NewIdempotencyKey when empty).
 type ReserveParams struct {
-	Quantity       int64
-	TurnstileToken string
+	Quantity       int64  // 0: the API's default, 1
+	TurnstileToken string // the widget's single-use token, while the server's bot check is on
+	// IdempotencyKey: requests with one key make at most one hold, and a retry
+	// returns its result. Empty: one is generated for this call (its own retries),
+	// which a later call cannot reuse; give one (NewIdempotencyKey) to retry a
+	// purchase after an error, with a new TurnstileToken.
 	IdempotencyKey string
 }
 
@@ -147,9 +151,10 @@ func (c *Client) CreateSession(ctx context.Context, p SessionParams) (*Session, 
 	return result(&out, err)
 }
 
-// Logout revokes the Client's session token (customer).
+// Logout revokes the Client's session token (customer). A retry answered 401 means
+// an earlier attempt revoked it: Logout then returns nil.
 func (c *Client) Logout(ctx context.Context) error {
-	_, _, err := c.do(ctx, call{method: http.MethodDelete, path: "/v1/sessions/current"}, nil)
+	_, _, err := c.do(ctx, call{method: http.MethodDelete, path: "/v1/sessions/current", safe: true, doneOnRetry: http.StatusUnauthorized}, nil)
 	return err
 }
 
@@ -170,7 +175,8 @@ func (c *Client) Reserve(ctx context.Context, sku string, p ReserveParams) (*Res
 		body = append(strconv.AppendInt(append(make([]byte, 0, 24), `{"quantity":`...), p.Quantity, 10), '}')
 	}
 	var out Reservation
-	m, _, err := c.do(ctx, call{method: http.MethodPost, path: "/v1/skus/" + url.PathEscape(sku) + "/reservations", header: hdr, raw: body, safe: true}, &out)
+	m, _, err := c.do(ctx, call{method: http.MethodPost, path: "/v1/skus/" + url.PathEscape(sku) + "/reservations", header: hdr, raw: body,
+		safe: true, spendsToken: p.TurnstileToken != ""}, &out)
 	out.Meta = m
 	return result(&out, err)
 }

@@ -8,20 +8,28 @@
 //	admin, err := client.New("http://127.0.0.1:8080", client.WithToken(adminToken))
 //	sess, err := admin.CreateSession(ctx, client.SessionParams{CustomerID: "c-42"})
 //	buyer := admin.WithToken(sess.Token)
-//	res, err := buyer.Reserve(ctx, "sneaker-42", client.ReserveParams{TurnstileToken: tok})
+//	key := client.NewIdempotencyKey() // kept for a retry of this purchase
+//	res, err := buyer.Reserve(ctx, "sneaker-42", client.ReserveParams{TurnstileToken: tok, IdempotencyKey: key})
 //	switch client.ErrorCode(err) {
 //	case "":                       // res is held until res.ExpiresAt
 //	case revguard.CodeSoldOut:     // tell the customer
 //	}
 //
-// Retries: an answer 503 (which the API sends only when nothing was done: the bot
-// check's verifier or a store did not answer) is retried after its Retry-After, and a
-// lost connection is retried after a short pause, for calls that are safe to repeat:
-// reads, PUT, confirm and release (idempotent in the API), and reserve, which always
-// carries an Idempotency-Key (generated when the caller gives none), so that a repeated
-// reservation is answered with the first one's result instead of a second hold.
-// Creating a session and logging out are not retried after a lost connection. Every
-// call takes a context, which bounds the whole call, retries included.
+// Retries: a call that is safe to repeat is sent again after an answer 503 (a store
+// or the bot check's verifier did not answer), after its Retry-After, and after a lost
+// connection, after a short pause. Safe to repeat are reads, PUT, confirm and release
+// (idempotent in the API); reserve, which always carries an Idempotency-Key (generated
+// when the caller gives none), so that a repeated reservation is answered with the
+// first one's result instead of a second hold; joining a waiting room (a second join
+// returns the place); and logout and deleting a waiting room, whose retry answered 401
+// or 404 means an earlier attempt did it. Creating a session is never sent twice.
+//
+// A Turnstile token is single-use, and an attempt that reached the server may have
+// spent it: when a retry of a reserve or a join is refused with bot_check_failed, the
+// call returns the attempt before it (the 503, or the lost connection), and the
+// caller asks the customer for a new token and retries with the same Idempotency-Key.
+// Give Reserve your own key (NewIdempotencyKey) to be able to do that. Every call
+// takes a context, which bounds the whole call, retries included.
 package client
 
 import (
@@ -40,6 +48,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/revenueguard/revguard"
 )
 
 // Doer sends one HTTP request and returns its response, as *http.Client does. A
@@ -182,13 +192,15 @@ func (m Meta) Date() time.Time {
 
 // Do sends one request of the API as it is: method, path (with its query), the
 // Client's token, header and body (JSON; nil sends none). It returns the answer's Meta
-// and body, with an *Error for an error answer. It retries as the typed calls do: a
-// 503 always, a lost connection when the request may be sent twice (GET, PUT, or one
-// with an Idempotency-Key). The typed calls are built on it; use it for what they do
-// not cover.
+// and body, with an *Error for an error answer. It retries as the typed calls do, a
+// 503 and a lost connection, when the request may be sent twice: GET, PUT, or one
+// with an Idempotency-Key (which the API honours on reserve); one with a
+// CF-Turnstile-Response is handled as the package comment says. The typed calls are
+// built on it; use it for what they do not cover.
 func (c *Client) Do(ctx context.Context, method, path string, header http.Header, body []byte) (Meta, []byte, error) {
 	cl := call{method: method, path: path, raw: body,
-		safe: method == http.MethodGet || method == http.MethodPut || header.Get("Idempotency-Key") != ""}
+		safe:        method == http.MethodGet || method == http.MethodPut || header.Get("Idempotency-Key") != "",
+		spendsToken: header.Get("Cf-Turnstile-Response") != ""}
 	for k, vs := range header {
 		for _, v := range vs {
 			cl.header = append(cl.header, http.CanonicalHeaderKey(k), v)
@@ -203,7 +215,15 @@ type call struct {
 	header       []string // name, value pairs, names in canonical form
 	body         any      // encoded as JSON; nil sends raw
 	raw          []byte   // the body as it is, when body is nil; nil sends none
-	safe         bool     // may be sent again after a lost connection
+	safe         bool     // may be sent again after a lost connection or a 503
+	// spendsToken: the request carries a single-use bot-check token, which an
+	// attempt that reached the server may have spent; a retry refused with
+	// bot_check_failed is then reported as the attempt before it (a 503 or a lost
+	// connection), after which the caller retries with a new token and the same key.
+	spendsToken bool
+	// doneOnRetry: a status that, answering a retry, means an earlier attempt did
+	// what was asked (a logout's 401: the token is gone); 0: none.
+	doneOnRetry int
 }
 
 // do sends cl with the retries of the package comment and decodes a successful answer
@@ -218,12 +238,30 @@ func (c *Client) do(ctx context.Context, cl call, out any) (Meta, []byte, error)
 			return Meta{}, nil, fmt.Errorf("revguard client: %s %s: encode the body: %w", cl.method, cl.path, err)
 		}
 	}
+	var (
+		prevM   Meta
+		prevB   []byte
+		prevErr error // the attempt before, decoded
+	)
 	for attempt := 0; ; attempt++ {
 		m, b, err := c.send(ctx, cl, body)
+		if attempt > 0 && err == nil {
+			switch {
+			case cl.doneOnRetry != 0 && m.StatusCode == cl.doneOnRetry:
+				return m, b, nil
+			case cl.spendsToken && m.StatusCode == http.StatusForbidden && ErrorCode(c.memo.errorOf(m, b)) == revguard.CodeBotCheckFailed:
+				return prevM, prevB, prevErr
+			}
+		}
 		var wait time.Duration
 		switch {
+		case !cl.safe:
+			if err != nil {
+				return m, b, err
+			}
+			return m, b, c.decode(cl, m, b, out)
 		case err != nil:
-			if !cl.safe || !connectionLost(err) || ctx.Err() != nil {
+			if !connectionLost(err) || ctx.Err() != nil {
 				return m, b, err
 			}
 			wait = time.Duration(100<<min(attempt, 6)) * time.Millisecond
@@ -232,15 +270,14 @@ func (c *Client) do(ctx context.Context, cl call, out any) (Meta, []byte, error)
 			if wait < 0 {
 				wait = time.Duration(250<<min(attempt, 6)) * time.Millisecond
 			}
+			err = c.decode(cl, m, b, out)
 		default:
 			return m, b, c.decode(cl, m, b, out)
 		}
 		if attempt >= c.retries || wait > c.maxWait || !sleep(ctx, wait) {
-			if err != nil {
-				return m, b, err
-			}
-			return m, b, c.decode(cl, m, b, out)
+			return m, b, err
 		}
+		prevM, prevB, prevErr = m, b, err
 	}
 }
 

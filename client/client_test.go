@@ -21,8 +21,9 @@ import (
 // real server does not produce on demand: 503s, lost connections, foreign answers.
 
 const (
-	reservation = `{"id":"01J","sku":"s","customer_id":"c","quantity":1,"status":"held","created_at":"2026-11-27T10:00:00Z","expires_at":"2026-11-27T10:10:00Z","confirmed_at":null,"released_at":null,"order_ref":null}`
-	unavailable = `{"type":"urn:revguard:problem:bot_check_unavailable","title":"Bot check unavailable","status":503,"detail":"the verifier did not answer","code":"bot_check_unavailable"}`
+	reservation      = `{"id":"01J","sku":"s","customer_id":"c","quantity":1,"status":"held","created_at":"2026-11-27T10:00:00Z","expires_at":"2026-11-27T10:10:00Z","confirmed_at":null,"released_at":null,"order_ref":null}`
+	unavailableStore = `{"type":"urn:revguard:problem:unavailable","title":"Unavailable","status":503,"detail":"a store did not answer","code":"unavailable"}`
+	unavailable      = `{"type":"urn:revguard:problem:bot_check_unavailable","title":"Bot check unavailable","status":503,"detail":"the verifier did not answer","code":"bot_check_unavailable"}`
 )
 
 // recorder is a fake server that answers with the next of its answers and records
@@ -208,26 +209,96 @@ func TestReserve(t *testing.T) {
 }
 
 // TestNoRetryUnlessSafe checks that a call that is not safe to send twice (issuing a
-// session) is not sent again after a lost connection, while a 503 is retried.
+// session) is sent once, after a lost connection and after a 503 alike (a store that
+// did not answer may have made it).
 func TestNoRetryUnlessSafe(t *testing.T) {
-	rec := &recorder{answers: []func(http.ResponseWriter, *http.Request){hangUp}}
-	c := mustClient(t, rec)
-	if _, err := c.CreateSession(t.Context(), client.SessionParams{CustomerID: "c"}); err == nil || client.ErrorCode(err) != "" {
-		t.Fatalf("error %v, want a transport error", err)
+	for _, first := range []func(http.ResponseWriter, *http.Request){
+		hangUp,
+		answer(503, "application/problem+json", unavailableStore, "Retry-After", "0"),
+	} {
+		rec := &recorder{answers: []func(http.ResponseWriter, *http.Request){
+			first,
+			answer(201, "application/json", `{"token":"t","customer_id":"c","expires_at":"2026-11-27T11:00:00Z"}`),
+		}}
+		c := mustClient(t, rec)
+		if _, err := c.CreateSession(t.Context(), client.SessionParams{CustomerID: "c"}); err == nil {
+			t.Fatal("CreateSession succeeded; want the first attempt's error")
+		}
+		if reqs, _ := rec.seen(); len(reqs) != 1 {
+			t.Fatalf("%d attempts, want 1", len(reqs))
+		}
 	}
-	reqs, bodies := rec.seen()
-	if len(reqs) != 1 {
-		t.Fatalf("%d attempts, want 1", len(reqs))
+}
+
+// TestRetrySpentToken: a reserve or a join carries a single-use Turnstile token, which
+// an attempt that reached the server may have spent. A retry refused with
+// bot_check_failed is reported as the attempt before it (so the caller retries with a
+// new token and the same key), while a first refusal, or one without a token, is
+// reported as it is.
+func TestRetrySpentToken(t *testing.T) {
+	refused := answer(403, "application/problem+json", `{"type":"urn:revguard:problem:bot_check_failed","title":"Bot check failed","status":403,"detail":"timeout-or-duplicate","code":"bot_check_failed"}`)
+	for _, tc := range []struct {
+		name  string
+		first func(http.ResponseWriter, *http.Request)
+		token string
+		want  revguard.Code // "": a transport error
+	}{
+		{"After503", answer(503, "application/problem+json", unavailableStore, "Retry-After", "0"), "ts", revguard.CodeUnavailable},
+		{"AfterLostConnection", hangUp, "ts", ""},
+		{"NoToken", answer(503, "application/problem+json", unavailableStore, "Retry-After", "0"), "", revguard.CodeBotCheckFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, call := range []func(c *client.Client) error{
+				func(c *client.Client) error {
+					_, err := c.Reserve(t.Context(), "s", client.ReserveParams{TurnstileToken: tc.token, IdempotencyKey: "k"})
+					return err
+				},
+				func(c *client.Client) error { _, err := c.JoinWaitingRoom(t.Context(), "s", tc.token); return err },
+			} {
+				rec := &recorder{answers: []func(http.ResponseWriter, *http.Request){tc.first, refused}}
+				err := call(mustClient(t, rec))
+				if reqs, _ := rec.seen(); len(reqs) != 2 {
+					t.Fatalf("%d attempts, want 2", len(reqs))
+				}
+				if got := client.ErrorCode(err); err == nil || got != tc.want {
+					t.Fatalf("error %v (code %q); want code %q", err, got, tc.want)
+				}
+			}
+		})
 	}
-	rec = &recorder{answers: []func(http.ResponseWriter, *http.Request){
-		answer(503, "application/problem+json", strings.ReplaceAll(unavailable, "bot_check_unavailable", "unavailable"), "Retry-After", "0"),
-		answer(201, "application/json", `{"token":"t","customer_id":"c","expires_at":"2026-11-27T11:00:00Z"}`),
-	}}
-	c = mustClient(t, rec)
-	s, err := c.CreateSession(t.Context(), client.SessionParams{CustomerID: "c", TTL: 2 * time.Minute})
-	reqs, bodies = rec.seen()
-	if err != nil || s.Token != "t" || len(reqs) != 2 || bodies[1] != `{"customer_id":"c","ttl_seconds":120}` {
-		t.Fatalf("session %+v, err %v, %d attempts, body %q", s, err, len(reqs), bodies[1])
+	rec := &recorder{answers: []func(http.ResponseWriter, *http.Request){refused}}
+	if _, err := mustClient(t, rec).Reserve(t.Context(), "s", client.ReserveParams{TurnstileToken: "ts"}); client.ErrorCode(err) != revguard.CodeBotCheckFailed {
+		t.Fatalf("a first refusal: %v; want bot_check_failed", err)
+	}
+}
+
+// TestRetryDone: a logout or a room's deletion is retried after a 503, and a retry
+// answered 401 or 404 means an earlier attempt did it; the same answer to a first
+// attempt is an error.
+func TestRetryDone(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		gone func(http.ResponseWriter, *http.Request)
+		call func(c *client.Client) error
+	}{
+		{"Logout", answer(401, "application/problem+json", `{"type":"urn:revguard:problem:unauthenticated","title":"Unauthenticated","status":401,"code":"unauthenticated"}`),
+			func(c *client.Client) error { return c.Logout(t.Context()) }},
+		{"DeleteWaitingRoom", answer(404, "application/problem+json", `{"type":"urn:revguard:problem:waiting_room_not_found","title":"Not found","status":404,"code":"waiting_room_not_found"}`),
+			func(c *client.Client) error { return c.DeleteWaitingRoom(t.Context(), "s") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{answers: []func(http.ResponseWriter, *http.Request){answer(503, "application/problem+json", unavailableStore, "Retry-After", "0"), tc.gone}}
+			if err := tc.call(mustClient(t, rec)); err != nil {
+				t.Fatalf("after a 503, then gone: %v; want nil", err)
+			}
+			if reqs, _ := rec.seen(); len(reqs) != 2 {
+				t.Fatalf("%d attempts, want 2", len(reqs))
+			}
+			rec = &recorder{answers: []func(http.ResponseWriter, *http.Request){tc.gone}}
+			if err := tc.call(mustClient(t, rec)); err == nil {
+				t.Fatal("gone at the first attempt: nil; want the error")
+			}
+		})
 	}
 }
 

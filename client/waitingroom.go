@@ -71,9 +71,10 @@ func (c *Client) GetWaitingRoom(ctx context.Context, sku string) (*WaitingRoom, 
 	return result(&out, err)
 }
 
-// DeleteWaitingRoom turns a SKU's waiting room off (admin).
+// DeleteWaitingRoom turns a SKU's waiting room off (admin). A retry answered 404
+// means an earlier attempt deleted it: DeleteWaitingRoom then returns nil.
 func (c *Client) DeleteWaitingRoom(ctx context.Context, sku string) error {
-	_, _, err := c.do(ctx, call{method: http.MethodDelete, path: roomPath(sku)}, nil)
+	_, _, err := c.do(ctx, call{method: http.MethodDelete, path: roomPath(sku), safe: true, doneOnRetry: http.StatusNotFound}, nil)
 	return err
 }
 
@@ -86,7 +87,7 @@ func (c *Client) JoinWaitingRoom(ctx context.Context, sku, turnstileToken string
 		hdr = []string{"Cf-Turnstile-Response", turnstileToken}
 	}
 	var out Place
-	m, _, err := c.do(ctx, call{method: http.MethodPost, path: roomPath(sku) + "/place", header: hdr, safe: true}, &out)
+	m, _, err := c.do(ctx, call{method: http.MethodPost, path: roomPath(sku) + "/place", header: hdr, safe: true, spendsToken: turnstileToken != ""}, &out)
 	out.Meta = m
 	return result(&out, err)
 }
