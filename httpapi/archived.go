@@ -53,8 +53,10 @@ func (s *Server) confirmArchived(ctx context.Context, req revguard.ConfirmReques
 	_, retake, code := revguard.ConfirmOutcome(res.Status, req.Revive)
 	switch {
 	case retake:
-		return revguard.Reservation{}, revguard.Errorf(revguard.CodeHoldExpired,
-			"the hold expired at %s and is too old to revive", res.ExpiresAt.UTC().Format(time.RFC3339Nano))
+		// API.md: a revive that cannot take the units again is sold_out (or
+		// limit_exceeded), the shop's signal to refund.
+		return revguard.Reservation{}, revguard.Errorf(revguard.CodeSoldOut,
+			"the hold expired at %s and is too old to revive: its units cannot be taken again", res.ExpiresAt.UTC().Format(time.RFC3339Nano))
 	case code != "":
 		return revguard.Reservation{}, archivedRefusal(code, res)
 	}

@@ -130,8 +130,9 @@ func testArchivedReservations(t *testing.T, b backend) {
 		e.confirm(bob, confirmed.ID, ``).wantProblem(t, 404, revguard.CodeReservationNotFound)
 		e.confirm(alice, released.ID, `{"revive":true}`).wantProblem(t, 409, revguard.CodeHoldReleased)
 		e.confirm(alice, expired.ID, ``).wantProblem(t, 409, revguard.CodeHoldExpired)
-		// Too old to revive: the engine no longer has it (docs/api.md).
-		p := e.confirm(alice, expired.ID, `{"revive":true}`).wantProblem(t, 409, revguard.CodeHoldExpired)
+		// Too old to revive: the engine no longer has it (docs/api.md); a revive that
+		// cannot take the units is sold_out, the shop's signal to refund.
+		p := e.confirm(alice, expired.ID, `{"revive":true}`).wantProblem(t, 409, revguard.CodeSoldOut)
 		if !strings.Contains(p.Detail, "too old to revive") {
 			t.Errorf("revive of a purged hold: detail %q", p.Detail)
 		}
