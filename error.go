@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Code is a stable, machine-readable error code. Each API error code of API.md has one
+// Code is a stable, machine-readable error code. Each API error code of docs/api.md has one
 // constant; clients switch on it.
 type Code string
 

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// Limits of a ledger query (API.md, GET /v1/orders).
+// Limits of a ledger query (docs/api.md, GET /v1/orders).
 const (
 	DefaultOrderLimit = 100
 	MaxOrderLimit     = 1000
@@ -360,7 +360,7 @@ const (
 type Difference struct {
 	Kind  DiffKind
 	ID    string
-	Field string // DiffMismatch: the field, named as in API.md ("status", "order_ref", ...)
+	Field string // DiffMismatch: the field, named as in docs/api.md ("status", "order_ref", ...)
 
 	// Engine and Ledger are the two values of Field (DiffMismatch), or how many times the
 	// id occurs on each side (DiffDuplicate), formatted for people.

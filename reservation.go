@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-// Limits of reservation fields (API.md).
+// Limits of reservation fields (docs/api.md).
 const (
 	MaxCustomerIDLen     = 128 // characters
 	MaxOrderRefLen       = 128 // characters

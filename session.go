@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Limits of a session's lifetime (API.md, POST /v1/sessions).
+// Limits of a session's lifetime (docs/api.md, POST /v1/sessions).
 const (
 	DefaultSessionTTL = time.Hour
 	MinSessionTTL     = time.Minute

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Limits and defaults of a SKU's settings (API.md, PUT /v1/skus/{sku}).
+// Limits and defaults of a SKU's settings (docs/api.md, PUT /v1/skus/{sku}).
 const (
 	MaxSKUIDLen             = 128
 	MaxStock                = 1_000_000_000
@@ -54,7 +54,7 @@ func (u *SKUUpdate) Normalize() {
 	}
 }
 
-// Validate checks the ranges of API.md; it fails with CodeInvalidRequest.
+// Validate checks the ranges of docs/api.md; it fails with CodeInvalidRequest.
 func (u SKUUpdate) Validate() error {
 	switch {
 	case u.Stock < 0 || u.Stock > MaxStock:

@@ -53,7 +53,7 @@ func (s *Server) confirmArchived(ctx context.Context, req revguard.ConfirmReques
 	_, retake, code := revguard.ConfirmOutcome(res.Status, req.Revive)
 	switch {
 	case retake:
-		// API.md: a revive that cannot take the units again is sold_out (or
+		// docs/api.md: a revive that cannot take the units again is sold_out (or
 		// limit_exceeded), the shop's signal to refund.
 		return revguard.Reservation{}, revguard.Errorf(revguard.CodeSoldOut,
 			"the hold expired at %s and is too old to revive: its units cannot be taken again", res.ExpiresAt.UTC().Format(time.RFC3339Nano))

@@ -179,7 +179,7 @@ func (s *Server) refuseAdmin(w http.ResponseWriter, r *http.Request) {
 // limitRefused takes a token from the bucket of the client address ip ("" for r's) for
 // a request refused before the rate limits run: no token or a bad one, a customer on an
 // admin endpoint, a path or method the API does not serve. The IP limit bounds every
-// request but the admin's (API.md), so guessing tokens or probing paths from one
+// request but the admin's (docs/api.md), so guessing tokens or probing paths from one
 // address is bounded too. When the bucket is empty it answers 429 instead and reports
 // true; on reserve, whose order of checks puts the session first, the request is only
 // counted and keeps its 401. A limiter that fails changes nothing: the refusal is

@@ -84,7 +84,7 @@ func (s *Server) rateLimit(ctx context.Context, w http.ResponseWriter, customerI
 	return nil
 }
 
-// limitIP takes a token from the client IP's bucket. API.md's --rate-limit-ip bounds
+// limitIP takes a token from the client IP's bucket. docs/api.md's --rate-limit-ip bounds
 // every request of a client address, so reads (availability, a reservation, the caller's
 // list) and logout go through it too; only the admin (the merchant's backend, which
 // issues every session from a few addresses) is exempt.

@@ -11,7 +11,7 @@ import (
 	"github.com/revenueguard/revguard"
 )
 
-// MaxBodyBytes is the largest request body the API reads (API.md: 413 beyond it).
+// MaxBodyBytes is the largest request body the API reads (docs/api.md: 413 beyond it).
 const MaxBodyBytes = 64 << 10
 
 // bodyPool recycles request-body buffers. Decoded strings are copied out of the buffer,

@@ -12,7 +12,7 @@ import (
 	"github.com/revenueguard/revguard/turnstile/turnstiletest"
 )
 
-// The reserve endpoint end to end: every error code in API.md's order of checks, the
+// The reserve endpoint end to end: every error code in docs/api.md's order of checks, the
 // bot check against the fake verifier, idempotency and rate limits.
 
 // tokenHeader returns a fresh, valid Turnstile token header.

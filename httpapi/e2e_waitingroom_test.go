@@ -258,7 +258,7 @@ func testWaitingRoomDraw(t *testing.T, b backend) {
 func TestWaitingRoomCustomerLimit(t *testing.T) { eachBackend(t, testWaitingRoomCustomerLimit) }
 
 // testWaitingRoomCustomerLimit: the customer's rate limit counts reserve, confirm and
-// release (API.md), not the room: with 2 a minute, reserve (409 admission_required),
+// release (docs/api.md), not the room: with 2 a minute, reserve (409 admission_required),
 // join, join again, poll, then reserve once admitted is within the limit. Joins have a
 // bucket of their own at the same rate.
 func testWaitingRoomCustomerLimit(t *testing.T, b backend) {

@@ -117,11 +117,11 @@ func appendNullableString(b []byte, s string) []byte {
 	return appendString(b, s)
 }
 
-// AppendReservation appends r as the reservation object of API.md, exactly as the API
+// AppendReservation appends r as the reservation object of docs/api.md, exactly as the API
 // writes it: the one encoding of that object, also used by revguard export.
 func AppendReservation(b []byte, r *revguard.Reservation) []byte { return appendReservation(b, r) }
 
-// appendReservation appends the reservation object of API.md.
+// appendReservation appends the reservation object of docs/api.md.
 func appendReservation(b []byte, r *revguard.Reservation) []byte {
 	b = append(b, `{"id":`...)
 	b = appendString(b, r.ID)
@@ -146,7 +146,7 @@ func appendReservation(b []byte, r *revguard.Reservation) []byte {
 	return append(b, '}')
 }
 
-// appendSKU appends the SKU object of API.md.
+// appendSKU appends the SKU object of docs/api.md.
 func appendSKU(b []byte, s *revguard.SKU) []byte {
 	b = append(b, `{"sku":`...)
 	b = appendString(b, s.ID)
@@ -167,7 +167,7 @@ func appendSKU(b []byte, s *revguard.SKU) []byte {
 	return append(b, '}')
 }
 
-// appendAvailability appends the public availability object of API.md.
+// appendAvailability appends the public availability object of docs/api.md.
 func appendAvailability(b []byte, a *revguard.Availability) []byte {
 	b = append(b, `{"sku":`...)
 	b = appendString(b, a.SKU)

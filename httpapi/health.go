@@ -64,7 +64,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	*bp = b
 	if err != nil {
 		w.Header()["Content-Type"] = problemContentType
-		w.Header()["Retry-After"] = retryAfterOne // API.md: every 503 carries Retry-After
+		w.Header()["Retry-After"] = retryAfterOne // docs/api.md: every 503 carries Retry-After
 		w.WriteHeader(status)
 		w.Write(b)
 		return

@@ -128,7 +128,7 @@ func (r *response) json(tb testing.TB, status int, v any) {
 	}
 }
 
-// reservation is the reservation object of API.md, as a client sees it.
+// reservation is the reservation object of docs/api.md, as a client sees it.
 type reservation struct {
 	ID          string  `json:"id"`
 	SKU         string  `json:"sku"`
@@ -142,7 +142,7 @@ type reservation struct {
 	OrderRef    *string `json:"order_ref"`
 }
 
-// sku is the SKU object of API.md.
+// sku is the SKU object of docs/api.md.
 type sku struct {
 	SKU              string  `json:"sku"`
 	Stock            int64   `json:"stock"`

@@ -1,4 +1,4 @@
-// Package httpapi is Revenue Guard's HTTP gateway: the v1 API of API.md over the root
+// Package httpapi is Revenue Guard's HTTP gateway: the v1 API of docs/api.md over the root
 // interfaces (Inventory, Ledger, Sessions, BotChecker, RateLimiter).
 //
 // It authenticates callers (the admin token, or a customer session), decodes request

@@ -21,7 +21,7 @@ type reserveOutcome struct {
 
 // handleReserve is the hot path: POST /v1/skus/{sku}/reservations.
 //
-// The order of checks is API.md's: session; request shape (SKU id, body, Idempotency-Key);
+// The order of checks is docs/api.md's: session; request shape (SKU id, body, Idempotency-Key);
 // rate limits; an idempotent replay (which costs no bot check and no stock); the SKU
 // exists; the quantity against the SKU's own per-customer limit (the rest of the shape);
 // the sale is open; the sold-out fast path (no bot check, no trip to the serialisation
@@ -238,7 +238,7 @@ func (s *Server) reserveStep(ctx context.Context, req *revguard.ReserveRequest, 
 	}
 	if req.Quantity > 1 {
 		// A quantity above the SKU's per_customer_limit is a malformed request
-		// (API.md: quantity is 1 to per_customer_limit), refused before any state
+		// (docs/api.md: quantity is 1 to per_customer_limit), refused before any state
 		// of the sale (not open, sold out) that a retry could change. Only a
 		// multi-unit request can exceed a limit, which is at least 1; the limit is
 		// not in the cheap public view, so ask for the SKU's settings.

@@ -21,7 +21,7 @@ const minSweep = 64
 
 // RateLimiter is an in-memory revguard.RateLimiter: one token bucket per key
 // (golang.org/x/time/rate), refilled at Rate.N tokens per Rate.Per and holding at most
-// Rate.N, as API.md defines the --rate-limit flags.
+// Rate.N, as docs/api.md defines the --rate-limit flags.
 //
 // Memory is bounded by the keys active within the last Rate.Per: a bucket left alone
 // for that long is full again, indistinguishable from a new one, so it is dropped. Each

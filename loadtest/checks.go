@@ -92,7 +92,7 @@ func (h *hold) lowerSpan() span {
 
 // upperSpan is when h's units may have counted: from created_at (a second earlier if
 // whole seconds) until the latest instant they can have come back: released_at, or a
-// second after expires_at (API.md: expired holds return their units within one second).
+// second after expires_at (docs/api.md: expired holds return their units within one second).
 func (h *hold) upperSpan() span {
 	sp := span{start: h.res.CreatedAt.Add(-slack(h.res.CreatedAt)), qty: h.res.Quantity}
 	switch {

@@ -204,7 +204,7 @@ func (c *client) serverNow() time.Time {
 // problem document, or a success whose body does not decode.
 const codeBadResponse revguard.Code = "bad_response"
 
-// reservationJSON is the reservation object of API.md.
+// reservationJSON is the reservation object of docs/api.md.
 type reservationJSON struct {
 	ID          string     `json:"id"`
 	SKU         string     `json:"sku"`
@@ -249,7 +249,7 @@ func (r reservationJSON) check() error {
 	return nil
 }
 
-// skuJSON is the SKU object of API.md.
+// skuJSON is the SKU object of docs/api.md.
 type skuJSON struct {
 	SKU              string     `json:"sku"`
 	Stock            int64      `json:"stock"`

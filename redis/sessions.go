@@ -342,7 +342,7 @@ func (s *Sessions) load(ctx context.Context, h [32]byte, gen uint64) (revguard.S
 
 // DeleteSession revokes token on every node: it deletes the key and publishes the hash
 // in one script (and, on a Cluster, publishes it again where the subscriptions are),
-// evicts it here, and returns once no node can serve it any more (API.md: refused from
+// evicts it here, and returns once no node can serve it any more (docs/api.md: refused from
 // then on, on every node). Another node applies the revocation when the message
 // reaches its subscription, a few milliseconds later, and serves its cache only while
 // a ping sent after the message has been answered within sessTrustWindow; so when

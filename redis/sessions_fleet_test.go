@@ -127,7 +127,7 @@ func TestSessionsFleet(t *testing.T) {
 	}
 	n2.findCached(t, other, "c-other")
 
-	// Once DeleteSession has returned, every node refuses the token (API.md: from then
+	// Once DeleteSession has returned, every node refuses the token (docs/api.md: from then
 	// on, on every node), without waiting.
 	start := time.Now()
 	if err := n1.s.DeleteSession(ctx, tok); err != nil {

@@ -135,7 +135,7 @@ func findListening(log string) (string, bool) {
 	return rest[:j], true
 }
 
-// The JSON shapes of API.md, as a client sees them.
+// The JSON shapes of docs/api.md, as a client sees them.
 type (
 	skuJSON struct {
 		SKU              string  `json:"sku"`

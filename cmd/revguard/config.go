@@ -27,7 +27,7 @@ const DefaultTurnstileURL = "https://challenges.cloudflare.com/turnstile/v0/site
 // the example page's default.
 const TestSiteKey = "1x00000000000000000000AA"
 
-// Config is the configuration of `revguard serve` (API.md, "Configuration"). Each field
+// Config is the configuration of `revguard serve` (docs/api.md, "Configuration"). Each field
 // has a flag and a REVGUARD_* environment variable; the flag wins.
 type Config struct {
 	Addr    string // listen address; port 0 picks a free port
@@ -85,7 +85,7 @@ type Config struct {
 	DebugAddr string
 }
 
-// DefaultConfig returns the configuration of API.md's defaults.
+// DefaultConfig returns the configuration of docs/api.md's defaults.
 func DefaultConfig() Config {
 	return Config{
 		Addr:              "127.0.0.1:8080",

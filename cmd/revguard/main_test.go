@@ -35,7 +35,7 @@ func envMap(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
-// flagTable is API.md's configuration table plus the flags issue 3 adds: the help must
+// flagTable is docs/api.md's configuration table plus the flags issue 3 adds: the help must
 // list each flag with its variable and default.
 var flagTable = []struct{ flag, env, def string }{
 	{"--addr", "REVGUARD_ADDR", "127.0.0.1:8080"},
