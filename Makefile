@@ -18,7 +18,7 @@ test:
 
 test-all:
 	REVGUARD_TEST_REDIS_URL=$(REDIS_URL) REVGUARD_TEST_POSTGRES_URL=$(POSTGRES_URL) \
-	REVGUARD_TEST_REQUIRE_ALL=1 $(GO) test -race -count=1 ./...
+	REVGUARD_TEST_REQUIRE_ALL=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 lint:
 	gofmt -l . | (! grep .)
