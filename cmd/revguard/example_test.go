@@ -164,7 +164,8 @@ func (b *browser) waitText(tb testing.TB, sel, want string) {
 // TestStorefrontExample loads the example page from a running server with the bot
 // check on (against the fake siteverify, with Cloudflare's always-passing test secret,
 // which the page's Turnstile stand-in satisfies), walks a reservation through to a
-// confirmed sale, sees a sold-out SKU refused with its sentence, buys through a
+// confirmed sale, is held back by its rate limit for the Retry-After (keeping its
+// Turnstile token), sees a sold-out SKU refused with its sentence, buys through a
 // waiting room, and saves a screenshot; no request of the page leaves loopback.
 func TestStorefrontExample(t *testing.T) {
 	b := mustStartBrowser(t)
@@ -175,7 +176,7 @@ func TestStorefrontExample(t *testing.T) {
 	t.Cleanup(verifier.Close)
 	srv := MustRunServer(t, t.TempDir(), nil, "--example",
 		"--turnstile-secret", turnstiletest.PassSecret, "--turnstile-url", verifier.URL(),
-		"--turnstile-sitekey", TestSiteKey)
+		"--turnstile-sitekey", TestSiteKey, "--rate-limit-customer", "2/m")
 	ctx := t.Context()
 	admin, err := client.New(srv.URL, client.WithToken(testAdminToken),
 		client.WithDoer(&http.Client{Transport: openapitest.NewTransport(nil), Timeout: 30 * time.Second}))
@@ -236,6 +237,23 @@ func TestStorefrontExample(t *testing.T) {
 	}
 	if r := sold[0]; len(sold) != 1 || !strings.HasPrefix(r.CustomerID, "example-") || r.OrderRef != "example-order-"+r.ID {
 		t.Fatalf("ledger %+v", sold)
+	}
+
+	// A third reserve of this customer within the minute is over its rate limit (2/m:
+	// the reserve and the confirm took both). The page says when Buy works again and
+	// keeps it off until then, and keeps the Turnstile token, which the refusal (made
+	// before the bot check) did not spend: the widget is not reset.
+	b.waitText(t, "#widget", "Success")
+	if _, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`window.resets = 0;
+		const reset = window.turnstile.reset;
+		window.turnstile.reset = function (id) { window.resets++; return reset.call(this, id); };
+		true`)); err != nil {
+		t.Fatalf("count the widget's resets: %v", err)
+	}
+	b.do(t, "press Buy a third time", chromedp.WaitEnabled(chromedp.CSS("#buy")), chromedp.Click(chromedp.CSS("#buy")))
+	b.waitText(t, "#message", "Buy works again in")
+	if ok, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`document.querySelector("#buy").disabled && window.resets === 0`)); err != nil || !ok {
+		t.Fatalf("after the 429: Buy off and the widget kept = %v, %v; want true", ok, err)
 	}
 
 	// A sold-out SKU: the refusal is shown as a sentence, and nothing is taken.

@@ -4,8 +4,8 @@
 // the Turnstile widget; when the customer presses "Buy", get a session (here from the
 // demo-only POST /example/session; a real shop's backend issues it after its own
 // login), reserve with the Turnstile token and an Idempotency-Key, show the hold's
-// countdown, then confirm (after payment) or release. Every problem code becomes a
-// sentence for a person. A drop with a waiting room answers the first Buy with
+// countdown, then confirm (after payment) or release. Every problem code a customer
+// can meet becomes a sentence for a person, and a Retry-After is honoured. A drop with a waiting room answers the first Buy with
 // admission_required: the page then joins the line with the same Turnstile token (the
 // admission is checked before the bot check, so the token is still unspent), shows
 // the place as it moves, and lets the customer buy once admitted.
@@ -37,11 +37,23 @@
     admission_required: "This drop has a waiting room, so that everyone gets a fair chance. Joining the line…",
     waiting_room_not_found: "This drop no longer has a waiting room: press Buy.",
     place_not_found: "We lost your place in line. Please press Buy again.",
+    // Answers a working page never gets (its requests are well-formed): the page
+    // itself is out of date or broken.
+    invalid_request: "This page sent something the shop did not understand. Please reload it and try again.",
+    body_too_large: "This page sent something the shop did not understand. Please reload it and try again.",
+    header_too_large: "This page sent something the shop did not understand. Please reload it and try again.",
+    unsupported_media_type: "This page sent something the shop did not understand. Please reload it and try again.",
+    method_not_allowed: "This page is out of date. Please reload it and try again.",
+    not_found: "This page is out of date. Please reload it and try again.",
+    forbidden: "This account cannot buy here. Please sign in as a customer.",
   };
   const fallback = "Something went wrong. Please try again.";
   // Codes after which a new press is a new purchase attempt (a new Idempotency-Key);
   // after any other answer, pressing again retries the same attempt.
   const attemptOver = new Set(["sold_out", "limit_exceeded", "sale_not_open", "sku_not_found", "invalid_sku", "idempotency_key_reused", "invalid_request"]);
+  // Refusals the API makes before the bot check, which leave the Turnstile token
+  // unspent: the widget keeps it for the next press instead of a new challenge.
+  const tokenUnspent = new Set(["rate_limited", "sale_not_open", "unauthenticated"]);
 
   let session = null;     // {token, customer_id, expires_at}
   let widgetID = null;    // the Turnstile widget
@@ -51,6 +63,7 @@
   let countdownTimer = null;
   let busy = false;
   let placeTimer = null;  // the next poll of the place in the waiting room, while there is one
+  let coolUntil = 0;      // Buy stays off until then (Date.now() ms), after a 429 or a 503's Retry-After
 
   $("sku-name").textContent = sku;
 
@@ -65,24 +78,27 @@
     return (problem && sentences[problem.code]) || fallback;
   }
 
-  // api calls the API and resolves to {status, body}; body is the parsed JSON, a
-  // problem document on errors, or null.
+  // api calls the API and resolves to {status, body, retryAfter}; body is the parsed
+  // JSON, a problem document on errors, or null; retryAfter is the Retry-After header
+  // in seconds (0 when absent).
   async function api(method, path, { token, headers = {}, body } = {}) {
     const h = Object.assign({}, headers);
     if (token) h["Authorization"] = "Bearer " + token;
     if (body !== undefined) h["Content-Type"] = "application/json";
     let resp;
     try {
-      resp = await fetch(path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
+      // The browser's cache follows the API's Cache-Control (availability: max-age=1).
+      resp = await fetch(path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
     } catch (e) {
-      return { status: 0, body: { code: "unavailable" } };
+      return { status: 0, body: { code: "unavailable" }, retryAfter: 0 };
     }
     let parsed = null;
     const type = resp.headers.get("Content-Type") || "";
     if (type.startsWith("application/json") || type.startsWith("application/problem+json")) {
       parsed = await resp.json().catch(() => null);
     }
-    return { status: resp.status, body: parsed };
+    const retryAfter = parseInt(resp.headers.get("Retry-After") || "0", 10);
+    return { status: resp.status, body: parsed, retryAfter: retryAfter > 0 ? retryAfter : 0 };
   }
 
   // randomKey returns a fresh Idempotency-Key (crypto.getRandomValues works on plain
@@ -142,7 +158,13 @@
   }
 
   function updateBuy() {
-    $("buy").disabled = busy || hold !== null || !turnstileToken;
+    $("buy").disabled = busy || hold !== null || !turnstileToken || Date.now() < coolUntil;
+  }
+
+  // coolDown keeps Buy off for the answer's Retry-After, as the API asks.
+  function coolDown(seconds) {
+    coolUntil = Date.now() + seconds * 1000;
+    setTimeout(updateBuy, seconds * 1000 + 50);
   }
 
   // getSession asks the shop's backend (here its demo stand-in) for a session once.
@@ -157,6 +179,7 @@
   async function buy() {
     if (!turnstileToken) { say("Please complete the check above first.", "error"); return; }
     busy = true; updateBuy(); say("Reserving…");
+    let spent = true; // whether this attempt may have spent the Turnstile token
     try {
       const s = await getSession();
       attemptKey = attemptKey || randomKey();
@@ -177,13 +200,19 @@
         const code = r.body && r.body.code;
         if (code === "unauthenticated") session = null;
         if (attemptOver.has(code)) attemptKey = null;
-        say(problemSentence(r.body), "error");
+        if (tokenUnspent.has(code)) spent = false;
+        if ((r.status === 429 || r.status === 503) && r.retryAfter > 0) {
+          coolDown(r.retryAfter);
+          say(problemSentence(r.body) + " (Buy works again in " + r.retryAfter + " s.)", "error");
+        } else {
+          say(problemSentence(r.body), "error");
+        }
       }
     } catch (problem) {
       say(problemSentence(problem), "error");
     } finally {
       busy = false;
-      resetWidget();
+      if (spent) resetWidget(); else updateBuy();
       refreshAvailability();
     }
   }
