@@ -2,8 +2,10 @@ package httpapi
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +36,8 @@ func parseEventsQuery(rawQuery, lastID string) (eventsQuery, error) {
 	if err != nil {
 		return q, revguard.Errorf(revguard.CodeInvalidRequest, "the query string is malformed")
 	}
-	for name, vs := range vals {
+	for _, name := range slices.Sorted(maps.Keys(vals)) { // one request, one answer
+		vs := vals[name]
 		if len(vs) > 1 {
 			return q, revguard.Errorf(revguard.CodeInvalidRequest, "query parameter %s given more than once", quoteForDetail([]byte(name)))
 		}

@@ -1,8 +1,10 @@
 package httpapi
 
 import (
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/revenueguard/revguard"
@@ -61,7 +63,8 @@ func parseOrderFilter(rawQuery string, withCustomer bool) (revguard.OrderFilter,
 	if err != nil {
 		return f, revguard.Errorf(revguard.CodeInvalidRequest, "the query string is malformed")
 	}
-	for name, vals := range q {
+	for _, name := range slices.Sorted(maps.Keys(q)) { // one request, one answer
+		vals := q[name]
 		if len(vals) > 1 {
 			return f, revguard.Errorf(revguard.CodeInvalidRequest, "query parameter %s given more than once", quoteForDetail([]byte(name)))
 		}
