@@ -20,7 +20,7 @@ var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b
 
 // withBody reads the request body of a JSON endpoint strictly and calls decode with it:
 // more than MaxBodyBytes is 413 body_too_large; a non-empty body whose Content-Type is not
-// application/json is 415 unsupported_media_type. An empty body reaches decode as a nil
+// application/json, or that has a Content-Encoding, is 415 unsupported_media_type. An empty body reaches decode as a nil
 // slice: each decoder decides whether that is allowed. The slice is valid only during
 // decode.
 func withBody(r *http.Request, decode func(body []byte) error) error {
@@ -59,7 +59,25 @@ func withBody(r *http.Request, decode func(body []byte) error) error {
 	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
 		return err
 	}
+	if err := checkContentEncoding(r.Header.Values("Content-Encoding")); err != nil {
+		return err
+	}
 	return decode(b)
+}
+
+// checkContentEncoding refuses a body in a content coding (RFC 9110 15.5.16: 415),
+// which the API does not decode: read as it is, a compressed body would be taken for
+// malformed JSON, or worse, a body labelled compressed but sent plain would be
+// accepted. identity is no coding.
+func checkContentEncoding(vals []string) error {
+	for _, v := range vals {
+		for c := range strings.SplitSeq(v, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return revguard.Errorf(revguard.CodeUnsupportedMediaType, "Content-Encoding %s is not supported: send the body uncompressed", quoteForDetail([]byte(c)))
+			}
+		}
+	}
+	return nil
 }
 
 func tooLarge() error {

@@ -214,23 +214,28 @@ func TestWithBody(t *testing.T) {
 		length int64 // Content-Length; -1 for unknown (chunked)
 		code   revguard.Code
 		got    string // what decode saw
+		ce     string // Content-Encoding
 	}{
-		{"JSON", "application/json", `{}`, 2, "", `{}`},
-		{"Charset", "application/json; charset=UTF-8", `{}`, 2, "", `{}`},
-		{"OtherParam", "application/json; foo=bar", `{}`, 2, "", `{}`},
-		{"UpperCase", "Application/JSON", `{}`, 2, "", `{}`},
-		{"Chunked", "application/json", `{"a":1}`, -1, "", `{"a":1}`},
-		{"EmptyNoType", "", ``, 0, "", ``},
-		{"EmptyOtherType", "text/plain", ``, 0, "", ``},
-		{"ErrNoType", "", `{}`, 2, revguard.CodeUnsupportedMediaType, ""},
-		{"ErrText", "text/plain", `{}`, 2, revguard.CodeUnsupportedMediaType, ""},
-		{"ErrForm", "application/x-www-form-urlencoded", `a=1`, 3, revguard.CodeUnsupportedMediaType, ""},
-		{"ErrLatin1", "application/json; charset=latin1", `{}`, 2, revguard.CodeUnsupportedMediaType, ""},
-		{"ErrJSONSuffix", "application/problem+json", `{}`, 2, revguard.CodeUnsupportedMediaType, ""},
-		{"ErrMalformedType", "application/json; charset", `{}`, 2, revguard.CodeUnsupportedMediaType, ""},
-		{"ErrTooLargeDeclared", "application/json", `{}`, MaxBodyBytes + 1, revguard.CodeBodyTooLarge, ""},
-		{"ErrTooLargeChunked", "application/json", strings.Repeat(" ", MaxBodyBytes+1), -1, revguard.CodeBodyTooLarge, ""},
-		{"ExactlyMax", "application/json", "{}" + strings.Repeat(" ", MaxBodyBytes-2), -1, "", "{}" + strings.Repeat(" ", MaxBodyBytes-2)},
+		{"JSON", "application/json", `{}`, 2, "", `{}`, ""},
+		{"Charset", "application/json; charset=UTF-8", `{}`, 2, "", `{}`, ""},
+		{"OtherParam", "application/json; foo=bar", `{}`, 2, "", `{}`, ""},
+		{"UpperCase", "Application/JSON", `{}`, 2, "", `{}`, ""},
+		{"Chunked", "application/json", `{"a":1}`, -1, "", `{"a":1}`, ""},
+		{"EmptyNoType", "", ``, 0, "", ``, ""},
+		{"EmptyOtherType", "text/plain", ``, 0, "", ``, ""},
+		{"ErrNoType", "", `{}`, 2, revguard.CodeUnsupportedMediaType, "", ""},
+		{"ErrText", "text/plain", `{}`, 2, revguard.CodeUnsupportedMediaType, "", ""},
+		{"ErrForm", "application/x-www-form-urlencoded", `a=1`, 3, revguard.CodeUnsupportedMediaType, "", ""},
+		{"ErrLatin1", "application/json; charset=latin1", `{}`, 2, revguard.CodeUnsupportedMediaType, "", ""},
+		{"ErrJSONSuffix", "application/problem+json", `{}`, 2, revguard.CodeUnsupportedMediaType, "", ""},
+		{"ErrMalformedType", "application/json; charset", `{}`, 2, revguard.CodeUnsupportedMediaType, "", ""},
+		{"ErrGzip", "application/json", `{}`, 2, revguard.CodeUnsupportedMediaType, "", "gzip"},
+		{"ErrIdentityThenGzip", "application/json", `{}`, 2, revguard.CodeUnsupportedMediaType, "", "identity, gzip"},
+		{"Identity", "application/json", `{}`, 2, "", `{}`, "Identity"},
+		{"EmptyGzip", "application/json", ``, 0, "", ``, "gzip"},
+		{"ErrTooLargeDeclared", "application/json", `{}`, MaxBodyBytes + 1, revguard.CodeBodyTooLarge, "", ""},
+		{"ErrTooLargeChunked", "application/json", strings.Repeat(" ", MaxBodyBytes+1), -1, revguard.CodeBodyTooLarge, "", ""},
+		{"ExactlyMax", "application/json", "{}" + strings.Repeat(" ", MaxBodyBytes-2), -1, "", "{}" + strings.Repeat(" ", MaxBodyBytes-2), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -238,6 +243,9 @@ func TestWithBody(t *testing.T) {
 			r.ContentLength = tt.length
 			if tt.ct != "" {
 				r.Header.Set("Content-Type", tt.ct)
+			}
+			if tt.ce != "" {
+				r.Header.Set("Content-Encoding", tt.ce)
 			}
 			var saw []byte
 			called := false

@@ -68,9 +68,9 @@ func (t *HTTPServer) serveReserve(ctx *fasthttp.RequestCtx, w *syncWriter) (serv
 		}
 	}()
 	// An empty body is {} (withBody); another needs one of the JSON types that
-	// checkJSONContentType takes at once.
+	// checkJSONContentType takes at once, and no Content-Encoding (withBody refuses it).
 	raw := ctx.PostBody()
-	if len(raw) > 0 && !jsonContentTypes[string(h.ContentType())] {
+	if len(raw) > 0 && (!jsonContentTypes[string(h.ContentType())] || h.ContentEncoding() != nil) {
 		return false
 	}
 	auth := h.PeekAll("Authorization")

@@ -104,6 +104,9 @@ func testReserveLane(t *testing.T, b backend) {
 		{"OtherJSONType", false, one(func(c string) req {
 			return reservePost(c, "lane", `{"quantity":1}`, hdr("Content-Type", "application/json; charset=UTF-8"))
 		})},
+		{"Compressed", false, one(func(c string) req {
+			return reservePost(c, "lane", `{"quantity":1}`, hdr("Content-Encoding", "gzip")) // 415, from the general path
+		})},
 		{"BadJSON", false, one(func(c string) req { return reservePost(c, "lane", `{"quantity":`, hdr()) })},
 		{"BadKey", false, one(func(c string) req {
 			return reservePost(c, "lane", `{}`, hdr("Idempotency-Key", strings.Repeat("k", 300)))
