@@ -80,6 +80,18 @@ func checkContentEncoding(vals []string) error {
 	return nil
 }
 
+// parseRFC3339 parses an RFC 3339 time, whose T and Z may be lower case (RFC 3339
+// 5.6), which time.RFC3339 does not take.
+func parseRFC3339(s string) (time.Time, error) {
+	if len(s) > 10 && s[10] == 't' {
+		s = s[:10] + "T" + s[11:]
+	}
+	if strings.HasSuffix(s, "z") {
+		s = s[:len(s)-1] + "Z"
+	}
+	return time.Parse(time.RFC3339, s)
+}
+
 func tooLarge() error {
 	return revguard.Errorf(revguard.CodeBodyTooLarge, "the request body is larger than %d bytes", MaxBodyBytes)
 }
@@ -217,7 +229,7 @@ func decodeSKU(body []byte) (revguard.SKUUpdate, error) {
 			if d.err != nil {
 				break
 			}
-			t, err := time.Parse(time.RFC3339, s)
+			t, err := parseRFC3339(s)
 			if err != nil {
 				return u, revguard.Errorf(revguard.CodeInvalidRequest, "opens_at must be an RFC 3339 time such as 2026-11-27T10:00:00Z")
 			}

@@ -108,6 +108,8 @@ func TestDecodeSKU(t *testing.T) {
 			revguard.SKUUpdate{Stock: 5, PerCustomerLimit: 2, HoldSeconds: 1, OpensAt: opens}, "", ""},
 		{"OffsetIsUTC", `{"stock":5,"opens_at":"2026-11-27T11:00:00+01:00"}`,
 			revguard.SKUUpdate{Stock: 5, PerCustomerLimit: 1, HoldSeconds: 600, OpensAt: opens}, "", ""},
+		{"LowerCaseTZ", `{"stock":5,"opens_at":"2026-11-27t10:00:00.5z"}`,
+			revguard.SKUUpdate{Stock: 5, PerCustomerLimit: 1, HoldSeconds: 600, OpensAt: time.Date(2026, 11, 27, 10, 0, 0, 5e8, time.UTC)}, "", ""},
 		{"NullOpensAt", `{"stock":0,"opens_at":null}`, revguard.SKUUpdate{PerCustomerLimit: 1, HoldSeconds: 600}, "", ""},
 		{"Max", `{"stock":1000000000,"per_customer_limit":1000000,"hold_seconds":86400}`,
 			revguard.SKUUpdate{Stock: 1e9, PerCustomerLimit: 1e6, HoldSeconds: 86400}, "", ""},
