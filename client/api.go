@@ -154,7 +154,7 @@ func (c *Client) CreateSession(ctx context.Context, p SessionParams) (*Session, 
 // Logout revokes the Client's session token (customer). A retry answered 401 means
 // an earlier attempt revoked it: Logout then returns nil.
 func (c *Client) Logout(ctx context.Context) error {
-	_, _, err := c.do(ctx, call{method: http.MethodDelete, path: "/v1/sessions/current", safe: true, doneOnRetry: http.StatusUnauthorized}, nil)
+	_, _, err := c.do(ctx, call{method: http.MethodDelete, path: "/v1/sessions/current", safe: true, doneOnRetry: revguard.CodeUnauthenticated}, nil)
 	return err
 }
 

@@ -192,11 +192,12 @@ func (m Meta) Date() time.Time {
 
 // Do sends one request of the API as it is: method, path (with its query), the
 // Client's token, header and body (JSON; nil sends none). It returns the answer's Meta
-// and body, with an *Error for an error answer. It retries as the typed calls do, a
-// 503 and a lost connection, when the request may be sent twice: GET, PUT, or one
-// with an Idempotency-Key (which the API honours on reserve); one with a
-// CF-Turnstile-Response is handled as the package comment says. The typed calls are
-// built on it; use it for what they do not cover.
+// and body, with an *Error for an error answer. It retries a 503 and a lost
+// connection when the request may be sent twice by its method or header alone: GET,
+// PUT, or one with an Idempotency-Key (which the API honours on reserve); one with a
+// CF-Turnstile-Response is handled as the package comment says. The typed calls know
+// more (confirm, release, logout and deleting a room are retried too). They are built
+// on it; use it for what they do not cover.
 func (c *Client) Do(ctx context.Context, method, path string, header http.Header, body []byte) (Meta, []byte, error) {
 	cl := call{method: method, path: path, raw: body,
 		safe:        method == http.MethodGet || method == http.MethodPut || header.Get("Idempotency-Key") != "",
@@ -221,9 +222,10 @@ type call struct {
 	// bot_check_failed is then reported as the attempt before it (a 503 or a lost
 	// connection), after which the caller retries with a new token and the same key.
 	spendsToken bool
-	// doneOnRetry: a status that, answering a retry, means an earlier attempt did
-	// what was asked (a logout's 401: the token is gone); 0: none.
-	doneOnRetry int
+	// doneOnRetry: a problem code that, answering a retry, means an earlier attempt
+	// did what was asked (a logout's unauthenticated: the token is gone); "": none.
+	// A code, not a status: a proxy's 404 page says nothing of the kind.
+	doneOnRetry revguard.Code
 }
 
 // do sends cl with the retries of the package comment and decodes a successful answer
@@ -247,7 +249,7 @@ func (c *Client) do(ctx context.Context, cl call, out any) (Meta, []byte, error)
 		m, b, err := c.send(ctx, cl, body)
 		if attempt > 0 && err == nil {
 			switch {
-			case cl.doneOnRetry != 0 && m.StatusCode == cl.doneOnRetry:
+			case cl.doneOnRetry != "" && m.StatusCode >= 400 && ErrorCode(c.memo.errorOf(m, b)) == cl.doneOnRetry:
 				return m, b, nil
 			case cl.spendsToken && m.StatusCode == http.StatusForbidden && ErrorCode(c.memo.errorOf(m, b)) == revguard.CodeBotCheckFailed:
 				return prevM, prevB, prevErr

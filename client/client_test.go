@@ -273,8 +273,8 @@ func TestRetrySpentToken(t *testing.T) {
 }
 
 // TestRetryDone: a logout or a room's deletion is retried after a 503, and a retry
-// answered 401 or 404 means an earlier attempt did it; the same answer to a first
-// attempt is an error.
+// answered 401 unauthenticated or 404 waiting_room_not_found means an earlier attempt
+// did it; the same answer to a first attempt is an error, and so is a proxy's 404.
 func TestRetryDone(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -297,6 +297,15 @@ func TestRetryDone(t *testing.T) {
 			rec = &recorder{answers: []func(http.ResponseWriter, *http.Request){tc.gone}}
 			if err := tc.call(mustClient(t, rec)); err == nil {
 				t.Fatal("gone at the first attempt: nil; want the error")
+			}
+			// A retry answered by something else than the API (a proxy's page) is
+			// no sign that the work was done.
+			rec = &recorder{answers: []func(http.ResponseWriter, *http.Request){
+				answer(503, "application/problem+json", unavailableStore, "Retry-After", "0"),
+				answer(404, "text/html", "<h1>Not Found</h1>"),
+			}}
+			if err := tc.call(mustClient(t, rec)); err == nil {
+				t.Fatal("a proxy's 404 on the retry: nil; want the error")
 			}
 		})
 	}

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/revenueguard/revguard"
 )
 
 // WaitingRoomSettings is the body of PutWaitingRoom. Zero PreQueueSeconds takes the
@@ -74,7 +76,7 @@ func (c *Client) GetWaitingRoom(ctx context.Context, sku string) (*WaitingRoom, 
 // DeleteWaitingRoom turns a SKU's waiting room off (admin). A retry answered 404
 // means an earlier attempt deleted it: DeleteWaitingRoom then returns nil.
 func (c *Client) DeleteWaitingRoom(ctx context.Context, sku string) error {
-	_, _, err := c.do(ctx, call{method: http.MethodDelete, path: roomPath(sku), safe: true, doneOnRetry: http.StatusNotFound}, nil)
+	_, _, err := c.do(ctx, call{method: http.MethodDelete, path: roomPath(sku), safe: true, doneOnRetry: revguard.CodeWaitingRoomNotFound}, nil)
 	return err
 }
 
