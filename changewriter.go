@@ -45,6 +45,7 @@ type ChangeWriter struct {
 
 	last    SeqNotifier   // Seq of the newest change in the log
 	journal atomic.Uint64 // journal seq the log has reached
+	loaded  atomic.Bool   // last holds the log's state (Run has loaded it)
 }
 
 // Run follows the feed until ctx is done, then returns nil. A failed read or append is
@@ -91,6 +92,7 @@ func (w *ChangeWriter) follow(ctx context.Context, batch int) error {
 	}
 	w.journal.Store(st.JournalSeq)
 	w.last.Publish(st.LastSeq)
+	w.loaded.Store(true)
 	syncer, _ := w.Log.(ChangeSyncer)
 	if syncer != nil {
 		// What an earlier run committed may not be durable yet (it may have been
@@ -168,9 +170,19 @@ func (w *ChangeWriter) ReadChanges(ctx context.Context, after uint64, max int) (
 // LastChange returns the Seq of the newest change in the log (0 before Run has read it).
 func (w *ChangeWriter) LastChange() uint64 { return w.last.Load() }
 
-// ReadLastChange is LastChange: this writer is the log's only one, and a change is
-// readable from the log only once LastChange counts it.
-func (w *ChangeWriter) ReadLastChange(context.Context) (uint64, error) { return w.last.Load(), nil }
+// ReadLastChange is LastChange once Run has loaded the log's state: this writer is
+// the log's only one, and a change is readable from the log only once LastChange
+// counts it. Before (a process starting), it reads the log's state itself.
+func (w *ChangeWriter) ReadLastChange(ctx context.Context) (uint64, error) {
+	if w.loaded.Load() {
+		return w.last.Load(), nil
+	}
+	st, err := w.Log.LoadChangeState(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return max(st.LastSeq, w.last.Load()), nil
+}
 
 // WaitChanges blocks until a change with Seq > after is in the log, or ctx is done.
 func (w *ChangeWriter) WaitChanges(ctx context.Context, after uint64) error {

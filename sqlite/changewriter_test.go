@@ -56,6 +56,12 @@ func TestChangeWriter(t *testing.T) {
 	w, stop := run()
 	waitFor(w, 4) // created, held, held, sold_out
 	stop()
+	// A writer that has not yet loaded the log (a process starting) reads its newest
+	// change from the log itself, where LastChange does not know it yet.
+	idle := &revguard.ChangeWriter{Feed: j, Log: sqlite.NewChangeLog(db)}
+	if got, err := idle.ReadLastChange(t.Context()); err != nil || got != 4 || idle.LastChange() != 0 {
+		t.Fatalf("before Run: ReadLastChange %d, %v, LastChange %d; want 4, nil, 0", got, err, idle.LastChange())
+	}
 	journalize(ev(revguard.EventReleased, "r1"), ev(revguard.EventConfirmed, "r2"))
 	w, _ = run()
 	waitFor(w, 6)
