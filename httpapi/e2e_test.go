@@ -383,6 +383,14 @@ func testSKUs(t *testing.T, b backend) {
 		r = e.do(req{Method: "PUT", Path: "/v1/skus/media", Token: e.admin, Body: `stock=1`,
 			Header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}})
 		r.wantProblem(t, 415, revguard.CodeUnsupportedMediaType)
+		// A compressed body: 415, saying that bodies have no content coding.
+		r = e.do(req{Method: "PUT", Path: "/v1/skus/media", Token: e.admin, Body: `{"stock":1}`,
+			Header: map[string]string{"Content-Encoding": "gzip"}})
+		r.wantProblem(t, 415, revguard.CodeUnsupportedMediaType)
+		if got := r.Header.Get("Accept-Encoding"); got != "identity" {
+			t.Errorf("415 for a content coding: Accept-Encoding %q, want identity", got)
+		}
+		e.do(req{Method: "GET", Path: "/v1/skus/media", Token: e.admin}).wantProblem(t, 404, revguard.CodeSKUNotFound)
 		r = e.do(req{Method: "PUT", Path: "/v1/skus/media", Token: e.admin, Body: `{"stock":1}`,
 			Header: map[string]string{"Content-Type": "application/json; charset=utf-8"}})
 		r.json(t, 201, &sku{})

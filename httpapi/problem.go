@@ -95,10 +95,13 @@ func (s *Server) writeProblemOutside(w http.ResponseWriter, id string, code revg
 // retryAfterOne is the Retry-After of a 503.
 var retryAfterOne = []string{"1"}
 
+// acceptIdentity is the Accept-Encoding of a 415: bodies are read uncompressed.
+var acceptIdentity = []string{"identity"}
+
 // writeProblem writes the RFC 9457 document of code with detail (the title when empty).
 // A 500 carries the request id, which the server log also has. A 401 carries the
 // WWW-Authenticate challenge unless the handler already set a more precise one; a 503
-// carries Retry-After.
+// carries Retry-After; a 415, Accept-Encoding.
 func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, code revguard.Code, detail string) {
 	info, ok := problems[code]
 	if !ok {
@@ -127,6 +130,10 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, code revgu
 	h := w.Header()
 	if code == revguard.CodeUnauthenticated && h.Get("WWW-Authenticate") == "" {
 		h["Www-Authenticate"] = challengeBare
+	}
+	if code == revguard.CodeUnsupportedMediaType {
+		// RFC 9110 12.5.3: which content codings a body may have (none).
+		h["Accept-Encoding"] = acceptIdentity
 	}
 	if info.status == http.StatusServiceUnavailable && h["Retry-After"] == nil {
 		// RFC 9110 10.2.3: how long to wait before retrying a transient failure (the
