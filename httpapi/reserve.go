@@ -271,7 +271,7 @@ func (s *Server) reserveStep(ctx context.Context, req *revguard.ReserveRequest, 
 			return reserveOutcome{}, true
 		}
 		// The mark ends with a refusal, so that a retry with the key runs at once; after
-		// the settlement of a room's admission (deferred before this). After a
+		// the settlement of a room's admission (reserveAdmitted, before this returns). After a
 		// reservation it stays until it expires (requests elsewhere find the
 		// reservation meanwhile), and after an outcome the inventory left unsure (it
 		// may have reserved) too.
@@ -299,10 +299,12 @@ func (s *Server) reserveStep(ctx context.Context, req *revguard.ReserveRequest, 
 	if err != nil {
 		return reserveOutcome{err: err}, false
 	}
+	verified := false
 	if settle == nil {
 		if err := s.verify(ctx, token, ip); err != nil {
 			return reserveOutcome{err: err}, false
 		}
+		verified = true
 		// The bot check may take seconds, and a room put meanwhile gates this
 		// reservation too: look again (the node's copy of the room set, a map
 		// lookup where the SKU has none).
@@ -311,12 +313,11 @@ func (s *Server) reserveStep(ctx context.Context, req *revguard.ReserveRequest, 
 				return reserveOutcome{err: err}, false
 			}
 		}
-		if settle == nil {
-			return s.reserveNow(ctx, req), false
-		}
-		return s.reserveAdmitted(ctx, req, settle, false, token, ip), false
 	}
-	return s.reserveAdmitted(ctx, req, settle, true, token, ip), false
+	if settle == nil {
+		return s.reserveNow(ctx, req), false
+	}
+	return s.reserveAdmitted(ctx, req, settle, !verified, token, ip), false
 }
 
 // reserveAdmitted makes the reservation of a customer whose room admission is
