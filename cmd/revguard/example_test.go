@@ -203,6 +203,7 @@ func TestStorefrontExample(t *testing.T) {
 	b.do(t, "open the page", chromedp.Navigate(srv.URL+"/example/?sku=sneaker-42"))
 	b.waitText(t, "#availability", "3 left")
 	b.waitText(t, "#widget", "Success")
+	firstBuy := time.Now()
 	b.do(t, "press Buy", chromedp.WaitEnabled(chromedp.CSS("#buy")), chromedp.Click(chromedp.CSS("#buy")))
 	b.waitText(t, "#message", "Reserved!")
 	b.do(t, "see the hold", chromedp.WaitVisible(chromedp.CSS("#hold")))
@@ -224,6 +225,29 @@ func TestStorefrontExample(t *testing.T) {
 	if err != nil || sku.Sold != 1 || sku.Held != 0 || sku.Available != 2 {
 		t.Fatalf("after confirm: %+v, %v; want 1 sold", sku, err)
 	}
+	// A third reserve of this customer within the minute is over its rate limit (2/m:
+	// the reserve and the confirm took both). The page says when Buy works again and
+	// keeps it off until then, and keeps the Turnstile token, which the refusal (made
+	// before the bot check) did not spend: the widget is not reset.
+	b.waitText(t, "#widget", "Success")
+	if _, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`window.resets = 0;
+		const reset = window.turnstile.reset;
+		window.turnstile.reset = function (id) { window.resets++; return reset.call(this, id); };
+		true`)); err != nil {
+		t.Fatalf("count the widget's resets: %v", err)
+	}
+	b.do(t, "press Buy a third time", chromedp.WaitEnabled(chromedp.CSS("#buy")), chromedp.Click(chromedp.CSS("#buy")))
+	if since := time.Since(firstBuy); since > 25*time.Second {
+		// The bucket gives a token back every 30 s: so slow a machine may see the
+		// third Buy through, which says nothing about the page.
+		t.Logf("the 429 part skipped: the third Buy came %v after the first", since)
+	} else {
+		b.waitText(t, "#message", "Buy works again in")
+		if ok, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`document.querySelector("#buy").disabled && window.resets === 0`)); err != nil || !ok {
+			t.Fatalf("after the 429: Buy off and the widget kept = %v, %v; want true", ok, err)
+		}
+	}
+	// The confirmed sale reaches the ledger, with the page's order reference.
 	var sold []client.Reservation
 	for deadline := time.Now().Add(20 * time.Second); len(sold) == 0; time.Sleep(50 * time.Millisecond) {
 		page, err := admin.ListOrders(ctx, client.OrderQuery{SKU: "sneaker-42", Status: revguard.StatusConfirmed})
@@ -237,23 +261,6 @@ func TestStorefrontExample(t *testing.T) {
 	}
 	if r := sold[0]; len(sold) != 1 || !strings.HasPrefix(r.CustomerID, "example-") || r.OrderRef != "example-order-"+r.ID {
 		t.Fatalf("ledger %+v", sold)
-	}
-
-	// A third reserve of this customer within the minute is over its rate limit (2/m:
-	// the reserve and the confirm took both). The page says when Buy works again and
-	// keeps it off until then, and keeps the Turnstile token, which the refusal (made
-	// before the bot check) did not spend: the widget is not reset.
-	b.waitText(t, "#widget", "Success")
-	if _, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`window.resets = 0;
-		const reset = window.turnstile.reset;
-		window.turnstile.reset = function (id) { window.resets++; return reset.call(this, id); };
-		true`)); err != nil {
-		t.Fatalf("count the widget's resets: %v", err)
-	}
-	b.do(t, "press Buy a third time", chromedp.WaitEnabled(chromedp.CSS("#buy")), chromedp.Click(chromedp.CSS("#buy")))
-	b.waitText(t, "#message", "Buy works again in")
-	if ok, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`document.querySelector("#buy").disabled && window.resets === 0`)); err != nil || !ok {
-		t.Fatalf("after the 429: Buy off and the widget kept = %v, %v; want true", ok, err)
 	}
 
 	// A sold-out SKU: the refusal is shown as a sentence, and nothing is taken.

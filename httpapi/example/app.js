@@ -7,7 +7,8 @@
 // countdown, then confirm (after payment) or release. Every problem code a customer
 // can meet becomes a sentence for a person, and a Retry-After is honoured. A drop with a waiting room answers the first Buy with
 // admission_required: the page then joins the line with the same Turnstile token (the
-// admission is checked before the bot check, so the token is still unspent), shows
+// admission is checked before the bot check, so the token is unspent, unless the room
+// was put while that check ran: the join then asks for a new check), shows
 // the place as it moves, and lets the customer buy once admitted.
 (function () {
   "use strict";
