@@ -56,13 +56,22 @@ func withBody(r *http.Request, decode func(body []byte) error) error {
 	if len(b) == 0 {
 		return decode(nil)
 	}
-	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
-		return err
-	}
-	if err := checkContentEncoding(r.Header.Values("Content-Encoding")); err != nil {
+	if err := checkBodyHeaders(r); err != nil {
 		return err
 	}
 	return decode(b)
+}
+
+// checkBodyHeaders checks the headers of a request with a body: at most MaxBodyBytes
+// announced, a JSON Content-Type, no Content-Encoding.
+func checkBodyHeaders(r *http.Request) error {
+	if r.ContentLength > MaxBodyBytes {
+		return tooLarge()
+	}
+	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
+		return err
+	}
+	return checkContentEncoding(r.Header.Values("Content-Encoding"))
 }
 
 // checkContentEncoding refuses a body in a content coding (RFC 9110 15.5.16: 415),

@@ -12,7 +12,18 @@ import (
 func (s *Server) routes(mux *http.ServeMux) []string {
 	var patterns []string
 	handle := func(pattern string, h http.HandlerFunc) {
-		mux.Handle(pattern, h)
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			// A body's type and coding, on every route (docs/api.md: a non-empty body
+			// that is not JSON is 415), also on those that read none; withBody
+			// checks the bodies it reads, chunked ones included.
+			if r.ContentLength > 0 {
+				if err := checkBodyHeaders(r); err != nil {
+					s.writeError(w, r, err)
+					return
+				}
+			}
+			h(w, r)
+		})
 		patterns = append(patterns, pattern)
 	}
 	// An event stream writes its answer over time: the HTTP server hands it the

@@ -247,6 +247,11 @@ func (d *Doc) Check(req *http.Request, reqBody []byte, status int, header http.H
 	if route == nil || !canonicalPath(req.URL.Path) {
 		return d.checkUnrouted(status, header, body, fail)
 	}
+	if want, ok := anyOperation[status]; ok && route.Operation.Responses.Status(status) == nil {
+		// A request whose headers or body no operation takes (the document's
+		// description says so once, not on each operation).
+		return d.checkProblem(want, status, header, body, fail)
+	}
 	opts := &openapi3filter.Options{
 		AuthenticationFunc:    bearerPresent,
 		IncludeResponseStatus: true,
@@ -304,6 +309,19 @@ func (d *Doc) checkUnrouted(status int, header http.Header, body []byte, fail fu
 	default:
 		return fail("answer", fmt.Errorf("status %d to a request that no operation of the document serves", status))
 	}
+	return d.checkProblem(want, status, header, body, fail)
+}
+
+// anyOperation are the problems any operation may answer, by status, which the
+// document's description names once: a body or header fields it cannot take.
+var anyOperation = map[int]string{
+	http.StatusRequestEntityTooLarge:       "body_too_large",
+	http.StatusUnsupportedMediaType:        "unsupported_media_type",
+	http.StatusRequestHeaderFieldsTooLarge: "header_too_large",
+}
+
+// checkProblem validates a problem document of code want and status.
+func (d *Doc) checkProblem(want string, status int, header http.Header, body []byte, fail func(string, error) error) error {
 	if ct := header.Get("Content-Type"); ct != "application/problem+json" {
 		return fail("answer", fmt.Errorf("Content-Type %q, want application/problem+json", ct))
 	}

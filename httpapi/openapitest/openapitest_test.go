@@ -24,6 +24,8 @@ type answer struct {
 	body    string
 }
 
+const unsupported = `{"type":"urn:revguard:problem:unsupported_media_type","title":"Unsupported media type","status":415,"detail":"Content-Type must be application/json","code":"unsupported_media_type"}`
+
 // TestTransport checks that the validator refuses what the document does not describe,
 // and lets through what it does: each case sends one request through a validating
 // client to a server that answers as told.
@@ -62,6 +64,10 @@ func TestTransport(t *testing.T) {
 		{"ErrAcceptedInvalidRequest", reserve(`{"bogus":1}`), ok(answer{201, "application/json", map[string]string{"Location": "/x"}, reservation}), false},
 		{"ErrUnrouted405WithoutAllow", get("/v1/sessions"), ok(answer{405, "application/problem+json", nil, strings.NewReplacer("404", "405", "not_found", "method_not_allowed").Replace(notFound)}), false},
 		{"ErrUnroutedSuccess", get("/v1/nope"), ok(answer{200, "application/json", nil, `{}`}), false},
+		// 413, 415 and 431 may answer any operation (the document says so once).
+		{"OKAnyOperation415", get("/v1/skus/s"), ok(answer{415, "application/problem+json", nil, unsupported}), true},
+		{"ErrAnyOperation415WrongCode", get("/v1/skus/s"), ok(answer{415, "application/problem+json", nil, strings.ReplaceAll(unsupported, "unsupported_media_type", "invalid_request")}), false},
+		{"ErrAnyOperation415NotAProblem", get("/v1/skus/s"), ok(answer{415, "text/plain", nil, "no"}), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
