@@ -74,6 +74,12 @@ func checkBodyHeaders(r *http.Request) error {
 	return checkContentEncoding(r.Header.Values("Content-Encoding"))
 }
 
+// utf8Charset reports whether a charset names UTF-8, its common alias, or US-ASCII
+// (a subset: every ASCII body is UTF-8).
+func utf8Charset(cs string) bool {
+	return strings.EqualFold(cs, "utf-8") || strings.EqualFold(cs, "utf8") || strings.EqualFold(cs, "us-ascii")
+}
+
 // checkContentEncoding refuses a body in a content coding (RFC 9110 15.5.16: 415),
 // which the API does not decode: read as it is, a compressed body would be taken for
 // malformed JSON, or worse, a body labelled compressed but sent plain would be
@@ -100,7 +106,7 @@ func tooLarge() error {
 }
 
 // checkJSONContentType accepts application/json with any parameters, except a charset
-// other than UTF-8 (RFC 8259: JSON exchanged between systems is UTF-8).
+// that is not UTF-8 (utf8Charset; RFC 8259: JSON exchanged between systems is UTF-8).
 func checkJSONContentType(ct string) error {
 	switch ct {
 	case "application/json", "application/json; charset=utf-8", "application/json;charset=utf-8":
@@ -113,7 +119,7 @@ func checkJSONContentType(ct string) error {
 		}
 		return revguard.Errorf(revguard.CodeUnsupportedMediaType, "Content-Type must be application/json")
 	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+	if cs, ok := params["charset"]; ok && !utf8Charset(cs) {
 		return revguard.Errorf(revguard.CodeUnsupportedMediaType, "JSON bodies must be UTF-8")
 	}
 	return nil
