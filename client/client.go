@@ -1,5 +1,7 @@
 // Package client is a Go client of Revenue Guard's v1 HTTP API: a typed call for every
-// endpoint, errors as *Error carrying the API's problem code, and safe retries.
+// endpoint (the dashboard's stream aside), the event stream as an iterator that
+// reconnects (Events), errors as *Error carrying the API's problem code, and safe
+// retries.
 //
 // One Client holds the base URL, a bearer token and the HTTP transport; WithToken
 // derives a Client for another token that shares the rest, so a shop's backend keeps

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +120,59 @@ func testClientEveryEndpoint(t *testing.T, m mode) {
 	}
 	if m := need(admin.Metrics(ctx))(t); !strings.Contains(m, "revguard_") {
 		t.Fatal("no revguard metrics")
+	}
+	// The change stream from its start: the SKU's put, then its update (restocked first).
+	streamer, err := client.New(srv.URL, client.WithToken(testAdminToken)) // a stream is not a validated exchange
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	var got []string
+	for ev, err := range streamer.Events(sctx, client.EventsParams{After: "evt_0", Types: []revguard.ChangeType{revguard.ChangeSKUCreated, revguard.ChangeSKURestocked, revguard.ChangeSKUUpdated}}) {
+		if err != nil {
+			t.Fatalf("events after %v: %v", got, err)
+		}
+		if ev.Change.SKU.ID != "cli" || ev.Change.ID != ev.ID || string(ev.Change.Type) != ev.Type {
+			t.Fatalf("event %+v", ev)
+		}
+		if got = append(got, ev.Type); len(got) == 3 {
+			break
+		}
+	}
+	cancel()
+	if want := "sku.created sku.restocked sku.updated"; strings.Join(got, " ") != want {
+		t.Fatalf("events %v; want %s", got, want)
+	}
+	var refused error
+	for _, err := range streamer.Events(ctx, client.EventsParams{After: "evt_999999"}) {
+		refused = err
+		break
+	}
+	if client.ErrorCode(refused) != revguard.CodeInvalidRequest {
+		t.Fatalf("a stream ahead of the log: %v; want invalid_request", refused)
+	}
+	// Webhooks: create (the only answer with the secret), list, get, pause, resume, delete.
+	wh := need(admin.CreateWebhook(ctx, client.WebhookParams{URL: "http://127.0.0.1:9/hooks", Types: []revguard.ChangeType{revguard.ChangeConfirmed}}))(t)
+	if wh.Meta.StatusCode != 201 || !strings.HasPrefix(wh.Secret, "whsec_") || wh.Status != "active" || len(wh.Types) != 1 {
+		t.Fatalf("webhook %+v", wh)
+	}
+	if list := need(admin.ListWebhooks(ctx))(t); len(list) != 1 || list[0].ID != wh.ID || list[0].Secret != "" {
+		t.Fatalf("webhooks %+v", list)
+	}
+	if w := need(admin.PauseWebhook(ctx, wh.ID))(t); w.Status != "paused" || w.PausedAt.IsZero() {
+		t.Fatalf("paused %+v", w)
+	}
+	if w := need(admin.ResumeWebhook(ctx, wh.ID))(t); w.Status != "active" || !w.PausedAt.IsZero() {
+		t.Fatalf("resumed %+v", w)
+	}
+	if w := need(admin.GetWebhook(ctx, wh.ID))(t); w.ID != wh.ID || w.URL != "http://127.0.0.1:9/hooks" || w.Secret != "" {
+		t.Fatalf("webhook %+v", w)
+	}
+	if err := admin.DeleteWebhook(ctx, wh.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.GetWebhook(ctx, wh.ID); client.ErrorCode(err) != revguard.CodeWebhookNotFound {
+		t.Fatalf("after delete: %v", err)
 	}
 	// The waiting room: put, join (a bot check for a new place only), poll, get, delete.
 	need(admin.PutSKU(ctx, "cli-room", client.SKUSettings{Stock: 1}))(t)
