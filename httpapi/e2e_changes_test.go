@@ -327,6 +327,7 @@ func TestWebhooksAPI(t *testing.T) {
 		if got["status"] != "active" || got["paused_at"] != nil {
 			t.Fatalf("resumed %+v", got)
 		}
+		e.do(req{Method: "DELETE", Path: "/v1/webhooks/" + id, Token: e.admin, Body: `{"force":true}`}).wantProblem(t, 400, revguard.CodeInvalidRequest)
 		if r := e.do(req{Method: "DELETE", Path: "/v1/webhooks/" + id, Token: e.admin}); r.Status != 204 {
 			t.Fatalf("delete: %d", r.Status)
 		}

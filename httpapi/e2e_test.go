@@ -394,6 +394,9 @@ func testSKUs(t *testing.T, b backend) {
 		r = e.do(req{Method: "PUT", Path: "/v1/skus/media", Token: e.admin, Body: `{"stock":1}`,
 			Header: map[string]string{"Content-Type": "application/json; charset=utf-8"}})
 		r.json(t, 201, &sku{})
+		// The token comes first (docs/api.md's order of checks: session, request shape).
+		e.do(req{Method: "PUT", Path: "/v1/skus/media", Body: `stock`,
+			Header: map[string]string{"Content-Type": "text/plain"}}).wantProblem(t, 401, revguard.CodeUnauthenticated)
 		// The rule holds on routes that read no body too; a JSON body there is ignored.
 		e.do(req{Method: "GET", Path: "/v1/skus/media", Token: e.admin, Body: `stock`,
 			Header: map[string]string{"Content-Type": "text/plain"}}).wantProblem(t, 415, revguard.CodeUnsupportedMediaType)

@@ -134,7 +134,11 @@ func testWaitingRoomAdmin(t *testing.T, b backend) {
 
 	// With the room on, reserving needs an admission; turned off, it does not.
 	e.reserve(alice, "shoe", ``, e.tokenHeader()).wantProblem(t, 409, revguard.CodeAdmissionRequired)
-	if r := e.do(req{Method: "DELETE", Path: "/v1/skus/shoe/waiting-room", Token: e.admin}); r.Status != 204 {
+	// A body other than none or {} is refused, and the room stays.
+	e.do(req{Method: "DELETE", Path: "/v1/skus/shoe/waiting-room", Token: e.admin, Body: `off`,
+		Header: map[string]string{"Content-Type": "text/plain"}}).wantProblem(t, 415, revguard.CodeUnsupportedMediaType)
+	e.do(req{Method: "DELETE", Path: "/v1/skus/shoe/waiting-room", Token: e.admin, Body: `{"now":true}`}).wantProblem(t, 400, revguard.CodeInvalidRequest)
+	if r := e.do(req{Method: "DELETE", Path: "/v1/skus/shoe/waiting-room", Token: e.admin, Body: `{}`}); r.Status != 204 {
 		t.Fatalf("DELETE room: %d %s", r.Status, r.Body)
 	}
 	e.do(req{Method: "DELETE", Path: "/v1/skus/shoe/waiting-room", Token: e.admin}).wantProblem(t, 404, revguard.CodeWaitingRoomNotFound)

@@ -94,6 +94,10 @@ func (s *Server) handleDeleteRoom(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if err := withBody(r, decodeEmpty); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	wr, ok := s.room(w, r)
 	if !ok {
 		return

@@ -241,6 +241,10 @@ func (s *Server) handleDeleteWebhook(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if err := withBody(r, decodeEmpty); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	if err := s.Webhooks.DeleteWebhook(r.Context(), id); err != nil {
 		s.writeError(w, r, err)
 		return

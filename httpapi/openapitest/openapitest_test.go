@@ -44,6 +44,11 @@ func TestTransport(t *testing.T) {
 		return r
 	}
 	get := func(path string) *http.Request { r, _ := http.NewRequest("GET", path, nil); return r }
+	getBody := func(path, body string) *http.Request {
+		r, _ := http.NewRequest("GET", path, strings.NewReader(body))
+		r.Header.Set("Content-Type", "text/plain")
+		return r
+	}
 	for _, tc := range []struct {
 		name  string
 		req   *http.Request
@@ -65,9 +70,10 @@ func TestTransport(t *testing.T) {
 		{"ErrUnrouted405WithoutAllow", get("/v1/sessions"), ok(answer{405, "application/problem+json", nil, strings.NewReplacer("404", "405", "not_found", "method_not_allowed").Replace(notFound)}), false},
 		{"ErrUnroutedSuccess", get("/v1/nope"), ok(answer{200, "application/json", nil, `{}`}), false},
 		// 413, 415 and 431 may answer any operation (the document says so once).
-		{"OKAnyOperation415", get("/v1/skus/s"), ok(answer{415, "application/problem+json", nil, unsupported}), true},
-		{"ErrAnyOperation415WrongCode", get("/v1/skus/s"), ok(answer{415, "application/problem+json", nil, strings.ReplaceAll(unsupported, "unsupported_media_type", "invalid_request")}), false},
-		{"ErrAnyOperation415NotAProblem", get("/v1/skus/s"), ok(answer{415, "text/plain", nil, "no"}), false},
+		{"OKAnyOperation415", getBody("/v1/skus/s", "x"), ok(answer{415, "application/problem+json", nil, unsupported}), true},
+		{"ErrAnyOperation415NoBody", get("/v1/skus/s"), ok(answer{415, "application/problem+json", nil, unsupported}), false},
+		{"ErrAnyOperation415WrongCode", getBody("/v1/skus/s", "x"), ok(answer{415, "application/problem+json", nil, strings.ReplaceAll(unsupported, "unsupported_media_type", "invalid_request")}), false},
+		{"ErrAnyOperation415NotAProblem", getBody("/v1/skus/s", "x"), ok(answer{415, "text/plain", nil, "no"}), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
