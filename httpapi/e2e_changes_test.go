@@ -239,7 +239,7 @@ func TestEvents_LogDown(t *testing.T) {
 	e := mustOpenEnv(t, envOptions{changes: true, edit: func(s *httpapi.Server) {
 		s.Changes = unreadable{s.Changes}
 	}})
-	for _, path := range []string{"/v1/events", "/v1/events?after=evt_1", "/v1/events?after=evt_9"} {
+	for path, pos := range map[string]string{"/v1/events": "evt_2", "/v1/events?after=evt_1": "evt_1", "/v1/events?after=evt_9": "evt_9"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		hr, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+path, nil)
 		hr.Header.Set("Authorization", "Bearer "+e.admin)
@@ -250,9 +250,47 @@ func TestEvents_LogDown(t *testing.T) {
 		body, err := io.ReadAll(resp.Body) // ends, or fails at the timeout
 		resp.Body.Close()
 		cancel()
-		if err != nil || resp.StatusCode != 200 || string(body) != "retry: 2000\n\n" {
-			t.Fatalf("%s: %d %q %v; want 200 and only the retry line", path, resp.StatusCode, body, err)
+		if want := "retry: 2000\nid: " + pos + "\n\n"; err != nil || resp.StatusCode != 200 || string(body) != want {
+			t.Fatalf("%s: %d %q %v; want 200 and only %q", path, resp.StatusCode, body, err, want)
 		}
+	}
+}
+
+// TestEvents_Position: a stream tells its position before any event, and moves it
+// past the changes its types leave out, with an id and no data (which sets a
+// client's last event id and dispatches nothing): a client that reconnects from it
+// misses nothing and reads nothing twice.
+func TestEvents_Position(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{changes: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	hr, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/v1/events?types=sku.sold_out", nil)
+	hr.Header.Set("Authorization", "Bearer "+e.admin)
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	block := func() string { // the next block of lines, up to its blank line
+		var b strings.Builder
+		for {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				t.Fatalf("after %q: %v", b.String(), err)
+			}
+			if line == "\n" && b.Len() > 0 {
+				return b.String()
+			}
+			b.WriteString(line)
+		}
+	}
+	if got := block(); got != "retry: 2000\nid: evt_0\n" {
+		t.Fatalf("first block %q; want the retry and the position evt_0", got)
+	}
+	e.putSKU("tee", `{"stock": 1}`) // sku.created: left out
+	if got := block(); got != "id: evt_1\n" {
+		t.Fatalf("after a change left out: %q; want the position evt_1", got)
 	}
 }
 

@@ -149,6 +149,11 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	buf := make([]byte, 0, 4096)
 	buf = append(buf, "retry: "...)
 	buf = strconv.AppendInt(buf, streamRetryMillis, 10)
+	// The stream's position, before any event (an id without data moves a client's
+	// last event id and dispatches nothing): a client that started without one, or
+	// whose types match nothing yet, resumes from here and misses nothing.
+	buf = append(buf, "\nid: evt_"...)
+	buf = strconv.AppendUint(buf, q.after, 10)
 	buf = append(buf, "\n\n"...)
 	w.Write(buf)
 	if !flush(w, rc) {
@@ -184,9 +189,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			buf = append(buf, revguard.ChangeID(changes[0].Seq)...)
 			buf = append(buf, "\"}\n\n"...)
 		}
+		skipped := false // the batch's last change is one the types leave out
 		for _, c := range changes {
 			after = c.Seq
-			if q.types != nil && !q.types[c.Type] {
+			if skipped = q.types != nil && !q.types[c.Type]; skipped {
 				continue
 			}
 			buf = append(buf, "id: evt_"...)
@@ -195,6 +201,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			buf = append(buf, c.Type...)
 			buf = append(buf, "\ndata: "...)
 			buf = append(buf, c.Body...)
+			buf = append(buf, "\n\n"...)
+		}
+		if skipped {
+			// The position moves past the changes left out, so that a reconnection
+			// does not read them again (nor report them pruned, once they are).
+			buf = append(buf, "id: evt_"...)
+			buf = strconv.AppendUint(buf, after, 10)
 			buf = append(buf, "\n\n"...)
 		}
 		if len(buf) > 0 {
