@@ -20,11 +20,13 @@
 // Retries: a call that is safe to repeat is sent again after an answer 503 (a store
 // or the bot check's verifier did not answer), after its Retry-After, and after a lost
 // connection, after a short pause. Safe to repeat are reads, PUT, confirm and release
-// (idempotent in the API); reserve, which always carries an Idempotency-Key (generated
-// when the caller gives none), so that a repeated reservation is answered with the
-// first one's result instead of a second hold; joining a waiting room (a second join
-// returns the place); and logout and deleting a waiting room, whose retry answered 401
-// or 404 means an earlier attempt did it. Creating a session is never sent twice.
+// (idempotent in the API), and pausing or resuming a webhook; reserve, which always
+// carries an Idempotency-Key (generated when the caller gives none), so that a repeated
+// reservation is answered with the first one's result instead of a second hold;
+// joining a waiting room (a second join returns the place); and logout and deleting a
+// waiting room or a webhook, whose retry answered unauthenticated, waiting_room_not_found
+// or webhook_not_found means an earlier attempt did it. Creating a session or a
+// webhook is never sent twice.
 //
 // A Turnstile token is single-use, and an attempt that reached the server may have
 // spent it: when a retry of a reserve or a join is refused with bot_check_failed, the

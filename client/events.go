@@ -2,11 +2,14 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -40,56 +43,181 @@ type Gap struct {
 	Next  string `json:"next"`
 }
 
-// eventsRetry is the wait before a reconnection until the server says otherwise.
-const eventsRetry = 2 * time.Second
+// Reconnection timings of Events.
+const (
+	eventsRetry    = 2 * time.Second // until the server says otherwise
+	eventsRetryMin = 250 * time.Millisecond
+	eventsRetryMax = time.Minute
+	// eventsIdle ends a connection that has sent nothing for this long (the server
+	// sends a comment every 15 s of silence): it is dead, and Events reconnects.
+	eventsIdle = 45 * time.Second
+)
 
-// Events follows the change log (admin): every change from params on, in order, as
-// the server streams them (GET /v1/events). A stream that ends, or a connection that
-// drops, is reconnected after the server's retry time, from the last event received
-// (Last-Event-ID), so that nothing is missed or repeated; such an interruption is
-// yielded as an error, after which the iteration goes on unless the caller stops it.
-// An answer that is not the stream (a problem: a bad parameter, the token, a server
-// without a change log) is yielded as an *Error and ends the iteration, and so does
-// ctx. The Client's Doer should not time out a whole exchange (http.Client.Timeout)
-// shorter than the caller wants a stream to last: each timeout is a reconnection.
+// errEventsIdle is the cause of a connection ended for its silence.
+var errEventsIdle = errors.New("no byte for 45 s")
+
+// Events follows the change log (admin): every change from p on, in order, as the
+// server streams them (GET /v1/events). A stream that ends, a connection that drops
+// or falls silent, and an answer 429 or 5xx (a proxy, a node restarting) are
+// reconnected after the server's retry time (longer after each failure in a row),
+// from the stream's last position (Last-Event-ID), so that no change is missed or
+// read twice; each such interruption is yielded as an error, and the iteration goes
+// on unless the caller stops it. Another answer (a bad parameter, the token, a server
+// without a change log: an *Error; a 200 that is not an event stream: a
+// *MalformedError) ends it, and so does ctx. A stream outlives the timeout of the
+// Client's *http.Client, which bounds each request and would cut it.
 func (c *Client) Events(ctx context.Context, p EventsParams) iter.Seq2[Event, error] {
 	return func(yield func(Event, error) bool) {
-		last, retry := p.After, eventsRetry
-		for ctx.Err() == nil {
-			resp, err := c.openEvents(ctx, p.Types, last)
-			if err == nil && resp.StatusCode != http.StatusOK {
-				m := Meta{StatusCode: resp.StatusCode, Header: resp.Header}
-				b, rerr := readAnswer(resp)
-				resp.Body.Close()
-				if rerr == nil {
-					yield(Event{}, c.memo.errorOf(m, b))
-					return
-				}
-				err = rerr
-			}
-			if err == nil {
-				var stop bool
-				last, retry, stop, err = readEvents(resp, last, retry, yield)
-				resp.Body.Close()
-				if stop {
-					return
-				}
-			}
-			if ctx.Err() != nil {
+		st := eventsState{last: p.After, retry: eventsRetry}
+		for fails := 0; ctx.Err() == nil; {
+			progressed, wait, err, end := c.followEvents(ctx, p.Types, &st, yield)
+			if end || ctx.Err() != nil {
 				return
 			}
-			if err == nil {
-				err = fmt.Errorf("revguard client: GET /v1/events: the stream ended after %s; reconnecting", cmp.Or(last, "the start"))
+			if progressed {
+				fails = 0
+			} else {
+				fails++
 			}
-			if !yield(Event{}, err) || !sleep(ctx, retry) {
+			if wait < 0 { // backoff: the retry time, doubled for each failure in a row
+				wait = min(st.retry<<min(max(fails-1, 0), 8), eventsRetryMax)
+			}
+			if err == nil {
+				err = fmt.Errorf("revguard client: GET /v1/events: the stream ended after %s; reconnecting", cmp.Or(st.last, "the start"))
+			}
+			if !yield(Event{}, err) || !sleep(ctx, wait) {
 				return
 			}
 		}
 	}
 }
 
+// eventsState is what Events carries from one connection to the next.
+type eventsState struct {
+	last  string        // the stream's position: the last id it sent
+	retry time.Duration // the server's retry time
+}
+
+// followEvents makes one connection and yields its events. It reports whether it
+// yielded anything or moved the position, the wait before the next connection (-1:
+// the backoff), the interruption (nil: the stream ended), and end when the iteration
+// is over (the caller stopped, or an answer that a reconnection would not change).
+func (c *Client) followEvents(ctx context.Context, types []revguard.ChangeType, st *eventsState, yield func(Event, error) bool) (progressed bool, wait time.Duration, err error, end bool) {
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	resp, err := c.openEvents(cctx, types, st.last)
+	if err != nil {
+		return false, -1, err, false
+	}
+	defer resp.Body.Close()
+	m := Meta{StatusCode: resp.StatusCode, Header: resp.Header}
+	if resp.StatusCode != http.StatusOK {
+		b, rerr := readAnswer(resp)
+		if rerr != nil {
+			return false, -1, fmt.Errorf("revguard client: GET /v1/events: read the answer: %w", rerr), false
+		}
+		perr := c.memo.errorOf(m, b)
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+			return false, retryAfter(resp.Header), perr, false
+		}
+		yield(Event{}, perr)
+		return false, 0, nil, true
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
+		yield(Event{}, &MalformedError{Meta: m, Err: fmt.Errorf("GET /v1/events: Content-Type %q, not text/event-stream", resp.Header.Get("Content-Type"))})
+		return false, 0, nil, true
+	}
+	// A silent connection is ended, its read failing with errEventsIdle.
+	idle := time.AfterFunc(eventsIdle, func() { cancel(errEventsIdle) })
+	defer idle.Stop()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), maxAnswerBytes)
+	sc.Split(scanEventLines)
+	var (
+		id, typ        string
+		hasID          bool
+		data           strings.Builder
+		hasData, first = false, true
+	)
+	for sc.Scan() {
+		idle.Reset(eventsIdle)
+		line := sc.Bytes()
+		if first { // a byte order mark may start the stream
+			line, first = bytes.TrimPrefix(line, []byte("\uFEFF")), false
+		}
+		if len(line) == 0 { // the end of a block: an event when it has data
+			if hasID && id != st.last {
+				st.last, progressed = id, true
+			}
+			if hasData {
+				progressed = true
+				if !yield(decodeEvent(id, typ, data.String())) {
+					return progressed, 0, nil, true
+				}
+			}
+			id, typ, hasID, hasData = "", "", false, false
+			data.Reset()
+			continue
+		}
+		field, value, _ := strings.Cut(string(line), ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "id":
+			if !strings.ContainsRune(value, 0) { // ignored, as the SSE standard says
+				id, hasID = value, true
+			}
+		case "event":
+			typ = value
+		case "data":
+			if hasData {
+				data.WriteByte('\n')
+			}
+			data.WriteString(value)
+			hasData = true
+		case "retry":
+			if ms, err := strconv.ParseUint(value, 10, 32); err == nil {
+				st.retry = min(max(time.Duration(ms)*time.Millisecond, eventsRetryMin), eventsRetryMax)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			yield(Event{}, fmt.Errorf("revguard client: GET /v1/events: an event over %d bytes", maxAnswerBytes))
+			return progressed, 0, nil, true
+		}
+		if cause := context.Cause(cctx); errors.Is(cause, errEventsIdle) {
+			err = cause
+		}
+		return progressed, -1, fmt.Errorf("revguard client: GET /v1/events: %w", err), false
+	}
+	return progressed, -1, nil, false
+}
+
+// scanEventLines splits an event stream into lines ended by CRLF, LF or CR.
+func scanEventLines(data []byte, atEOF bool) (int, []byte, error) {
+	i := bytes.IndexAny(data, "\r\n")
+	switch {
+	case i < 0:
+		if atEOF && len(data) > 0 {
+			return len(data), data, nil
+		}
+		return 0, nil, nil
+	case data[i] == '\n':
+		return i + 1, data[:i], nil
+	case i+1 < len(data):
+		if data[i+1] == '\n' {
+			return i + 2, data[:i], nil
+		}
+		return i + 1, data[:i], nil
+	case atEOF:
+		return i + 1, data[:i], nil
+	}
+	return 0, nil, nil // a CR at the end of what was read: an LF may follow
+}
+
 // openEvents sends one GET /v1/events, after the change id last ("": from the next
-// change).
+// change). The Client's *http.Client is used without its timeout, which would cut the
+// stream (eventsIdle ends a dead one).
 func (c *Client) openEvents(ctx context.Context, types []revguard.ChangeType, last string) (*http.Response, error) {
 	path := "/v1/events"
 	if len(types) > 0 {
@@ -113,58 +241,17 @@ func (c *Client) openEvents(ctx context.Context, types []revguard.ChangeType, la
 	if c.agent != nil {
 		req.Header["User-Agent"] = c.agent
 	}
-	resp, err := c.doer.Do(req)
+	d := c.doer
+	if hc, ok := d.(*http.Client); ok && hc.Timeout > 0 {
+		untimed := *hc
+		untimed.Timeout = 0
+		d = &untimed
+	}
+	resp, err := d.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("revguard client: GET /v1/events: %w", err)
 	}
 	return resp, nil
-}
-
-// readEvents yields the events of one stream until it ends, and returns the id of
-// the last one, the retry time the server asked for, and whether the caller stopped.
-func readEvents(resp *http.Response, last string, retry time.Duration, yield func(Event, error) bool) (string, time.Duration, bool, error) {
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), maxAnswerBytes)
-	var id, typ string
-	var data strings.Builder
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" { // the end of an event
-			if data.Len() > 0 {
-				ev, err := decodeEvent(id, typ, data.String())
-				if id != "" {
-					last = id // a malformed event too: read again, it would be again
-				}
-				if !yield(ev, err) {
-					return last, retry, true, nil
-				}
-			}
-			id, typ = "", ""
-			data.Reset()
-			continue
-		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch field {
-		case "id":
-			id = value
-		case "event":
-			typ = value
-		case "data":
-			if data.Len() > 0 {
-				data.WriteByte('\n')
-			}
-			data.WriteString(value)
-		case "retry":
-			if ms, err := strconv.Atoi(value); err == nil && ms >= 0 {
-				retry = time.Duration(ms) * time.Millisecond
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return last, retry, false, fmt.Errorf("revguard client: GET /v1/events: %w", err)
-	}
-	return last, retry, false, nil
 }
 
 // decodeEvent decodes one event's data; on an error, the Event is the zero one.

@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -12,14 +13,15 @@ import (
 	"github.com/revenueguard/revguard/client"
 )
 
-// TestEvents follows a stream that ends twice: the client reconnects (after the
-// server's retry time, 10 ms) from the last event it got (a malformed one included, so that
-// it is not read again), yields each interruption and the malformed event as errors
-// and a gap as an event, and ends with the problem of an answer that is not a stream.
+// TestEvents follows a stream through its interruptions: the client reconnects (after
+// the server's retry time, or a 503's Retry-After) from the stream's last position,
+// which a malformed event and an id without data move too and an id with a NUL does
+// not; it yields each interruption and the malformed event as errors and a gap as an
+// event, reads CRLF lines, and ends on a 200 that is not an event stream.
 func TestEvents(t *testing.T) {
-	change := func(seq int, typ string) string {
-		return fmt.Sprintf("id: evt_%d\nevent: %s\ndata: {\"id\":\"evt_%d\",\"seq\":%d,\"type\":\"%s\",\"created_at\":\"2026-11-27T10:00:00Z\",\n"+
-			"data: \"sku\":{\"id\":\"s\",\"stock\":2,\"available\":1,\"held\":1,\"sold\":0}}\n\n", seq, typ, seq, seq, typ)
+	change := func(seq int, typ, eol string) string {
+		return strings.ReplaceAll(fmt.Sprintf("id: evt_%d\nevent: %s\ndata: {\"id\":\"evt_%d\",\"seq\":%d,\"type\":\"%s\",\"created_at\":\"2026-11-27T10:00:00Z\",\n"+
+			"data: \"sku\":{\"id\":\"s\",\"stock\":2,\"available\":1,\"held\":1,\"sold\":0}}\n\n", seq, typ, seq, seq, typ), "\n", eol)
 	}
 	var (
 		mu   sync.Mutex
@@ -36,16 +38,21 @@ func TestEvents(t *testing.T) {
 		switch n {
 		case 0:
 			w.Header().Set("Content-Type", "text/event-stream")
-			fmt.Fprint(w, "retry: 10\n\n: a comment\n\n"+change(5, "reservation.held")+
+			fmt.Fprint(w, "retry: 10\nid: evt_4\n\n: a comment\n\n"+change(5, "reservation.held", "\n")+
 				"id: evt_6\nevent: reservation.held\ndata: {\n\n"+
-				"event: gap\ndata: {\"after\":\"evt_6\",\"next\":\"evt_9\"}\n\n")
+				"event: gap\ndata: {\"after\":\"evt_6\",\"next\":\"evt_9\"}\n\n"+
+				"id: evt_9\n\n") // changes the types leave out
 		case 1:
-			w.Header().Set("Content-Type", "text/event-stream")
-			fmt.Fprint(w, change(9, "reservation.confirmed"))
-		default:
 			w.Header().Set("Content-Type", "application/problem+json")
-			w.WriteHeader(403)
-			fmt.Fprint(w, `{"type":"urn:revguard:problem:forbidden","title":"Forbidden","status":403,"detail":"admin only","code":"forbidden"}`)
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(503)
+			fmt.Fprint(w, `{"type":"urn:revguard:problem:unavailable","title":"Unavailable","status":503,"detail":"restarting","code":"unavailable"}`)
+		case 2:
+			w.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
+			fmt.Fprint(w, change(10, "reservation.confirmed", "\r\n")+"id: evt_\x0011\n\n")
+		default:
+			w.Header().Set("Content-Type", "text/html")
+			fmt.Fprint(w, "<h1>Welcome to nginx</h1>")
 		}
 	}))
 	defer srv.Close()
@@ -55,13 +62,16 @@ func TestEvents(t *testing.T) {
 	}
 	var got []string
 	for ev, err := range c.Events(t.Context(), client.EventsParams{After: "evt_4", Types: []revguard.ChangeType{revguard.ChangeHeld, revguard.ChangeConfirmed}}) {
+		var malformed *client.MalformedError
 		switch {
+		case errors.As(err, &malformed):
+			got = append(got, "malformed")
 		case client.ErrorCode(err) != "":
 			got = append(got, "problem "+string(client.ErrorCode(err)))
 		case err != nil:
 			got = append(got, "error")
 		case ev.Gap != nil:
-			got = append(got, "gap "+ev.Gap.After+" "+ev.Gap.Next)
+			got = append(got, "gap "+ev.Gap.After+"-"+ev.Gap.Next)
 		default:
 			if ev.Change.ID != ev.ID || string(ev.Change.Type) != ev.Type || ev.Change.SKU.Held != 1 {
 				t.Fatalf("event %+v", ev)
@@ -69,12 +79,44 @@ func TestEvents(t *testing.T) {
 			got = append(got, ev.ID)
 		}
 	}
-	want := "evt_5 error gap evt_6 evt_9 error evt_9 error problem forbidden"
+	want := "evt_5 error gap evt_6-evt_9 error problem unavailable evt_10 error malformed"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("yielded %q; want %q", strings.Join(got, " "), want)
 	}
 	q := "types=reservation.held%2Creservation.confirmed"
-	if s := strings.Join(seen, " | "); s != "evt_4 "+q+" | evt_6 "+q+" | evt_9 "+q {
+	if s := strings.Join(seen, " | "); s != "evt_4 "+q+" | evt_9 "+q+" | evt_9 "+q+" | evt_10 "+q {
 		t.Fatalf("connections (Last-Event-ID and query): %s", s)
+	}
+}
+
+// TestEvents_NoPosition: a stream started without a position takes the one the
+// server sends before any event, so that a reconnection misses nothing.
+func TestEvents_NoPosition(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		seen []string
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n := len(seen)
+		seen = append(seen, r.Header.Get("Last-Event-ID"))
+		mu.Unlock()
+		if n > 0 {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(403)
+			fmt.Fprint(w, `{"type":"urn:revguard:problem:forbidden","title":"Forbidden","status":403,"code":"forbidden"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "retry: 300\nid: evt_41\n\n")
+	}))
+	defer srv.Close()
+	c, _ := client.New(srv.URL)
+	var errs []string
+	for _, err := range c.Events(t.Context(), client.EventsParams{}) {
+		errs = append(errs, string(client.ErrorCode(err)))
+	}
+	if s := strings.Join(seen, ","); s != ",evt_41" || strings.Join(errs, ",") != ",forbidden" {
+		t.Fatalf("Last-Event-IDs %q, errors %q; want \",evt_41\" and an interruption, then forbidden", s, errs)
 	}
 }
