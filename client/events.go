@@ -12,7 +12,6 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -48,13 +47,21 @@ const (
 	eventsRetry    = 2 * time.Second // until the server says otherwise
 	eventsRetryMin = 250 * time.Millisecond
 	eventsRetryMax = time.Minute
-	// eventsIdle ends a connection that has sent nothing for this long (the server
-	// sends a comment every 15 s of silence): it is dead, and Events reconnects.
-	eventsIdle = 45 * time.Second
+	// eventsRetryAfterMax bounds the wait a 429's or 5xx's Retry-After asks for.
+	eventsRetryAfterMax = 5 * time.Minute
+	// eventsHealthy is how long a connection lasts to count as a success even with
+	// nothing to deliver (a quiet stream that a proxy cuts now and then).
+	eventsHealthy = 15 * time.Second
 )
 
-// errEventsIdle is the cause of a connection ended for its silence.
-var errEventsIdle = errors.New("no byte for 45 s")
+// eventsIdle ends a connection that has sent nothing for this long (the server sends
+// a comment every 15 s of silence): it is dead, and Events reconnects. A variable for
+// the tests.
+var eventsIdle = 45 * time.Second
+
+// errEventsIdle is the cause of a connection ended for its silence, or for the
+// lack of an answer.
+var errEventsIdle = errors.New("nothing received for 45 s")
 
 // Events follows the change log (admin): every change from p on, in order, as the
 // server streams them (GET /v1/events). A stream that ends, a connection that drops
@@ -64,8 +71,11 @@ var errEventsIdle = errors.New("no byte for 45 s")
 // read twice; each such interruption is yielded as an error, and the iteration goes
 // on unless the caller stops it. Another answer (a bad parameter, the token, a server
 // without a change log: an *Error; a 200 that is not an event stream: a
-// *MalformedError) ends it, and so does ctx. A stream outlives the timeout of the
-// Client's *http.Client, which bounds each request and would cut it.
+// *MalformedError) ends it, and so does ctx. A connection that answers nothing, or
+// sends nothing, for 45 s (the server sends a comment every 15 s) is reconnected;
+// time spent in the caller's loop does not count. When the Client's Doer is an
+// *http.Client, its timeout, which would cut every stream, is not applied to it; a
+// Doer of another kind should not time out a stream.
 func (c *Client) Events(ctx context.Context, p EventsParams) iter.Seq2[Event, error] {
 	return func(yield func(Event, error) bool) {
 		st := eventsState{last: p.After, retry: eventsRetry}
@@ -79,9 +89,10 @@ func (c *Client) Events(ctx context.Context, p EventsParams) iter.Seq2[Event, er
 			} else {
 				fails++
 			}
-			if wait < 0 { // backoff: the retry time, doubled for each failure in a row
-				wait = min(st.retry<<min(max(fails-1, 0), 8), eventsRetryMax)
-			}
+			// The retry time, doubled for each failure in a row; at least that after
+			// a Retry-After of 0 too, at most eventsRetryAfterMax after a long one.
+			backoff := min(st.retry<<min(max(fails-1, 0), 8), eventsRetryMax)
+			wait = max(min(wait, eventsRetryAfterMax), backoff)
 			if err == nil {
 				err = fmt.Errorf("revguard client: GET /v1/events: the stream ended after %s; reconnecting", cmp.Or(st.last, "the start"))
 			}
@@ -99,26 +110,45 @@ type eventsState struct {
 }
 
 // followEvents makes one connection and yields its events. It reports whether it
-// yielded anything or moved the position, the wait before the next connection (-1:
-// the backoff), the interruption (nil: the stream ended), and end when the iteration
-// is over (the caller stopped, or an answer that a reconnection would not change).
+// yielded anything, moved the position or lasted eventsHealthy, the wait a
+// Retry-After asks for (0: none), the interruption (nil: the stream ended), and end
+// when the iteration is over (the caller stopped, or an answer that a reconnection
+// would not change).
 func (c *Client) followEvents(ctx context.Context, types []revguard.ChangeType, st *eventsState, yield func(Event, error) bool) (progressed bool, wait time.Duration, err error, end bool) {
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// A connection that answers nothing, or falls silent, is ended: its request or
+	// read fails with errEventsIdle. The caller's time is not counted (yielding,
+	// below, stops the clock).
+	idle := time.AfterFunc(eventsIdle, func() { cancel(errEventsIdle) })
+	defer idle.Stop()
+	interrupted := func(err error) error {
+		if cause := context.Cause(cctx); errors.Is(cause, errEventsIdle) {
+			err = cause
+		}
+		return fmt.Errorf("revguard client: GET /v1/events: %w", err)
+	}
+	yieldTimed := func(ev Event, err error) bool {
+		idle.Stop()
+		defer idle.Reset(eventsIdle)
+		return yield(ev, err)
+	}
+	start := time.Now()
+	defer func() { progressed = progressed || time.Since(start) >= eventsHealthy }()
 	resp, err := c.openEvents(cctx, types, st.last)
 	if err != nil {
-		return false, -1, err, false
+		return false, 0, interrupted(err), false
 	}
 	defer resp.Body.Close()
 	m := Meta{StatusCode: resp.StatusCode, Header: resp.Header}
 	if resp.StatusCode != http.StatusOK {
 		b, rerr := readAnswer(resp)
 		if rerr != nil {
-			return false, -1, fmt.Errorf("revguard client: GET /v1/events: read the answer: %w", rerr), false
+			return false, 0, interrupted(fmt.Errorf("read the answer: %w", rerr)), false
 		}
 		perr := c.memo.errorOf(m, b)
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-			return false, retryAfter(resp.Header), perr, false
+			return false, max(retryAfter(resp.Header), 0), perr, false
 		}
 		yield(Event{}, perr)
 		return false, 0, nil, true
@@ -127,9 +157,6 @@ func (c *Client) followEvents(ctx context.Context, types []revguard.ChangeType, 
 		yield(Event{}, &MalformedError{Meta: m, Err: fmt.Errorf("GET /v1/events: Content-Type %q, not text/event-stream", resp.Header.Get("Content-Type"))})
 		return false, 0, nil, true
 	}
-	// A silent connection is ended, its read failing with errEventsIdle.
-	idle := time.AfterFunc(eventsIdle, func() { cancel(errEventsIdle) })
-	defer idle.Stop()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), maxAnswerBytes)
 	sc.Split(scanEventLines)
@@ -151,7 +178,7 @@ func (c *Client) followEvents(ctx context.Context, types []revguard.ChangeType, 
 			}
 			if hasData {
 				progressed = true
-				if !yield(decodeEvent(id, typ, data.String())) {
+				if !yieldTimed(decodeEvent(id, typ, data.String())) {
 					return progressed, 0, nil, true
 				}
 			}
@@ -169,28 +196,45 @@ func (c *Client) followEvents(ctx context.Context, types []revguard.ChangeType, 
 		case "event":
 			typ = value
 		case "data":
+			if data.Len()+len(value) >= maxAnswerBytes {
+				yieldTimed(Event{}, fmt.Errorf("revguard client: GET /v1/events: an event over %d bytes", maxAnswerBytes))
+				return progressed, 0, nil, true
+			}
 			if hasData {
 				data.WriteByte('\n')
 			}
 			data.WriteString(value)
 			hasData = true
 		case "retry":
-			if ms, err := strconv.ParseUint(value, 10, 32); err == nil {
+			if ms, ok := digits(value); ok {
 				st.retry = min(max(time.Duration(ms)*time.Millisecond, eventsRetryMin), eventsRetryMax)
 			}
 		}
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			yield(Event{}, fmt.Errorf("revguard client: GET /v1/events: an event over %d bytes", maxAnswerBytes))
+			yieldTimed(Event{}, fmt.Errorf("revguard client: GET /v1/events: an event over %d bytes", maxAnswerBytes))
 			return progressed, 0, nil, true
 		}
-		if cause := context.Cause(cctx); errors.Is(cause, errEventsIdle) {
-			err = cause
-		}
-		return progressed, -1, fmt.Errorf("revguard client: GET /v1/events: %w", err), false
+		return progressed, 0, interrupted(err), false
 	}
-	return progressed, -1, nil, false
+	return progressed, 0, nil, false
+}
+
+// digits reads a retry field: ASCII digits only, saturating (a value past what a
+// Duration holds is as good as "very long").
+func digits(s string) (int64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		n = min(n*10+int64(s[i]-'0'), 1<<40)
+	}
+	return n, true
 }
 
 // scanEventLines splits an event stream into lines ended by CRLF, LF or CR.

@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/client"
@@ -118,5 +120,77 @@ func TestEvents_NoPosition(t *testing.T) {
 	}
 	if s := strings.Join(seen, ","); s != ",evt_41" || strings.Join(errs, ",") != ",forbidden" {
 		t.Fatalf("Last-Event-IDs %q, errors %q; want \",evt_41\" and an interruption, then forbidden", s, errs)
+	}
+}
+
+// TestEvents_Silence: a server that does not answer, or answers and then falls
+// silent, is an interruption (reconnected), not a wait without end.
+func TestEvents_Silence(t *testing.T) {
+	client.SetEventsIdle(t, 200*time.Millisecond)
+	release := make(chan struct{})
+	var (
+		mu sync.Mutex
+		n  int
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		first := n == 1
+		mu.Unlock()
+		if !first { // the second answers, then says nothing
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, "retry: 300\nid: evt_7\n\n")
+			w.(http.Flusher).Flush()
+		}
+		select { // the first never answers
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	c, _ := client.New(srv.URL)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var errs []error
+	for _, err := range c.Events(ctx, client.EventsParams{After: "evt_7"}) {
+		if errs = append(errs, err); len(errs) == 2 {
+			break
+		}
+	}
+	if len(errs) != 2 || !strings.Contains(fmt.Sprint(errs[0]), "nothing received") || !strings.Contains(fmt.Sprint(errs[1]), "nothing received") {
+		t.Fatalf("errors %v; want two silences (no answer, then no event)", errs)
+	}
+}
+
+// TestEvents_NoSpin: a 503 with Retry-After 0, again and again, is retried after the
+// backoff, not at once: within a second, a handful of connections, not thousands.
+func TestEvents_NoSpin(t *testing.T) {
+	var (
+		mu sync.Mutex
+		n  int
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.Header().Set("Retry-After", "0")
+		w.WriteHeader(503)
+		fmt.Fprint(w, `{"type":"urn:revguard:problem:unavailable","title":"Unavailable","status":503,"code":"unavailable"}`)
+	}))
+	defer srv.Close()
+	c, _ := client.New(srv.URL)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	for _, err := range c.Events(ctx, client.EventsParams{}) {
+		if client.ErrorCode(err) != revguard.CodeUnavailable {
+			t.Fatalf("error %v; want unavailable", err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n > 10 {
+		t.Fatalf("%d connections within a second; want a few (2 s of retry, doubled)", n)
 	}
 }

@@ -92,7 +92,9 @@ func (f *fleet) watchChanges(t *testing.T) *fleetChanges {
 		var id string
 		for sc.Scan() {
 			line := sc.Text()
-			if v, ok := strings.CutPrefix(line, "id: "); ok {
+			if line == "" {
+				id = "" // an id line without data (the stream's position) ends with its block
+			} else if v, ok := strings.CutPrefix(line, "id: "); ok {
 				id = v
 			} else if v, ok := strings.CutPrefix(line, "data: "); ok && id != "" {
 				w.mu.Lock()
