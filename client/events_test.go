@@ -15,6 +15,41 @@ import (
 	"github.com/revenueguard/revguard/client"
 )
 
+// streamServer answers each connection with serve(n, w, r), n counting from 0, and
+// records each connection's Last-Event-ID and query. It is closed at cleanup.
+type streamServer struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []string
+}
+
+func newStreamServer(t *testing.T, serve func(n int, w http.ResponseWriter, r *http.Request)) *streamServer {
+	s := &streamServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		n := len(s.seen)
+		s.seen = append(s.seen, r.Header.Get("Last-Event-ID")+" "+r.URL.RawQuery)
+		s.mu.Unlock()
+		serve(n, w, r)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// connections returns each connection's Last-Event-ID and query, joined by " | ".
+func (s *streamServer) connections() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.seen, " | ")
+}
+
+// problem writes a problem document of status and code.
+func problem(w http.ResponseWriter, status int, code string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"type":"urn:revguard:problem:%s","title":"t","status":%d,"code":"%s"}`, code, status, code)
+}
+
 // TestEvents follows a stream through its interruptions: the client reconnects (after
 // the server's retry time, or a 503's Retry-After) from the stream's last position,
 // which a malformed event and an id without data move too and an id with a NUL does
@@ -25,15 +60,7 @@ func TestEvents(t *testing.T) {
 		return strings.ReplaceAll(fmt.Sprintf("id: evt_%d\nevent: %s\ndata: {\"id\":\"evt_%d\",\"seq\":%d,\"type\":\"%s\",\"created_at\":\"2026-11-27T10:00:00Z\",\n"+
 			"data: \"sku\":{\"id\":\"s\",\"stock\":2,\"available\":1,\"held\":1,\"sold\":0}}\n\n", seq, typ, seq, seq, typ), "\n", eol)
 	}
-	var (
-		mu   sync.Mutex
-		seen []string // each connection's Last-Event-ID and query
-	)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		n := len(seen)
-		seen = append(seen, r.Header.Get("Last-Event-ID")+" "+r.URL.RawQuery)
-		mu.Unlock()
+	srv := newStreamServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer tok" {
 			t.Errorf("connection %d: Authorization %q", n, r.Header.Get("Authorization"))
 		}
@@ -45,10 +72,8 @@ func TestEvents(t *testing.T) {
 				"event: gap\ndata: {\"after\":\"evt_6\",\"next\":\"evt_9\"}\n\n"+
 				"id: evt_9\n\n") // changes the types leave out
 		case 1:
-			w.Header().Set("Content-Type", "application/problem+json")
 			w.Header().Set("Retry-After", "0")
-			w.WriteHeader(503)
-			fmt.Fprint(w, `{"type":"urn:revguard:problem:unavailable","title":"Unavailable","status":503,"detail":"restarting","code":"unavailable"}`)
+			problem(w, 503, "unavailable")
 		case 2:
 			w.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
 			fmt.Fprint(w, change(10, "reservation.confirmed", "\r\n")+"id: evt_\x0011\n\n")
@@ -56,8 +81,7 @@ func TestEvents(t *testing.T) {
 			w.Header().Set("Content-Type", "text/html")
 			fmt.Fprint(w, "<h1>Welcome to nginx</h1>")
 		}
-	}))
-	defer srv.Close()
+	})
 	c, err := client.New(srv.URL, client.WithToken("tok"))
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +110,7 @@ func TestEvents(t *testing.T) {
 		t.Fatalf("yielded %q; want %q", strings.Join(got, " "), want)
 	}
 	q := "types=reservation.held%2Creservation.confirmed"
-	if s := strings.Join(seen, " | "); s != "evt_4 "+q+" | evt_9 "+q+" | evt_9 "+q+" | evt_10 "+q {
+	if s := srv.connections(); s != "evt_4 "+q+" | evt_9 "+q+" | evt_9 "+q+" | evt_10 "+q {
 		t.Fatalf("connections (Last-Event-ID and query): %s", s)
 	}
 }
@@ -94,32 +118,21 @@ func TestEvents(t *testing.T) {
 // TestEvents_NoPosition: a stream started without a position takes the one the
 // server sends before any event, so that a reconnection misses nothing.
 func TestEvents_NoPosition(t *testing.T) {
-	var (
-		mu   sync.Mutex
-		seen []string
-	)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		n := len(seen)
-		seen = append(seen, r.Header.Get("Last-Event-ID"))
-		mu.Unlock()
+	srv := newStreamServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		if n > 0 {
-			w.Header().Set("Content-Type", "application/problem+json")
-			w.WriteHeader(403)
-			fmt.Fprint(w, `{"type":"urn:revguard:problem:forbidden","title":"Forbidden","status":403,"code":"forbidden"}`)
+			problem(w, 403, "forbidden")
 			return
 		}
 		w.Header().Set("Content-Type", "text/event-stream")
 		fmt.Fprint(w, "retry: 300\nid: evt_41\n\n")
-	}))
-	defer srv.Close()
+	})
 	c, _ := client.New(srv.URL)
 	var errs []string
 	for _, err := range c.Events(t.Context(), client.EventsParams{}) {
 		errs = append(errs, string(client.ErrorCode(err)))
 	}
-	if s := strings.Join(seen, ","); s != ",evt_41" || strings.Join(errs, ",") != ",forbidden" {
-		t.Fatalf("Last-Event-IDs %q, errors %q; want \",evt_41\" and an interruption, then forbidden", s, errs)
+	if s := srv.connections(); s != "  | evt_41 " || strings.Join(errs, ",") != ",forbidden" {
+		t.Fatalf("connections %q, errors %q; want none then evt_41, and an interruption, then forbidden", s, errs)
 	}
 }
 
@@ -128,15 +141,8 @@ func TestEvents_NoPosition(t *testing.T) {
 func TestEvents_Silence(t *testing.T) {
 	client.SetEventsIdle(t, 200*time.Millisecond)
 	release := make(chan struct{})
-	var (
-		mu sync.Mutex
-		n  int
-	)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		n++
-		first := n == 1
-		mu.Unlock()
+	srv := newStreamServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		first := n == 0
 		if !first { // the second answers, then says nothing
 			w.Header().Set("Content-Type", "text/event-stream")
 			fmt.Fprint(w, "retry: 300\nid: evt_7\n\n")
@@ -146,8 +152,7 @@ func TestEvents_Silence(t *testing.T) {
 		case <-release:
 		case <-r.Context().Done():
 		}
-	}))
-	defer srv.Close()
+	})
 	defer close(release)
 	c, _ := client.New(srv.URL)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
@@ -166,20 +171,10 @@ func TestEvents_Silence(t *testing.T) {
 // TestEvents_NoSpin: a 503 with Retry-After 0, again and again, is retried after the
 // backoff, not at once: within a second, a handful of connections, not thousands.
 func TestEvents_NoSpin(t *testing.T) {
-	var (
-		mu sync.Mutex
-		n  int
-	)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		n++
-		mu.Unlock()
-		w.Header().Set("Content-Type", "application/problem+json")
+	srv := newStreamServer(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Retry-After", "0")
-		w.WriteHeader(503)
-		fmt.Fprint(w, `{"type":"urn:revguard:problem:unavailable","title":"Unavailable","status":503,"code":"unavailable"}`)
-	}))
-	defer srv.Close()
+		problem(w, 503, "unavailable")
+	})
 	c, _ := client.New(srv.URL)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
@@ -188,9 +183,7 @@ func TestEvents_NoSpin(t *testing.T) {
 			t.Fatalf("error %v; want unavailable", err)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if n > 10 {
+	if n := strings.Count(srv.connections(), "|") + 1; n > 10 {
 		t.Fatalf("%d connections within a second; want a few (2 s of retry, doubled)", n)
 	}
 }
