@@ -54,7 +54,11 @@ func (s *Server) serveWithID(w http.ResponseWriter, r *http.Request, id string) 
 		// does not send dot segments or empty segments (a SKU id "." cannot be
 		// addressed), so the answer is the not-found problem instead.
 		if !s.limitUnserved(rw, r) {
-			s.writeProblem(rw, r, revguard.CodeNotFound, "no such endpoint: the path has empty or dot segments")
+			detail := "no such endpoint: the path has empty or dot segments"
+			if !strings.HasPrefix(r.URL.Path, "/") { // OPTIONS *, say
+				detail = "no such endpoint"
+			}
+			s.writeProblem(rw, r, revguard.CodeNotFound, detail)
 		}
 		return
 	}
