@@ -30,7 +30,9 @@ type SKU struct {
 	PerCustomerLimit int64     `json:"per_customer_limit"`
 	HoldSeconds      int64     `json:"hold_seconds"`
 	OpensAt          time.Time `json:"opens_at"` // zero: open
-	Meta             Meta      `json:"-"`        // Meta.StatusCode is 201 when PutSKU created it
+	// Meta.StatusCode is 201 when PutSKU's answered attempt created the SKU (200 after
+	// a retry whose lost first attempt did).
+	Meta Meta `json:"-"`
 }
 
 // Availability is a SKU's public view, up to a second stale.
