@@ -148,7 +148,7 @@ func (c *Client) followEvents(ctx context.Context, types []revguard.ChangeType, 
 		}
 		perr := c.memo.errorOf(m, b)
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-			return false, max(retryAfter(resp.Header), 0), perr, false
+			return false, max(retryAfter(resp.Header), 0), fmt.Errorf("revguard client: GET /v1/events: %w", perr), false
 		}
 		yield(Event{}, perr)
 		return false, 0, nil, true
