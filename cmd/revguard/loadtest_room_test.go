@@ -11,7 +11,7 @@ import (
 
 // TestLoadtestWaitingRoom runs the fairness experiment on an embedded server with a
 // small crowd: through the room every distance group gets units (the draw ignores
-// distance), without it the nearest group takes most of the stock and the farthest
+// distance), without it the nearest groups take most of the stock and the farthest
 // none. The report's verdict itself is statistical (3σ), so it is not asserted here.
 func TestLoadtestWaitingRoom(t *testing.T) {
 	srv, err := startEmbedded(t.Context(), t.TempDir(), io.Discard)
@@ -43,8 +43,11 @@ func TestLoadtestWaitingRoom(t *testing.T) {
 	if wonOn != 40 || wonOff != 40 {
 		t.Fatalf("units won: %d with the room, %d without; want the 40 units both times", wonOn, wonOff)
 	}
-	if off.won[0] <= 20 || off.won[len(roomGroups)-1] != 0 {
-		t.Errorf("without the room: %v won; want the nearest group to take most, the farthest none", off.won)
+	// Without it, distance decides: the near half takes (nearly) all, the farthest
+	// group none. Which of the two nearest (0 and 50 ms) takes more depends on how
+	// fast a race-built server on a busy machine answers the first 50 clicks.
+	if near := off.won[0] + off.won[1]; near < 30 || off.won[len(roomGroups)-1] != 0 {
+		t.Errorf("without the room: %v won; want the two nearest groups to take most, the farthest none", off.won)
 	}
 	var b bytes.Buffer
 	writeRoomReport(&b, l, on, off)
