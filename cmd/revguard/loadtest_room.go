@@ -162,6 +162,12 @@ func (l *roomLoad) buy(ctx context.Context, delay time.Duration, sku, token stri
 func (l *roomLoad) run(ctx context.Context, withRoom bool) (roomOutcome, error) {
 	var out roomOutcome
 	sku := fmt.Sprintf("fair-%d-%v", l.seed, withRoom)
+	// The sessions first: the crowd's pre-queue starts once they exist, so that a slow
+	// setup does not push the last arrivals past opens_at (and out of the draw).
+	tokens, err := l.sessions(ctx, sku)
+	if err != nil {
+		return out, err
+	}
 	opens := time.Now().Add(l.preQueue + time.Second).UTC()
 	if err := l.adminCall(ctx, "PUT", "/v1/skus/"+sku, fmt.Sprintf(`{"stock":%d,"per_customer_limit":1,"hold_seconds":600,"opens_at":%q}`,
 		l.stock, opens.Format(time.RFC3339Nano)), 200, 201); err != nil {
@@ -171,10 +177,6 @@ func (l *roomLoad) run(ctx context.Context, withRoom bool) (roomOutcome, error) 
 		if err := l.adminCall(ctx, "PUT", "/v1/skus/"+sku+"/waiting-room", fmt.Sprintf(`{"admit_per_second":%d,"pre_queue_seconds":3600}`, l.rate), 201); err != nil {
 			return out, err
 		}
-	}
-	tokens, err := l.sessions(ctx, sku)
-	if err != nil {
-		return out, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
