@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/internal/tick"
 )
 
 // DefaultRoomTick is how often a WaitingRoom advances its active rooms.
@@ -144,14 +145,7 @@ func (w *WaitingRoom) Close() error {
 // run advances every active room each Tick until ctx ends.
 func (w *WaitingRoom) run(ctx context.Context) {
 	defer close(w.done)
-	t := time.NewTicker(w.Tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, w.Tick, func() {
 		var active []string
 		for id, r := range *w.rooms.Load() { // set by Open, before this goroutine
 			if r.active() {
@@ -163,7 +157,7 @@ func (w *WaitingRoom) run(ctx context.Context) {
 				w.Logger.Warn("waiting room: advance failed", "sku", id, "err", err)
 			}
 		}
-	}
+	})
 }
 
 // active reports whether r has work for Advance: a draw to make, customers in line or

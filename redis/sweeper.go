@@ -3,7 +3,8 @@ package redis
 import (
 	"context"
 	"strconv"
-	"time"
+
+	"github.com/revenueguard/revguard/internal/tick"
 )
 
 // sweepBatch is how many SKUs (and old reservations) one sweep script handles, so
@@ -21,15 +22,8 @@ const maxSweepRounds = 64
 // hold is expired, and journaled, once.
 func (inv *Inventory) runSweeper(ctx context.Context) {
 	defer inv.wg.Done()
-	t := time.NewTicker(inv.SweepInterval)
-	defer t.Stop()
 	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, inv.SweepInterval, func() {
 		err := inv.Sweep(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil && !failing:
@@ -39,7 +33,7 @@ func (inv *Inventory) runSweeper(ctx context.Context) {
 			inv.Logger.Info("redis: sweeping due holds again")
 			failing = false
 		}
-	}
+	})
 }
 
 // Sweep expires every hold that is due and purges the reservations that have been

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/internal/tick"
 )
 
 // DefaultRoomTick is how often a WaitingRoom advances the namespace's rooms.
@@ -173,25 +174,11 @@ func (w *WaitingRoom) Open(ctx context.Context) error {
 // a goroutine of its own (the advances may take longer than a tick), so that hasRoom
 // finds it fresh and a SKU without a room costs its reservations no round trip.
 func (w *WaitingRoom) refresh(ctx context.Context) {
-	every(ctx, roomSetMaxAge/2, func() {
+	tick.Every(ctx, roomSetMaxAge/2, func() {
 		if _, err := w.readRoomSet(ctx); err != nil && ctx.Err() == nil {
 			w.Logger.Warn("waiting room: read the room set", "err", err)
 		}
 	})
-}
-
-// every calls f every d until ctx is done.
-func every(ctx context.Context, d time.Duration, f func()) {
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			f()
-		}
-	}
 }
 
 // Close stops the goroutines that Open started.
@@ -208,7 +195,7 @@ func (w *WaitingRoom) Close() error {
 func (w *WaitingRoom) roomsKey() string { return w.inv.Namespace + ":rooms" }
 
 func (w *WaitingRoom) run(ctx context.Context) {
-	every(ctx, w.Tick, func() {
+	tick.Every(ctx, w.Tick, func() {
 		set, err := w.rooms(ctx) // the copy that refresh keeps fresh
 		if err != nil {
 			if ctx.Err() == nil {

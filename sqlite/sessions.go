@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/internal/tick"
 )
 
 var _ revguard.Sessions = (*Sessions)(nil)
@@ -177,14 +178,7 @@ func (s *Sessions) RunPurge(ctx context.Context, interval time.Duration) error {
 	if interval <= 0 {
 		interval = DefaultPurgeInterval
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	tick.Every(ctx, interval, func() {
 		n, err := s.PurgeExpired(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -192,7 +186,8 @@ func (s *Sessions) RunPurge(ctx context.Context, interval time.Duration) error {
 		case n > 0:
 			s.logger().Debug("sqlite: purged expired sessions", "count", n)
 		}
-	}
+	})
+	return nil
 }
 
 func (s *Sessions) logger() *slog.Logger {

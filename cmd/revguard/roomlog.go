@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/revenueguard/revguard/internal/tick"
 	"github.com/revenueguard/revguard/postgres"
 	"github.com/revenueguard/revguard/redis"
 )
@@ -58,16 +59,9 @@ func copyRoomLogs(ctx context.Context, room *redis.WaitingRoom, ledger *postgres
 // runRoomLogCopy copies the rooms' records into the ledger every roomLogCopyEvery until
 // ctx ends; a failure is logged and the next round retries.
 func runRoomLogCopy(ctx context.Context, room *redis.WaitingRoom, ledger *postgres.RoomLog, log *slog.Logger) {
-	t := time.NewTicker(roomLogCopyEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, roomLogCopyEvery, func() {
 		if _, err := copyRoomLogs(ctx, room, ledger); err != nil && ctx.Err() == nil {
 			log.Warn("waiting rooms: copy the audit records into the ledger", "err", err)
 		}
-	}
+	})
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/httpapi"
 	"github.com/revenueguard/revguard/inproc"
+	"github.com/revenueguard/revguard/internal/tick"
 	"github.com/revenueguard/revguard/journal"
 	"github.com/revenueguard/revguard/sqlite"
 	"github.com/revenueguard/revguard/turnstile"
@@ -536,20 +537,13 @@ type changePruner interface {
 // pruneChanges deletes from log, every hour until ctx ends, the changes older than the
 // change log's retention.
 func (m *Main) pruneChanges(ctx context.Context, log changePruner) {
-	t := time.NewTicker(changePruneInterval)
-	defer t.Stop()
-	for {
+	tick.NowAndEvery(ctx, changePruneInterval, func() {
 		if n, err := log.PruneChanges(ctx, m.Now().Add(-changeRetention)); err != nil && ctx.Err() == nil {
 			m.Logger.Error("prune the change log", "err", err)
 		} else if n > 0 {
 			m.Logger.Info("pruned the change log", "changes", n)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // Done receives an error if the HTTP server stops serving by itself.
@@ -671,25 +665,18 @@ func (m *Main) warmSessionCache(ctx context.Context, log *slog.Logger) {
 		w.covered = keep
 	}
 	close(m.sessionsWarmed)
-	t := time.NewTicker(w.tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, w.tick, func() {
 		// An opening that passed since the last look, missed for a SKU put less than
 		// a tick before it, still calls for a warm, late.
 		now := m.Now()
 		next, ok := m.Inventory.NextOpening(now.Add(-w.tick))
 		if !ok {
-			continue
+			return
 		}
 		if keep, due := w.due(now, next); due && m.warmSessions(ctx, log, "opening", keep) {
 			w.covered = keep
 		}
-	}
+	})
 }
 
 // openingWarmer decides when the session cache is warmed again before an opening.

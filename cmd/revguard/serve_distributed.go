@@ -15,6 +15,7 @@ import (
 
 	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/httpapi"
+	"github.com/revenueguard/revguard/internal/tick"
 	"github.com/revenueguard/revguard/postgres"
 	"github.com/revenueguard/revguard/redis"
 	"github.com/revenueguard/revguard/webhook"
@@ -232,16 +233,7 @@ func (m *Main) openDistributed(ctx context.Context, bg context.Context, met *ser
 
 // runSampler refreshes f.sample every sampleInterval until ctx ends.
 func (f *Fleet) runSampler(ctx context.Context) {
-	t := time.NewTicker(sampleInterval)
-	defer t.Stop()
-	for {
-		f.takeSample(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	tick.NowAndEvery(ctx, sampleInterval, func() { f.takeSample(ctx) })
 }
 
 // takeSample reads Redis's round trip and the outbox's backlog, and pings PostgreSQL,
