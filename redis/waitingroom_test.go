@@ -14,31 +14,24 @@ import (
 )
 
 // TestWaitingRoom runs the conformance suite on the distributed room, over the Redis
-// inventory of a namespace of its own, with four shards.
+// inventory of a namespace of its own, with four shards (a node without a timer).
 func TestWaitingRoom(t *testing.T) {
 	c := MustDial(t, redisURL(t))
 	revguardtest.TestWaitingRoom(t, func(tb testing.TB, clock *revguardtest.Clock) (revguard.Inventory, revguard.WaitingRoom) {
-		inv := MustOpenInventory(tb, c, newNamespace(tb, c), func(inv *redis.Inventory) { inv.Now, inv.Shards = clock.Now, 4 })
-		w := redis.NewWaitingRoom(inv)
-		w.Tick = 0
-		if err := w.Open(tb.Context()); err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { w.Close() })
-		return inv, w
+		return mustOpenRoomNode(tb, c, newNamespace(tb, c), clock.Now)
 	})
 }
 
 // mustOpenRoomNode opens a node of namespace ns: its inventory (four shards, on the
 // clock now) and its room, without a timer (tests call Advance).
-func mustOpenRoomNode(t *testing.T, c goredis.UniversalClient, ns string, now func() time.Time) (*redis.Inventory, *redis.WaitingRoom) {
-	inv := MustOpenInventory(t, c, ns, func(inv *redis.Inventory) { inv.Now, inv.Shards = now, 4 })
+func mustOpenRoomNode(tb testing.TB, c goredis.UniversalClient, ns string, now func() time.Time) (*redis.Inventory, *redis.WaitingRoom) {
+	inv := MustOpenInventory(tb, c, ns, func(inv *redis.Inventory) { inv.Now, inv.Shards = now, 4 })
 	w := redis.NewWaitingRoom(inv)
 	w.Tick = 0
-	if err := w.Open(t.Context()); err != nil {
-		t.Fatal(err)
+	if err := w.Open(tb.Context()); err != nil {
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { w.Close() })
+	tb.Cleanup(func() { w.Close() })
 	return inv, w
 }
 
