@@ -159,15 +159,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		if token == "" {
 			token = body.TurnstileToken
 		}
-		if token == "" {
-			s.metrics.countBotCheck(string(revguard.CodeBotCheckFailed))
-			s.writeProblem(w, r, revguard.CodeBotCheckFailed, "a Turnstile token is required: send the CF-Turnstile-Response header or the turnstile_token field")
-			return
-		}
-		start := time.Now()
-		err := s.BotChecker.Verify(ctx, token, s.clientIP(r))
-		s.metrics.observeBotCheck(err, time.Since(start))
-		if err != nil {
+		if err := s.verify(ctx, token, s.clientIP(r)); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
