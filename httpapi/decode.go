@@ -62,12 +62,9 @@ func withBody(r *http.Request, decode func(body []byte) error) error {
 	return decode(b)
 }
 
-// checkBodyHeaders checks the headers of a request with a body: at most MaxBodyBytes
-// announced, a JSON Content-Type, no Content-Encoding.
+// checkBodyHeaders checks the headers of a request with a body: a JSON Content-Type,
+// no Content-Encoding.
 func checkBodyHeaders(r *http.Request) error {
-	if r.ContentLength > MaxBodyBytes {
-		return tooLarge()
-	}
 	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
 		return err
 	}

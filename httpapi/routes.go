@@ -19,11 +19,16 @@ func (s *Server) routes(mux *http.ServeMux) []string {
 			// body's headers are checked here.
 			get := h
 			h = func(w http.ResponseWriter, r *http.Request) {
-				if r.ContentLength != 0 {
-					if err := checkBodyHeaders(r); err != nil {
-						s.writeError(w, r, err)
-						return
-					}
+				var err error
+				switch {
+				case r.ContentLength > MaxBodyBytes: // first, as in withBody
+					err = tooLarge()
+				case r.ContentLength != 0:
+					err = checkBodyHeaders(r)
+				}
+				if err != nil {
+					s.writeError(w, r, err)
+					return
 				}
 				get(w, r)
 			}
