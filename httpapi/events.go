@@ -2,10 +2,7 @@ package httpapi
 
 import (
 	"context"
-	"maps"
 	"net/http"
-	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,16 +29,7 @@ type eventsQuery struct {
 // header, which a reconnecting EventSource sends and which wins over ?after.
 func parseEventsQuery(rawQuery, lastID string) (eventsQuery, error) {
 	var q eventsQuery
-	vals, err := url.ParseQuery(rawQuery)
-	if err != nil {
-		return q, revguard.Errorf(revguard.CodeInvalidRequest, "the query string is malformed")
-	}
-	for _, name := range slices.Sorted(maps.Keys(vals)) { // one request, one answer
-		vs := vals[name]
-		if len(vs) > 1 {
-			return q, revguard.Errorf(revguard.CodeInvalidRequest, "query parameter %s given more than once", quoteForDetail([]byte(name)))
-		}
-		v := vs[0]
+	err := eachQueryParam(rawQuery, func(name, v string) error {
 		switch name {
 		case "types":
 			if v == "" {
@@ -50,19 +38,23 @@ func parseEventsQuery(rawQuery, lastID string) (eventsQuery, error) {
 			q.types = make(map[revguard.ChangeType]bool)
 			for _, t := range strings.Split(v, ",") {
 				if !revguard.ChangeType(t).Valid() {
-					return q, revguard.Errorf(revguard.CodeInvalidRequest, "types: %s is not a change type", quoteForDetail([]byte(t)))
+					return revguard.Errorf(revguard.CodeInvalidRequest, "types: %s is not a change type", quoteForDetail([]byte(t)))
 				}
 				q.types[revguard.ChangeType(t)] = true
 			}
 		case "after":
 			n, ok := parseChangeID(v)
 			if !ok {
-				return q, revguard.Errorf(revguard.CodeInvalidRequest, "after must be a change id such as evt_42, or its number")
+				return revguard.Errorf(revguard.CodeInvalidRequest, "after must be a change id such as evt_42, or its number")
 			}
 			q.after, q.hasAft = n, true
 		default:
-			return q, revguard.Errorf(revguard.CodeInvalidRequest, "unknown query parameter %s", quoteForDetail([]byte(name)))
+			return revguard.Errorf(revguard.CodeInvalidRequest, "unknown query parameter %s", quoteForDetail([]byte(name)))
 		}
+		return nil
+	})
+	if err != nil {
+		return q, err
 	}
 	if lastID != "" {
 		n, ok := parseChangeID(lastID)

@@ -54,51 +54,66 @@ func (s *Server) writeOrders(w http.ResponseWriter, r *http.Request, f revguard.
 	putBuf(bp)
 }
 
+// eachQueryParam calls f with each parameter of a query, in the order of their names
+// (one request, one answer), and returns f's first error; a malformed query or a
+// parameter given more than once is invalid_request.
+func eachQueryParam(rawQuery string, f func(name, v string) error) error {
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return revguard.Errorf(revguard.CodeInvalidRequest, "the query string is malformed")
+	}
+	for _, name := range slices.Sorted(maps.Keys(q)) {
+		vals := q[name]
+		if len(vals) > 1 {
+			return revguard.Errorf(revguard.CodeInvalidRequest, "query parameter %s given more than once", quoteForDetail([]byte(name)))
+		}
+		if err := f(name, vals[0]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // parseOrderFilter reads the query of a ledger listing strictly: each parameter at most
 // once, no unknown parameter (customer_id only where withCustomer), every value valid.
 // An empty cursor means the first page.
 func parseOrderFilter(rawQuery string, withCustomer bool) (revguard.OrderFilter, error) {
 	var f revguard.OrderFilter
-	q, err := url.ParseQuery(rawQuery)
-	if err != nil {
-		return f, revguard.Errorf(revguard.CodeInvalidRequest, "the query string is malformed")
-	}
-	for _, name := range slices.Sorted(maps.Keys(q)) { // one request, one answer
-		vals := q[name]
-		if len(vals) > 1 {
-			return f, revguard.Errorf(revguard.CodeInvalidRequest, "query parameter %s given more than once", quoteForDetail([]byte(name)))
-		}
-		v := vals[0]
+	err := eachQueryParam(rawQuery, func(name, v string) error {
 		switch name {
 		case "sku":
 			if !revguard.ValidSKUID(v) {
-				return f, revguard.Errorf(revguard.CodeInvalidSKU, "sku must be 1 to 128 characters from [A-Za-z0-9._:-], other than . and ..")
+				return revguard.Errorf(revguard.CodeInvalidSKU, "sku must be 1 to 128 characters from [A-Za-z0-9._:-], other than . and ..")
 			}
 			f.SKU = v
 		case "customer_id":
 			if !withCustomer {
-				return f, revguard.Errorf(revguard.CodeInvalidRequest, "customer_id is not a parameter of this endpoint: it is always the caller")
+				return revguard.Errorf(revguard.CodeInvalidRequest, "customer_id is not a parameter of this endpoint: it is always the caller")
 			}
 			if !revguard.ValidCustomerID(v) {
-				return f, revguard.Errorf(revguard.CodeInvalidRequest, "customer_id must be 1 to %d printable characters", revguard.MaxCustomerIDLen)
+				return revguard.Errorf(revguard.CodeInvalidRequest, "customer_id must be 1 to %d printable characters", revguard.MaxCustomerIDLen)
 			}
 			f.CustomerID = v
 		case "status":
 			if !revguard.Status(v).Valid() {
-				return f, revguard.Errorf(revguard.CodeInvalidRequest, "status must be one of held, confirmed, released, expired")
+				return revguard.Errorf(revguard.CodeInvalidRequest, "status must be one of held, confirmed, released, expired")
 			}
 			f.Status = revguard.Status(v)
 		case "limit":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > revguard.MaxOrderLimit {
-				return f, revguard.Errorf(revguard.CodeInvalidRequest, "limit must be an integer from 1 to %d", revguard.MaxOrderLimit)
+				return revguard.Errorf(revguard.CodeInvalidRequest, "limit must be an integer from 1 to %d", revguard.MaxOrderLimit)
 			}
 			f.Limit = n
 		case "cursor":
 			f.Cursor = v
 		default:
-			return f, revguard.Errorf(revguard.CodeInvalidRequest, "unknown query parameter %s", quoteForDetail([]byte(name)))
+			return revguard.Errorf(revguard.CodeInvalidRequest, "unknown query parameter %s", quoteForDetail([]byte(name)))
 		}
+		return nil
+	})
+	if err != nil {
+		return f, err
 	}
 	if f.Limit == 0 {
 		f.Limit = revguard.DefaultOrderLimit
