@@ -127,7 +127,7 @@ func (inv *Inventory) ClaimIdempotent(ctx context.Context, customerID, key strin
 	if err := inv.writable(ctx); err != nil {
 		return nil, false, false, err
 	}
-	bkey, fkey := bindingKey(inv.Namespace, customerID, key), flightKey(inv.Namespace, customerID, key)
+	bkey, fkey := flightKeys(inv.Namespace, customerID, key)
 	mark := rand.Text()
 	r, err := inv.sc.flight.Run(ctx, inv.client, []string{fkey, bkey}, mark, IdempotentFlightTTL.Milliseconds()).Int64Slice()
 	if err != nil {

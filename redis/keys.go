@@ -38,20 +38,26 @@ func shardOf(id string, shards int) int {
 // tagOf returns the tag of shard i in namespace ns.
 func tagOf(ns string, i int) string { return "{" + ns + ":" + strconv.Itoa(i) + "}" }
 
-// bindingKey returns the key of the binding of the customer's idempotency key. The
-// customer is hashed: ids are printable but may hold braces and colons, which would
-// move the hash tag or make two pairs share a key.
-func bindingKey(ns, customer, key string) string {
+// customerSlot returns the hash tag of a customer's idempotency keys. The customer is
+// hashed: ids are printable but may hold braces and colons, which would move the hash
+// tag or make two pairs share a key.
+func customerSlot(customer string) string {
 	h := sha256.Sum256([]byte(customer))
-	return ns + ":idem:{" + hex.EncodeToString(h[:16]) + "}:" + key
+	return "{" + hex.EncodeToString(h[:16]) + "}"
 }
 
-// flightKey returns the key of the in-flight mark of the customer's idempotency key
-// (ClaimIdempotent): in the binding's slot, under a prefix of its own, so that no
-// key's mark is another key's binding (keys may hold colons).
-func flightKey(ns, customer, key string) string {
-	h := sha256.Sum256([]byte(customer))
-	return ns + ":idemflight:{" + hex.EncodeToString(h[:16]) + "}:" + key
+// bindingKey returns the key of the binding of the customer's idempotency key.
+func bindingKey(ns, customer, key string) string {
+	return ns + ":idem:" + customerSlot(customer) + ":" + key
+}
+
+// flightKeys returns bindingKey and the key of the in-flight mark of the customer's
+// idempotency key (ClaimIdempotent), hashing the customer once: the mark is in the
+// binding's slot, under a prefix of its own, so that no key's mark is another key's
+// binding (keys may hold colons).
+func flightKeys(ns, customer, key string) (binding, flight string) {
+	slot := customerSlot(customer)
+	return ns + ":idem:" + slot + ":" + key, ns + ":idemflight:" + slot + ":" + key
 }
 
 // validNamespace reports whether ns can prefix keys and tags: 1 to 64 characters of
