@@ -21,12 +21,11 @@ type sseEvent struct {
 	ID, Event, Data string
 }
 
-// stream opens a server-sent event stream and returns its events on a channel, which
-// is closed when the stream ends; the stream ends at cleanup.
-func (e *env) stream(tb testing.TB, path, token string, header map[string]string) (*http.Response, <-chan sseEvent) {
+// openStream sends GET path with token and header, not through the validating
+// client (a stream is not a whole answer), and returns the answer, whose body is
+// closed at cleanup; ctx bounds it.
+func (e *env) openStream(tb testing.TB, ctx context.Context, path, token string, header map[string]string) *http.Response {
 	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	tb.Cleanup(cancel)
 	hr, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+path, nil)
 	hr.Header.Set("Authorization", "Bearer "+token)
 	for k, v := range header {
@@ -37,6 +36,16 @@ func (e *env) stream(tb testing.TB, path, token string, header map[string]string
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// stream opens a server-sent event stream and returns its events on a channel, which
+// is closed when the stream ends; the stream ends at cleanup.
+func (e *env) stream(tb testing.TB, path, token string, header map[string]string) (*http.Response, <-chan sseEvent) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	tb.Cleanup(cancel)
+	resp := e.openStream(tb, ctx, path, token, header)
 	ch := make(chan sseEvent, 100)
 	if resp.StatusCode != 200 {
 		close(ch)
@@ -241,14 +250,8 @@ func TestEvents_LogDown(t *testing.T) {
 	}})
 	for path, pos := range map[string]string{"/v1/events": "evt_2", "/v1/events?after=evt_1": "evt_1", "/v1/events?after=evt_9": "evt_9"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		hr, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+path, nil)
-		hr.Header.Set("Authorization", "Bearer "+e.admin)
-		resp, err := http.DefaultClient.Do(hr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := e.openStream(t, ctx, path, e.admin, nil)
 		body, err := io.ReadAll(resp.Body) // ends, or fails at the timeout
-		resp.Body.Close()
 		cancel()
 		if want := "retry: 2000\nid: " + pos + "\n\n"; err != nil || resp.StatusCode != 200 || string(body) != want {
 			t.Fatalf("%s: %d %q %v; want 200 and only %q", path, resp.StatusCode, body, err, want)
@@ -264,14 +267,7 @@ func TestEvents_Position(t *testing.T) {
 	e := mustOpenEnv(t, envOptions{changes: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	hr, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/v1/events?types=sku.sold_out", nil)
-	hr.Header.Set("Authorization", "Bearer "+e.admin)
-	resp, err := http.DefaultClient.Do(hr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	rd := bufio.NewReader(resp.Body)
+	rd := bufio.NewReader(e.openStream(t, ctx, "/v1/events?types=sku.sold_out", e.admin, nil).Body)
 	block := func() string { // the next block of lines, up to its blank line
 		var b strings.Builder
 		for {
