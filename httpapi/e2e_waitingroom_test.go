@@ -88,12 +88,13 @@ func (e *env) advance(sku string) {
 	}
 }
 
-// mustOpenRoomEnv opens an env with a clock and the bot check, skipping a backend
-// without waiting rooms.
-func mustOpenRoomEnv(t *testing.T, b backend, edit func(*httpapi.Server)) *env {
-	e := mustOpenEnv(t, envOptions{backend: b, botCheck: true, clock: true, edit: edit})
+// mustOpenRoomEnv opens an env with a clock and the bot check (and the rest of o),
+// skipping a backend without waiting rooms.
+func mustOpenRoomEnv(t *testing.T, o envOptions) *env {
+	o.botCheck, o.clock = true, true
+	e := mustOpenEnv(t, o)
 	if e.room == nil {
-		t.Skipf("the %s backend has no waiting room", b)
+		t.Skipf("the %s backend has no waiting room", o.backend)
 	}
 	return e
 }
@@ -101,7 +102,7 @@ func mustOpenRoomEnv(t *testing.T, b backend, edit func(*httpapi.Server)) *env {
 func TestWaitingRoomAdmin(t *testing.T) { eachBackend(t, testWaitingRoomAdmin) }
 
 func testWaitingRoomAdmin(t *testing.T, b backend) {
-	e := mustOpenRoomEnv(t, b, nil)
+	e := mustOpenRoomEnv(t, envOptions{backend: b})
 	e.putSKU("shoe", `{"stock":3}`)
 	alice := e.session("alice")
 
@@ -149,7 +150,7 @@ func testWaitingRoomAdmin(t *testing.T, b backend) {
 func TestWaitingRoomDraw(t *testing.T) { eachBackend(t, testWaitingRoomDraw) }
 
 func testWaitingRoomDraw(t *testing.T, b backend) {
-	e := mustOpenRoomEnv(t, b, nil)
+	e := mustOpenRoomEnv(t, envOptions{backend: b})
 	// The clock is at 09:00; the sale opens at 09:30, the pre-queue 10 minutes before.
 	e.putSKU("shoe", `{"stock":2,"opens_at":"2026-11-27T09:30:00Z"}`)
 	e.putRoom("shoe", `{"admit_per_second":1,"pre_queue_seconds":600}`).json(t, 201, &waitingRoom{})
@@ -266,10 +267,7 @@ func TestWaitingRoomCustomerLimit(t *testing.T) { eachBackend(t, testWaitingRoom
 // join, join again, poll, then reserve once admitted is within the limit. Joins have a
 // bucket of their own at the same rate.
 func testWaitingRoomCustomerLimit(t *testing.T, b backend) {
-	e := mustOpenEnv(t, envOptions{backend: b, botCheck: true, clock: true, customerRate: revguard.Rate{N: 2, Per: time.Minute}})
-	if e.room == nil {
-		t.Skipf("the %s backend has no waiting room", b)
-	}
+	e := mustOpenRoomEnv(t, envOptions{backend: b, customerRate: revguard.Rate{N: 2, Per: time.Minute}})
 	e.putSKU("shoe", `{"stock":5}`)
 	e.putRoom("shoe", `{"admit_per_second":1}`).json(t, 201, &waitingRoom{})
 	alice := e.session("alice")
@@ -289,7 +287,7 @@ func testWaitingRoomCustomerLimit(t *testing.T, b backend) {
 func TestWaitingRoomEvents(t *testing.T) { eachBackend(t, testWaitingRoomEvents) }
 
 func testWaitingRoomEvents(t *testing.T, b backend) {
-	e := mustOpenRoomEnv(t, b, func(s *httpapi.Server) { s.PlaceStreamEvery = 5 * time.Millisecond })
+	e := mustOpenRoomEnv(t, envOptions{backend: b, edit: func(s *httpapi.Server) { s.PlaceStreamEvery = 5 * time.Millisecond }})
 	e.putSKU("shoe", `{"stock":5}`)
 	e.putRoom("shoe", `{"admit_per_second":1}`).json(t, 201, &waitingRoom{})
 	alice, bob := e.session("alice"), e.session("bob")
@@ -362,7 +360,7 @@ func testWaitingRoomEvents(t *testing.T, b backend) {
 // TestWaitingRoomEventsShutdown checks that CloseStreams ends an open place stream, so
 // that a graceful shutdown does not wait for it.
 func TestWaitingRoomEventsShutdown(t *testing.T) {
-	e := mustOpenRoomEnv(t, embedded, func(s *httpapi.Server) { s.PlaceStreamEvery = 5 * time.Millisecond })
+	e := mustOpenRoomEnv(t, envOptions{backend: embedded, edit: func(s *httpapi.Server) { s.PlaceStreamEvery = 5 * time.Millisecond }})
 	e.putSKU("shoe", `{"stock":5}`)
 	e.putRoom("shoe", `{"admit_per_second":1}`).json(t, 201, &waitingRoom{})
 	alice := e.session("alice")
@@ -454,13 +452,13 @@ func TestWaitingRoom_PutDuringBotCheck(t *testing.T) {
 			once   sync.Once
 			putErr error
 		)
-		e = mustOpenRoomEnv(t, b, func(s *httpapi.Server) {
+		e = mustOpenRoomEnv(t, envOptions{backend: b, edit: func(s *httpapi.Server) {
 			s.BotChecker = hookedBotCheck{s.BotChecker, func() {
 				once.Do(func() {
 					_, _, putErr = e.room.PutRoom(context.Background(), "shoe", revguard.RoomSettings{AdmitPerSecond: 5})
 				})
 			}}
-		})
+		}})
 		e.putSKU("shoe", `{"stock":10}`)
 		alice := e.session("alice")
 		e.reserve(alice, "shoe", ``, e.tokenHeader()).wantProblem(t, 409, revguard.CodeAdmissionRequired)
