@@ -66,6 +66,7 @@ func parse(b []byte) (*Doc, error) {
 	if err := t.Validate(context.Background()); err != nil {
 		return nil, fmt.Errorf("openapitest: the document is not valid OpenAPI: %w", err)
 	}
+	closeAnswers(t)
 	d := &Doc{T: t, mux: http.NewServeMux(), routes: make(map[string]*routers.Route)}
 	for path, item := range t.Paths.Map() {
 		for method, op := range item.Operations() {
@@ -75,6 +76,55 @@ func parse(b []byte) (*Doc, error) {
 		}
 	}
 	return d, nil
+}
+
+// closeAnswers makes every object schema of an answer refuse a member it does not
+// name, unless the schema says whether it takes others (Problem takes extension
+// members). The document leaves answers open, so that a client generated from it
+// accepts a member a later version adds; the tests hold this version's server to
+// exactly the members the document names. A member of an allOf stays as it is: it
+// names only some of the members (a problem's status and code).
+func closeAnswers(t *openapi3.T) {
+	closed := false
+	walked := make(map[*openapi3.Schema]bool) // schema → walked closing it
+	var walk func(ref *openapi3.SchemaRef, close bool)
+	walk = func(ref *openapi3.SchemaRef, close bool) {
+		if ref == nil || ref.Value == nil {
+			return
+		}
+		s := ref.Value
+		if c, ok := walked[s]; ok && (c || !close) {
+			return
+		}
+		walked[s] = close
+		if close && len(s.Properties) > 0 && s.AdditionalProperties.Has == nil && s.AdditionalProperties.Schema == nil {
+			s.AdditionalProperties.Has = &closed
+		}
+		for _, p := range s.Properties {
+			walk(p, true)
+		}
+		walk(s.Items, true)
+		for _, refs := range []openapi3.SchemaRefs{s.OneOf, s.AnyOf, s.PrefixItems} {
+			for _, r := range refs {
+				walk(r, true)
+			}
+		}
+		for _, r := range s.AllOf {
+			walk(r, false)
+		}
+	}
+	for _, item := range t.Paths.Map() {
+		for _, op := range item.Operations() {
+			for _, resp := range op.Responses.Map() {
+				if resp.Value == nil {
+					continue
+				}
+				for _, mt := range resp.Value.Content {
+					walk(mt.Schema, true)
+				}
+			}
+		}
+	}
 }
 
 // Patterns returns the document's operations as http.ServeMux patterns ("GET

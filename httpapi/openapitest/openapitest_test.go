@@ -1,18 +1,23 @@
 package openapitest_test
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/revenueguard/revguard/httpapi"
 	"github.com/revenueguard/revguard/httpapi/openapitest"
 )
 
 const (
 	reservation = `{"id":"01J","sku":"s","customer_id":"c","quantity":1,"status":"held","created_at":"2026-11-27T10:00:00Z","expires_at":"2026-11-27T10:10:00Z","confirmed_at":null,"released_at":null,"order_ref":null}`
 	soldOut     = `{"type":"urn:revguard:problem:sold_out","title":"Sold out","status":409,"detail":"no units are available","code":"sold_out"}`
+	room        = `{"sku":"s","pre_queue_seconds":60,"admit_per_second":10,"admission_seconds":null,"joined":3,"pre_queue":0,"waiting":0,"admitted":3,"used":0,"sold_out":false,"draw":{"seed":"0000000000000000000000000000000000000000000000000000000000000000","drawn_at":"2026-11-27T10:00:00Z","size":3}}`
 	notFound    = `{"type":"urn:revguard:problem:not_found","title":"Not found","status":404,"detail":"no such endpoint","code":"not_found"}`
 )
 
@@ -44,6 +49,11 @@ func TestTransport(t *testing.T) {
 		return r
 	}
 	get := func(path string) *http.Request { r, _ := http.NewRequest("GET", path, nil); return r }
+	getAdmin := func(path string) *http.Request {
+		r := get(path)
+		r.Header.Set("Authorization", "Bearer admin")
+		return r
+	}
 	getBody := func(path, body string) *http.Request {
 		r, _ := http.NewRequest("GET", path, strings.NewReader(body))
 		r.Header.Set("Content-Type", "text/plain")
@@ -61,6 +71,10 @@ func TestTransport(t *testing.T) {
 		{"OKRefusedInvalidRequest", reserve(`{"bogus":1}`), ok(answer{409, "application/problem+json", nil, soldOut}), true},
 		{"ErrNoRequestID", reserve(`{}`), answer{409, "application/problem+json", nil, soldOut}, false},
 		{"ErrMissingMember", reserve(`{}`), ok(answer{201, "application/json", map[string]string{"Location": "/x"}, strings.Replace(reservation, `"order_ref":null`, `"extra":1`, 1)}), false},
+		{"ErrUndocumentedMember", reserve(`{}`), ok(answer{201, "application/json", map[string]string{"Location": "/x"}, strings.Replace(reservation, `}`, `,"extra":1}`, 1)}), false},
+		{"ErrUndocumentedNestedMember", getAdmin("/v1/skus/s/waiting-room"), ok(answer{200, "application/json", nil, strings.Replace(room, `"size":3`, `"size":3,"extra":1`, 1)}), false},
+		{"OKRoom", getAdmin("/v1/skus/s/waiting-room"), ok(answer{200, "application/json", nil, room}), true},
+		{"OKProblemExtensionMember", reserve(`{}`), ok(answer{409, "application/problem+json", nil, strings.Replace(soldOut, `}`, `,"extra":1}`, 1)}), true},
 		{"ErrNoLocation", reserve(`{}`), ok(answer{201, "application/json", nil, reservation}), false},
 		{"ErrCodeOfAnotherStatus", reserve(`{}`), ok(answer{409, "application/problem+json", nil, strings.ReplaceAll(soldOut, "sold_out", "hold_expired")}), false},
 		{"ErrUndocumentedStatus", reserve(`{}`), ok(answer{418, "application/problem+json", nil, soldOut}), false},
@@ -106,5 +120,35 @@ func TestTransport(t *testing.T) {
 				t.Log(err)
 			}
 		})
+	}
+}
+
+// TestDocumentLeavesAnswersOpen checks the shipped document itself, not the closed copy
+// the tests validate with: an answer with a member a later version may add is valid,
+// so a client generated from the document accepts it, while a request with a member
+// the document does not name is not (the server refuses it).
+func TestDocumentLeavesAnswersOpen(t *testing.T) {
+	doc, err := openapi3.NewLoader().LoadFromData(httpapi.OpenAPI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		schema, body string
+		valid        bool
+	}{
+		{"Reservation", strings.Replace(reservation, `}`, `,"added_later":1}`, 1), true},
+		{"WaitingRoom", strings.Replace(room, `"size":3`, `"size":3,"added_later":1`, 1), true},
+		{"Problem", strings.Replace(soldOut, `}`, `,"added_later":1}`, 1), true},
+		{"ReserveRequest", `{"quantity":1,"added_later":1}`, false},
+		{"SKUSettings", `{"stock":1,"added_later":1}`, false},
+	} {
+		var v any
+		if err := json.Unmarshal([]byte(tc.body), &v); err != nil {
+			t.Fatal(err)
+		}
+		err := doc.Components.Schemas[tc.schema].Value.VisitJSON(v, openapi3.EnableJSONSchema2020())
+		if (err == nil) != tc.valid {
+			t.Errorf("%s with a member it does not name: valid %v, want %v (%v)", tc.schema, err == nil, tc.valid, err)
+		}
 	}
 }
