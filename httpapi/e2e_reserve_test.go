@@ -2,13 +2,16 @@ package httpapi_test
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/httpapi"
 	"github.com/revenueguard/revguard/turnstile/turnstiletest"
 )
 
@@ -328,6 +331,54 @@ func testIdempotency(t *testing.T, b backend) {
 			t.Fatalf("one key held %d units, want 3", after.Held-before.Held)
 		}
 	})
+}
+
+// elsewhereFlights is an inventory of a fleet on which another node holds the mark of
+// every idempotency key's first reserve and never ends it, as a node that hangs would.
+type elsewhereFlights struct {
+	revguard.Inventory
+	claims atomic.Int64
+}
+
+func (f *elsewhereFlights) ClaimIdempotent(context.Context, string, string) (func(), bool, bool, error) {
+	f.claims.Add(1)
+	return nil, false, true, nil
+}
+
+func (*elsewhereFlights) FlightTTL() time.Duration { return 100 * time.Millisecond }
+
+// TestIdempotency_MarkElsewhere checks a request whose idempotency key's first reserve
+// runs on another node that never finishes it: it waits for the mark (looking again
+// and again), a little longer than a mark lasts, then answers 503 unavailable without
+// spending its bot token or reserving.
+func TestIdempotency_MarkElsewhere(t *testing.T) {
+	var fl *elsewhereFlights
+	e := mustOpenEnv(t, envOptions{botCheck: true, edit: func(s *httpapi.Server) {
+		fl = &elsewhereFlights{Inventory: s.Inventory}
+		s.Inventory = fl
+	}})
+	e.putSKU("idem", `{"stock":10}`)
+	alice := e.session("alice")
+	start := time.Now()
+	r := e.reserve(alice, "idem", `{"quantity":1}`,
+		map[string]string{"Idempotency-Key": "k-hung", "CF-Turnstile-Response": e.verifier.Token()})
+	p := r.wantProblem(t, 503, revguard.CodeUnavailable)
+	if !strings.Contains(p.Detail, "another node") {
+		t.Errorf("detail %q does not say the key is under way on another node", p.Detail)
+	}
+	// The mark lasts 100 ms here: a request waits that and a second more.
+	if waited := time.Since(start); waited < 1100*time.Millisecond {
+		t.Errorf("answered after %v, before the mark could have expired", waited)
+	}
+	if n := fl.claims.Load(); n < 2 {
+		t.Errorf("claimed the key %d times: it did not look again while waiting", n)
+	}
+	if n := e.verifier.Calls(); n != 0 {
+		t.Errorf("%d bot checks: a request waiting for another node's spent its token", n)
+	}
+	if s := e.getSKU("idem"); s.Available != 10 || s.Held != 0 {
+		t.Errorf("SKU after the 503: %+v, want untouched", s)
+	}
 }
 
 func TestRateLimits(t *testing.T) { eachBackend(t, testRateLimits) }

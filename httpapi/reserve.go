@@ -171,18 +171,17 @@ func (s *Server) reserveOnce(ctx context.Context, req *revguard.ReserveRequest, 
 }
 
 // fleetFlights is an Inventory whose idempotency keys several processes share (redis):
-// it marks a key's first reserve in flight for the fleet. See redis's ClaimIdempotent.
+// it marks a key's first reserve in flight for the fleet, for at most FlightTTL. See
+// redis's ClaimIdempotent.
 type fleetFlights interface {
 	ClaimIdempotent(ctx context.Context, customerID, key string) (release func(), mine, bound bool, err error)
+	FlightTTL() time.Duration
 }
 
 // fleetFlightPoll is how often a request waits for a key's first reserve on another
-// node, and fleetFlightWait how long at most: a little more than a mark lasts
-// (redis.IdempotentFlightTTL), after which it looks, and then answers 503.
-const (
-	fleetFlightPoll = 20 * time.Millisecond
-	fleetFlightWait = 11 * time.Second
-)
+// node; it waits at most a little more than a mark lasts (FlightTTL), then looks once
+// more, and then answers 503.
+const fleetFlightPoll = 20 * time.Millisecond
 
 // unsure reports whether an inventory's error leaves the outcome unknown: the store
 // did not answer, or failed unexpectedly, and may have reserved.
@@ -205,7 +204,7 @@ func (s *Server) reserve(ctx context.Context, req *revguard.ReserveRequest, toke
 		}
 		// Bounded: the client may be gone (reserveOnce detaches ctx from it).
 		if now := time.Now(); until.IsZero() {
-			until = now.Add(fleetFlightWait)
+			until = now.Add(s.fleet.FlightTTL() + time.Second)
 		} else if now.After(until) {
 			return reserveOutcome{err: revguard.Errorf(revguard.CodeUnavailable,
 				"a request with this Idempotency-Key is still under way on another node")}

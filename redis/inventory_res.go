@@ -114,6 +114,10 @@ func (inv *Inventory) reserve(ctx context.Context, req revguard.ReserveRequest) 
 // by that at most.
 const IdempotentFlightTTL = 10 * time.Second
 
+// FlightTTL returns IdempotentFlightTTL: how long a request that found a key's mark
+// may have to wait for it.
+func (inv *Inventory) FlightTTL() time.Duration { return IdempotentFlightTTL }
+
 // ClaimIdempotent marks the first reserve of the customer's idempotency key in flight
 // on this node, so that the requests with the key that reach other nodes meanwhile
 // wait for its outcome (the gateway's reserve) instead of running their own bot check:
