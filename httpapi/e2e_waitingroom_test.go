@@ -478,3 +478,33 @@ func TestWaitingRoom_PutDuringBotCheck(t *testing.T) {
 		}
 	})
 }
+
+// TestWaitingRoom_JoinRefusalWithoutBotCheck checks that a join the room refuses for
+// two reasons at once (the pre-queue not open yet, and nothing to sell) gets the same
+// answer whether the bot check is on (the gateway refuses before spending the token)
+// or off (the room refuses): the room's order, the pre-queue first.
+func TestWaitingRoom_JoinRefusalWithoutBotCheck(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		for _, botCheck := range []bool{true, false} {
+			e := mustOpenEnv(t, envOptions{backend: b, clock: true, botCheck: botCheck})
+			if e.room == nil {
+				t.Skipf("the %s backend has no waiting room", b)
+			}
+			// The clock is at 09:00; the pre-queue opens at 09:20, and there is no stock.
+			e.putSKU("none", `{"stock":0,"opens_at":"2026-11-27T09:30:00Z"}`)
+			e.putRoom("none", `{"admit_per_second":1,"pre_queue_seconds":600}`).json(t, 201, &waitingRoom{})
+			e.advance("none")
+			if !e.getRoom("none").SoldOut {
+				t.Fatal("a room with nothing to sell is not closed")
+			}
+			var hdr map[string]string
+			if botCheck {
+				hdr = e.tokenHeader()
+			}
+			p := e.join(e.session("alice"), "none", hdr).wantProblem(t, 409, revguard.CodeSaleNotOpen)
+			if !strings.Contains(p.Detail, "2026-11-27T09:20:00Z") {
+				t.Errorf("bot check %v: detail %q does not say when the pre-queue opens", botCheck, p.Detail)
+			}
+		}
+	})
+}

@@ -190,14 +190,12 @@ func (s *Server) allowJoin(w http.ResponseWriter, r *http.Request, c caller) boo
 }
 
 // joinRefused returns the refusal that the room would give a new place whatever the
-// bot check says: the pre-queue not open yet, or the room closed (sold out).
+// bot check says, in the room's order: the pre-queue not open yet, then the room
+// closed (sold out).
 func (s *Server) joinRefused(ctx context.Context, wr revguard.WaitingRoom, sku string) error {
 	room, err := wr.FindRoom(ctx, sku)
 	if err != nil {
 		return err
-	}
-	if room.SoldOut {
-		return revguard.Errorf(revguard.CodeSoldOut, "sold out: the waiting room is closed")
 	}
 	av, err := s.Inventory.Availability(ctx, sku)
 	if err != nil {
@@ -205,6 +203,9 @@ func (s *Server) joinRefused(ctx context.Context, wr revguard.WaitingRoom, sku s
 	}
 	if opens := av.OpensAt.Add(-time.Duration(room.PreQueueSeconds) * time.Second); !av.OpensAt.IsZero() && s.Now().Before(opens) {
 		return revguard.Errorf(revguard.CodeSaleNotOpen, "the waiting room opens at %s", opens.UTC().Format(time.RFC3339Nano))
+	}
+	if room.SoldOut {
+		return revguard.Errorf(revguard.CodeSoldOut, "sold out: the waiting room is closed")
 	}
 	return nil
 }
