@@ -89,10 +89,36 @@ func testRouting(t *testing.T, b backend) {
 	t.Run("ErrNotFound", func(t *testing.T) {
 		e := e.with(t)
 		for _, path := range []string{"/", "/v1", "/v1/nope", "/v1/skus/", "/v1/skus/a/b/c", "/v2/skus/a",
-			"/v1/skus/.", "/v1/skus/%2E%2E", "/v1//skus/a", "/v1/skus/./a/availability", "/healthz/.."} {
+			"/v1//skus/a", "/v1/skus/./a/availability", "/v1/skus/./nope", "/v1/skus/a/./availability", "/healthz/.."} {
 			e.do(req{Method: "GET", Path: path, Token: e.admin}).wantProblem(t, 404, revguard.CodeNotFound)
 		}
 		golden(t, "problem_not_found", e.do(req{Method: "GET", Path: "/v1/nope"}).Body)
+	})
+	t.Run("ErrDotSKU", func(t *testing.T) {
+		// An empty, "." or ".." SKU id is an invalid SKU id on a SKU's routes, after
+		// the route's own checks before it (the token).
+		e := e.with(t)
+		alice := e.session("alice")
+		for _, tc := range []struct{ method, path, token string }{
+			{"GET", "/v1/skus/.", e.admin},
+			{"PUT", "/v1/skus/..", e.admin},
+			{"GET", "/v1/skus/%2E", e.admin},
+			{"GET", "/v1/skus/%2e%2E", e.admin},
+			{"GET", "/v1/skus/./availability", ""},
+			{"GET", "/v1/skus//availability", ""},
+			{"POST", "/v1/skus/./reservations", alice},
+			{"PUT", "/v1/skus/../waiting-room", e.admin},
+			{"GET", "/v1/skus/./waiting-room/place", alice},
+		} {
+			e.do(req{Method: tc.method, Path: tc.path, Token: tc.token}).wantProblem(t, 400, revguard.CodeInvalidSKU)
+		}
+		e.do(req{Method: "GET", Path: "/v1/skus/."}).wantProblem(t, 401, revguard.CodeUnauthenticated)
+		e.do(req{Method: "GET", Path: "/v1/skus/.", Token: alice}).wantProblem(t, 403, revguard.CodeForbidden)
+		r := e.do(req{Method: "DELETE", Path: "/v1/skus/.", Token: e.admin})
+		r.wantProblem(t, 405, revguard.CodeMethodNotAllowed)
+		if got := r.Header.Get("Allow"); got != "GET, HEAD, PUT" {
+			t.Errorf("DELETE /v1/skus/.: Allow %q", got)
+		}
 	})
 	t.Run("ErrMethodNotAllowed", func(t *testing.T) {
 		e := e.with(t)

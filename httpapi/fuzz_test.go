@@ -107,13 +107,6 @@ func FuzzSKUHTTP(f *testing.F) {
 		r.Header.Set("Authorization", "Bearer "+e.admin)
 		r.Header.Set("Content-Type", "application/json")
 		w := e.serve(t, r)
-		if skuID == "." || skuID == ".." {
-			// Valid ids that no URL can carry: a path never has dot segments.
-			if w.Code != 404 {
-				t.Fatalf("PUT %q answered %d, want 404", skuID, w.Code)
-			}
-			return
-		}
 		if (w.Code == 200 || w.Code == 201) != (revguard.ValidSKUID(skuID) && w.Code < 400) {
 			t.Fatalf("PUT %q answered %d", skuID, w.Code)
 		}

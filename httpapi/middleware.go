@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -50,9 +51,16 @@ func (s *Server) serveWithID(w http.ResponseWriter, r *http.Request, id string) 
 		s.finishRequest(rw, r, id, start, v)
 	}()
 	if !canonicalPath(r.URL.Path) {
-		// The mux would redirect to the cleaned path in text/plain. An API client
-		// does not send dot segments or empty segments (a SKU id "." cannot be
-		// addressed), so the answer is the not-found problem instead.
+		// The mux would redirect to the cleaned path in text/plain. A SKU id that is
+		// empty, "." or ".." is an invalid SKU id (docs/api.md) where the path is
+		// otherwise a SKU's: the route serves it with a stand-in that routes, and
+		// skuID refuses the id itself, after the route's checks before it (its
+		// token). Any other path with dot segments or empty segments is no endpoint:
+		// the not-found problem.
+		if sr, ok := dotSKURequest(r); ok {
+			s.mux.ServeHTTP(rw, sr)
+			return
+		}
 		if !s.limitUnserved(rw, r) {
 			detail := "no such endpoint: the path has empty or dot segments"
 			if !strings.HasPrefix(r.URL.Path, "/") { // OPTIONS *, say
@@ -104,6 +112,32 @@ func setIDHeaders(h http.Header, id string) {
 func (s *Server) newRequestID() string {
 	var buf [48]byte
 	return string(strconv.AppendUint(append(buf[:0], s.idPrefix...), s.idSeq.Add(1), 10))
+}
+
+// dotSKU carries, in a request's context, the SKU id of a path whose SKU segment is
+// empty, "." or "..": skuID refuses it.
+type dotSKU struct{}
+
+// dotSKURequest returns r for the mux with "_" standing for its SKU segment when r's
+// path is /v1/skus/{sku}[/...] with an empty, "." or ".." SKU id and is otherwise
+// canonical; the id itself is in the context (dotSKU).
+func dotSKURequest(r *http.Request) (*http.Request, bool) {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/skus/")
+	if !ok {
+		return nil, false
+	}
+	id, tail, slash := strings.Cut(rest, "/")
+	if id != "" && id != "." && id != ".." || !canonicalPath("/_/"+tail) {
+		return nil, false
+	}
+	u := *r.URL
+	u.Path, u.RawPath = "/v1/skus/_", ""
+	if slash {
+		u.Path += "/" + tail
+	}
+	sr := r.WithContext(context.WithValue(r.Context(), dotSKU{}, id))
+	sr.URL = &u
+	return sr, true
 }
 
 // canonicalPath reports whether p has no empty, "." or ".." segment (a trailing slash

@@ -9,6 +9,9 @@ import (
 // skuID returns the {sku} path value, or writes 400 invalid_sku.
 func (s *Server) skuID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("sku")
+	if dot, ok := r.Context().Value(dotSKU{}).(string); ok {
+		id = dot // a stand-in routed the request (dotSKURequest)
+	}
 	if !revguard.ValidSKUID(id) {
 		s.writeProblem(w, r, revguard.CodeInvalidSKU, "a SKU id is 1 to 128 characters from [A-Za-z0-9._:-]")
 		return "", false

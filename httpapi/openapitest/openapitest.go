@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -171,14 +172,44 @@ func capture(_ http.ResponseWriter, r *http.Request) {
 // find returns the operation that serves req, routed as the server's mux routes it,
 // and its path parameters; nil when none does.
 func (d *Doc) find(req *http.Request) (*routers.Route, map[string]string) {
+	u, dot := req.URL, ""
+	if !canonicalPath(u.Path) {
+		var ok bool
+		if u, dot, ok = dotSKUPath(u); !ok {
+			return nil, nil
+		}
+	}
 	var m match
-	probe := (&http.Request{Method: req.Method, URL: req.URL, Host: req.Host, Header: http.Header{}}).
+	probe := (&http.Request{Method: req.Method, URL: u, Host: req.Host, Header: http.Header{}}).
 		WithContext(context.WithValue(context.Background(), matchKey{}, &m))
 	if _, pattern := d.mux.Handler(probe); pattern == "" {
 		return nil, nil
 	}
 	d.mux.ServeHTTP(discard{}, probe)
+	if u != req.URL {
+		m.params["sku"] = dot
+	}
 	return d.routes[m.pattern], m.params
+}
+
+// dotSKUPath returns u with "_" for its SKU id when u's path is a SKU's route but for
+// an empty, "." or ".." SKU id, which the server routes to answer 400 invalid_sku,
+// and that id.
+func dotSKUPath(u *url.URL) (*url.URL, string, bool) {
+	rest, ok := strings.CutPrefix(u.Path, "/v1/skus/")
+	if !ok {
+		return nil, "", false
+	}
+	id, tail, slash := strings.Cut(rest, "/")
+	if id != "" && id != "." && id != ".." || !canonicalPath("/_/"+tail) {
+		return nil, "", false
+	}
+	stand := *u
+	stand.Path, stand.RawPath = "/v1/skus/_", ""
+	if slash {
+		stand.Path += "/" + tail
+	}
+	return &stand, id, true
 }
 
 // discard is a ResponseWriter that writes nowhere: the document's mux only matches.
@@ -294,7 +325,7 @@ func (d *Doc) Check(req *http.Request, reqBody []byte, status int, header http.H
 		return nil // no body; the headers are GET's, checked on GET
 	}
 	route, params := d.find(req)
-	if route == nil || !canonicalPath(req.URL.Path) {
+	if route == nil {
 		return d.checkUnrouted(status, header, body, fail)
 	}
 	if want, ok := anyOperation[status]; ok && route.Operation.Responses.Status(status) == nil &&

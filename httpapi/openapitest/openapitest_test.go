@@ -18,6 +18,7 @@ const (
 	reservation = `{"id":"01J","sku":"s","customer_id":"c","quantity":1,"status":"held","created_at":"2026-11-27T10:00:00Z","expires_at":"2026-11-27T10:10:00Z","confirmed_at":null,"released_at":null,"order_ref":null}`
 	soldOut     = `{"type":"urn:revguard:problem:sold_out","title":"Sold out","status":409,"detail":"no units are available","code":"sold_out"}`
 	room        = `{"sku":"s","pre_queue_seconds":60,"admit_per_second":10,"admission_seconds":null,"joined":3,"pre_queue":0,"waiting":0,"admitted":3,"used":0,"sold_out":false,"draw":{"seed":"0000000000000000000000000000000000000000000000000000000000000000","drawn_at":"2026-11-27T10:00:00Z","size":3}}`
+	invalidSKU  = `{"type":"urn:revguard:problem:invalid_sku","title":"Invalid SKU id","status":400,"detail":"no","code":"invalid_sku"}`
 	notFound    = `{"type":"urn:revguard:problem:not_found","title":"Not found","status":404,"detail":"no such endpoint","code":"not_found"}`
 )
 
@@ -75,6 +76,9 @@ func TestTransport(t *testing.T) {
 		{"ErrUndocumentedNestedMember", getAdmin("/v1/skus/s/waiting-room"), ok(answer{200, "application/json", nil, strings.Replace(room, `"size":3`, `"size":3,"extra":1`, 1)}), false},
 		{"OKRoom", getAdmin("/v1/skus/s/waiting-room"), ok(answer{200, "application/json", nil, room}), true},
 		{"OKProblemExtensionMember", reserve(`{}`), ok(answer{409, "application/problem+json", nil, strings.Replace(soldOut, `}`, `,"extra":1}`, 1)}), true},
+		{"OKDotSKU", getAdmin("/v1/skus/."), ok(answer{400, "application/problem+json", nil, invalidSKU}), true},
+		{"ErrDotSKUUnrouted", getAdmin("/v1/skus/./nope"), ok(answer{400, "application/problem+json", nil, invalidSKU}), false},
+		{"ErrDotSKUAccepted", getAdmin("/v1/skus/%2E"), ok(answer{200, "application/json", nil, `{}`}), false},
 		{"ErrNoLocation", reserve(`{}`), ok(answer{201, "application/json", nil, reservation}), false},
 		{"ErrCodeOfAnotherStatus", reserve(`{}`), ok(answer{409, "application/problem+json", nil, strings.ReplaceAll(soldOut, "sold_out", "hold_expired")}), false},
 		{"ErrUndocumentedStatus", reserve(`{}`), ok(answer{418, "application/problem+json", nil, soldOut}), false},
