@@ -508,3 +508,28 @@ func TestWaitingRoom_JoinRefusalWithoutBotCheck(t *testing.T) {
 		}
 	})
 }
+
+// TestWaitingRoom_JoinSoldOutAtOnce checks that a join right after the last unit is
+// sold is 409 sold_out before the bot check, without waiting for the room's timer to
+// close the room: the customer does not queue, nor spend a token, for a sale that is over.
+func TestWaitingRoom_JoinSoldOutAtOnce(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		e := mustOpenRoomEnv(t, envOptions{backend: b})
+		e.putSKU("last", `{"stock":1}`)
+		e.putRoom("last", `{"admit_per_second":5}`).json(t, 201, &waitingRoom{})
+		alice := e.session("alice")
+		e.join(alice, "last", e.tokenHeader()).json(t, 201, &place{})
+		e.advance("last")
+		res := e.mustReserve(alice, "last", ``, e.tokenHeader())
+		e.confirm(alice, res.ID, ``).json(t, 200, &reservation{})
+
+		calls := e.verifier.Calls()
+		e.join(e.session("bob"), "last", e.tokenHeader()).wantProblem(t, 409, revguard.CodeSoldOut)
+		if e.verifier.Calls() != calls {
+			t.Error("a join of a sold-out SKU spent a bot check")
+		}
+		if r := e.getRoom("last"); r.Joined != 1 {
+			t.Errorf("room %+v after the refused join, want 1 place", r)
+		}
+	})
+}

@@ -191,20 +191,22 @@ func (s *Server) allowJoin(w http.ResponseWriter, r *http.Request, c caller) boo
 
 // joinRefused returns the refusal that the room would give a new place whatever the
 // bot check says, in the room's order: the pre-queue not open yet, then the room
-// closed (sold out).
+// closed (sold out: nothing available and nothing held).
 func (s *Server) joinRefused(ctx context.Context, wr revguard.WaitingRoom, sku string) error {
 	room, err := wr.FindRoom(ctx, sku)
 	if err != nil {
 		return err
 	}
-	av, err := s.Inventory.Availability(ctx, sku)
+	sk, err := s.Inventory.FindSKU(ctx, sku)
 	if err != nil {
 		return err
 	}
-	if opens := av.OpensAt.Add(-time.Duration(room.PreQueueSeconds) * time.Second); !av.OpensAt.IsZero() && s.Now().Before(opens) {
+	if opens := sk.OpensAt.Add(-time.Duration(room.PreQueueSeconds) * time.Second); !sk.OpensAt.IsZero() && s.Now().Before(opens) {
 		return revguard.Errorf(revguard.CodeSaleNotOpen, "the waiting room opens at %s", opens.UTC().Format(time.RFC3339Nano))
 	}
-	if room.SoldOut {
+	// The SKU's state now, as the room's join judges it (the room's sold_out follows
+	// within a tick).
+	if sk.Available == 0 && sk.Held == 0 {
 		return revguard.Errorf(revguard.CodeSoldOut, "sold out: the waiting room is closed")
 	}
 	return nil

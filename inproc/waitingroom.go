@@ -160,13 +160,13 @@ func (w *WaitingRoom) run(ctx context.Context) {
 	})
 }
 
-// active reports whether r has work for Advance: a draw to make, customers in line or
-// admissions that may lapse.
+// active reports whether Advance has work in r: any room that is on, even with nobody
+// in it, since its sold_out follows the SKU (a sale, a release, a restock, a PUT of
+// the stock) whether or not anyone waits.
 func (r *room) active() bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.enabled && (!r.drawn && (len(r.prequeue) > 0 || !r.opensAt.IsZero()) ||
-		r.head < len(r.line) || len(r.admitted) > 0)
+	return r.enabled
 }
 
 // find returns the enabled room of sku, or nil.
@@ -308,10 +308,13 @@ func (w *WaitingRoom) Join(ctx context.Context, sku, customerID string) (revguar
 	if r == nil {
 		return revguard.Place{}, false, errNoRoom(sku)
 	}
-	av, err := w.Inventory.Availability(ctx, sku)
+	s, err := w.Inventory.FindSKU(ctx, sku)
 	if err != nil {
 		return revguard.Place{}, false, err
 	}
+	// Closed is the SKU's state now (nothing available, nothing held), not the room's
+	// sold_out, which the next Advance brings up to date.
+	closed := s.Available == 0 && s.Held == 0
 	now := w.now()
 	r.mu.Lock()
 	var p *place
@@ -324,14 +327,14 @@ func (w *WaitingRoom) Join(ctx context.Context, sku, customerID string) (revguar
 			r.mu.Unlock()
 			return w.placeOf(ctx, r, p, false)
 		}
-		r.opensAt = av.OpensAt
-		opens := av.OpensAt
+		r.opensAt = s.OpensAt
+		opens := s.OpensAt
 		if pre := time.Duration(r.settings.PreQueueSeconds) * time.Second; !opens.IsZero() && now.Before(opens.Add(-pre)) {
 			r.mu.Unlock()
 			return revguard.Place{}, false, revguard.Errorf(revguard.CodeSaleNotOpen,
 				"the waiting room opens at %s", opens.Add(-pre).UTC().Format(time.RFC3339Nano))
 		}
-		if r.soldOut {
+		if closed {
 			r.mu.Unlock()
 			return revguard.Place{}, false, revguard.Errorf(revguard.CodeSoldOut, "sold out: the waiting room is closed")
 		}

@@ -178,6 +178,42 @@ func TestWaitingRoom_Timer(t *testing.T) {
 	goleak.VerifyNone(t, before)
 }
 
+// TestWaitingRoom_TimerEmptyRoom checks that Open's goroutine keeps a room that
+// nobody is in up to date: its sold_out follows the SKU's stock, down and up again.
+func TestWaitingRoom_TimerEmptyRoom(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	inv := MustOpenEngine(t, dir, nil, nil).Inv
+	w := inproc.NewWaitingRoom(sqlite.NewRoomLog(MustOpenSQLite(t, dir)), inv)
+	w.Tick = time.Millisecond
+	if err := w.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	put := func(stock int64) {
+		if _, _, err := inv.PutSKU(ctx, "s", revguard.SKUUpdate{Stock: stock, PerCustomerLimit: 1, HoldSeconds: 600}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	until := func(soldOut bool) {
+		deadline := time.Now().Add(10 * time.Second)
+		for mustRoom(t, w).SoldOut != soldOut {
+			if time.Now().After(deadline) {
+				t.Fatalf("the room's sold_out is not %v 10 s after the stock changed", soldOut)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	put(1)
+	if _, _, err := w.PutRoom(ctx, "s", revguard.RoomSettings{AdmitPerSecond: 10}); err != nil {
+		t.Fatal(err)
+	}
+	put(0)
+	until(true)
+	put(2)
+	until(false)
+}
+
 // BenchmarkFindPlace measures the room's read of a place, in a room of 100,000 places:
 // what a poll costs beyond the HTTP server and the session lookup.
 func BenchmarkFindPlace(b *testing.B) {

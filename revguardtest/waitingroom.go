@@ -43,6 +43,7 @@ func TestWaitingRoom(t *testing.T, open OpenRoomFunc) {
 	run("Admission/OK_WithinStock", testAdmissionWithinStock)
 	run("Admission/OK_Lapses", testAdmissionLapses)
 	run("SoldOut/OK_ClosesAndReopensOnRestock", testSoldOutCloses)
+	run("SoldOut/ErrJoinAtOnce", testSoldOutJoinAtOnce)
 	run("Reopen/OK_OnRelease", testReopenOnRelease)
 	run("Claim/OK_NoRoom", testClaimNoRoom)
 	run("Claim/ErrAdmissionRequired", testClaimNotAdmitted)

@@ -383,6 +383,30 @@ func testSoldOutCloses(f *roomFixture) {
 	f.join("s", "late")
 }
 
+// testSoldOutJoinAtOnce checks that a join is refused as soon as the SKU has nothing
+// available and nothing held, before an advance brings the room's sold_out up to
+// date, and taken again as soon as units come back: a customer does not queue (and
+// spend a bot check) for a sale that is over.
+func testSoldOutJoinAtOnce(f *roomFixture) {
+	f.opensIn("s", 1, 0, 10)
+	f.join("s", "a")
+	f.advance("s")
+	f.confirm(f.buy("s", "a"), "")
+	_, _, err := f.room.Join(f.ctx, "s", "late")
+	f.wantCode("Join right after the last unit was sold", err, revguard.CodeSoldOut)
+	if r := f.findRoom("s"); r.Joined != 1 {
+		f.t.Fatalf("room = %+v after a refused join, want 1 place", r)
+	}
+	f.put("s", 2, 1, 600) // a restock, and no advance
+	f.join("s", "late")
+
+	// A room nobody is in, whose SKU's stock is put to nothing.
+	f.opensIn("z", 1, 0, 10)
+	f.put("z", 0, 1, 600)
+	_, _, err = f.room.Join(f.ctx, "z", "x")
+	f.wantCode("Join after the stock was put to 0", err, revguard.CodeSoldOut)
+}
+
 func testReopenOnRelease(f *roomFixture) {
 	f.opensIn("s", 1, 0, 10)
 	f.join("s", "a")

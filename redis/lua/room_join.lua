@@ -10,7 +10,9 @@ local now = clock(nil)
 if s.opens ~= ZERO and t_less(now, t_add(s.opens, -room.pre)) then
   return {'sale_not_open', t_add(s.opens, -room.pre)}
 end
-if room.sold_out then return {'sold_out'} end
+-- Closed is the SKU's state now (nothing available, nothing held), not the room's
+-- sold_out, which the next advance brings up to date.
+if s.held == 0 and s.sold >= s.stock then return {'sold_out'} end
 p = {cust = cust, ticket = 0, joined = now, adm = '', till = '', state = 'w'}
 if room.drawing then return {'draw_needed'} end -- the pre-queue is frozen: help finish the draw
 if not room.drawn and s.opens ~= ZERO and t_less(now, s.opens) then
