@@ -253,7 +253,7 @@ func (a *applier) insert(rows []resState) error {
 				}
 			}
 		}
-		return fmt.Errorf("sqlite: apply events: insert reservations: %w", err)
+		return storeErr("apply events: insert reservations", err)
 	}
 	return nil
 }
@@ -263,7 +263,7 @@ func (a *applier) insert(rows []resState) error {
 func (a *applier) update(rows []resState) error {
 	n, err := a.execRows(rowsStmt{updateHead, updateTuple, updateTail}, rows, updateArgs)
 	if err != nil {
-		return fmt.Errorf("sqlite: apply events: update reservations: %w", err)
+		return storeErr("apply events: update reservations", err)
 	}
 	if n == int64(len(rows)) {
 		return nil
@@ -271,7 +271,7 @@ func (a *applier) update(rows []resState) error {
 	for i := range rows {
 		_, ok, err := a.rowSeq(rows[i].id)
 		if err != nil {
-			return fmt.Errorf("sqlite: apply events: %w", err)
+			return storeErr("apply events", err)
 		}
 		if !ok {
 			ev := rows[i].first

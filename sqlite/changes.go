@@ -33,18 +33,18 @@ func (l *ChangeLog) LoadChangeState(ctx context.Context) (revguard.ChangeState, 
 	}
 	tx, err := r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return revguard.ChangeState{}, fmt.Errorf("sqlite: load change state: %w", err)
+		return revguard.ChangeState{}, storeErr("load change state", err)
 	}
 	defer tx.Rollback()
 	var st revguard.ChangeState
 	var js, ls int64
 	if err := tx.QueryRowContext(ctx, `SELECT journal_seq, last_seq FROM change_meta WHERE id = 1`).Scan(&js, &ls); err != nil {
-		return st, fmt.Errorf("sqlite: load change state: %w", err)
+		return st, storeErr("load change state", err)
 	}
 	st.JournalSeq, st.LastSeq = uint64(js), uint64(ls)
 	rows, err := tx.QueryContext(ctx, `SELECT sku, stock, held, sold, per_customer_limit, hold_seconds, opens_at FROM change_skus`)
 	if err != nil {
-		return st, fmt.Errorf("sqlite: load change state: %w", err)
+		return st, storeErr("load change state", err)
 	}
 	defer rows.Close()
 	st.SKUs = make(map[string]revguard.SKUCounts)
@@ -52,13 +52,13 @@ func (l *ChangeLog) LoadChangeState(ctx context.Context) (revguard.ChangeState, 
 		var c revguard.SKUCounts
 		var opens sql.NullInt64
 		if err := rows.Scan(&c.SKU, &c.Stock, &c.Held, &c.Sold, &c.PerCustomerLimit, &c.HoldSeconds, &opens); err != nil {
-			return st, fmt.Errorf("sqlite: load change state: %w", err)
+			return st, storeErr("load change state", err)
 		}
 		c.OpensAt = fromNanos(opens)
 		st.SKUs[c.SKU] = c
 	}
 	if err := rows.Err(); err != nil {
-		return st, fmt.Errorf("sqlite: load change state: %w", err)
+		return st, storeErr("load change state", err)
 	}
 	return st, nil
 }
@@ -77,12 +77,12 @@ func (l *ChangeLog) AppendChanges(ctx context.Context, changes []revguard.Change
 	}
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlite: append changes: begin: %w", err)
+		return storeErr("append changes: begin", err)
 	}
 	defer tx.Rollback()
 	var js, ls int64
 	if err := tx.QueryRowContext(ctx, `SELECT journal_seq, last_seq FROM change_meta WHERE id = 1`).Scan(&js, &ls); err != nil {
-		return fmt.Errorf("sqlite: append changes: %w", err)
+		return storeErr("append changes", err)
 	}
 	if uint64(js) >= journalSeq {
 		return nil // a replay of events already turned into changes
@@ -92,7 +92,7 @@ func (l *ChangeLog) AppendChanges(ctx context.Context, changes []revguard.Change
 	}
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO changes (seq, type, sku, time, body) VALUES (?, ?, ?, ?, ?)`)
 	if err != nil {
-		return fmt.Errorf("sqlite: append changes: %w", err)
+		return storeErr("append changes", err)
 	}
 	defer ins.Close()
 	last := ls
@@ -107,7 +107,7 @@ func (l *ChangeLog) AppendChanges(ctx context.Context, changes []revguard.Change
 		sold = excluded.sold, per_customer_limit = excluded.per_customer_limit, hold_seconds = excluded.hold_seconds,
 		opens_at = excluded.opens_at`)
 	if err != nil {
-		return fmt.Errorf("sqlite: append changes: %w", err)
+		return storeErr("append changes", err)
 	}
 	defer put.Close()
 	for _, s := range skus {
@@ -116,10 +116,10 @@ func (l *ChangeLog) AppendChanges(ctx context.Context, changes []revguard.Change
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE change_meta SET journal_seq = ?, last_seq = ? WHERE id = 1`, int64(journalSeq), last); err != nil {
-		return fmt.Errorf("sqlite: append changes: %w", err)
+		return storeErr("append changes", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: append changes: commit: %w", err)
+		return storeErr("append changes: commit", err)
 	}
 	return nil
 }
@@ -141,7 +141,7 @@ func (l *ChangeLog) ReadChanges(ctx context.Context, after uint64, max int) ([]r
 	}
 	rows, err := r.QueryContext(ctx, `SELECT seq, type, sku, time, body FROM changes WHERE seq > ? ORDER BY seq LIMIT ?`, int64(after), max)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: read changes: %w", err)
+		return nil, storeErr("read changes", err)
 	}
 	defer rows.Close()
 	var out []revguard.Change
@@ -150,13 +150,13 @@ func (l *ChangeLog) ReadChanges(ctx context.Context, after uint64, max int) ([]r
 		var seq, t int64
 		var typ string
 		if err := rows.Scan(&seq, &typ, &c.SKU, &t, &c.Body); err != nil {
-			return nil, fmt.Errorf("sqlite: read changes: %w", err)
+			return nil, storeErr("read changes", err)
 		}
 		c.Seq, c.Type, c.Time = uint64(seq), revguard.ChangeType(typ), time.Unix(0, t).UTC()
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: read changes: %w", err)
+		return nil, storeErr("read changes", err)
 	}
 	return out, nil
 }
@@ -171,12 +171,12 @@ func (l *ChangeLog) SeedChanges(ctx context.Context) error {
 	}
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlite: seed changes: begin: %w", err)
+		return storeErr("seed changes: begin", err)
 	}
 	defer tx.Rollback()
 	var js, ls int64
 	if err := tx.QueryRowContext(ctx, `SELECT journal_seq, last_seq FROM change_meta WHERE id = 1`).Scan(&js, &ls); err != nil {
-		return fmt.Errorf("sqlite: seed changes: %w", err)
+		return storeErr("seed changes", err)
 	}
 	if js != 0 || ls != 0 {
 		return nil
@@ -192,11 +192,11 @@ func (l *ChangeLog) SeedChanges(ctx context.Context) error {
 		`UPDATE change_meta SET journal_seq = (SELECT last_applied FROM ledger_meta WHERE id = 1) WHERE id = 1`,
 	} {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("sqlite: seed changes: %w", err)
+			return storeErr("seed changes", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: seed changes: commit: %w", err)
+		return storeErr("seed changes: commit", err)
 	}
 	return l.db.syncWAL()
 }
@@ -213,7 +213,7 @@ func (l *ChangeLog) PruneChanges(ctx context.Context, before time.Time) (int64, 
 			(SELECT seq FROM changes WHERE time >= ? ORDER BY seq LIMIT 1),
 			(SELECT last_seq + 1 FROM change_meta WHERE id = 1))`, before.UnixNano())
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: prune changes: %w", err)
+		return 0, storeErr("prune changes", err)
 	}
 	n, _ := res.RowsAffected()
 	return n, nil

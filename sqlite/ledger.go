@@ -46,7 +46,7 @@ func (l *Ledger) LastApplied(ctx context.Context) (uint64, error) {
 	}
 	var seq int64
 	if err := r.QueryRowContext(ctx, `SELECT last_applied FROM ledger_meta WHERE id = 1`).Scan(&seq); err != nil {
-		return 0, fmt.Errorf("sqlite: read last applied: %w", err)
+		return 0, storeErr("read last applied", err)
 	}
 	return uint64(seq), nil
 }
@@ -106,13 +106,13 @@ func (l *Ledger) ApplyEvents(ctx context.Context, events []revguard.Event) error
 	defer l.mu.Unlock()
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlite: apply events: begin: %w", err)
+		return storeErr("apply events: begin", err)
 	}
 	defer tx.Rollback()
 
 	var last int64
 	if err := tx.QueryRowContext(ctx, `SELECT last_applied FROM ledger_meta WHERE id = 1`).Scan(&last); err != nil {
-		return fmt.Errorf("sqlite: apply events: read last applied: %w", err)
+		return storeErr("apply events: read last applied", err)
 	}
 	b := &l.batch
 	b.reset()
@@ -241,7 +241,7 @@ func (l *Ledger) FindOrders(ctx context.Context, f revguard.OrderFilter) (revgua
 
 	rows, err := r.QueryContext(ctx, q, args...)
 	if err != nil {
-		return revguard.OrderPage{}, fmt.Errorf("sqlite: find orders: %w", err)
+		return revguard.OrderPage{}, storeErr("find orders", err)
 	}
 	defer rows.Close()
 	page := revguard.OrderPage{Items: make([]revguard.Reservation, 0, min(limit, 64))}
@@ -253,12 +253,12 @@ func (l *Ledger) FindOrders(ctx context.Context, f revguard.OrderFilter) (revgua
 		}
 		res, _, err := scanRow(rows)
 		if err != nil {
-			return revguard.OrderPage{}, fmt.Errorf("sqlite: find orders: scan: %w", err)
+			return revguard.OrderPage{}, storeErr("find orders: scan", err)
 		}
 		page.Items = append(page.Items, res)
 	}
 	if err := rows.Err(); err != nil {
-		return revguard.OrderPage{}, fmt.Errorf("sqlite: find orders: %w", err)
+		return revguard.OrderPage{}, storeErr("find orders", err)
 	}
 	if more {
 		page.NextCursor = cursor.Encode(l.db.cursorKey, f, page.Items[len(page.Items)-1].ID)

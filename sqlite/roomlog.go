@@ -36,12 +36,12 @@ func (l *RoomLog) AppendRoomRecords(ctx context.Context, recs []revguard.RoomRec
 	ctx = context.WithoutCancel(ctx)
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlite: room log: begin: %w", err)
+		return storeErr("room log: begin", err)
 	}
 	defer tx.Rollback()
 	st, err := tx.PrepareContext(ctx, roomInsert)
 	if err != nil {
-		return fmt.Errorf("sqlite: room log: prepare: %w", err)
+		return storeErr("room log: prepare", err)
 	}
 	defer st.Close()
 	for _, r := range recs {
@@ -55,7 +55,7 @@ func (l *RoomLog) AppendRoomRecords(ctx context.Context, recs []revguard.RoomRec
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: room log: commit: %w", err)
+		return storeErr("room log: commit", err)
 	}
 	return l.db.syncWAL()
 }
@@ -75,7 +75,7 @@ func (l *RoomLog) ReadRoomRecords(ctx context.Context, sku string, fn func(revgu
 	}
 	rows, err := rd.QueryContext(ctx, q+` ORDER BY seq`, args...)
 	if err != nil {
-		return fmt.Errorf("sqlite: room log: read: %w", err)
+		return storeErr("room log: read", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -88,7 +88,7 @@ func (l *RoomLog) ReadRoomRecords(ctx context.Context, sku string, fn func(revgu
 			pre, rate, admit sql.NullInt64
 		)
 		if err := rows.Scan(&r.Seq, &r.SKU, &typ, &at, &customer, &ticket, &until, &r.Seed, &pre, &rate, &admit); err != nil {
-			return fmt.Errorf("sqlite: room log: scan: %w", err)
+			return storeErr("room log: scan", err)
 		}
 		r.Type = revguard.RoomRecordType(typ)
 		r.Time = fromNanos(sql.NullInt64{Int64: at, Valid: true})
@@ -99,7 +99,7 @@ func (l *RoomLog) ReadRoomRecords(ctx context.Context, sku string, fn func(revgu
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("sqlite: room log: read: %w", err)
+		return storeErr("room log: read", err)
 	}
 	return nil
 }

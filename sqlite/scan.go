@@ -48,7 +48,7 @@ func (l *Ledger) Scan(ctx context.Context, f ScanFilter) (*Scan, error) {
 	}
 	tx, err := r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: scan: begin: %w", err)
+		return nil, storeErr("scan: begin", err)
 	}
 	s := &Scan{tx: tx}
 	// The first read fixes the snapshot: the count, the seq and the rows below all
@@ -56,7 +56,7 @@ func (l *Ledger) Scan(ctx context.Context, f ScanFilter) (*Scan, error) {
 	var last int64
 	if err := tx.QueryRowContext(ctx, `SELECT last_applied FROM ledger_meta WHERE id = 1`).Scan(&last); err != nil {
 		tx.Rollback()
-		return nil, fmt.Errorf("sqlite: scan: read last applied: %w", err)
+		return nil, storeErr("scan: read last applied", err)
 	}
 	s.lastApplied = uint64(last)
 	if f.StockHistory {
@@ -82,12 +82,12 @@ func (l *Ledger) Scan(ctx context.Context, f ScanFilter) (*Scan, error) {
 	}
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM reservations`+cond, args...).Scan(&s.total); err != nil {
 		tx.Rollback()
-		return nil, fmt.Errorf("sqlite: scan: count: %w", err)
+		return nil, storeErr("scan: count", err)
 	}
 	s.rows, err = tx.QueryContext(ctx, `SELECT `+orderColumns+` FROM reservations`+cond+` ORDER BY id`, args...)
 	if err != nil {
 		tx.Rollback()
-		return nil, fmt.Errorf("sqlite: scan: %w", err)
+		return nil, storeErr("scan", err)
 	}
 	return s, nil
 }
@@ -101,7 +101,7 @@ func readStockHistory(ctx context.Context, tx *sql.Tx, sku string) ([]revguard.S
 	}
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: scan: stock history: %w", err)
+		return nil, storeErr("scan: stock history", err)
 	}
 	defer rows.Close()
 	var out []revguard.StockChange
@@ -109,13 +109,13 @@ func readStockHistory(ctx context.Context, tx *sql.Tx, sku string) ([]revguard.S
 		var c revguard.StockChange
 		var at int64
 		if err := rows.Scan(&c.SKU, &at, &c.Stock); err != nil {
-			return nil, fmt.Errorf("sqlite: scan: stock history: %w", err)
+			return nil, storeErr("scan: stock history", err)
 		}
 		c.Time = time.Unix(0, at).UTC()
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: scan: stock history: %w", err)
+		return nil, storeErr("scan: stock history", err)
 	}
 	return out, nil
 }
@@ -158,7 +158,7 @@ func (s *Scan) Err() error {
 		return s.err
 	}
 	if err := s.rows.Err(); err != nil {
-		return fmt.Errorf("sqlite: scan: %w", err)
+		return storeErr("scan", err)
 	}
 	return nil
 }
@@ -172,7 +172,7 @@ func (s *Scan) Close() error {
 	err := s.tx.Rollback()
 	s.tx = nil
 	if err != nil {
-		return fmt.Errorf("sqlite: scan: close: %w", err)
+		return storeErr("scan: close", err)
 	}
 	return nil
 }

@@ -53,7 +53,7 @@ func (s *Sessions) CreateSession(ctx context.Context, customerID string, ttl tim
 	r := &sessionReq{hash: revguard.HashSessionToken(token), customer: customerID,
 		created: sess.CreatedAt.UnixNano(), expires: sess.ExpiresAt.UnixNano()}
 	if err := s.db.sessions.add(ctx, r); err != nil {
-		return "", revguard.Session{}, fmt.Errorf("sqlite: create session: %w", err)
+		return "", revguard.Session{}, storeErr("create session", err)
 	}
 	return token, sess, nil
 }
@@ -79,7 +79,7 @@ func (s *Sessions) FindSession(ctx context.Context, token string) (revguard.Sess
 	if errors.Is(err, sql.ErrNoRows) {
 		return revguard.Session{}, revguard.Errorf(revguard.CodeUnauthenticated, "unknown or expired session")
 	} else if err != nil {
-		return revguard.Session{}, fmt.Errorf("sqlite: find session: %w", err)
+		return revguard.Session{}, storeErr("find session", err)
 	}
 	sess.CreatedAt = time.Unix(0, created).UTC()
 	sess.ExpiresAt = time.Unix(0, expires).UTC()
@@ -106,7 +106,7 @@ func (s *Sessions) EachLive(ctx context.Context, limit int, fn func(hash [32]byt
 	rows, err := r.QueryContext(ctx, `SELECT token_hash, customer_id, created_at, expires_at FROM sessions
 		WHERE expires_at > ? ORDER BY expires_at DESC LIMIT ?`, s.db.Now().UnixNano(), limit)
 	if err != nil {
-		return fmt.Errorf("sqlite: live sessions: %w", err)
+		return storeErr("live sessions", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -116,7 +116,7 @@ func (s *Sessions) EachLive(ctx context.Context, limit int, fn func(hash [32]byt
 			created, expires int64
 		)
 		if err := rows.Scan(&hash, &sess.CustomerID, &created, &expires); err != nil {
-			return fmt.Errorf("sqlite: live sessions: %w", err)
+			return storeErr("live sessions", err)
 		}
 		if len(hash) != 32 {
 			return fmt.Errorf("sqlite: live sessions: a token hash of %d bytes", len(hash))
@@ -128,7 +128,7 @@ func (s *Sessions) EachLive(ctx context.Context, limit int, fn func(hash [32]byt
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("sqlite: live sessions: %w", err)
+		return storeErr("live sessions", err)
 	}
 	return nil
 }
@@ -141,11 +141,11 @@ func (s *Sessions) DeleteSession(ctx context.Context, token string) error {
 	}
 	h := revguard.HashSessionToken(token)
 	if _, err := w.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, h[:]); err != nil {
-		return fmt.Errorf("sqlite: delete session: %w", err)
+		return storeErr("delete session", err)
 	}
 	// A revoked token must not come back after a crash of the machine.
 	if err := s.db.syncWAL(); err != nil {
-		return fmt.Errorf("sqlite: delete session: %w", err)
+		return storeErr("delete session", err)
 	}
 	return nil
 }
@@ -160,11 +160,11 @@ func (s *Sessions) PurgeExpired(ctx context.Context) (int, error) {
 	}
 	res, err := w.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, s.db.Now().UnixNano())
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: purge sessions: %w", err)
+		return 0, storeErr("purge sessions", err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: purge sessions: %w", err)
+		return 0, storeErr("purge sessions", err)
 	}
 	return int(n), nil
 }

@@ -270,3 +270,40 @@ func TestSessions_CreateAfterClose(t *testing.T) {
 		t.Fatalf("add after Close: %v, want errClosed", err)
 	}
 }
+
+// TestSessions_DatabaseFull checks that a session the database has no room for fails
+// with CodeUnavailable (the API's 503, which a caller retries), not as an internal
+// error, and that the database works again once it has room. SQLite's max_page_count
+// makes the file full as a full disk would.
+func TestSessions_DatabaseFull(t *testing.T) {
+	ctx := t.Context()
+	db := mustOpen(t, time.Now)
+	s := NewSessions(db)
+	w, err := db.writer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pages int64
+	if err := w.QueryRowContext(ctx, `PRAGMA page_count`).Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.ExecContext(ctx, fmt.Sprintf(`PRAGMA max_page_count = %d`, pages)); err != nil {
+		t.Fatal(err)
+	}
+	var full error
+	for i := 0; i < 10_000 && full == nil; i++ {
+		_, _, full = s.CreateSession(ctx, fmt.Sprintf("c-%d", i), time.Hour)
+	}
+	if full == nil {
+		t.Fatal("10,000 sessions fitted in a database that may not grow")
+	}
+	if code := revguard.ErrorCode(full); code != revguard.CodeUnavailable {
+		t.Fatalf("a session in a full database: code %s (%v), want %s", code, full, revguard.CodeUnavailable)
+	}
+	if _, err := w.ExecContext(ctx, `PRAGMA max_page_count = 1073741823`); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.CreateSession(ctx, "c-after", time.Hour); err != nil {
+		t.Fatalf("a session once the database has room again: %v", err)
+	}
+}

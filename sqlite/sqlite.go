@@ -29,8 +29,10 @@ import (
 	"time"
 
 	"github.com/pressly/goose/v3"
+	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/internal/cursor"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 //go:embed migration/*.sql
@@ -151,11 +153,11 @@ func (db *DB) Open(ctx context.Context) (err error) {
 
 	if db.ReadOnly {
 		if _, err := os.Stat(db.Path); err != nil {
-			return fmt.Errorf("sqlite: open read-only: %w", err)
+			return storeErr("open read-only", err)
 		}
 	} else {
 		if err := os.MkdirAll(filepath.Dir(db.Path), 0o700); err != nil {
-			return fmt.Errorf("sqlite: create directory: %w", err)
+			return storeErr("create directory", err)
 		}
 		dsn, err := db.dsn(false)
 		if err != nil {
@@ -194,7 +196,7 @@ func (db *DB) Open(ctx context.Context) (err error) {
 	db.rdb.SetMaxOpenConns(n)
 	db.rdb.SetMaxIdleConns(n)
 	if db.findSession, err = db.rdb.PrepareContext(ctx, findSessionSQL); err != nil {
-		return fmt.Errorf("sqlite: prepare: %w", err)
+		return storeErr("prepare", err)
 	}
 
 	if db.ReadOnly {
@@ -207,7 +209,7 @@ func (db *DB) Open(ctx context.Context) (err error) {
 		}
 	}
 	if err := db.rdb.QueryRowContext(ctx, `SELECT cursor_key FROM ledger_meta WHERE id = 1`).Scan(&db.cursorKey); err != nil {
-		return fmt.Errorf("sqlite: read cursor key: %w", err)
+		return storeErr("read cursor key", err)
 	}
 	if len(db.cursorKey) != cursor.KeySize {
 		return fmt.Errorf("sqlite: cursor key of %s is %d bytes, want %d", db.Path, len(db.cursorKey), cursor.KeySize)
@@ -235,14 +237,14 @@ func (db *DB) migrate(ctx context.Context) error {
 func newMigrator(conn *sql.DB, logger *slog.Logger) (*goose.Provider, error) {
 	sub, err := fs.Sub(migrationFS, "migration")
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: migrations: %w", err)
+		return nil, storeErr("migrations", err)
 	}
 	p, err := goose.NewProvider(goose.DialectSQLite3, conn, sub,
 		goose.WithDisableGlobalRegistry(true),
 		goose.WithSlog(logger),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: migrations: %w", err)
+		return nil, storeErr("migrations", err)
 	}
 	return p, nil
 }
@@ -264,7 +266,7 @@ func (db *DB) ensureCursorKey(ctx context.Context) error {
 	rand.Read(key)
 	_, err := db.wdb.ExecContext(ctx, `UPDATE ledger_meta SET cursor_key = ? WHERE id = 1 AND cursor_key IS NULL`, key)
 	if err != nil {
-		return fmt.Errorf("sqlite: set cursor key: %w", err)
+		return storeErr("set cursor key", err)
 	}
 	return nil
 }
@@ -284,7 +286,7 @@ func (db *DB) prepare(ctx context.Context, keys []stmtKey) error {
 		}
 		s, err := db.wdb.PrepareContext(ctx, k.text())
 		if err != nil {
-			return fmt.Errorf("sqlite: prepare: %w", err)
+			return storeErr("prepare", err)
 		}
 		db.stmts[k] = s
 	}
@@ -302,7 +304,7 @@ func (db *DB) stmt(ctx context.Context, tx *sql.Tx, k stmtKey) (*sql.Stmt, error
 	}
 	s, err := tx.PrepareContext(ctx, k.text())
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: prepare: %w", err)
+		return nil, storeErr("prepare", err)
 	}
 	return s, nil
 }
@@ -321,7 +323,7 @@ func (db *DB) syncWAL() error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("sqlite: sync: %w", err)
+		return storeErr("sync", err)
 	}
 	err = f.Sync()
 	if cerr := f.Close(); err == nil {
@@ -358,7 +360,7 @@ func (db *DB) Close() error {
 		db.wdb = nil
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("sqlite: close: %w", err)
+		return storeErr("close", err)
 	}
 	return nil
 }
@@ -370,7 +372,7 @@ func (db *DB) Ping(ctx context.Context) error {
 	}
 	var one int
 	if err := db.rdb.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
-		return fmt.Errorf("sqlite: ping: %w", err)
+		return storeErr("ping", err)
 	}
 	return nil
 }
@@ -408,4 +410,33 @@ func fromNanos(n sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, n.Int64).UTC()
+}
+
+// errUnavailable is what storeErr adds to the error of a database that cannot work
+// for now. Shared: never modified.
+var errUnavailable = &revguard.Error{Code: revguard.CodeUnavailable, Detail: "the database cannot work for now; try again"}
+
+// storeErr wraps err, from doing what, with context. The error of a database that
+// cannot work for now (a full disk, an I/O error, a lock held too long, no memory, a
+// file it cannot open or write) is also a revguard.CodeUnavailable error, so that the
+// API answers 503 with Retry-After, not 500: the cause is the machine's, and passes.
+func storeErr(what string, err error) error {
+	if unavailable(err) {
+		return fmt.Errorf("sqlite: %s: %w: %w", what, errUnavailable, err)
+	}
+	return fmt.Errorf("sqlite: %s: %w", what, err)
+}
+
+// unavailable reports whether err is SQLite's for a database that cannot work for now.
+func unavailable(err error) bool {
+	var e interface{ Code() int }
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code() & 0xff {
+	case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED,
+		sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY:
+		return true
+	}
+	return false
 }

@@ -60,13 +60,13 @@ func (s *Webhooks) CreateWebhook(ctx context.Context, w revguard.Webhook) (revgu
 	}
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
-		return w, fmt.Errorf("sqlite: create webhook: begin: %w", err)
+		return w, storeErr("create webhook: begin", err)
 	}
 	defer tx.Rollback()
 	var n int
 	var last int64
 	if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM webhooks), last_seq FROM change_meta WHERE id = 1`).Scan(&n, &last); err != nil {
-		return w, fmt.Errorf("sqlite: create webhook: %w", err)
+		return w, storeErr("create webhook", err)
 	}
 	if n >= revguard.MaxWebhooks {
 		return w, revguard.Errorf(revguard.CodeInvalidRequest, "at most %d webhook endpoints may be registered", revguard.MaxWebhooks)
@@ -81,10 +81,10 @@ func (s *Webhooks) CreateWebhook(ctx context.Context, w revguard.Webhook) (revgu
 		if isConstraint(err) {
 			return w, revguard.Errorf(revguard.CodeInvalidRequest, "webhook id %s exists", w.ID)
 		}
-		return w, fmt.Errorf("sqlite: create webhook: %w", err)
+		return w, storeErr("create webhook", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return w, fmt.Errorf("sqlite: create webhook: commit: %w", err)
+		return w, storeErr("create webhook: commit", err)
 	}
 	return w, s.db.syncWAL()
 }
@@ -100,7 +100,7 @@ func (s *Webhooks) FindWebhook(ctx context.Context, id string) (revguard.Webhook
 		return w, revguard.Errorf(revguard.CodeWebhookNotFound, "no webhook endpoint %s", id)
 	}
 	if err != nil {
-		return w, fmt.Errorf("sqlite: find webhook: %w", err)
+		return w, storeErr("find webhook", err)
 	}
 	return w, nil
 }
@@ -113,19 +113,19 @@ func (s *Webhooks) ListWebhooks(ctx context.Context) ([]revguard.Webhook, error)
 	}
 	rows, err := r.QueryContext(ctx, `SELECT `+webhookColumns+` FROM webhooks ORDER BY created_at, id`)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list webhooks: %w", err)
+		return nil, storeErr("list webhooks", err)
 	}
 	defer rows.Close()
 	out := []revguard.Webhook{}
 	for rows.Next() {
 		w, err := scanWebhook(rows)
 		if err != nil {
-			return nil, fmt.Errorf("sqlite: list webhooks: %w", err)
+			return nil, storeErr("list webhooks", err)
 		}
 		out = append(out, w)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list webhooks: %w", err)
+		return nil, storeErr("list webhooks", err)
 	}
 	return out, nil
 }
