@@ -349,8 +349,9 @@ func (inv *Inventory) settle(ctx context.Context, seq uint64, err error) error {
 	return err
 }
 
-// journalErr maps a journal failure: a closed journal is CodeUnavailable, a done
-// context stays as is, anything else is internal.
+// journalErr maps a journal's error: a closed journal is CodeUnavailable, a done
+// context stays as is, and a failed journal is CodeUnavailable with its failure
+// beneath.
 func journalErr(op string, err error) error {
 	switch {
 	case errors.Is(err, journal.ErrClosed):
@@ -358,8 +359,25 @@ func journalErr(op string, err error) error {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	}
-	return fmt.Errorf("inproc: %s: %w", op, err)
+	// The journal failed for good: a write or fsync failed (a full disk, say; the
+	// journal logged it). Nothing can be stored until the process restarts and
+	// recovers from the disk: unavailable, an outcome a caller treats as unknown.
+	return &journalFailure{op: op, err: err}
 }
+
+// errJournalFailed is what a journalFailure is for the API. Shared: never modified.
+var errJournalFailed = &revguard.Error{Code: revguard.CodeUnavailable,
+	Detail: "the journal cannot write: the server must restart"}
+
+// journalFailure is the error of an operation that a failed journal stopped: the
+// journal's failure, and errJournalFailed.
+type journalFailure struct {
+	op  string
+	err error
+}
+
+func (e *journalFailure) Error() string   { return fmt.Sprintf("inproc: %s: %v", e.op, e.err) }
+func (e *journalFailure) Unwrap() []error { return []error{e.err, errJournalFailed} }
 
 // append journals ev. Under the SKU's lock.
 func (inv *Inventory) append(ev *revguard.Event) (uint64, error) {

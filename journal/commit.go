@@ -438,6 +438,7 @@ func (j *Journal) fail(b *batch, err error) {
 	j.flushing = nil
 	cur := j.cur
 	j.mu.Unlock()
+	close(j.failed)
 	// With j.err set, no Wait or Notify adds to cur any more.
 	b.wake()
 	cur.wake()

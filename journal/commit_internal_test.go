@@ -82,6 +82,9 @@ func TestFailure(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			if isClosed(j.Failed()) || j.Err() != nil {
+				t.Fatalf("a working journal says it failed: %v", j.Err())
+			}
 			// The flusher is idle: Wait returned after it closed the batch's channel,
 			// and it only touches the file again after the next Append.
 			tc.inject(j)
@@ -137,6 +140,9 @@ func TestFailure(t *testing.T) {
 			}
 			if _, err := j.Append(event(99)); err == nil {
 				t.Fatal("Append after a failure succeeded")
+			}
+			if !isClosed(j.Failed()) || j.Err() == nil {
+				t.Fatalf("after the failure: Failed closed %v, Err %v", isClosed(j.Failed()), j.Err())
 			}
 			if err := j.Wait(t.Context(), j.LastSeq()); err == nil {
 				t.Fatal("Wait for the last seq after a failure succeeded")
@@ -260,10 +266,13 @@ func TestGroupCommit(t *testing.T) {
 		if err := j.Close(); err != nil {
 			t.Fatal(err)
 		}
+		if isClosed(j.Failed()) || j.Err() != nil {
+			t.Fatalf("after a clean Close: Failed closed %v, Err %v", isClosed(j.Failed()), j.Err())
+		}
 	})
 }
 
-func isClosed(ch chan struct{}) bool {
+func isClosed(ch <-chan struct{}) bool {
 	select {
 	case <-ch:
 		return true

@@ -145,6 +145,7 @@ type Journal struct {
 	wake        chan struct{} // capacity 1: Append tells an idle flusher there is work
 	quit        chan struct{} // closed by Close
 	flusherDone chan struct{} // closed by the flusher when it exits
+	failed      chan struct{} // closed when a write or fsync failed (see Failed)
 
 	// file and active are the last segment, open for writing, and its bookkeeping.
 	// Open sets them; afterwards only the flusher touches them (active's fields are
@@ -240,6 +241,7 @@ func (j *Journal) Open(ctx context.Context) error {
 	}
 	j.quit = make(chan struct{})
 	j.flusherDone = make(chan struct{})
+	j.failed = make(chan struct{})
 	j.wake = make(chan struct{}, 1)
 
 	if j.ReadOnly {
@@ -318,6 +320,23 @@ func (j *Journal) Close() error {
 		return failure
 	}
 	return err
+}
+
+// Failed returns a channel closed when a write or an fsync fails: the journal then
+// refuses every append for good, and the events it had not made durable never will
+// be. Only a new Open, which recovers what is on disk, makes a journal on the folder
+// writable again. Call it after Open; a Close without a failure does not close it.
+func (j *Journal) Failed() <-chan struct{} { return j.failed }
+
+// Err returns the failure that stopped the journal (a write or fsync error), or nil
+// while it works and after a Close without a failure.
+func (j *Journal) Err() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.err == ErrClosed {
+		return nil
+	}
+	return j.err
 }
 
 // Durable returns the highest seq known to be durable: every event with a seq at or

@@ -108,6 +108,12 @@ func (c *ServeCommand) Run(ctx context.Context, args []string) error {
 		m.Logger.Info("shutting down", "reason", context.Cause(ctx))
 	case serveErr = <-m.Done():
 		m.Logger.Error("server failed", "err", serveErr)
+	case <-m.JournalFailed():
+		// Every change is refused (503) from now on, and the memory may hold changes
+		// the disk does not: a restart recovers from the disk. Exit non-zero, after a
+		// graceful shutdown, so that a supervisor restarts the server.
+		serveErr = fmt.Errorf("the journal failed, so the server stops for a restart that recovers from the disk: %w", m.Journal.Err())
+		m.Logger.Error("journal failed: shutting down; restart the server (it recovers every acknowledged change from the journal)", "err", m.Journal.Err())
 	}
 	if err := m.Close(); err != nil {
 		return errors.Join(serveErr, err)
@@ -127,7 +133,9 @@ In distributed mode (--redis-url and --postgres-url, both) the node keeps no sta
 its own: the SKUs, reservations, sessions and rate limits live in Redis, the ledger in
 PostgreSQL, and any number of nodes started with the same URLs and --admin-token serve
 the same sale behind a load balancer. SIGTERM or SIGINT shut it down gracefully (stop
-accepting, finish in-flight requests, flush, exit 0).
+accepting, finish in-flight requests, flush, exit 0). A journal that cannot write (a
+full disk) shuts it down the same way with exit status 1, for a supervisor to restart
+it: the start recovers every acknowledged change.
 
 Flags (each has an environment variable; the flag wins):
 `)
@@ -496,6 +504,8 @@ func (m *Main) Ready(ctx context.Context) error {
 		return m.Fleet.ready(ctx)
 	}
 	select {
+	case <-m.JournalFailed():
+		return revguard.Errorf(revguard.CodeUnavailable, "the journal cannot write: the server must restart")
 	case <-m.writerDone:
 		return revguard.Errorf(revguard.CodeUnavailable, "the ledger writer stopped")
 	default:
@@ -549,6 +559,15 @@ func (m *Main) pruneChanges(ctx context.Context, log changePruner) {
 // Done receives an error if the HTTP server stops serving by itself.
 func (m *Main) Done() <-chan error { return m.serveDone }
 
+// JournalFailed is closed when the embedded mode's journal fails for good (a write or
+// fsync failed); nil in distributed mode.
+func (m *Main) JournalFailed() <-chan struct{} {
+	if m.Journal == nil {
+		return nil
+	}
+	return m.Journal.Failed()
+}
+
 // Close closes everything Open opened, in reverse order: it stops accepting and lets
 // in-flight requests finish (up to Config.ShutdownTimeout), lets the ledger writer catch
 // up with the journal (in distributed mode: the outbox apply what it read), then closes
@@ -576,7 +595,9 @@ func (m *Main) close() error {
 	} else if m.ln != nil {
 		errs = append(errs, m.ln.Close())
 	}
-	if m.Writer != nil {
+	if m.Writer != nil && m.Journal.Err() == nil {
+		// After a journal failure the process stops for a restart, which the drain
+		// would only delay: the ledger catches up from the journal at the next start.
 		m.drainLedger()
 	}
 	if m.Fleet != nil && m.Fleet.Outbox != nil {
