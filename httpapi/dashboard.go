@@ -147,7 +147,10 @@ func (s *Server) handleDashboardStream(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.streamContext(r)
 	defer cancel()
-	rc := startStream(w, "no-cache")
+	rc := startStream(w, r, "no-cache")
+	if rc == nil {
+		return
+	}
 	w.Write([]byte("retry: " + strconv.Itoa(streamRetryMillis) + "\n\n"))
 	sm := &sampler{s: s, d: d}
 	t := time.NewTicker(cmp.Or(d.Interval, time.Second))

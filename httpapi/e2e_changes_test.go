@@ -517,3 +517,31 @@ func TestDashboardStream_WaitingRoom(t *testing.T) {
 		}
 	}
 }
+
+// TestStreams_Head checks that a HEAD of each event stream is its headers alone: the
+// answer ends (the connection is closed, as a stream's answer says), instead of
+// holding the connection open with nothing to come.
+func TestStreams_Head(t *testing.T) {
+	e := mustOpenRoomEnv(t, envOptions{changes: true})
+	e.putSKU("shoe", `{"stock":3}`)
+	e.putRoom("shoe", `{"admit_per_second":5}`).json(t, 201, &waitingRoom{})
+	alice := e.session("alice")
+	e.join(alice, "shoe", e.tokenHeader()).json(t, 201, &place{})
+	for _, tc := range []struct{ path, token string }{
+		{"/v1/events", e.admin},
+		{"/v1/dashboard/stream", e.admin},
+		{"/v1/skus/shoe/waiting-room/place/events", alice},
+	} {
+		conn := e.srv.dial(t)
+		fmt.Fprintf(conn, "HEAD %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", tc.path, tc.token)
+		answer, err := io.ReadAll(conn) // until the server closes: the 10 s deadline fails it
+		if err != nil {
+			t.Errorf("HEAD %s: %v after %q", tc.path, err, answer)
+			continue
+		}
+		head, body, _ := strings.Cut(string(answer), "\r\n\r\n")
+		if !strings.HasPrefix(head, "HTTP/1.1 200") || !strings.Contains(head, "text/event-stream") || body != "" {
+			t.Errorf("HEAD %s: %q", tc.path, answer)
+		}
+	}
+}

@@ -86,16 +86,18 @@ func (s *Server) streamContext(r *http.Request) (context.Context, context.Cancel
 }
 
 // startStream writes the headers of a server-sent event stream, with cacheControl,
-// and lifts the server's write timeout for it. Each later write gets its own deadline
-// (flush).
-func startStream(w http.ResponseWriter, cacheControl string) *http.ResponseController {
+// and returns the controller of its writes (each gets its own deadline: flush). It
+// returns nil for a HEAD, whose answer is the headers alone: the handler returns.
+func startStream(w http.ResponseWriter, r *http.Request, cacheControl string) *http.ResponseController {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", cacheControl)
 	h.Set("X-Accel-Buffering", "no") // tells nginx not to buffer it
 	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	return rc
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	return http.NewResponseController(w)
 }
 
 // flush sends what was written, reporting false when the client is gone or too slow.
@@ -137,7 +139,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.streamContext(r)
 	defer cancel()
-	rc := startStream(w, "no-cache")
+	rc := startStream(w, r, "no-cache")
+	if rc == nil {
+		return
+	}
 	buf := make([]byte, 0, 4096)
 	buf = append(buf, "retry: "...)
 	buf = strconv.AppendInt(buf, streamRetryMillis, 10)

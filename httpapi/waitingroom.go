@@ -263,7 +263,10 @@ func (s *Server) handlePlaceEvents(w http.ResponseWriter, r *http.Request) {
 	if every <= 0 {
 		every = DefaultPlaceStreamEvery
 	}
-	rc := startStream(w, "no-store")
+	rc := startStream(w, r, "no-store")
+	if rc == nil {
+		return
+	}
 	var last []byte
 	quiet := time.Duration(0)
 	t := time.NewTicker(every)
