@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -530,6 +532,37 @@ func TestWaitingRoom_JoinSoldOutAtOnce(t *testing.T) {
 		}
 		if r := e.getRoom("last"); r.Joined != 1 {
 			t.Errorf("room %+v after the refused join, want 1 place", r)
+		}
+	})
+}
+
+// TestWaitingRoomEventsLogout checks that a place stream ends once its session does:
+// a logout refuses the token from then on, an open stream too.
+func TestWaitingRoomEventsLogout(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		e := mustOpenRoomEnv(t, envOptions{backend: b, edit: func(s *httpapi.Server) { s.PlaceStreamEvery = 5 * time.Millisecond }})
+		e.putSKU("shoe", `{"stock":5}`)
+		e.putRoom("shoe", `{"admit_per_second":1}`).json(t, 201, &waitingRoom{})
+		bob := e.session("bob")
+		e.join(bob, "shoe", e.tokenHeader()).json(t, 201, &place{})
+
+		conn := e.srv.dial(t) // fails a read after 10 s
+		fmt.Fprintf(conn, "GET /v1/skus/shoe/waiting-room/place/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", bob)
+		rd := bufio.NewReader(conn)
+		for {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				t.Fatalf("before the first event: %v", err)
+			}
+			if strings.HasPrefix(line, "event: place") {
+				break
+			}
+		}
+		if r := e.do(req{Method: "DELETE", Path: "/v1/sessions/current", Token: bob}); r.Status != 204 {
+			t.Fatalf("logout: %d %s", r.Status, r.Body)
+		}
+		if rest, err := io.ReadAll(rd); err != nil {
+			t.Fatalf("the stream went on after the logout: %v (read %q)", err, rest)
 		}
 	})
 }

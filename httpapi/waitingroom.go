@@ -250,13 +250,15 @@ func (s *Server) handleGetPlace(w http.ResponseWriter, r *http.Request) {
 
 // handlePlaceEvents streams the customer's place as server-sent events: an event
 // "place" with the place object at once and whenever it changes, until the place is
-// final (used or expired), the client leaves or the server shuts down (CloseStreams).
-// Errors before the stream starts are problem documents, as for GET .../place.
+// final (used or expired), the session ends (a logout, or its expiry), the client
+// leaves or the server shuts down (CloseStreams). Errors before the stream starts are
+// problem documents, as for GET .../place.
 func (s *Server) handlePlaceEvents(w http.ResponseWriter, r *http.Request) {
 	wr, sku, customerID, p, ok := s.findPlace(w, r)
 	if !ok {
 		return
 	}
+	token, _ := bearerToken(r.Header["Authorization"]) // findPlace authenticated it
 	ctx, cancel := s.streamContext(r)
 	defer cancel()
 	every := s.PlaceStreamEvery
@@ -294,6 +296,9 @@ func (s *Server) handlePlaceEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-t.C:
 			quiet += every
+		}
+		if _, err := s.identify(ctx, token); revguard.ErrorCode(err) == revguard.CodeUnauthenticated {
+			return // the session ended: the token is refused from now on, here too
 		}
 		var err error
 		if p, err = wr.FindPlace(ctx, sku, customerID); err != nil {
