@@ -285,13 +285,15 @@ func newID(nowNanos int64) ulid.ULID {
 	return id
 }
 
-// parseID parses a reservation id as the API shows it.
+// parseID parses a reservation id exactly as the API shows it: an id is an opaque
+// string, so another spelling of the same ULID (lower case, which ULID's alphabet
+// would read alike) is no id, as in the distributed mode.
 func parseID(s string) (ulid.ULID, bool) {
 	if len(s) != ulid.EncodedSize {
 		return ulid.ULID{}, false
 	}
 	id, err := ulid.ParseStrict(s)
-	return id, err == nil
+	return id, err == nil && id.String() == s
 }
 
 // unixTime converts Unix nanoseconds to a UTC time; 0 is the zero time.

@@ -349,6 +349,19 @@ func testFindReservationNotFound(f *invFixture) {
 		_, err := f.inv.FindReservation(f.ctx, id)
 		f.wantCode("FindReservation("+id+")", err, revguard.CodeReservationNotFound)
 	}
+	// An id is an opaque string: another spelling of it (lower case) is no id, and
+	// changes nothing.
+	if lower := strings.ToLower(r.ID); lower != r.ID {
+		_, err := f.inv.FindReservation(f.ctx, lower)
+		f.wantCode("FindReservation("+lower+")", err, revguard.CodeReservationNotFound)
+		_, err = f.inv.Release(f.ctx, lower, r.CustomerID)
+		f.wantCode("Release("+lower+")", err, revguard.CodeReservationNotFound)
+		_, err = f.inv.Confirm(f.ctx, revguard.ConfirmRequest{ID: lower, CustomerID: r.CustomerID})
+		f.wantCode("Confirm("+lower+")", err, revguard.CodeReservationNotFound)
+		if got, err := f.inv.FindReservation(f.ctx, r.ID); err != nil || got.Status != revguard.StatusHeld {
+			f.t.Fatalf("FindReservation(%s) after the other spellings: %v, %v; want held", r.ID, got.Status, err)
+		}
+	}
 }
 
 // otherID returns a well-formed id that differs from id in its last character.
