@@ -62,11 +62,15 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (caller, b
 }
 
 // writeIdentifyError answers a failed identify from the client address ip ("" for
-// r's): 401 for a token of no live session, else the store's error.
+// r's): 401 for a token of no live session, 403 for a dashboard link's token, else the
+// store's error.
 func (s *Server) writeIdentifyError(w http.ResponseWriter, r *http.Request, err error, ip string) {
-	if revguard.ErrorCode(err) == revguard.CodeUnauthenticated {
+	switch revguard.ErrorCode(err) {
+	case revguard.CodeUnauthenticated:
 		s.refuseUnauthenticated(w, r, ip, challengeInvalidToken, "the token is unknown, expired or revoked")
 		return
+	case revguard.CodeForbidden:
+		w.Header()["Www-Authenticate"] = challengeInsufficientScope
 	}
 	s.writeError(w, r, err)
 }
@@ -100,10 +104,18 @@ func (s *Server) identify(ctx context.Context, token string) (caller, error) {
 		sess, err = s.Sessions.FindSession(ctx, token)
 	}
 	if err != nil {
+		if _, live := s.dashboardToken(token); live && revguard.ErrorCode(err) == revguard.CodeUnauthenticated {
+			// The wrong kind of token, not an unknown one (docs/api.md): 403.
+			return caller{}, errDashboardOnly
+		}
 		return caller{}, err
 	}
 	return caller{customerID: sess.CustomerID, token: token}, nil
 }
+
+// errDashboardOnly refuses a dashboard link's token anywhere but the dashboard's
+// stream. Shared: never modified.
+var errDashboardOnly = &revguard.Error{Code: revguard.CodeForbidden, Detail: "a dashboard link's token opens only the dashboard's stream"}
 
 // hasBearerScheme reports whether an Authorization value uses the Bearer scheme
 // (case-insensitive), whatever follows it.

@@ -114,16 +114,27 @@ func (s *Server) dashboardMAC(exp string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
+// dashboardToken reports whether token is a dashboard link's token of this server
+// (valid) and, if so, whether it has not expired (live).
+func (s *Server) dashboardToken(token string) (valid, live bool) {
+	if !strings.HasPrefix(token, dashboardTokenPrefix) || s.AdminToken == "" {
+		return false, false
+	}
+	exp, mac, _ := strings.Cut(token[len(dashboardTokenPrefix):], "_")
+	n, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil || !hmac.Equal([]byte(mac), []byte(s.dashboardMAC(exp))) {
+		return false, false
+	}
+	return true, s.Now().Unix() < n
+}
+
 // requireDashboard authenticates the dashboard's stream: the admin token, or an
 // unexpired dashboard link token.
 func (s *Server) requireDashboard(w http.ResponseWriter, r *http.Request) bool {
-	if token, ok := bearerToken(r.Header["Authorization"]); ok && strings.HasPrefix(token, dashboardTokenPrefix) && s.AdminToken != "" {
-		exp, mac, _ := strings.Cut(token[len(dashboardTokenPrefix):], "_")
-		n, err := strconv.ParseInt(exp, 10, 64)
-		if err == nil && hmac.Equal([]byte(mac), []byte(s.dashboardMAC(exp))) {
-			if s.Now().Unix() < n {
-				return true
-			}
+	if token, ok := bearerToken(r.Header["Authorization"]); ok {
+		if valid, live := s.dashboardToken(token); live {
+			return true
+		} else if valid {
 			w.Header()["Www-Authenticate"] = challengeInvalidToken
 			s.writeProblem(w, r, revguard.CodeUnauthenticated, "the dashboard link has expired; enter the admin token")
 			return false

@@ -464,12 +464,21 @@ func TestDashboardStream(t *testing.T) {
 			{"Forged", "/v1/dashboard/stream", forged, 401, revguard.CodeUnauthenticated},
 			{"Customer", "/v1/dashboard/stream", e.session("c-2"), 403, revguard.CodeForbidden},
 			{"Query", "/v1/dashboard/stream?sku=tee", e.admin, 400, revguard.CodeInvalidRequest},
-			{"LinkOpensNothingElse", "/v1/orders", link, 401, revguard.CodeUnauthenticated},
-			{"LinkOpensNoEvents", "/v1/events", link, 401, revguard.CodeUnauthenticated},
+			// The wrong kind of token elsewhere (403); expired, no token at all (401).
+			{"LinkOpensNothingElse", "/v1/orders", link, 403, revguard.CodeForbidden},
+			{"LinkOpensNoEvents", "/v1/events", link, 403, revguard.CodeForbidden},
+			{"LinkIsNoCustomer", "/v1/me/reservations", link, 403, revguard.CodeForbidden},
+			{"ExpiredLinkElsewhere", "/v1/orders", expired, 401, revguard.CodeUnauthenticated},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				e.do(req{Method: "GET", Path: tc.path, Token: tc.token}).wantProblem(t, tc.status, tc.code)
 			})
+		}
+		// The reserve lane answers it as the general path does.
+		r := e.reserve(link, "tee", "", nil)
+		r.wantProblem(t, 403, revguard.CodeForbidden)
+		if !strings.Contains(r.Header.Get("WWW-Authenticate"), "insufficient_scope") {
+			t.Errorf("403 to a dashboard link's token: WWW-Authenticate %q", r.Header.Get("WWW-Authenticate"))
 		}
 	})
 }
