@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -23,6 +24,7 @@ func FuzzDecodeWebhook(f *testing.F) {
 		`{"url":"https://x.example/","types":["sku.sold_out",]}`, `{"url":"https://x.example/","types":[1]}`,
 		`{"url":"https://x.example/","types":["a"`, `{"url":"https://x.example/","types":[`,
 		`{"url":"ftp://x/"}`, `{"url":"https://x.example/#f"}`, `{"url":"//x"}`, `{"url":""}`,
+		`{"url":"http://x:99999/"}`, `{"url":"http://x:0/"}`, `{"url":"http://x/a b"}`, `{"url":"http://:1/"}`,
 		`{"url":"https://x.example/","secret":"whsec_!!"}`, `{"url":"https://x.example/","types":{"a":1}}`,
 	) {
 		f.Add([]byte(s))
@@ -36,8 +38,14 @@ func FuzzDecodeWebhook(f *testing.F) {
 			return
 		}
 		u, err := url.Parse(req.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(req.URL) > revguard.MaxWebhookURLLen {
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || len(req.URL) > revguard.MaxWebhookURLLen ||
+			strings.ContainsFunc(req.URL, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
 			t.Fatalf("decodeWebhook(%q) accepted url %q", body, req.URL)
+		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				t.Fatalf("decodeWebhook(%q) accepted the port of %q", body, req.URL)
+			}
 		}
 		seen := map[revguard.ChangeType]bool{}
 		for _, ty := range req.Types {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,14 +72,22 @@ func decodeWebhook(body []byte) (webhookRequest, error) {
 	return req, nil
 }
 
-// validWebhookURL accepts an absolute http or https URL with a host and no fragment.
+// validWebhookURL accepts an absolute http or https URL of printable ASCII (RFC 3986:
+// a space or a non-ASCII character must be percent-encoded), with a host, a port from
+// 1 to 65535 if any, and no credentials or fragment: a URL a delivery can be sent to.
 func validWebhookURL(s string) error {
 	if len(s) > revguard.MaxWebhookURLLen {
 		return revguard.Errorf(revguard.CodeInvalidRequest, "url is longer than %d bytes", revguard.MaxWebhookURLLen)
 	}
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" || u.User != nil {
-		return revguard.Errorf(revguard.CodeInvalidRequest, "url must be an absolute http or https URL, without credentials or fragment")
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.Fragment != "" || u.User != nil ||
+		strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return revguard.Errorf(revguard.CodeInvalidRequest, "url must be an absolute http or https URL of printable ASCII, without credentials or fragment")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return revguard.Errorf(revguard.CodeInvalidRequest, "url: port %q is not from 1 to 65535", p)
+		}
 	}
 	return nil
 }
