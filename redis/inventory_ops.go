@@ -113,6 +113,9 @@ func replyErr(r []string) error {
 	case revguard.CodeSaleNotOpen:
 		return revguard.Errorf(code, "the sale opens at %s", at(1))
 	case revguard.CodeSoldOut:
+		if arg(1) == "revive" {
+			return revguard.Errorf(code, "the units of the expired hold are no longer available") // as inproc's
+		}
 		return revguard.Errorf(code, "not enough units available")
 	case revguard.CodeLimitExceeded:
 		return revguard.Errorf(code, "the limit is %s units per customer; %s already held or bought", arg(1), arg(2))

@@ -320,6 +320,10 @@ func testReviveSoldOut(f *invFixture) {
 	f.reserve("sku-1", "c2", 1)
 	_, err := f.inv.Confirm(f.ctx, revguard.ConfirmRequest{ID: r.ID, CustomerID: "c1", Revive: true})
 	f.wantCode("revive without units", err, revguard.CodeSoldOut)
+	// Every backend says why, the same way: the refusal is about this hold.
+	if d := revguard.ErrorDetail(err); d != "the units of the expired hold are no longer available" {
+		f.t.Errorf("revive without units: detail %q", d)
+	}
 	if got := f.find(r.ID); got.Status != revguard.StatusExpired {
 		f.t.Fatalf("status %s after a refused revive, want expired", got.Status)
 	}

@@ -12,7 +12,7 @@ if r.status == 'confirmed' then return res_reply('ok', r) end
 local revived = r.status == 'expired'
 if revived then
   if ARGV[7] ~= '1' then return {'hold_expired', r.expires} end
-  if s.stock - s.held - s.sold < r.qty then return {'sold_out'} end
+  if s.stock - s.held - s.sold < r.qty then return {'sold_out', 'revive'} end
   local own = owned(r.sku, r.cust)
   if own + r.qty > s.limit then return {'limit_exceeded', num(s.limit), num(own)} end
   add_owned(r.sku, r.cust, r.qty)
