@@ -308,13 +308,21 @@ func (w *WaitingRoom) Join(ctx context.Context, sku, customerID string) (revguar
 	if r == nil {
 		return revguard.Place{}, false, errNoRoom(sku)
 	}
-	s, err := w.Inventory.FindSKU(ctx, sku)
+	av, err := w.Inventory.Availability(ctx, sku)
 	if err != nil {
 		return revguard.Place{}, false, err
 	}
 	// Closed is the SKU's state now (nothing available, nothing held), not the room's
-	// sold_out, which the next Advance brings up to date.
-	closed := s.Available == 0 && s.Held == 0
+	// sold_out, which the next Advance brings up to date. The held units are in the
+	// SKU's full view only, read (under its lock) when nothing is available.
+	closed := false
+	if av.Available <= 0 {
+		s, err := w.Inventory.FindSKU(ctx, sku)
+		if err != nil {
+			return revguard.Place{}, false, err
+		}
+		closed = s.Available == 0 && s.Held == 0
+	}
 	now := w.now()
 	r.mu.Lock()
 	var p *place
@@ -327,8 +335,8 @@ func (w *WaitingRoom) Join(ctx context.Context, sku, customerID string) (revguar
 			r.mu.Unlock()
 			return w.placeOf(ctx, r, p, false)
 		}
-		r.opensAt = s.OpensAt
-		opens := s.OpensAt
+		r.opensAt = av.OpensAt
+		opens := av.OpensAt
 		if pre := time.Duration(r.settings.PreQueueSeconds) * time.Second; !opens.IsZero() && now.Before(opens.Add(-pre)) {
 			r.mu.Unlock()
 			return revguard.Place{}, false, revguard.Errorf(revguard.CodeSaleNotOpen,
@@ -356,7 +364,15 @@ func (w *WaitingRoom) Join(ctx context.Context, sku, customerID string) (revguar
 		}
 	}
 	r.places[customerID] = p
-	b := w.commit.enqueue(revguard.RoomRecord{Type: revguard.RoomJoined, SKU: sku, Time: now, CustomerID: customerID, Ticket: p.ticket})
+	recs := []revguard.RoomRecord{{Type: revguard.RoomJoined, SKU: sku, Time: now, CustomerID: customerID, Ticket: p.ticket}}
+	if r.soldOut {
+		// Units came back since the last advance closed the room: it reopens now, as
+		// the next advance would, so that the place is not shown sold out. (Should the
+		// records fail, the next advance records the reopening.)
+		r.soldOut = false
+		recs = append([]revguard.RoomRecord{{Type: revguard.RoomReopened, SKU: sku, Time: now}}, recs...)
+	}
+	b := w.commit.enqueue(recs...)
 	r.mu.Unlock()
 
 	if err := w.commit.wait(b); err != nil {

@@ -397,8 +397,17 @@ func testSoldOutJoinAtOnce(f *roomFixture) {
 	if r := f.findRoom("s"); r.Joined != 1 {
 		f.t.Fatalf("room = %+v after a refused join, want 1 place", r)
 	}
+	f.advance("s") // the room closes
+	if r := f.findRoom("s"); !r.SoldOut {
+		f.t.Fatalf("room = %+v after an advance of a sold-out SKU, want sold out", r)
+	}
 	f.put("s", 2, 1, 600) // a restock, and no advance
-	f.join("s", "late")
+	if p := f.join("s", "late"); p.Status == revguard.PlaceSoldOut {
+		f.t.Fatalf("a join taken after a restock: place %+v, sold out", p)
+	}
+	if r := f.findRoom("s"); r.SoldOut {
+		f.t.Fatalf("room = %+v after a join taken after a restock, still sold out", r)
+	}
 
 	// A room nobody is in, whose SKU's stock is put to nothing.
 	f.opensIn("z", 1, 0, 10)

@@ -13,6 +13,13 @@ end
 -- Closed is the SKU's state now (nothing available, nothing held), not the room's
 -- sold_out, which the next advance brings up to date.
 if s.held == 0 and s.sold >= s.stock then return {'sold_out'} end
+if room.sold_out then
+  -- Units came back since the last advance closed the room: it reopens now, as the
+  -- next advance would, so that the place is not shown sold out.
+  room.sold_out = false
+  redis.call('HSET', rk(sku, 'room'), 'sold_out', '0')
+  rlog(sku, RR_REOPENED, now)
+end
 p = {cust = cust, ticket = 0, joined = now, adm = '', till = '', state = 'w'}
 if room.drawing then return {'draw_needed'} end -- the pre-queue is frozen: help finish the draw
 if not room.drawn and s.opens ~= ZERO and t_less(now, s.opens) then
