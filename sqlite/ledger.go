@@ -278,7 +278,7 @@ func (l *Ledger) FindReservation(ctx context.Context, id string) (revguard.Reser
 		return revguard.Reservation{}, revguard.Errorf(revguard.CodeReservationNotFound, "no reservation %q", id)
 	}
 	if err != nil {
-		return revguard.Reservation{}, fmt.Errorf("sqlite: find reservation %q: %w", id, err)
+		return revguard.Reservation{}, storeErr(fmt.Sprintf("find reservation %q", id), err)
 	}
 	return res, nil
 }

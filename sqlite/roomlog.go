@@ -51,7 +51,7 @@ func (l *RoomLog) AppendRoomRecords(ctx context.Context, recs []revguard.RoomRec
 		}
 		if _, err := st.ExecContext(ctx, r.SKU, int64(r.Type), r.Time.UnixNano(), nullString(r.CustomerID),
 			r.Ticket, nanos(r.Until), r.Seed, settings[0], settings[1], settings[2]); err != nil {
-			return fmt.Errorf("sqlite: room log: insert %s of %s: %w", r.Type, r.SKU, err)
+			return storeErr(fmt.Sprintf("room log: insert %s of %s", r.Type, r.SKU), err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"strings"
 	"time"
 
@@ -139,7 +138,7 @@ func (s *Scan) Next() bool {
 	}
 	s.res, s.seq, s.err = scanRow(s.rows)
 	if s.err != nil {
-		s.err = fmt.Errorf("sqlite: scan: %w", s.err)
+		s.err = storeErr("scan", s.err)
 		return false
 	}
 	return true

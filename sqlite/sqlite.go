@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -330,7 +331,7 @@ func (db *DB) syncWAL() error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("sqlite: sync %s: %w", f.Name(), err)
+		return storeErr("sync "+f.Name(), err)
 	}
 	return nil
 }
@@ -427,8 +428,12 @@ func storeErr(what string, err error) error {
 	return fmt.Errorf("sqlite: %s: %w", what, err)
 }
 
-// unavailable reports whether err is SQLite's for a database that cannot work for now.
+// unavailable reports whether err is a database's that cannot work for now: SQLite's
+// code for it, or the system's for a full disk or a failed write (the WAL's own sync).
 func unavailable(err error) bool {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EIO) {
+		return true
+	}
 	var e interface{ Code() int }
 	if !errors.As(err, &e) {
 		return false

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 
@@ -139,7 +138,7 @@ func (s *Webhooks) exec(ctx context.Context, what, id, query string, args ...any
 	}
 	res, err := conn.ExecContext(ctx, query, args...)
 	if err != nil {
-		return fmt.Errorf("sqlite: %s webhook: %w", what, err)
+		return storeErr(what+" webhook", err)
 	}
 	if n, err := res.RowsAffected(); err == nil && n == 0 {
 		return revguard.Errorf(revguard.CodeWebhookNotFound, "no webhook endpoint %s", id)
@@ -188,13 +187,13 @@ func (s *Webhooks) RecordDelivery(ctx context.Context, id string, d revguard.Web
 		// Prepared once: the dispatcher records often, and compiling the statement
 		// cost more than running it.
 		if s.record, err = conn.PrepareContext(ctx, recordDelivery); err != nil {
-			return fmt.Errorf("sqlite: record delivery of webhook %s: %w", id, err)
+			return storeErr("record delivery of webhook "+id, err)
 		}
 	}
 	_, err = s.record.ExecContext(ctx,
 		int64(d.Cursor), d.Failures, nanos(d.NextAttemptAt), d.LastError, nanos(d.LastSuccessAt), status, paused, id)
 	if err != nil {
-		return fmt.Errorf("sqlite: record delivery of webhook %s: %w", id, err)
+		return storeErr("record delivery of webhook "+id, err)
 	}
 	return nil
 }
