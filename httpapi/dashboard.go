@@ -163,6 +163,10 @@ func (s *Server) handleDashboardStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Write([]byte("retry: " + strconv.Itoa(streamRetryMillis) + "\n\n"))
+	// A dashboard link's token opens the stream until it expires, an open one too:
+	// then the page asks for the admin token.
+	token, _ := bearerToken(r.Header["Authorization"])
+	link, _ := s.dashboardToken(token)
 	sm := &sampler{s: s, d: d}
 	t := time.NewTicker(cmp.Or(d.Interval, time.Second))
 	defer t.Stop()
@@ -180,6 +184,9 @@ func (s *Server) handleDashboardStream(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if _, live := s.dashboardToken(token); link && !live {
+			return
 		}
 	}
 }

@@ -559,3 +559,26 @@ func TestStreams_Head(t *testing.T) {
 		}
 	}
 }
+
+// TestDashboardStream_LinkExpires checks that a stream opened with a dashboard link's
+// token ends when the token expires, and that one opened with the admin token goes on.
+func TestDashboardStream_LinkExpires(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{changes: true})
+	link := e.api.DashboardToken(time.Now().Add(2 * time.Second))
+	_, linked := e.stream(t, "/v1/dashboard/stream", link, nil)
+	_, admin := e.stream(t, "/v1/dashboard/stream", e.admin, nil)
+	next(t, linked)
+	deadline := time.After(10 * time.Second)
+	for ended := false; !ended; {
+		select {
+		case _, ok := <-linked:
+			ended = !ok
+		case <-deadline:
+			t.Fatal("the stream of a link's token goes on 8 s after the token expired")
+		}
+	}
+	for len(admin) > 0 { // what the admin's stream sent meanwhile
+		<-admin
+	}
+	next(t, admin) // and it goes on
+}

@@ -181,7 +181,7 @@ var jsonContentTypes = map[string]bool{"application/json": true, "application/js
 
 // reserveTarget returns the SKU id of a request target of the form
 // /v1/skus/{sku}/reservations with a valid SKU id, and no query (nor a dot segment,
-// which the middleware answers with 404).
+// which the general path answers: 400 invalid_sku).
 func reserveTarget(uri []byte) (string, bool) {
 	const prefix, suffix = "/v1/skus/", "/reservations"
 	if len(uri) <= len(prefix)+len(suffix) || string(uri[:len(prefix)]) != prefix || string(uri[len(uri)-len(suffix):]) != suffix {

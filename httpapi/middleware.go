@@ -59,6 +59,7 @@ func (s *Server) serveWithID(w http.ResponseWriter, r *http.Request, id string) 
 		// the not-found problem.
 		if sr, ok := dotSKURequest(r); ok {
 			s.mux.ServeHTTP(rw, sr)
+			r.Pattern = sr.Pattern // the route's metrics (finishRequest)
 			return
 		}
 		if !s.limitUnserved(rw, r) {
@@ -118,7 +119,7 @@ func (s *Server) newRequestID() string {
 // empty, "." or "..": skuID refuses it.
 type dotSKU struct{}
 
-// dotSKURequest returns r for the mux with "_" standing for its SKU segment when r's
+// dotSKURequest returns r for the mux with "!" standing for its SKU segment when r's
 // path is /v1/skus/{sku}[/...] with an empty, "." or ".." SKU id and is otherwise
 // canonical; the id itself is in the context (dotSKU).
 func dotSKURequest(r *http.Request) (*http.Request, bool) {
@@ -131,7 +132,7 @@ func dotSKURequest(r *http.Request) (*http.Request, bool) {
 		return nil, false
 	}
 	u := *r.URL
-	u.Path, u.RawPath = "/v1/skus/_", ""
+	u.Path, u.RawPath = "/v1/skus/!", "" // routes, and is no SKU id should a handler read it
 	if slash {
 		u.Path += "/" + tail
 	}
