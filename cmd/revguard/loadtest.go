@@ -160,13 +160,14 @@ func dropScenario(s *loadtest.Scenario) {
 
 // parse reads args into a checked configuration.
 func (lc *LoadtestCommand) parse(args []string) (loadtestConfig, error) {
+	// --drop sets defaults that the other flags override, wherever it stands: a first
+	// parse, into a configuration then dropped (the list flags append), finds it.
+	var probe loadtestConfig
+	pfs := lc.flagSet(&probe)
+	drop := pfs.Parse(args) == nil && pfs.Lookup("drop").Value.String() == "true"
 	var c loadtestConfig
 	fs := lc.flagSet(&c)
-	// --drop sets defaults that the other flags override, wherever it stands: parse
-	// once to find it, then again on its scenario.
-	if err := fs.Parse(args); err == nil && fs.Lookup("drop").Value.String() == "true" {
-		c = loadtestConfig{}
-		fs = lc.flagSet(&c)
+	if drop {
 		dropScenario(&c.scenario)
 	}
 	if err := fs.Parse(args); err != nil {
@@ -197,6 +198,10 @@ func (lc *LoadtestCommand) parse(args []string) (loadtestConfig, error) {
 		return c, usageErrorf("loadtest: --waiting-room needs --room-rate 1 to %d and a positive --room-pre-queue, and no --baseline", revguard.MaxAdmitPerSecond)
 	case c.baselineOnly && len(c.baselines) == 0:
 		return c, usageErrorf("loadtest: --baseline-only needs --baseline")
+	case c.pipeline < 0:
+		return c, usageErrorf("loadtest: --pipeline must be 0 or more")
+	case c.wait <= 0 || c.ledgerWait <= 0 || c.requestTimeout <= 0:
+		return c, usageErrorf("loadtest: --wait, --ledger-wait and --request-timeout must be positive")
 	}
 	if c.fakeVerifier != "" {
 		if err := loopbackAddr(c.fakeVerifier); err != nil {

@@ -163,6 +163,9 @@ func TestLoadtestUsage(t *testing.T) {
 		{"ErrBaselineOnly", []string{"--baseline-only"}, "needs --baseline"},
 		{"ErrArgument", []string{"now"}, "unexpected argument"},
 		{"ErrFlag", []string{"--stonks"}, "flag provided but not defined"},
+		{"ErrPipeline", []string{"--pipeline", "-1"}, "--pipeline"},
+		{"ErrWait", []string{"--wait", "-1s"}, "must be positive"},
+		{"ErrRequestTimeout", []string{"--request-timeout", "0s"}, "must be positive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := runLoadtest(t, tc.args...)
@@ -184,6 +187,27 @@ func TestLoadtestUsage(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLoadtestParseOnce checks that each flag counts once, --drop or not: a list flag
+// (targets, baselines) given once is one entry.
+func TestLoadtestParseOnce(t *testing.T) {
+	for _, drop := range []bool{false, true} {
+		args := []string{"--target", "http://127.0.0.1:1", "--admin-token", "t", "--baseline", "redis", "--redis-url", "redis://127.0.0.1:1/0"}
+		if drop {
+			args = append([]string{"--drop"}, args...)
+		}
+		c, err := (&LoadtestCommand{}).parse(args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.targets) != 1 || len(c.baselines) != 1 {
+			t.Errorf("drop %v: targets %v, baselines %v; want one of each", drop, c.targets, c.baselines)
+		}
+		if drop != (c.scenario.Customers == 1_000_000) {
+			t.Errorf("drop %v: %d customers", drop, c.scenario.Customers)
+		}
+	}
 }
 
 func TestLoadtestBaselines(t *testing.T) {
