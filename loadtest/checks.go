@@ -2,6 +2,8 @@ package loadtest
 
 import (
 	"fmt"
+	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -27,6 +29,7 @@ const (
 	CheckLedger   = "ledger"
 	CheckCounts   = "sku-counts"
 	CheckAnswers  = "api-answers"
+	CheckHumans   = "humans-served"
 )
 
 var checkTitles = map[string]string{
@@ -37,6 +40,7 @@ var checkTitles = map[string]string{
 	CheckLedger:   "the ledger equals the acknowledged reservations, each once, in its final status",
 	CheckCounts:   "GET /v1/skus/{sku} counts consistent with the acknowledged changes",
 	CheckAnswers:  "answers follow the API: no 500, no malformed answer, no contradiction",
+	CheckHumans:   "every human's attempt ends by the sale's rules (a hold, sold out, over the limit), not refused by the bot check, a rate limit or an outage",
 }
 
 func pass(name, format string, args ...any) Check {
@@ -289,6 +293,40 @@ func (an *analysis) checkBots() Check {
 
 // checkAnswers: no 500, no malformed answer, no answer contradicting what the customer
 // knows (e.g. a confirm of one's own hold answered 404 or hold_released).
+// checkHumans: every human customer's reservation attempt that was answered ended by
+// the sale's rules: a hold, sold_out, limit_exceeded or sale_not_open. A human refused
+// otherwise (the bot check, a rate limit or a 503 still there after the retries) is a
+// sale the deployment did not serve, whatever the other checks say: a sale in which
+// every buyer is refused sells nothing and oversells nothing. Attempts whose outcome
+// is unknown are the other checks' business.
+func (an *analysis) checkHumans() Check {
+	var humans, refused int64
+	why := map[string]int64{}
+	for _, a := range an.attempts {
+		if a.cust.bot || a.unresolved || a.status == 0 {
+			continue
+		}
+		humans++
+		switch revguard.Code(a.code) {
+		case revguard.CodeSoldOut, revguard.CodeLimitExceeded, revguard.CodeSaleNotOpen:
+		default:
+			if a.status != http.StatusCreated {
+				refused++
+				why[fmt.Sprintf("%d %s", a.status, a.code)]++
+			}
+		}
+	}
+	if refused > 0 {
+		keys := slices.Sorted(maps.Keys(why))
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = fmt.Sprintf("%d × %s", why[k], k)
+		}
+		return fail(CheckHumans, "%d of %d human attempts refused outside the sale's rules: %s", refused, humans, strings.Join(parts, ", "))
+	}
+	return pass(CheckHumans, "%d human attempts, each a hold or a refusal by the sale's rules", humans)
+}
+
 func (an *analysis) checkAnswers(outcomes []Outcome) Check {
 	var internal, malformed int64
 	for _, o := range outcomes {

@@ -298,3 +298,26 @@ func ExampleScenario_Attempts() {
 	fmt.Println(s.Attempts()) // 2 + 2 + 1 reaches 5, then one more beyond the limit
 	// Output: 4
 }
+
+func TestCheckHumans(t *testing.T) {
+	human, bot := cust("h"), &customer{id: "b", bot: true}
+	for _, tc := range []struct {
+		name     string
+		attempts []*attempt
+		ok       bool
+	}{
+		{"OK", []*attempt{{cust: human, status: 201}, {cust: human, status: 409, code: "sold_out"},
+			{cust: human, status: 409, code: "limit_exceeded"}, {cust: bot, status: 403, code: "bot_check_failed"}}, true},
+		{"OKUnknownOutcome", []*attempt{{cust: human, unresolved: true}, {cust: human}}, true},
+		{"ErrBotCheckUnavailable", []*attempt{{cust: human, status: 503, code: "bot_check_unavailable"}}, false},
+		{"ErrBotCheckFailed", []*attempt{{cust: human, status: 201}, {cust: human, status: 403, code: "bot_check_failed"}}, false},
+		{"ErrRateLimited", []*attempt{{cust: human, status: 429, code: "rate_limited"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := newAnalysis(scenario(10, 1), nil, tc.attempts).checkHumans()
+			if got.OK != tc.ok {
+				t.Errorf("checkHumans() = %+v, want OK %v", got, tc.ok)
+			}
+		})
+	}
+}

@@ -190,7 +190,7 @@ func (sl *sale) finish(ctx context.Context, rep *Report) {
 	}
 	rep.Sale = summarizeSale(an, at, sl.ledger)
 	rep.Checks = []Check{an.checkOversell(), an.checkDemand(), an.checkLimit(), an.checkBots(),
-		ledger, counts, an.checkAnswers(rep.Outcomes)}
+		ledger, counts, an.checkAnswers(rep.Outcomes), an.checkHumans()}
 }
 
 // soldOutSplit parts the sale's reserves answers (n in total, over secs) at the first

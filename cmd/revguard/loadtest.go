@@ -328,8 +328,11 @@ func (lc *LoadtestCommand) sale(ctx context.Context, c loadtestConfig, progress 
 		}
 		defer stop()
 		tokens = v
-		fmt.Fprintf(lc.Stderr, "loadtest: fake verifier on %s; start the target with:\n  revguard serve --turnstile-url http://%s%s --turnstile-secret %s\n",
-			c.fakeVerifier, c.fakeVerifier, turnstiletest.Path, v.Secret)
+		// The whole command for the first target: its address, the admin token given
+		// here, and no per-IP limit (the whole crowd comes from this one address).
+		addr := strings.TrimPrefix(strings.TrimPrefix(c.targets[0], "http://"), "https://")
+		fmt.Fprintf(lc.Stderr, "loadtest: fake verifier on %s; start the target with:\n  revguard serve --addr %s --admin-token %s --rate-limit-ip off --turnstile-url http://%s%s --turnstile-secret %s\n",
+			c.fakeVerifier, addr, c.adminToken, c.fakeVerifier, turnstiletest.Path, v.Secret)
 	case c.token != "":
 		tokens = fixedToken(c.token)
 		if !c.botsSet {

@@ -117,7 +117,7 @@ func TestLoadtestTargetFakeVerifier(t *testing.T) {
 	if !strings.Contains(stderr, want) {
 		t.Errorf("stderr lacks the serve flags %q:\n%s", want, stderr)
 	}
-	for _, s := range []string{"(target)", "PASS: all 7 checks", "403 bot_check_failed", "PASS  no-bot-admitted"} {
+	for _, s := range []string{"(target)", "PASS: all 8 checks", "403 bot_check_failed", "PASS  no-bot-admitted", "PASS  humans-served"} {
 		if !strings.Contains(stdout, s) {
 			t.Errorf("report lacks %q:\n%s", s, stdout)
 		}
@@ -139,6 +139,24 @@ func TestLoadtestErrBotCheckOff(t *testing.T) {
 	}
 	if strings.Count(stdout, "FAIL: check") != 1 {
 		t.Errorf("want only the bot check to fail:\n%s", stdout)
+	}
+}
+
+// TestLoadtestErrHumansRefused: against a server whose bot-check verifier does not
+// answer, every buyer is refused (503 bot_check_unavailable), nothing is sold and so
+// nothing oversold; the load test must fail all the same, naming the check.
+func TestLoadtestErrHumansRefused(t *testing.T) {
+	srv := MustStartTarget(t, func(c *Config) {
+		c.TurnstileURL = "http://" + freeLoopbackAddr(t) + turnstiletest.Path // nobody listens
+		c.TurnstileSecret = turnstiletest.DefaultSecret
+	})
+	stdout, stderr, err := runLoadtest(t, append(smallSale, "--target", srv.URL(), "--stock", "1000",
+		"--admin-token", "loadtest-admin-token", "--turnstile-token", "anything", "--bots", "0")...)
+	if err == nil || !strings.Contains(err.Error(), "humans-served") || exitCode(err) != exitError {
+		t.Fatalf("err = %v (exit %d), want a failure naming humans-served with exit 1\n%s\n%s", err, exitCode(err), stdout, stderr)
+	}
+	if !strings.Contains(stdout, "bot_check_unavailable") {
+		t.Errorf("the report does not say why:\n%s", stdout)
 	}
 }
 
