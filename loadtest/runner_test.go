@@ -84,7 +84,7 @@ func TestRunner(t *testing.T) {
 				t.Errorf("check %s skipped: %s", c.Name, c.Detail)
 			}
 		}
-		if !strings.Contains(text, "PASS: all 7 checks") {
+		if !strings.Contains(text, "PASS: all 8 checks") {
 			t.Errorf("text report lacks the verdict:\n%s", text)
 		}
 		so := rep.SoldOut
@@ -97,7 +97,7 @@ func TestRunner(t *testing.T) {
 			t.Fatal(err)
 		}
 		var back loadtest.Report
-		if err := json.Unmarshal(b.Bytes(), &back); err != nil || len(back.Checks) != 7 || back.Sale != sa {
+		if err := json.Unmarshal(b.Bytes(), &back); err != nil || len(back.Checks) != 8 || back.Sale != sa {
 			t.Errorf("JSON report does not round-trip: %v", err)
 		}
 	})

@@ -235,7 +235,7 @@ func TestFleet(t *testing.T) {
 		}
 		stdout, stderr, err := runLoadtest(t, append(smallSale, "--target", strings.Join(targets, ","),
 			"--admin-token", testAdminToken, "--fake-verifier", f.verifierAddr)...)
-		if err != nil || !strings.Contains(stdout, "PASS: all 7 checks") {
+		if err != nil || !strings.Contains(stdout, "PASS: all 8 checks") {
 			t.Fatalf("loadtest against three nodes: %v\n%s\n%s", err, stdout, stderr)
 		}
 	})

@@ -45,7 +45,7 @@ func TestLoadtestEmbedded(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 		t.Fatalf("--json output does not decode: %v\n%s", err, stdout)
 	}
-	if rep.Mode != "embedded" || len(rep.Checks) != 7 || rep.Err() != nil {
+	if rep.Mode != "embedded" || len(rep.Checks) != 8 || rep.Err() != nil {
 		t.Errorf("mode %q, checks %+v", rep.Mode, rep.Checks)
 	}
 	sa := rep.Sale
