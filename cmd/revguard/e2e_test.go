@@ -159,6 +159,13 @@ func testServeSmoke(t *testing.T, m mode) {
 			t.Errorf("/metrics lacks %s", name)
 		}
 	}
+	if m != embeddedMode {
+		for _, name := range []string{"revguard_journal_", "revguard_skus", "revguard_holds"} {
+			if strings.Contains(string(metrics.Body), "\n"+name) {
+				t.Errorf("a distributed node's /metrics has the embedded mode's %s…", name)
+			}
+		}
+	}
 
 	// Log out: the token is refused at once.
 	c.must(t, http.StatusNoContent, nil, "DELETE", "/v1/sessions/current", token, nil)

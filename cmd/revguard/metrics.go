@@ -20,7 +20,8 @@ type serverMetrics struct {
 	fsync       prometheus.Histogram
 }
 
-// newServerMetrics registers the Go runtime, process and journal collectors on reg.
+// newServerMetrics registers the Go runtime and process collectors on reg; the
+// journal's histograms are registered with the embedded stores (registerStores).
 func newServerMetrics(reg *prometheus.Registry) *serverMetrics {
 	m := &serverMetrics{
 		reg: reg,
@@ -43,7 +44,6 @@ func newServerMetrics(reg *prometheus.Registry) *serverMetrics {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.batchEvents, m.batchBytes, m.fsync,
 	)
 	return m
 }
@@ -56,9 +56,11 @@ func (m *serverMetrics) observeFlush(events, bytes int, fsync time.Duration) {
 	m.fsync.Observe(fsync.Seconds())
 }
 
-// registerStores registers the gauges that read the opened stores of s at scrape time.
+// registerStores registers the embedded mode's metrics: the journal's histograms, and
+// the gauges that read the opened stores of s at scrape time.
 func (m *serverMetrics) registerStores(s *Main) {
 	m.reg.MustRegister(
+		m.batchEvents, m.batchBytes, m.fsync,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "revguard_ledger_lag_events",
 			Help: "Durable journal events not yet applied to the ledger.",
