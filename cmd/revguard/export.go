@@ -81,8 +81,8 @@ Flags:
   --postgres-url url, --postgres-schema name
       distributed mode: read the PostgreSQL ledger of the fleet started with these
       (env REVGUARD_POSTGRES_URL, REVGUARD_POSTGRES_SCHEMA; default schema revguard)
-      instead of --data-dir; --redis-url (REVGUARD_REDIS_URL) may be given and is not
-      needed
+      instead of --data-dir (not both on the command line); --redis-url
+      (REVGUARD_REDIS_URL) may be given and is not needed
 `
 }
 
@@ -309,13 +309,16 @@ func csvTime(t time.Time) string {
 }
 
 // storeFlags are the store settings that export and verify share with serve.
-type storeFlags struct{ redisURL, postgresURL, namespace, schema string }
+type storeFlags struct {
+	redisURL, postgresURL, namespace, schema string
+	fs                                       *flag.FlagSet // to tell a --data-dir given on the command line
+}
 
 // bindStoreFlags registers --data-dir, --redis-url, --postgres-url, --redis-namespace
 // and --postgres-schema on fs, with their REVGUARD_* variables as defaults (the flag
 // wins), as serve does.
 func bindStoreFlags(fs *flag.FlagSet, dataDir *string, getenv func(string) string) *storeFlags {
-	s := &storeFlags{}
+	s := &storeFlags{fs: fs}
 	env := func(k, def string) string {
 		if getenv != nil {
 			if v := getenv(k); v != "" {
@@ -341,8 +344,14 @@ func (s *storeFlags) check(cmd string, needRedis bool) error {
 	if !s.distributed() {
 		return nil
 	}
+	dataDirFlag := false
+	s.fs.Visit(func(f *flag.Flag) { dataDirFlag = dataDirFlag || f.Name == "data-dir" })
 	var err error
 	switch {
+	case dataDirFlag:
+		// An explicit --data-dir against a fleet's URL (a REVGUARD_ variable left set,
+		// say): which stores were meant is not for the command to guess.
+		err = errors.New("--data-dir names the embedded mode's stores, and --redis-url or --postgres-url (or REVGUARD_REDIS_URL, REVGUARD_POSTGRES_URL) a fleet's: give one")
 	case s.postgresURL == "":
 		err = errors.New("distributed mode needs --postgres-url (REVGUARD_POSTGRES_URL): the ledger lives in PostgreSQL")
 	case needRedis && s.redisURL == "":

@@ -180,6 +180,7 @@ func TestExport(t *testing.T) {
 		for _, args := range [][]string{
 			{"--format", "xml"}, {"--sku", "bad sku!"}, {"--since", "yesterday"}, {"--nope"}, {"extra"},
 			{"--redis-url", "redis://127.0.0.1:6379/0"}, {"--postgres-url", "postgres://127.0.0.1/x", "--postgres-schema", "a-b"},
+			{"--data-dir", dir, "--postgres-url", "postgres://127.0.0.1/x"}, // which stores?
 		} {
 			_, _, err := runExport(t, dir, false, args...)
 			if _, ok := errors.AsType[*usageError](err); !ok {

@@ -65,11 +65,12 @@ Flags:
       how long to wait for the ledger to catch up with the engine; default: 10s
   --retention duration
       the server's --retention: a reservation final for longer has left the engine's
-      memory and is in the ledger only; default: 25h
+      memory and is in the ledger only; at least 24h; default: 25h
   --redis-url, --postgres-url url; --redis-namespace, --postgres-schema name
       distributed mode (env REVGUARD_REDIS_URL, REVGUARD_POSTGRES_URL,
       REVGUARD_REDIS_NAMESPACE, REVGUARD_POSTGRES_SCHEMA): compare the fleet's engine
-      state in Redis with its PostgreSQL ledger instead of --data-dir
+      state in Redis with its PostgreSQL ledger instead of --data-dir (not both on
+      the command line)
 `
 }
 
@@ -94,6 +95,9 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 	}
 	if wait < 0 {
 		return usageErrorf("verify: --wait must not be negative")
+	}
+	if retention < revguard.MinRetention {
+		return usageErrorf("verify: --retention must be at least %v, as the server's", revguard.MinRetention)
 	}
 	if stores.distributed() {
 		return c.runDistributed(ctx, stores, wait) // verify_distributed.go

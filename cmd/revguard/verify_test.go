@@ -203,7 +203,9 @@ func TestVerify(t *testing.T) {
 	})
 
 	t.Run("ErrUsage", func(t *testing.T) {
-		for _, args := range [][]string{{"--wait", "soon"}, {"--wait", "-1s"}, {"--nope"}, {"x"}, {"--redis-url", "redis://127.0.0.1:6379/0"}} {
+		for _, args := range [][]string{{"--wait", "soon"}, {"--wait", "-1s"}, {"--nope"}, {"x"}, {"--redis-url", "redis://127.0.0.1:6379/0"},
+			{"--retention", "1s"}, {"--retention", "-2h"}, // the server takes at least 24h
+			{"--data-dir", "d", "--redis-url", "redis://127.0.0.1:6379/0", "--postgres-url", "postgres://127.0.0.1/x"}} {
 			_, _, err := runVerify(t, t.TempDir(), args...)
 			if _, ok := errors.AsType[*usageError](err); !ok {
 				t.Errorf("verify %q: %v, want a usage error", args, err)
