@@ -73,6 +73,11 @@ type DB struct {
 	// Logger receives migration notices. Defaults to slog.Default().
 	Logger *slog.Logger
 
+	// ReadOnly opens an existing ledger without writing anything: no schema is
+	// created, no migration applied, no cursor key stored (export and verify). Open
+	// fails when the schema holds no ledger.
+	ReadOnly bool
+
 	pool      *pgxpool.Pool
 	cursorKey []byte // HMAC key of page cursors, from ledger_meta
 }
@@ -138,10 +143,30 @@ func (db *DB) Open(ctx context.Context) (err error) {
 			db.Close()
 		}
 	}()
+	if db.ReadOnly {
+		return db.readExisting(ctx)
+	}
 	if err := db.migrate(ctx, cc); err != nil {
 		return err
 	}
 	return db.readCursorKey(ctx)
+}
+
+// readExisting reads the cursor key of a ledger that must exist already (ReadOnly).
+func (db *DB) readExisting(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, db.Timeout)
+	defer cancel()
+	err := db.pool.QueryRow(ctx, `SELECT cursor_key FROM ledger_meta WHERE id = 1`).Scan(&db.cursorKey)
+	if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == "42P01" { // undefined_table
+		return fmt.Errorf("postgres: no ledger in schema %s (is the schema right?)", db.Schema)
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // a ledger no node has opened to the end: nothing in it
+	}
+	if err != nil {
+		return db.formatError(ctx, "read cursor key", err)
+	}
+	return nil
 }
 
 // lockKey returns the advisory lock that serialises the migrations of one schema: a

@@ -391,3 +391,31 @@ func (p *proxy) closeAll() {
 	}
 	p.conns = nil
 }
+
+// TestDB_OpenReadOnly checks the read-only Open of export and verify: a schema that
+// holds no ledger is an error and is not created; an existing ledger opens and reads.
+func TestDB_OpenReadOnly(t *testing.T) {
+	ctx := t.Context()
+	schema := MustCreateSchema(t) // dropped at the end, should the Open create it anyway
+	ro := NewDB(t, schema)
+	ro.ReadOnly = true
+	if err := ro.Open(ctx); err == nil || !strings.Contains(err.Error(), "no ledger") {
+		t.Fatalf("read-only Open of an empty schema: %v", err)
+	}
+	conn := MustConnect(t, schema)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1`, schema).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the read-only Open created schema %s: %d, %v", schema, n, err)
+	}
+
+	MustOpenDBIn(t, schema) // a node's Open: the ledger
+	ro = NewDB(t, schema)
+	ro.ReadOnly = true
+	if err := ro.Open(ctx); err != nil {
+		t.Fatalf("read-only Open of a ledger: %v", err)
+	}
+	defer ro.Close()
+	if _, err := postgres.NewLedger(ro).FindReservation(ctx, "nope"); revguard.ErrorCode(err) != revguard.CodeReservationNotFound {
+		t.Fatalf("a read of the read-only ledger: %v", err)
+	}
+}

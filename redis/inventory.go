@@ -59,6 +59,11 @@ type Inventory struct {
 	// old reservations); default 250ms, so that a hold comes back well within a
 	// second of its deadline.
 	SweepInterval time.Duration
+	// ReadOnly opens a namespace a deployment has opened already, to read it (export,
+	// verify): Open stores nothing, starts no sweeper and takes the namespace's Shards,
+	// and it fails when no Inventory has opened the namespace (a mistyped one).
+	// Changes fail.
+	ReadOnly bool
 
 	client goredis.UniversalClient
 	sc     *scripts
@@ -116,7 +121,16 @@ func (inv *Inventory) Open(ctx context.Context) (err error) {
 	case inv.Retention < 0 || inv.SweepInterval < 0:
 		return errors.New("redis: open inventory: negative retention or sweep interval")
 	}
-	if err := checkMeta(ctx, inv.client, inv.Namespace, inv.Shards); err != nil {
+	if inv.ReadOnly {
+		n, err := readShards(ctx, inv.client, inv.Namespace)
+		switch {
+		case err != nil:
+			return err
+		case n == 0:
+			return fmt.Errorf("redis: no deployment in namespace %q (is the namespace right?)", inv.Namespace)
+		}
+		inv.Shards = n // the deployment's, whatever this one was given
+	} else if err := checkMeta(ctx, inv.client, inv.Namespace, inv.Shards); err != nil {
 		return err
 	}
 	sc := loadScripts()
@@ -129,6 +143,9 @@ func (inv *Inventory) Open(ctx context.Context) (err error) {
 	inv.tags = make([]string, inv.Shards)
 	for i := range inv.tags {
 		inv.tags[i] = tagOf(inv.Namespace, i)
+	}
+	if inv.ReadOnly {
+		return nil
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	inv.cancel = cancel
@@ -186,7 +203,7 @@ func (inv *Inventory) Close() error {
 
 // writable fails unless changes are allowed.
 func (inv *Inventory) writable(ctx context.Context) error {
-	if inv.state.Load() != stateOpen || inv.sc == nil {
+	if inv.state.Load() != stateOpen || inv.sc == nil || inv.ReadOnly {
 		return revguard.Errorf(revguard.CodeUnavailable, "the inventory is not open")
 	}
 	return ctx.Err()

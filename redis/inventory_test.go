@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,5 +112,37 @@ func TestClaimIdempotent(t *testing.T) {
 	}
 	if _, _, bound, err := inv.ClaimIdempotent(ctx, "c", "x:flight"); err != nil || !bound {
 		t.Fatalf("claim of the bound x:flight: bound %v, %v; want bound", bound, err)
+	}
+}
+
+// TestInventory_ReadOnly checks the read-only Open of export and verify: a namespace
+// no deployment has opened is an error and stays empty; an opened one is read with
+// its own shard count, and refuses changes.
+func TestInventory_ReadOnly(t *testing.T) {
+	ctx := t.Context()
+	c := MustDial(t, redisURL(t))
+	ns := newNamespace(t, c)
+	ro := redis.NewInventory(c)
+	ro.Namespace, ro.ReadOnly = ns, true
+	if err := ro.Open(ctx); err == nil || !strings.Contains(err.Error(), "no deployment") {
+		t.Fatalf("read-only Open of an unused namespace: %v", err)
+	}
+	if n, err := c.Exists(ctx, ns+":meta").Result(); err != nil || n != 0 {
+		t.Fatalf("the read-only Open stored the namespace's settings: %d, %v", n, err)
+	}
+
+	rw := MustOpenInventory(t, c, ns, func(inv *redis.Inventory) { inv.Shards = 4 })
+	if _, _, err := rw.PutSKU(ctx, "s", revguard.SKUUpdate{Stock: 5, PerCustomerLimit: 1, HoldSeconds: 60}); err != nil {
+		t.Fatal(err)
+	}
+	ro = MustOpenInventory(t, c, ns, func(inv *redis.Inventory) { inv.ReadOnly = true })
+	if ro.Shards != 4 {
+		t.Errorf("read-only Open: %d shards, want the namespace's 4", ro.Shards)
+	}
+	if sku, err := ro.FindSKU(ctx, "s"); err != nil || sku.Stock != 5 {
+		t.Errorf("read-only FindSKU: %+v, %v", sku, err)
+	}
+	if _, _, err := ro.Reserve(ctx, revguard.ReserveRequest{SKU: "s", CustomerID: "c", Quantity: 1}); err == nil {
+		t.Error("a read-only inventory reserved")
 	}
 }

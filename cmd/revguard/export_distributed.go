@@ -8,11 +8,12 @@ import (
 	"github.com/revenueguard/revguard/postgres"
 )
 
-// openPostgresLedger opens the PostgreSQL ledger of a fleet, quietly, as a node does
-// (Open migrates an older schema under the advisory lock; it never drops anything).
+// openPostgresLedger opens the PostgreSQL ledger of a fleet, read-only: it writes
+// nothing, and fails when the schema holds no ledger (a mistyped --postgres-schema).
 func openPostgresLedger(ctx context.Context, s *storeFlags) (*postgres.DB, error) {
 	db := postgres.NewDB(s.postgresURL)
 	db.Schema = s.schema
+	db.ReadOnly = true
 	db.Logger = slog.New(slog.DiscardHandler)
 	if err := db.Open(ctx); err != nil {
 		return nil, fmt.Errorf("open the PostgreSQL ledger: %w", err)

@@ -157,11 +157,11 @@ func openRoomLogs(ctx context.Context, o exportOptions) (read func(fn func(revgu
 	inv := redis.NewInventory(client)
 	inv.Namespace = o.stores.namespace
 	inv.Logger = slog.New(slog.DiscardHandler)
+	inv.ReadOnly = true // no sweeper, nothing stored
 	if err := inv.Open(ctx); err != nil {
 		client.Close()
 		return nil, nil, fmt.Errorf("open the Redis inventory: %w", err)
 	}
-	inv.Close() // reads only: no sweeper
 	db, err := openPostgresLedger(ctx, o.stores)
 	if err != nil {
 		client.Close()

@@ -35,12 +35,13 @@ func (c *VerifyCommand) runDistributed(ctx context.Context, s *storeFlags, wait 
 	inv := redis.NewInventory(client)
 	inv.Namespace = s.namespace
 	inv.Logger = slog.New(slog.DiscardHandler)
+	// Read-only: no sweeper (expiring due holds is the fleet's job), nothing stored,
+	// and a namespace no fleet has opened is an error, not a new one.
+	inv.ReadOnly = true
 	if err := inv.Open(ctx); err != nil {
 		return fmt.Errorf("verify: open the Redis inventory: %w", err)
 	}
-	// Closed at once: that stops its sweeper before its first sweep, so that verify
-	// changes nothing (expiring due holds is the fleet's job), and reads still work.
-	inv.Close()
+	defer inv.Close()
 	db, err := openPostgresLedger(ctx, s)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)

@@ -138,6 +138,34 @@ func TestVerify_Distributed(t *testing.T) {
 			t.Fatalf("verify after a node started: %v\n%s%s", err, out, errOut)
 		}
 	})
+	t.Run("ErrNoSuchStores", func(t *testing.T) {
+		// A namespace or schema no fleet has opened (mistyped) is an error, and neither
+		// command creates it: they write nothing.
+		fresh := mustFleetStores(t) // its namespace and schema are empty: no node opened them
+		_, _, err := runFleetVerify(t, fresh)
+		if err == nil || !strings.Contains(err.Error(), "no deployment") {
+			t.Errorf("verify of an unopened namespace: %v", err)
+		}
+		var out bytes.Buffer
+		err = (&ExportCommand{Getenv: envMap(nil), Stdout: &out, Stderr: &out}).Run(t.Context(),
+			[]string{"--postgres-url", fresh.postgresURL, "--postgres-schema", fresh.schema})
+		if err == nil || !strings.Contains(err.Error(), "no ledger") {
+			t.Errorf("export of an unopened schema: %v", err)
+		}
+		conn := connectLedger(t, fresh)
+		var n int
+		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1`, fresh.schema).Scan(&n); err != nil || n != 0 {
+			t.Errorf("schema %s created by verify or export: %d, %v", fresh.schema, n, err)
+		}
+		c, err := redis.Dial(t.Context(), fresh.redisURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if n, err := c.Exists(t.Context(), fresh.namespace+":meta").Result(); err != nil || n != 0 {
+			t.Errorf("namespace %s opened by verify: %d, %v", fresh.namespace, n, err)
+		}
+	})
 	t.Run("ErrUsage", func(t *testing.T) {
 		for _, args := range [][]string{
 			{"--redis-url", "redis://127.0.0.1:6379/0"},
