@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -231,6 +232,25 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	case len(cfg.AdminToken) < minAdminTokenLen:
 		log.Warn("the admin token is short and may be guessed; use at least 32 random characters",
 			"length", len(cfg.AdminToken))
+	}
+	// The addresses first: a port in use or an address not of this machine is told
+	// before the stores are opened (a new data dir made, a recovery run). They are
+	// bound again once the server is ready, so that nothing connects meanwhile.
+	for _, addr := range []string{cfg.Addr, cfg.DebugAddr} {
+		if addr == "" {
+			continue
+		}
+		var lc net.ListenConfig
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if _, dns := errors.AsType[*net.DNSError](err); dns || errors.Is(err, syscall.EADDRNOTAVAIL) {
+			// A host that does not resolve, or no address of this machine: a mistake
+			// in the configuration, not a failure.
+			return usageErrorf("serve: listen on %s: %v", addr, err)
+		}
+		if err != nil {
+			return fmt.Errorf("serve: listen on %s: %w", addr, err)
+		}
+		ln.Close()
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel

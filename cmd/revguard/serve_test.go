@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -274,14 +275,30 @@ func TestMain_OpenErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ln.Close()
-		dir := t.TempDir()
-		m := newTestMain(dir)
-		m.Config.Addr = ln.Addr().String()
-		if err := m.Open(t.Context()); err == nil || !strings.Contains(err.Error(), "listen") {
-			t.Fatalf("Open on a used port = %v, want a listen error", err)
+		dir := filepath.Join(t.TempDir(), "new")
+		for _, debug := range []bool{false, true} {
+			m := newTestMain(dir)
+			if debug {
+				m.Config.DebugAddr = ln.Addr().String()
+			} else {
+				m.Config.Addr = ln.Addr().String()
+			}
+			if err := m.Open(t.Context()); err == nil || !strings.Contains(err.Error(), "listen") {
+				t.Fatalf("Open on a used port (debug %v) = %v, want a listen error", debug, err)
+			}
+			// Told before the stores are opened: no data dir made.
+			if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("a failed Open (debug %v) made the data dir: %v", debug, err)
+			}
 		}
-		// The failed Open closed the stores: the data dir opens again.
-		m = newTestMain(dir)
+		for _, addr := range []string{"192.0.2.1:1"} { // not this machine's (no lookup: no traffic)
+			m := newTestMain(dir)
+			m.Config.Addr = addr
+			if err := m.Open(t.Context()); exitCode(err) != exitUsage {
+				t.Errorf("Open on %s = %v (exit %d), want a usage error", addr, err, exitCode(err))
+			}
+		}
+		m := newTestMain(dir)
 		if err := m.Open(t.Context()); err != nil {
 			t.Fatalf("Open after a failed Open: %v", err)
 		}
