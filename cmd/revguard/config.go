@@ -160,6 +160,14 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--postgres-url (REVGUARD_POSTGRES_URL): %w", err)
 		}
 	}
+	// The distributed mode's settings are checked in the embedded mode too, as the
+	// embedded mode's are in the distributed: a bad value is a mistake either way.
+	if err := validateNames(c.RedisNamespace, c.PostgresSchema); err != nil {
+		return err
+	}
+	if c.OutboxMinIdle < time.Second {
+		return errors.New("--outbox-min-idle (REVGUARD_OUTBOX_MIN_IDLE) must be at least 1s")
+	}
 	if c.Distributed() {
 		return c.validateDistributed()
 	}
@@ -175,12 +183,6 @@ func (c *Config) validateDistributed() error {
 	case c.RedisURL == "" && c.PostgresURL != "":
 		return errors.New("distributed mode needs --redis-url (REVGUARD_REDIS_URL) too: " +
 			"--postgres-url (REVGUARD_POSTGRES_URL) is set, and the inventory lives in Redis")
-	}
-	if err := validateNames(c.RedisNamespace, c.PostgresSchema); err != nil {
-		return err
-	}
-	if c.OutboxMinIdle < time.Second {
-		return errors.New("--outbox-min-idle (REVGUARD_OUTBOX_MIN_IDLE) must be at least 1s")
 	}
 	return nil
 }

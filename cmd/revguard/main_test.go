@@ -276,6 +276,9 @@ func TestConfigValidate(t *testing.T) {
 		{"DistributedMinIdle", func(c *Config) {
 			c.RedisURL, c.PostgresURL, c.OutboxMinIdle = "redis://127.0.0.1:6379/0", "postgres://127.0.0.1/test", time.Millisecond
 		}, "--outbox-min-idle"},
+		// A bad value of the other mode's setting is a mistake too.
+		{"EmbeddedBadNamespace", func(c *Config) { c.RedisNamespace = "bad ns" }, "--redis-namespace"},
+		{"EmbeddedMinIdle", func(c *Config) { c.OutboxMinIdle = -5 * time.Second }, "--outbox-min-idle"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := DefaultConfig()
