@@ -381,7 +381,7 @@ func writeOptions(w io.Writer, opts []option) {
 		if def == "" {
 			def = o.value.String()
 		}
-		fmt.Fprintf(w, "  --%s %s\n      %s\n      env %s; default: %s\n", o.name, o.arg, o.usage, o.env, def)
+		fmt.Fprintf(w, "  %s\n      %s\n      env %s; default: %s\n", strings.TrimSpace("--"+o.name+" "+o.arg), o.usage, o.env, def)
 	}
 }
 
@@ -398,9 +398,7 @@ func parseServeConfig(args []string, getenv func(string) string) (Config, error)
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, err
 		}
-		// The flag package names flags with one dash; the help uses two.
-		msg := strings.NewReplacer("for flag -", "for flag --", "not defined: -", "not defined: --").Replace(err.Error())
-		return cfg, usageErrorf("serve: %s", msg)
+		return cfg, usageErrorf("serve: %s", flagError(err))
 	}
 	if fs.NArg() > 0 {
 		return cfg, usageErrorf("serve: unexpected argument %q", fs.Arg(0))

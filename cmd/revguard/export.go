@@ -375,14 +375,21 @@ func (s *storeFlags) check(cmd string, needRedis bool) error {
 	return nil
 }
 
+// flagDashes names the flags in the flag package's errors with two dashes, as the
+// help does (the package writes one).
+var flagDashes = strings.NewReplacer("for flag -", "for flag --", "not defined: -", "not defined: --",
+	"needs an argument: -", "needs an argument: --", "for -", "for --")
+
+// flagError is the text of a flag parsing error, with two-dash flag names.
+func flagError(err error) string { return flagDashes.Replace(err.Error()) }
+
 // parseFlags parses args with fs, turning mistakes into usage errors.
 func parseFlags(fs *flag.FlagSet, cmd string, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		msg := strings.NewReplacer("for flag -", "for flag --", "not defined: -", "not defined: --").Replace(err.Error())
-		return usageErrorf("%s: %s", cmd, msg)
+		return usageErrorf("%s: %s", cmd, flagError(err))
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("%s: unexpected argument %q", cmd, fs.Arg(0))

@@ -174,7 +174,7 @@ func (lc *LoadtestCommand) parse(args []string) (loadtestConfig, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
 		}
-		return c, usageErrorf("loadtest: %v", err)
+		return c, usageErrorf("loadtest: %s", flagError(err))
 	}
 	if fs.NArg() > 0 {
 		return c, usageErrorf("loadtest: unexpected argument %q", fs.Arg(0))

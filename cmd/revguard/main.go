@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	cmd, ok := newCommand(name, getenv, stdout, stderr)
 	if !ok {
-		return usageErrorf("unknown command %q; run 'revguard help' for the list", name)
+		return usageErrorf("unknown command %q", name)
 	}
 	return cmd.Run(ctx, rest)
 }
@@ -109,9 +109,13 @@ func runHelp(args []string, getenv func(string) string, stdout io.Writer) error 
 		fmt.Fprint(stdout, mainUsage())
 		return flag.ErrHelp
 	}
+	if args[0] == "help" {
+		fmt.Fprint(stdout, mainUsage())
+		return flag.ErrHelp
+	}
 	cmd, ok := newCommand(args[0], getenv, io.Discard, io.Discard)
 	if !ok {
-		return usageErrorf("unknown command %q; run 'revguard help' for the list", args[0])
+		return usageErrorf("unknown command %q", args[0])
 	}
 	fmt.Fprint(stdout, cmd.Usage())
 	return flag.ErrHelp

@@ -230,7 +230,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	case cfg.AdminToken == "":
 		cfg.AdminToken = revguard.NewSessionToken()
 	case len(cfg.AdminToken) < minAdminTokenLen:
-		log.Warn("the admin token is short and may be guessed; use at least 32 random characters",
+		log.Warn("the admin token is shorter than 16 characters and may be guessed; use at least 32 random characters",
 			"length", len(cfg.AdminToken))
 	}
 	// The addresses first: a port in use or an address not of this machine is told

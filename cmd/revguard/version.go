@@ -28,7 +28,7 @@ func (c *VersionCommand) Run(_ context.Context, args []string) error {
 			fmt.Fprint(c.Stdout, c.Usage())
 			return err
 		}
-		return usageErrorf("version: %v", err)
+		return usageErrorf("version: %s", flagError(err))
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("version: unexpected argument %q", fs.Arg(0))
