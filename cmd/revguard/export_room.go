@@ -150,6 +150,7 @@ func openRoomLogs(ctx context.Context, o exportOptions) (read func(fn func(revgu
 		}
 		return read, func() { db.Close() }, nil
 	}
+	redis.SetLogger(slog.New(slog.DiscardHandler)) // the command says what failed, once
 	client, err := redis.Dial(ctx, o.stores.redisURL)
 	if err != nil {
 		return nil, nil, err

@@ -27,6 +27,7 @@ const purgeSlack = time.Minute
 // differs both times is reported. A reservation that Redis has purged (final for longer
 // than the retention) is in the ledger only, and is not compared.
 func (c *VerifyCommand) runDistributed(ctx context.Context, s *storeFlags, wait time.Duration) error {
+	redis.SetLogger(slog.New(slog.DiscardHandler)) // the command says what failed, once
 	client, err := redis.Dial(ctx, s.redisURL)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
