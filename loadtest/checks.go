@@ -295,11 +295,26 @@ func (an *analysis) checkBots() Check {
 // knows (e.g. a confirm of one's own hold answered 404 or hold_released).
 // checkHumans: every human customer's reservation attempt that was answered ended by
 // the sale's rules: a hold, sold_out, limit_exceeded or sale_not_open. A human refused
-// otherwise (the bot check, a rate limit or a 503 still there after the retries) is a
-// sale the deployment did not serve, whatever the other checks say: a sale in which
-// every buyer is refused sells nothing and oversells nothing. Attempts whose outcome
-// is unknown are the other checks' business.
+// otherwise (the bot check, or a 503 still there after the retries) is a sale the
+// deployment did not serve, whatever the other checks say: a sale in which every buyer
+// is refused sells nothing and oversells nothing. A 429 counts only for a customer
+// who got no answer by the rules at all: one whose burst of attempts (--over-limit)
+// ran past the server's per-customer rate was served, then limited, as it should be.
+// Attempts whose outcome is unknown are the other checks' business.
 func (an *analysis) checkHumans() Check {
+	ruled := func(a *attempt) bool {
+		switch revguard.Code(a.code) {
+		case revguard.CodeSoldOut, revguard.CodeLimitExceeded, revguard.CodeSaleNotOpen:
+			return true
+		}
+		return a.status == http.StatusCreated
+	}
+	served := map[*customer]bool{}
+	for _, a := range an.attempts {
+		if ruled(a) {
+			served[a.cust] = true
+		}
+	}
 	var humans, refused int64
 	why := map[string]int64{}
 	for _, a := range an.attempts {
@@ -307,14 +322,11 @@ func (an *analysis) checkHumans() Check {
 			continue
 		}
 		humans++
-		switch revguard.Code(a.code) {
-		case revguard.CodeSoldOut, revguard.CodeLimitExceeded, revguard.CodeSaleNotOpen:
-		default:
-			if a.status != http.StatusCreated {
-				refused++
-				why[fmt.Sprintf("%d %s", a.status, a.code)]++
-			}
+		if ruled(a) || a.status == http.StatusTooManyRequests && served[a.cust] {
+			continue
 		}
+		refused++
+		why[fmt.Sprintf("%d %s", a.status, a.code)]++
 	}
 	if refused > 0 {
 		keys := slices.Sorted(maps.Keys(why))
@@ -327,6 +339,8 @@ func (an *analysis) checkHumans() Check {
 	return pass(CheckHumans, "%d human attempts, each a hold or a refusal by the sale's rules", humans)
 }
 
+// checkAnswers: no answer a client could not use: no 5xx but 503, nothing malformed,
+// no contradiction between the answers about a hold.
 func (an *analysis) checkAnswers(outcomes []Outcome) Check {
 	var internal, malformed int64
 	for _, o := range outcomes {

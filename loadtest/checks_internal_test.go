@@ -312,6 +312,9 @@ func TestCheckHumans(t *testing.T) {
 		{"ErrBotCheckUnavailable", []*attempt{{cust: human, status: 503, code: "bot_check_unavailable"}}, false},
 		{"ErrBotCheckFailed", []*attempt{{cust: human, status: 201}, {cust: human, status: 403, code: "bot_check_failed"}}, false},
 		{"ErrRateLimited", []*attempt{{cust: human, status: 429, code: "rate_limited"}}, false},
+		// A customer served, then limited for a burst past its rate: as it should be.
+		{"OKLimitedAfterServed", []*attempt{{cust: human, status: 409, code: "limit_exceeded"}, {cust: human, status: 429, code: "rate_limited"}}, true},
+		{"ErrUnavailableAfterServed", []*attempt{{cust: human, status: 201}, {cust: human, status: 503, code: "unavailable"}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := newAnalysis(scenario(10, 1), nil, tc.attempts).checkHumans()
