@@ -326,6 +326,7 @@ func (w *WaitingRoom) Join(ctx context.Context, sku, customerID string) (revguar
 	now := w.now()
 	r.mu.Lock()
 	var p *place
+	advanced := false
 	for p == nil {
 		if !r.enabled {
 			r.mu.Unlock()
@@ -342,9 +343,22 @@ func (w *WaitingRoom) Join(ctx context.Context, sku, customerID string) (revguar
 			return revguard.Place{}, false, revguard.Errorf(revguard.CodeSaleNotOpen,
 				"the waiting room opens at %s", opens.Add(-pre).UTC().Format(time.RFC3339Nano))
 		}
-		if closed {
+		if closed || r.soldOut && advanced {
 			r.mu.Unlock()
 			return revguard.Place{}, false, revguard.Errorf(revguard.CodeSoldOut, "sold out: the waiting room is closed")
+		}
+		if r.soldOut {
+			// Units came back since the last advance closed the room: advance it now,
+			// as the timer would within a tick (it reads the SKU again, under the
+			// room's advance lock, and records the reopening once), so that the place
+			// is not shown sold out; then look again.
+			r.mu.Unlock()
+			if err := w.Advance(ctx, sku); err != nil {
+				return revguard.Place{}, false, err
+			}
+			advanced = true
+			r.mu.Lock()
+			continue
 		}
 		preQueue := !r.drawn && r.drawing == nil && !opens.IsZero() && now.Before(opens)
 		if !preQueue && (r.drawing != nil || r.drawDue(opens, now)) {
@@ -364,15 +378,7 @@ func (w *WaitingRoom) Join(ctx context.Context, sku, customerID string) (revguar
 		}
 	}
 	r.places[customerID] = p
-	recs := []revguard.RoomRecord{{Type: revguard.RoomJoined, SKU: sku, Time: now, CustomerID: customerID, Ticket: p.ticket}}
-	if r.soldOut {
-		// Units came back since the last advance closed the room: it reopens now, as
-		// the next advance would, so that the place is not shown sold out. (Should the
-		// records fail, the next advance records the reopening.)
-		r.soldOut = false
-		recs = append([]revguard.RoomRecord{{Type: revguard.RoomReopened, SKU: sku, Time: now}}, recs...)
-	}
-	b := w.commit.enqueue(recs...)
+	b := w.commit.enqueue(revguard.RoomRecord{Type: revguard.RoomJoined, SKU: sku, Time: now, CustomerID: customerID, Ticket: p.ticket})
 	r.mu.Unlock()
 
 	if err := w.commit.wait(b); err != nil {
