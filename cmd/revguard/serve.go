@@ -235,22 +235,23 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	// The addresses first: a port in use or an address not of this machine is told
 	// before the stores are opened (a new data dir made, a recovery run). They are
-	// bound again once the server is ready, so that nothing connects meanwhile.
-	for _, addr := range []string{cfg.Addr, cfg.DebugAddr} {
-		if addr == "" {
+	// bound again once the server is ready, so that nothing connects meanwhile; all
+	// are held until each is tried, so that two flags on one port are told too.
+	for _, a := range []struct{ flag, addr string }{{"--addr", cfg.Addr}, {"--debug-addr", cfg.DebugAddr}} {
+		if a.addr == "" {
 			continue
 		}
 		var lc net.ListenConfig
-		ln, err := lc.Listen(ctx, "tcp", addr)
-		if _, dns := errors.AsType[*net.DNSError](err); dns || errors.Is(err, syscall.EADDRNOTAVAIL) {
-			// A host that does not resolve, or no address of this machine: a mistake
-			// in the configuration, not a failure.
-			return usageErrorf("serve: listen on %s: %v", addr, err)
+		ln, err := lc.Listen(ctx, "tcp", a.addr)
+		if dns, ok := errors.AsType[*net.DNSError](err); ok && dns.IsNotFound || errors.Is(err, syscall.EADDRNOTAVAIL) {
+			// A host that does not exist, or no address of this machine: a mistake in
+			// the configuration, not a failure.
+			return usageErrorf("serve: %s: listen on %s: %v", a.flag, a.addr, err)
 		}
 		if err != nil {
-			return fmt.Errorf("serve: listen on %s: %w", addr, err)
+			return fmt.Errorf("serve: %s: listen on %s: %w", a.flag, a.addr, err)
 		}
-		ln.Close()
+		defer ln.Close()
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel

@@ -296,9 +296,26 @@ func TestMain_OpenErrors(t *testing.T) {
 			m.Config.Addr = addr
 			if err := m.Open(t.Context()); exitCode(err) != exitUsage {
 				t.Errorf("Open on %s = %v (exit %d), want a usage error", addr, err, exitCode(err))
+				if err == nil {
+					m.Close() // a machine that binds any address (ip_nonlocal_bind)
+				}
 			}
 		}
-		m := newTestMain(dir)
+		m := newTestMain(dir) // --addr and --debug-addr on one port
+		free, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Config.Addr = free.Addr().String()
+		m.Config.DebugAddr = free.Addr().String()
+		free.Close()
+		if err := m.Open(t.Context()); err == nil || !strings.Contains(err.Error(), "--debug-addr") {
+			t.Errorf("Open with --addr and --debug-addr on one port = %v, want a listen error naming --debug-addr", err)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("a failed Open made the data dir: %v", err)
+		}
+		m = newTestMain(dir)
 		if err := m.Open(t.Context()); err != nil {
 			t.Fatalf("Open after a failed Open: %v", err)
 		}
