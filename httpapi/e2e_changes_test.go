@@ -563,18 +563,20 @@ func TestStreams_Head(t *testing.T) {
 // TestDashboardStream_LinkExpires checks that a stream opened with a dashboard link's
 // token ends when the token expires, and that one opened with the admin token goes on.
 func TestDashboardStream_LinkExpires(t *testing.T) {
-	e := mustOpenEnv(t, envOptions{changes: true})
-	link := e.api.DashboardToken(time.Now().Add(2 * time.Second))
+	e := mustOpenEnv(t, envOptions{changes: true, clock: true})
+	link := e.api.DashboardToken(e.clock.Now().Add(time.Minute))
 	_, linked := e.stream(t, "/v1/dashboard/stream", link, nil)
 	_, admin := e.stream(t, "/v1/dashboard/stream", e.admin, nil)
 	next(t, linked)
+	next(t, linked) // it goes on while the token is valid
+	e.clock.Advance(time.Minute)
 	deadline := time.After(10 * time.Second)
 	for ended := false; !ended; {
 		select {
 		case _, ok := <-linked:
 			ended = !ok
 		case <-deadline:
-			t.Fatal("the stream of a link's token goes on 8 s after the token expired")
+			t.Fatal("the stream of a link's token goes on 10 s after the token expired")
 		}
 	}
 	for len(admin) > 0 { // what the admin's stream sent meanwhile

@@ -129,6 +129,9 @@ func (db *DB) Open(ctx context.Context) (err error) {
 	// connects. On a read-only server (a standby, for export) there is none: only
 	// ApplyEvents needs it, and it could not write there anyway.
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		if db.ReadOnly {
+			return nil // no ApplyEvents, and a role that reads may not make tables
+		}
 		_, err := c.Exec(ctx, createStage)
 		if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == "25006" {
 			return nil
@@ -161,10 +164,18 @@ func (db *DB) readExisting(ctx context.Context) error {
 		return fmt.Errorf("postgres: no ledger in schema %s (is the schema right?)", db.Schema)
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil // a ledger no node has opened to the end: nothing in it
+		err = nil // a ledger no node has opened to the end: nothing in it
 	}
 	if err != nil {
 		return db.formatError(ctx, "read cursor key", err)
+	}
+	var version int64
+	if err := db.pool.QueryRow(ctx, `SELECT COALESCE(max(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&version); err != nil {
+		return db.formatError(ctx, "read the schema's version", err)
+	}
+	if version < SchemaVersion {
+		return fmt.Errorf("postgres: the ledger in schema %s is at version %d, this revguard reads version %d: start a node of this version first (it migrates)",
+			db.Schema, version, SchemaVersion)
 	}
 	return nil
 }

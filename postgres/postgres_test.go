@@ -418,4 +418,16 @@ func TestDB_OpenReadOnly(t *testing.T) {
 	if _, err := postgres.NewLedger(ro).FindReservation(ctx, "nope"); revguard.ErrorCode(err) != revguard.CodeReservationNotFound {
 		t.Fatalf("a read of the read-only ledger: %v", err)
 	}
+
+	// A ledger of an older version is not read (nor migrated): its tables may lack
+	// what this version reads.
+	if _, err := conn.Exec(ctx, `DELETE FROM goose_db_version WHERE version_id = $1`, postgres.SchemaVersion); err != nil {
+		t.Fatal(err)
+	}
+	old := NewDB(t, schema)
+	old.ReadOnly = true
+	if err := old.Open(ctx); err == nil || !strings.Contains(err.Error(), "start a node of this version") {
+		old.Close()
+		t.Fatalf("read-only Open of an older ledger: %v", err)
+	}
 }

@@ -62,7 +62,8 @@ type Inventory struct {
 	// ReadOnly opens a namespace a deployment has opened already, to read it (export,
 	// verify): Open stores nothing, starts no sweeper and takes the namespace's Shards,
 	// and it fails when no Inventory has opened the namespace (a mistyped one).
-	// Changes fail.
+	// Changes fail; FindSKU and Availability still expire a SKU's due holds, as any
+	// node's reads do (export and verify call neither).
 	ReadOnly bool
 
 	client goredis.UniversalClient
