@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -81,6 +82,9 @@ type HTTPServer struct {
 	cfg  HTTPConfig
 	srv  *fasthttp.Server
 	pool sync.Pool // *syncWriter
+	// linger bounds how long a connection closed after an error answer waits for its
+	// client's end (lingerTime; a test sets it before Serve).
+	linger time.Duration
 
 	template http.Request // the fields every request starts from: its context
 
@@ -140,7 +144,7 @@ func (t *HTTPServer) Serve(ln net.Listener) error {
 	}
 	t.lns = append(t.lns, ln) // closed by Shutdown even if it runs before fasthttp has it
 	t.mu.Unlock()
-	err := t.srv.Serve(lingerListener{ln})
+	err := t.srv.Serve(lingerListener{Listener: ln, linger: cmp.Or(t.linger, lingerTime)})
 	if t.closing.Load() {
 		return nil
 	}
@@ -472,19 +476,22 @@ func (t *HTTPServer) serveError(ctx *fasthttp.RequestCtx, err error) {
 
 // lingerListener hands fasthttp connections that can close the way net/http closes
 // one after an error answer.
-type lingerListener struct{ net.Listener }
+type lingerListener struct {
+	net.Listener
+	linger time.Duration
+}
 
 func (l lingerListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &lingerConn{Conn: c, addr: c.RemoteAddr().String()}, nil
+	return &lingerConn{Conn: c, addr: c.RemoteAddr().String(), lingerFor: l.linger}, nil
 }
 
 // lingerTime bounds how long a connection closed after an error answer waits for its
-// client's end (net/http waits as long). A variable for a test.
-var lingerTime = 500 * time.Millisecond
+// client's end (net/http waits as long).
+const lingerTime = 500 * time.Millisecond
 
 // lingerConn is a connection whose Close, once an error answer was written on it,
 // first ends the sending side and reads what the client still sends, up to
@@ -498,14 +505,15 @@ var lingerTime = 500 * time.Millisecond
 // (order lists, the OpenAPI document, the dashboard's files) take one more copy.
 type lingerConn struct {
 	net.Conn
-	addr   string
-	linger atomic.Bool
+	addr      string
+	lingerFor time.Duration
+	linger    atomic.Bool
 }
 
 func (c *lingerConn) Close() error {
 	if c.linger.CompareAndSwap(true, false) {
 		if tc, ok := c.Conn.(*net.TCPConn); ok && tc.CloseWrite() == nil {
-			tc.SetReadDeadline(time.Now().Add(lingerTime))
+			tc.SetReadDeadline(time.Now().Add(c.lingerFor))
 			io.Copy(io.Discard, tc)
 		}
 	}

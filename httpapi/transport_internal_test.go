@@ -282,9 +282,15 @@ func TestStreamRefusedAtShutdown(t *testing.T) {
 // TestCloseEndsLinger: Close ends a connection that lingers after an error answer,
 // reading what its client still sends (here for a minute, were it not ended).
 func TestCloseEndsLinger(t *testing.T) {
-	defer func(d time.Duration) { lingerTime = d }(lingerTime)
-	lingerTime = time.Minute
-	srv, addr := newBareHTTPServer(t, http.NotFoundHandler())
+	srv := bareHTTPServer(http.NotFoundHandler())
+	srv.linger = time.Minute
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
 	c := dialRaw(t, addr)
 	// A body over the limit, announced and partly sent: a 413, then the linger.
 	io.WriteString(c, "PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"+strings.Repeat("a", 1000))
