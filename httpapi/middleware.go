@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/httpapi/internal/urlpath"
 )
 
 // maxRequestIDLen bounds an X-Request-Id the server echoes.
@@ -50,7 +51,7 @@ func (s *Server) serveWithID(w http.ResponseWriter, r *http.Request, id string) 
 		}
 		s.finishRequest(rw, r, id, start, v)
 	}()
-	if !canonicalPath(r.URL.Path) {
+	if !urlpath.Canonical(r.URL.Path) {
 		// The mux would redirect to the cleaned path in text/plain. A SKU id that is
 		// empty, "." or ".." is an invalid SKU id (docs/api.md) where the path is
 		// otherwise a SKU's: the route serves it with a stand-in that routes, and
@@ -119,47 +120,19 @@ func (s *Server) newRequestID() string {
 // empty, "." or "..": skuID refuses it.
 type dotSKU struct{}
 
-// dotSKURequest returns r for the mux with "!" standing for its SKU segment when r's
-// path is /v1/skus/{sku}[/...] with an empty, "." or ".." SKU id and is otherwise
-// canonical; the id itself is in the context (dotSKU).
+// dotSKURequest returns r for the mux with a stand-in for its SKU segment when r's
+// path is a SKU's route for an empty, "." or ".." SKU id (urlpath.DotSKU); the id
+// itself is in the context (dotSKU).
 func dotSKURequest(r *http.Request) (*http.Request, bool) {
-	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/skus/")
+	standIn, id, ok := urlpath.DotSKU(r.URL.Path)
 	if !ok {
 		return nil, false
 	}
-	id, tail, slash := strings.Cut(rest, "/")
-	if id != "" && id != "." && id != ".." || !canonicalPath("/_/"+tail) {
-		return nil, false
-	}
 	u := *r.URL
-	u.Path, u.RawPath = "/v1/skus/!", "" // routes, and is no SKU id should a handler read it
-	if slash {
-		u.Path += "/" + tail
-	}
+	u.Path, u.RawPath = standIn, ""
 	sr := r.WithContext(context.WithValue(r.Context(), dotSKU{}, id))
 	sr.URL = &u
 	return sr, true
-}
-
-// canonicalPath reports whether p has no empty, "." or ".." segment (a trailing slash
-// aside), so that the mux serves it without a redirect.
-func canonicalPath(p string) bool {
-	if p == "" || p[0] != '/' {
-		return false
-	}
-	for i := 1; i <= len(p); {
-		j := strings.IndexByte(p[i:], '/')
-		if j < 0 {
-			j = len(p) - i
-		}
-		seg := p[i : i+j]
-		last := i+j >= len(p)
-		if seg == "." || seg == ".." || seg == "" && !last {
-			return false
-		}
-		i += j + 1
-	}
-	return true
 }
 
 // validRequestID reports whether a client's X-Request-Id is of sane form, safe to echo

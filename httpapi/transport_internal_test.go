@@ -19,6 +19,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/revenueguard/revguard"
+	"github.com/revenueguard/revguard/httpapi/internal/urlpath"
 )
 
 // bareHTTPServer is an HTTPServer whose handler is h instead of the API's middleware
@@ -407,7 +408,7 @@ func FuzzReserveTarget(f *testing.F) {
 		sku, ok := reserveTarget([]byte(uri))
 		// The general path: the parsed target, the API's own mux, then {sku}.
 		u, err := url.ParseRequestURI(uri)
-		routed := err == nil && canonicalPath(u.Path)
+		routed := err == nil && urlpath.Canonical(u.Path)
 		if routed {
 			_, pattern := s.mux.Handler(&http.Request{Method: http.MethodPost, URL: u})
 			routed = pattern == reservePattern

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -28,6 +27,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 
 	"github.com/revenueguard/revguard/httpapi"
+	"github.com/revenueguard/revguard/httpapi/internal/urlpath"
 )
 
 // maxBody bounds the answer bodies the Transport reads.
@@ -173,11 +173,16 @@ func capture(_ http.ResponseWriter, r *http.Request) {
 // and its path parameters; nil when none does.
 func (d *Doc) find(req *http.Request) (*routers.Route, map[string]string) {
 	u, dot := req.URL, ""
-	if !canonicalPath(u.Path) {
-		var ok bool
-		if u, dot, ok = dotSKUPath(u); !ok {
+	if !urlpath.Canonical(u.Path) {
+		// A SKU's route for an invalid SKU id, which the server routes to answer 400
+		// invalid_sku, is matched with the server's stand-in for the id.
+		standIn, id, ok := urlpath.DotSKU(u.Path)
+		if !ok {
 			return nil, nil
 		}
+		stand := *u
+		stand.Path, stand.RawPath = standIn, ""
+		u, dot = &stand, id
 	}
 	var m match
 	probe := (&http.Request{Method: req.Method, URL: u, Host: req.Host, Header: http.Header{}}).
@@ -190,26 +195,6 @@ func (d *Doc) find(req *http.Request) (*routers.Route, map[string]string) {
 		m.params["sku"] = dot
 	}
 	return d.routes[m.pattern], m.params
-}
-
-// dotSKUPath returns u with "_" for its SKU id when u's path is a SKU's route but for
-// an empty, "." or ".." SKU id, which the server routes to answer 400 invalid_sku,
-// and that id.
-func dotSKUPath(u *url.URL) (*url.URL, string, bool) {
-	rest, ok := strings.CutPrefix(u.Path, "/v1/skus/")
-	if !ok {
-		return nil, "", false
-	}
-	id, tail, slash := strings.Cut(rest, "/")
-	if id != "" && id != "." && id != ".." || !canonicalPath("/_/"+tail) {
-		return nil, "", false
-	}
-	stand := *u
-	stand.Path, stand.RawPath = "/v1/skus/_", ""
-	if slash {
-		stand.Path += "/" + tail
-	}
-	return &stand, id, true
 }
 
 // discard is a ResponseWriter that writes nowhere: the document's mux only matches.
@@ -433,16 +418,4 @@ func bearerPresent(_ context.Context, in *openapi3filter.AuthenticationInput) er
 		return errors.New("no Authorization: Bearer token")
 	}
 	return nil
-}
-
-// canonicalPath reports whether p has no empty, "." or ".." segment (a trailing slash
-// aside): the server answers any other path 404 not_found without routing it.
-func canonicalPath(p string) bool {
-	segs := strings.Split(strings.TrimPrefix(p, "/"), "/")
-	for i, s := range segs {
-		if s == "." || s == ".." || s == "" && i != len(segs)-1 {
-			return false
-		}
-	}
-	return true
 }
