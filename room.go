@@ -220,6 +220,22 @@ type RoomLog interface {
 	ReadRoomRecords(ctx context.Context, sku string, fn func(RoomRecord) error) error
 }
 
+// SKUClosed reads the SKU's public view and whether the SKU is closed now (SKU.Closed):
+// the state a join is judged by, which a room's SoldOut follows within an advance.
+// The held units are in the SKU's full view only, read (under the SKU's lock, or by a
+// script) when nothing is available.
+func SKUClosed(ctx context.Context, inv Inventory, sku string) (Availability, bool, error) {
+	av, err := inv.Availability(ctx, sku)
+	if err != nil || av.Available > 0 {
+		return av, false, err
+	}
+	s, err := inv.FindSKU(ctx, sku)
+	if err != nil {
+		return av, false, err
+	}
+	return av, s.Closed(), nil
+}
+
 // NewDrawSeed returns a fresh seed for a draw, from crypto/rand.
 func NewDrawSeed() []byte { return randomBytes(DrawSeedLen) }
 

@@ -32,6 +32,10 @@ type SKU struct {
 // Open reports whether the sale of s is open at now.
 func (s SKU) Open(now time.Time) bool { return s.OpensAt.IsZero() || !now.Before(s.OpensAt) }
 
+// Closed reports whether s has nothing available and nothing held: its sale is over
+// unless units come back, and its waiting room is closed (Room.SoldOut).
+func (s SKU) Closed() bool { return s.Available == 0 && s.Held == 0 }
+
 // HoldDuration is how long a hold on s lasts.
 func (s SKU) HoldDuration() time.Duration { return time.Duration(s.HoldSeconds) * time.Second }
 

@@ -197,24 +197,15 @@ func (s *Server) joinRefused(ctx context.Context, wr revguard.WaitingRoom, sku s
 	if err != nil {
 		return err
 	}
-	av, err := s.Inventory.Availability(ctx, sku)
+	av, closed, err := revguard.SKUClosed(ctx, s.Inventory, sku) // as the room's join judges it
 	if err != nil {
 		return err
 	}
 	if opens := av.OpensAt.Add(-time.Duration(room.PreQueueSeconds) * time.Second); !av.OpensAt.IsZero() && s.Now().Before(opens) {
 		return revguard.Errorf(revguard.CodeSaleNotOpen, "the waiting room opens at %s", opens.UTC().Format(time.RFC3339Nano))
 	}
-	// The SKU's state now, as the room's join judges it (the room's sold_out follows
-	// within a tick): nothing available and nothing held. The held units are in the
-	// SKU's full view only, read when nothing is available.
-	if av.Available <= 0 {
-		sk, err := s.Inventory.FindSKU(ctx, sku)
-		if err != nil {
-			return err
-		}
-		if sk.Available == 0 && sk.Held == 0 {
-			return revguard.Errorf(revguard.CodeSoldOut, "sold out: the waiting room is closed")
-		}
+	if closed {
+		return revguard.Errorf(revguard.CodeSoldOut, "sold out: the waiting room is closed")
 	}
 	return nil
 }

@@ -308,20 +308,11 @@ func (w *WaitingRoom) Join(ctx context.Context, sku, customerID string) (revguar
 	if r == nil {
 		return revguard.Place{}, false, errNoRoom(sku)
 	}
-	av, err := w.Inventory.Availability(ctx, sku)
+	// Closed is the SKU's state now, not the room's sold_out, which the next Advance
+	// brings up to date.
+	av, closed, err := revguard.SKUClosed(ctx, w.Inventory, sku)
 	if err != nil {
 		return revguard.Place{}, false, err
-	}
-	// Closed is the SKU's state now (nothing available, nothing held), not the room's
-	// sold_out, which the next Advance brings up to date. The held units are in the
-	// SKU's full view only, read (under its lock) when nothing is available.
-	closed := false
-	if av.Available <= 0 {
-		s, err := w.Inventory.FindSKU(ctx, sku)
-		if err != nil {
-			return revguard.Place{}, false, err
-		}
-		closed = s.Available == 0 && s.Held == 0
 	}
 	now := w.now()
 	r.mu.Lock()

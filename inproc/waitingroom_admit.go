@@ -111,7 +111,7 @@ func (w *WaitingRoom) Advance(ctx context.Context, sku string) error {
 	r.admitted = kept
 
 	var recs []revguard.RoomRecord
-	soldOut := s.Available == 0 && s.Held == 0
+	soldOut := s.Closed()
 	if soldOut != r.soldOut {
 		typ := revguard.RoomClosed
 		if !soldOut {
