@@ -23,14 +23,6 @@ func Every(ctx context.Context, d time.Duration, f func()) {
 
 // NowAndEvery calls f at once, then every d until ctx is done.
 func NowAndEvery(ctx context.Context, d time.Duration, f func()) {
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		f()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	f()
+	Every(ctx, d, f)
 }
