@@ -48,8 +48,11 @@ func customerSlot(customer string) string {
 
 // bindingKey returns the key of the binding of the customer's idempotency key.
 func bindingKey(ns, customer, key string) string {
-	return ns + ":idem:" + customerSlot(customer) + ":" + key
+	return bindingKeyIn(ns, customerSlot(customer), key)
 }
+
+// bindingKeyIn is bindingKey of the customer whose slot is slot.
+func bindingKeyIn(ns, slot, key string) string { return ns + ":idem:" + slot + ":" + key }
 
 // flightKeys returns bindingKey and the key of the in-flight mark of the customer's
 // idempotency key (ClaimIdempotent), hashing the customer once: the mark is in the
@@ -57,7 +60,7 @@ func bindingKey(ns, customer, key string) string {
 // binding (keys may hold colons).
 func flightKeys(ns, customer, key string) (binding, flight string) {
 	slot := customerSlot(customer)
-	return ns + ":idem:" + slot + ":" + key, ns + ":idemflight:" + slot + ":" + key
+	return bindingKeyIn(ns, slot, key), ns + ":idemflight:" + slot + ":" + key
 }
 
 // validNamespace reports whether ns can prefix keys and tags: 1 to 64 characters of
