@@ -106,6 +106,13 @@ func flush(w http.ResponseWriter, rc *http.ResponseController) bool {
 	return rc.Flush() == nil
 }
 
+// appendIDLine appends the event stream's line "id: evt_<seq>" (revguard.ChangeID).
+func appendIDLine(b []byte, seq uint64) []byte {
+	b = append(b, "id: evt_"...)
+	b = strconv.AppendUint(b, seq, 10)
+	return append(b, '\n')
+}
+
 // handleEvents streams the change log (admin): each change as one server-sent event
 // whose id is the change's id and whose data is its JSON document. It starts after
 // Last-Event-ID (or ?after), else at the newest change, and never ends by itself.
@@ -149,9 +156,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	// The stream's position, before any event (an id without data moves a client's
 	// last event id and dispatches nothing): a client that started without one, or
 	// whose types match nothing yet, resumes from here and misses nothing.
-	buf = append(buf, "\nid: evt_"...)
-	buf = strconv.AppendUint(buf, q.after, 10)
-	buf = append(buf, "\n\n"...)
+	buf = append(appendIDLine(append(buf, '\n'), q.after), '\n')
 	w.Write(buf)
 	if !flush(w, rc) {
 		return
@@ -192,9 +197,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			if skipped = q.types != nil && !q.types[c.Type]; skipped {
 				continue
 			}
-			buf = append(buf, "id: evt_"...)
-			buf = strconv.AppendUint(buf, c.Seq, 10)
-			buf = append(buf, "\nevent: "...)
+			buf = appendIDLine(buf, c.Seq)
+			buf = append(buf, "event: "...)
 			buf = append(buf, c.Type...)
 			buf = append(buf, "\ndata: "...)
 			buf = append(buf, c.Body...)
@@ -203,9 +207,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		if skipped {
 			// The position moves past the changes left out, so that a reconnection
 			// does not read them again (nor report them pruned, once they are).
-			buf = append(buf, "id: evt_"...)
-			buf = strconv.AppendUint(buf, after, 10)
-			buf = append(buf, "\n\n"...)
+			buf = append(appendIDLine(buf, after), '\n')
 		}
 		if len(buf) > 0 {
 			w.Write(buf)
