@@ -287,20 +287,19 @@ func (c *Client) do(ctx context.Context, cl call, out any) (Meta, []byte, error)
 	}
 }
 
-// send makes one attempt and reads the whole answer.
-func (c *Client) send(ctx context.Context, cl call, body []byte) (Meta, []byte, error) {
-	if rd, ok := c.doer.(RawDoer); ok {
-		return c.sendRaw(ctx, rd, cl, body)
-	}
+// newRequest returns the request of method on path with body (nil: none), with the
+// headers every request carries: the token, the user agent and, with a body, its
+// Content-Type; its header map has room for extra more.
+func (c *Client) newRequest(ctx context.Context, method, path string, body []byte, extra int) (*http.Request, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, cl.method, c.base+cl.path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return Meta{}, nil, fmt.Errorf("revguard client: %s %s: %w", cl.method, cl.path, err)
+		return nil, fmt.Errorf("revguard client: %s %s: %w", method, path, err)
 	}
-	h := make(http.Header, 4+len(cl.header)/2) // sized once: the request's few headers
+	h := make(http.Header, 4+extra) // sized once: the request's few headers
 	req.Header = h
 	if body != nil {
 		h["Content-Type"] = jsonType
@@ -311,8 +310,20 @@ func (c *Client) send(ctx context.Context, cl call, body []byte) (Meta, []byte, 
 	if c.agent != nil {
 		h["User-Agent"] = c.agent
 	}
+	return req, nil
+}
+
+// send makes one attempt and reads the whole answer.
+func (c *Client) send(ctx context.Context, cl call, body []byte) (Meta, []byte, error) {
+	if rd, ok := c.doer.(RawDoer); ok {
+		return c.sendRaw(ctx, rd, cl, body)
+	}
+	req, err := c.newRequest(ctx, cl.method, cl.path, body, len(cl.header)/2)
+	if err != nil {
+		return Meta{}, nil, err
+	}
 	for i := 0; i+1 < len(cl.header); i += 2 {
-		h[cl.header[i]] = []string{cl.header[i+1]}
+		req.Header[cl.header[i]] = []string{cl.header[i+1]}
 	}
 	resp, err := c.doer.Do(req)
 	if err != nil {

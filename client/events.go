@@ -271,19 +271,13 @@ func (c *Client) openEvents(ctx context.Context, types []revguard.ChangeType, la
 		}
 		path += "?types=" + url.QueryEscape(strings.Join(ts, ","))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	req, err := c.newRequest(ctx, http.MethodGet, path, nil, 2)
 	if err != nil {
-		return nil, fmt.Errorf("revguard client: GET /v1/events: %w", err)
+		return nil, err
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	if last != "" {
 		req.Header.Set("Last-Event-ID", last)
-	}
-	if c.auth != nil {
-		req.Header["Authorization"] = c.auth
-	}
-	if c.agent != nil {
-		req.Header["User-Agent"] = c.agent
 	}
 	d := c.doer
 	if hc, ok := d.(*http.Client); ok && hc.Timeout > 0 {
