@@ -8,6 +8,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/revenueguard/revguard/internal/tick"
 )
 
 // NodeHealth is one node's last report of its health.
@@ -57,19 +59,10 @@ func (n *Nodes) every() time.Duration { return cmp.Or(n.Every, time.Second) }
 // Run reports this node's health at once and every Every until ctx ends, then removes
 // its entry. A report that fails (Redis down) is skipped: the next one makes up for it.
 func (n *Nodes) Run(ctx context.Context) {
-	t := time.NewTicker(n.every())
-	defer t.Stop()
-	for {
-		n.report(ctx)
-		select {
-		case <-ctx.Done():
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			n.Client.HDel(dctx, n.key(), n.Name)
-			cancel()
-			return
-		case <-t.C:
-		}
-	}
+	tick.NowAndEvery(ctx, n.every(), func() { n.report(ctx) })
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	n.Client.HDel(dctx, n.key(), n.Name)
+	cancel()
 }
 
 func (n *Nodes) report(ctx context.Context) {
