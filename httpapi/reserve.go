@@ -298,25 +298,24 @@ func (s *Server) reserveStep(ctx context.Context, req *revguard.ReserveRequest, 
 	if err != nil {
 		return reserveOutcome{err: err}, false
 	}
-	verified := false
-	if settle == nil {
-		if err := s.verify(ctx, token, ip); err != nil {
+	if settle != nil {
+		return s.reserveAdmitted(ctx, req, settle, true, token, ip), false
+	}
+	if err := s.verify(ctx, token, ip); err != nil {
+		return reserveOutcome{err: err}, false
+	}
+	// The bot check may take seconds, and a room put meanwhile gates this reservation
+	// too: look again (the node's copy of the room set, a map lookup where the SKU has
+	// none).
+	if s.BotChecker != nil {
+		if settle, err = s.gateReserve(ctx, req); err != nil {
 			return reserveOutcome{err: err}, false
 		}
-		verified = true
-		// The bot check may take seconds, and a room put meanwhile gates this
-		// reservation too: look again (the node's copy of the room set, a map
-		// lookup where the SKU has none).
-		if s.BotChecker != nil {
-			if settle, err = s.gateReserve(ctx, req); err != nil {
-				return reserveOutcome{err: err}, false
-			}
+		if settle != nil {
+			return s.reserveAdmitted(ctx, req, settle, false, token, ip), false
 		}
 	}
-	if settle == nil {
-		return s.reserveNow(ctx, req), false
-	}
-	return s.reserveAdmitted(ctx, req, settle, !verified, token, ip), false
+	return s.reserveNow(ctx, req), false
 }
 
 // reserveAdmitted makes the reservation of a customer whose room admission is
