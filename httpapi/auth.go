@@ -166,7 +166,7 @@ func (s *Server) requireAdmin(w http.ResponseWriter, r *http.Request) bool {
 		s.writeProblem(w, r, revguard.CodeForbidden, "this endpoint needs the admin token")
 		return false
 	}
-	return true
+	return s.getBodyAllowed(w, r)
 }
 
 // requireCustomer authenticates a customer-only endpoint: the admin gets 403 forbidden.
@@ -179,7 +179,22 @@ func (s *Server) requireCustomer(w http.ResponseWriter, r *http.Request) (caller
 		s.refuseAdmin(w, r)
 		return c, false
 	}
-	return c, true
+	return c, s.getBodyAllowed(w, r)
+}
+
+// getBodyAllowed checks the body's headers of a GET (or HEAD), which reads no body:
+// docs/api.md makes a non-empty body that is not JSON 415 on every route. A route that
+// takes a token calls it once the caller is allowed, as withBody runs after the token
+// on the others; a public one first (routes). It writes the 415 and reports false.
+func (s *Server) getBodyAllowed(w http.ResponseWriter, r *http.Request) bool {
+	if r.ContentLength == 0 || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		return true
+	}
+	if err := checkBodyHeaders(r); err != nil {
+		s.writeError(w, r, err)
+		return false
+	}
+	return true
 }
 
 // refuseAdmin answers the admin on a customer-only endpoint: 403 forbidden.

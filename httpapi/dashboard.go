@@ -133,7 +133,7 @@ func (s *Server) dashboardToken(token string) (valid, live bool) {
 func (s *Server) requireDashboard(w http.ResponseWriter, r *http.Request) bool {
 	if token, ok := bearerToken(r.Header["Authorization"]); ok {
 		if valid, live := s.dashboardToken(token); live {
-			return true
+			return s.getBodyAllowed(w, r)
 		} else if valid {
 			w.Header()["Www-Authenticate"] = challengeInvalidToken
 			s.writeProblem(w, r, revguard.CodeUnauthenticated, "the dashboard link has expired; enter the admin token")

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -424,9 +425,54 @@ func testSKUs(t *testing.T, b backend) {
 		e.do(req{Method: "PUT", Path: "/v1/skus/media", Body: `stock`,
 			Header: map[string]string{"Content-Type": "text/plain"}}).wantProblem(t, 401, revguard.CodeUnauthenticated)
 		// The rule holds on routes that read no body too; a JSON body there is ignored.
-		e.do(req{Method: "GET", Path: "/v1/skus/media", Token: e.admin, Body: `stock`,
-			Header: map[string]string{"Content-Type": "text/plain"}}).wantProblem(t, 415, revguard.CodeUnsupportedMediaType)
 		e.do(req{Method: "GET", Path: "/v1/skus/media", Token: e.admin, Body: `{}`}).json(t, 200, &sku{})
+		// Every GET, in the same order as the others: the token, then its kind, then
+		// the body's headers; a public GET checks the body at once.
+		var doc struct {
+			Paths map[string]struct {
+				Get *struct {
+					Security []map[string][]string `json:"security"`
+				} `json:"get"`
+			} `json:"paths"`
+		}
+		if err := json.Unmarshal(e.do(req{Method: "GET", Path: "/v1/openapi.json"}).Body, &doc); err != nil {
+			t.Fatal(err)
+		}
+		cust := e.session("c-media")
+		text := map[string]string{"Content-Type": "text/plain"}
+		gets := 0
+		for path, item := range doc.Paths {
+			op := item.Get
+			if op == nil {
+				continue
+			}
+			gets++
+			path = strings.NewReplacer("{sku}", "media", "{id}", "01JDQ0000000000000000000AA", "{file}", "app.js").Replace(path)
+			if len(op.Security) == 0 {
+				if e.do(req{Method: "GET", Path: path}).Status == 404 {
+					continue // a part this server leaves out (the storefront example)
+				}
+				e.do(req{Method: "GET", Path: path, Body: "x", Header: text}).wantProblem(t, 415, revguard.CodeUnsupportedMediaType)
+				continue
+			}
+			e.do(req{Method: "GET", Path: path, Body: "x", Header: text}).wantProblem(t, 401, revguard.CodeUnauthenticated)
+			unsupported := 0
+			for _, token := range []string{e.admin, cust} {
+				r := e.do(req{Method: "GET", Path: path, Token: token, Body: "x", Header: text})
+				if r.Status == 403 {
+					r.wantProblem(t, 403, revguard.CodeForbidden) // the other kind of token
+					continue
+				}
+				r.wantProblem(t, 415, revguard.CodeUnsupportedMediaType)
+				unsupported++
+			}
+			if unsupported == 0 {
+				t.Errorf("GET %s: no token got past the 403", path)
+			}
+		}
+		if gets < 15 {
+			t.Fatalf("only %d GET operations in the document", gets)
+		}
 	})
 	t.Run("ErrBodyTooLarge", func(t *testing.T) {
 		e := e.with(t)

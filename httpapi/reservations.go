@@ -36,7 +36,7 @@ func (s *Server) writeReservationError(w http.ResponseWriter, r *http.Request, e
 // it does not exist (404, never 403: existence is not revealed).
 func (s *Server) handleGetReservation(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.authenticate(w, r)
-	if !ok {
+	if !ok || !s.getBodyAllowed(w, r) {
 		return
 	}
 	id, ok := s.reservationID(w, r)

@@ -13,21 +13,12 @@ func (s *Server) routes(mux *http.ServeMux) []string {
 	var patterns []string
 	handle := func(pattern string, h http.HandlerFunc) {
 		if strings.HasPrefix(pattern, "GET ") {
-			// docs/api.md: a non-empty body that is not JSON is 415 on every route.
-			// The others read their body (withBody: an empty one or {} where they
-			// take none), checked after the caller's token; a GET reads none, so its
-			// body's headers are checked here.
+			// docs/api.md: a body over 64 KiB is refused before any other check. The
+			// routes that read a body refuse it in withBody; a GET reads none.
 			get := h
 			h = func(w http.ResponseWriter, r *http.Request) {
-				var err error
-				switch {
-				case r.ContentLength > MaxBodyBytes: // first, as in withBody
-					err = tooLarge()
-				case r.ContentLength != 0:
-					err = checkBodyHeaders(r)
-				}
-				if err != nil {
-					s.writeError(w, r, err)
+				if r.ContentLength > MaxBodyBytes {
+					s.writeError(w, r, tooLarge())
 					return
 				}
 				get(w, r)
@@ -35,6 +26,16 @@ func (s *Server) routes(mux *http.ServeMux) []string {
 		}
 		mux.Handle(pattern, h)
 		patterns = append(patterns, pattern)
+	}
+	// A public GET (no token) checks its body's headers first; one that takes a
+	// token checks them once the caller is allowed (getBodyAllowed), as a route that
+	// reads its body does in withBody.
+	public := func(pattern string, h http.HandlerFunc) {
+		handle(pattern, func(w http.ResponseWriter, r *http.Request) {
+			if s.getBodyAllowed(w, r) {
+				h(w, r)
+			}
+		})
 	}
 	// An event stream writes its answer over time: the HTTP server hands it the
 	// connection (HTTPServer, isStream, which looks only at paths with these
@@ -77,18 +78,18 @@ func (s *Server) routes(mux *http.ServeMux) []string {
 	stream("GET /v1/skus/{sku}/waiting-room/place/events", s.handlePlaceEvents)
 
 	// Public.
-	handle("GET /v1/skus/{sku}/availability", s.handleAvailability)
-	handle("GET /healthz", s.handleHealthz)
-	handle("GET /readyz", s.handleReadyz)
-	handle("GET /metrics", s.handleMetrics)
-	handle("GET /v1/openapi.json", s.handleOpenAPI)
-	handle("GET /dashboard/{$}", s.handleDashboardPage)
-	handle("GET /dashboard/{file}", s.handleDashboardAsset)
+	public("GET /v1/skus/{sku}/availability", s.handleAvailability)
+	public("GET /healthz", s.handleHealthz)
+	public("GET /readyz", s.handleReadyz)
+	public("GET /metrics", s.handleMetrics)
+	public("GET /v1/openapi.json", s.handleOpenAPI)
+	public("GET /dashboard/{$}", s.handleDashboardPage)
+	public("GET /dashboard/{file}", s.handleDashboardAsset)
 
 	// The storefront example (demo only), when configured.
 	if s.Example != nil {
-		handle("GET /example/{$}", s.handleExamplePage)
-		handle("GET /example/{file}", s.handleExampleAsset)
+		public("GET /example/{$}", s.handleExamplePage)
+		public("GET /example/{file}", s.handleExampleAsset)
 		handle("POST /example/session", s.handleExampleSession)
 	}
 
