@@ -60,8 +60,8 @@ const (
 var eventsIdle = 45 * time.Second
 
 // errEventsIdle is the cause of a connection ended for its silence, or for the
-// lack of an answer.
-var errEventsIdle = errors.New("nothing received for 45 s")
+// lack of an answer; the error returned names the time (interrupted).
+var errEventsIdle = errors.New("nothing received")
 
 // Events follows the change log (admin): every change from p on, in order, as the
 // server streams them (GET /v1/events). A stream that ends, a connection that drops
@@ -124,7 +124,7 @@ func (c *Client) followEvents(ctx context.Context, types []revguard.ChangeType, 
 	defer idle.Stop()
 	interrupted := func(err error) error {
 		if cause := context.Cause(cctx); errors.Is(cause, errEventsIdle) {
-			err = cause
+			err = fmt.Errorf("%w for %v", cause, eventsIdle)
 		}
 		return fmt.Errorf("revguard client: GET /v1/events: %w", err)
 	}

@@ -163,7 +163,7 @@ func TestEvents_Silence(t *testing.T) {
 			break
 		}
 	}
-	if len(errs) != 2 || !strings.Contains(fmt.Sprint(errs[0]), "nothing received") || !strings.Contains(fmt.Sprint(errs[1]), "nothing received") {
+	if len(errs) != 2 || !strings.Contains(fmt.Sprint(errs[0]), "nothing received for 200ms") || !strings.Contains(fmt.Sprint(errs[1]), "nothing received for 200ms") {
 		t.Fatalf("errors %v; want two silences (no answer, then no event)", errs)
 	}
 }
