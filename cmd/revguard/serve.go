@@ -237,21 +237,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	// before the stores are opened (a new data dir made, a recovery run). They are
 	// bound again once the server is ready, so that nothing connects meanwhile; all
 	// are held until each is tried, so that two flags on one port are told too.
-	for _, a := range []struct{ flag, addr string }{{"--addr", cfg.Addr}, {"--debug-addr", cfg.DebugAddr}} {
-		if a.addr == "" {
-			continue
-		}
-		var lc net.ListenConfig
-		ln, err := lc.Listen(ctx, "tcp", a.addr)
-		if dns, ok := errors.AsType[*net.DNSError](err); ok && dns.IsNotFound || errors.Is(err, syscall.EADDRNOTAVAIL) {
-			// A host that does not exist, or no address of this machine: a mistake in
-			// the configuration, not a failure.
-			return usageErrorf("serve: %s: listen on %s: %v", a.flag, a.addr, err)
-		}
-		if err != nil {
-			return fmt.Errorf("serve: %s: listen on %s: %w", a.flag, a.addr, err)
-		}
-		defer ln.Close()
+	if err := tryListen(ctx, cfg.Addr, cfg.DebugAddr); err != nil {
+		return err
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
@@ -533,6 +520,34 @@ func (m *Main) Ready(ctx context.Context) error {
 	}
 	if err := m.DB.Ping(ctx); err != nil {
 		return revguard.Errorf(revguard.CodeUnavailable, "the database does not answer")
+	}
+	return nil
+}
+
+// tryListen binds addr (--addr) and debugAddr (--debug-addr, when set) together, and
+// closes both again before it returns (Open binds them again once ready). A host that
+// does not exist, or an address not of this machine, is a usage error.
+func tryListen(ctx context.Context, addr, debugAddr string) error {
+	var held []net.Listener
+	defer func() {
+		for _, ln := range held {
+			ln.Close()
+		}
+	}()
+	for _, a := range []struct{ flag, addr string }{{"--addr", addr}, {"--debug-addr", debugAddr}} {
+		if a.addr == "" {
+			continue
+		}
+		var lc net.ListenConfig
+		ln, err := lc.Listen(ctx, "tcp", a.addr)
+		if dns, ok := errors.AsType[*net.DNSError](err); ok && dns.IsNotFound || errors.Is(err, syscall.EADDRNOTAVAIL) {
+			// A mistake in the configuration, not a failure.
+			return usageErrorf("serve: %s: listen on %s: %v", a.flag, a.addr, err)
+		}
+		if err != nil {
+			return fmt.Errorf("serve: %s: listen on %s: %w", a.flag, a.addr, err)
+		}
+		held = append(held, ln)
 	}
 	return nil
 }

@@ -344,6 +344,38 @@ func TestLedgerLagEvents(t *testing.T) {
 	}
 }
 
+// TestMain_FixedPorts opens a server on ports given (as the README's 127.0.0.1:8080),
+// not 0: the early check of the addresses must let them go before Open binds them
+// for good.
+func TestMain_FixedPorts(t *testing.T) {
+	m := newTestMain(t.TempDir())
+	m.Config.Addr, m.Config.DebugAddr = freeAddr(t), freeAddr(t)
+	if err := m.Open(t.Context()); err != nil {
+		t.Fatalf("Open on free ports %s and %s: %v", m.Config.Addr, m.Config.DebugAddr, err)
+	}
+	defer m.Close()
+	if got := m.Addr().String(); got != m.Config.Addr {
+		t.Errorf("listening on %s, want %s", got, m.Config.Addr)
+	}
+	if code := getStatus(t, m.URL()+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz on %s: status %d", m.URL(), code)
+	}
+	if code := getStatus(t, "http://"+m.Config.DebugAddr+"/debug/pprof/"); code != http.StatusOK {
+		t.Errorf("profiles on %s: status %d", m.Config.DebugAddr, code)
+	}
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // openDebugMain opens a Main with its profiles on a loopback port, closed with the test.
 func openDebugMain(t *testing.T) *Main {
 	t.Helper()
