@@ -238,7 +238,8 @@ func validateLoopback(addr string) error {
 }
 
 // validateURL checks that s is an absolute URL with one of schemes and a host (a path,
-// for unix sockets). The URL itself is not echoed: it may carry a password.
+// for unix sockets; PostgreSQL's driver takes none, as libpq: then the host parameter
+// or a local socket). The URL itself is not echoed: it may carry a password.
 func validateURL(s string, schemes ...string) error {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -248,7 +249,7 @@ func validateURL(s string, schemes ...string) error {
 		if u.Scheme != scheme {
 			continue
 		}
-		if u.Host == "" && !(scheme == "unix" && u.Path != "") {
+		if u.Host == "" && !(scheme == "unix" && u.Path != "") && scheme != "postgres" && scheme != "postgresql" {
 			return errors.New("the URL has no host")
 		}
 		return nil

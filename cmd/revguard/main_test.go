@@ -264,6 +264,10 @@ func TestConfigValidate(t *testing.T) {
 		{"RedisAlone", func(c *Config) { c.RedisURL = "redis://127.0.0.1:6379/0" }, "needs --postgres-url"},
 		{"PostgresAlone", func(c *Config) { c.PostgresURL = "postgresql://127.0.0.1/test" }, "needs --redis-url"},
 		{"Distributed", func(c *Config) { c.RedisURL, c.PostgresURL = "redis://127.0.0.1:6379/0", "postgres://127.0.0.1/test" }, ""},
+		{"DistributedPostgresSocket", func(c *Config) {
+			c.RedisURL, c.PostgresURL = "redis://127.0.0.1:6379/0", "postgres:///test?host=/var/run/postgresql"
+		}, ""},
+		{"DistributedRedisNoHost", func(c *Config) { c.RedisURL, c.PostgresURL = "redis:///0", "postgres://127.0.0.1/test" }, "no host"},
 		{"DistributedNoDataDir", func(c *Config) {
 			c.RedisURL, c.PostgresURL, c.DataDir = "redis://127.0.0.1:6379/0", "postgres://127.0.0.1/test", ""
 		}, ""},
