@@ -43,8 +43,14 @@ func childEnviron(extra ...string) []string {
 // the listening line (or the process's exit, an error). env holds extra KEY=value
 // settings of the child's environment.
 func startChild(args []string, waitURL bool, env ...string) (*child, error) {
+	return startChildIn("", args, waitURL, env...)
+}
+
+// startChildIn is startChild with the working directory dir ("" for this process's).
+func startChildIn(dir string, args []string, waitURL bool, env ...string) (*child, error) {
 	c := &child{Log: newLogBuffer(), Stdout: newLogBuffer(), exited: make(chan struct{})}
 	c.cmd = exec.Command(os.Args[0], args...)
+	c.cmd.Dir = dir
 	c.cmd.Env = childEnviron(env...)
 	c.cmd.Stderr = c.Log
 	c.cmd.Stdout = c.Stdout

@@ -145,6 +145,48 @@ func TestBinary_GracefulShutdown(t *testing.T) {
 	checkSKU(t, newClient(t, srv.URL, 1), "late", 3, 2, 1, 0)
 }
 
+// TestBinary_READMEServe runs the README's first command as it is, `revguard serve`
+// and nothing else, in a fresh directory: the server listens on 127.0.0.1:8080, makes
+// ./revguard-data, prints its generated admin token and the bot check's warning,
+// answers with that token, and exits 0 on SIGTERM. It skips where 8080 is taken.
+func TestBinary_READMEServe(t *testing.T) {
+	const addr = "127.0.0.1:8080"
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the README's default address %s is taken on this machine: %v", addr, err)
+	}
+	ln.Close()
+	wd := t.TempDir()
+	ch, err := startChildIn(wd, []string{"serve"}, true)
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, ch.Log)
+	}
+	defer ch.kill()
+	if ch.URL != "http://"+addr {
+		t.Errorf("listening on %s, want http://%s", ch.URL, addr)
+	}
+	log := ch.Log.String()
+	_, rest, ok := strings.Cut(log, "admin token (generated; shown only this once, set --admin-token to choose one): ")
+	token, _, _ := strings.Cut(rest, "\n")
+	if !ok || len(token) < 32 {
+		t.Fatalf("no generated admin token in the log:\n%s", log)
+	}
+	if !strings.Contains(log, "BOT CHECK IS OFF") {
+		t.Errorf("no warning that the bot check is off:\n%s", log)
+	}
+	c := newClient(t, ch.URL, 1)
+	c.must(t, http.StatusCreated, nil, "PUT", "/v1/skus/readme", token, map[string]any{"stock": 500})
+	if _, err := os.Stat(filepath.Join(wd, "revguard-data", "journal")); err != nil {
+		t.Errorf("the default data dir: %v", err)
+	}
+	if err := ch.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := ch.wait(30 * time.Second); code != exitOK {
+		t.Fatalf("exit code %d after SIGTERM, want 0\n%s", code, ch.Log)
+	}
+}
+
 // newTestMain returns a Main on a temporary data dir and 127.0.0.1:0.
 func newTestMain(dir string) *Main {
 	m := NewMain()
