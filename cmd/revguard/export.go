@@ -82,7 +82,7 @@ Flags:
       distributed mode: read the PostgreSQL ledger of the fleet started with these
       (env REVGUARD_POSTGRES_URL, REVGUARD_POSTGRES_SCHEMA; default schema revguard)
       instead of --data-dir (not both on the command line); --redis-url
-      (REVGUARD_REDIS_URL) may be given and is not needed
+      (REVGUARD_REDIS_URL) is needed with --waiting-room only
 `
 }
 

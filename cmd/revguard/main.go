@@ -109,7 +109,8 @@ func runHelp(args []string, getenv func(string) string, stdout io.Writer) error 
 		fmt.Fprint(stdout, mainUsage())
 		return flag.ErrHelp
 	}
-	if args[0] == "help" {
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, mainUsage())
 		return flag.ErrHelp
 	}

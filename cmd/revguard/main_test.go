@@ -64,7 +64,7 @@ var flagTable = []struct{ flag, env, def string }{
 
 func TestRun_Help(t *testing.T) {
 	for _, args := range [][]string{
-		{"--help"}, {"-h"}, {"help"}, {"serve", "--help"}, {"serve", "-h"}, {"help", "serve"},
+		{"--help"}, {"-h"}, {"help"}, {"serve", "--help"}, {"serve", "-h"}, {"help", "serve"}, {"help", "help"}, {"help", "--help"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
