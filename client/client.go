@@ -1,5 +1,6 @@
 // Package client is a Go client of Revenue Guard's v1 HTTP API: a typed call for every
-// endpoint (the dashboard's stream aside), the event stream as an iterator that
+// endpoint (but the two streams a browser follows, the dashboard's and a waiting-room
+// place's, which Do reaches; Place polls a place), the event stream as an iterator that
 // reconnects (Events), errors as *Error carrying the API's problem code, and safe
 // retries.
 //
