@@ -219,6 +219,7 @@ func (s *Server) limitRefused(w http.ResponseWriter, r *http.Request, ip string)
 		ip = s.clientIP(r)
 	}
 	if r.Pattern == reservePattern {
+		markIPCounted(w)
 		_, _, _ = s.IPLimiter.Allow(r.Context(), ip) // counted; the answer stays the 401
 		return false
 	}

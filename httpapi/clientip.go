@@ -92,7 +92,37 @@ func (s *Server) limitIP(ctx context.Context, w http.ResponseWriter, ip string) 
 	if s.IPLimiter == nil {
 		return nil
 	}
+	markIPCounted(w)
 	return limit(ctx, w, s.IPLimiter, ip, "client address")
+}
+
+// ipCounter is a writer that records whether its request drew on its client address's
+// bucket (limitIP), so that a refusal for the request's shape (limitShape) draws on it
+// once at most. The server's writers all are.
+type ipCounter interface {
+	ipCounted() *bool
+}
+
+// markIPCounted records on w that its request drew on its address's bucket.
+func markIPCounted(w http.ResponseWriter) {
+	if c, ok := w.(ipCounter); ok {
+		*c.ipCounted() = true
+	}
+}
+
+// limitShape draws on the client address's bucket for a request refused for its shape
+// (a malformed SKU id, body, query or header: 400 or 415) that did not draw on it
+// before the refusal: the IP limit bounds every request but the admin's (docs/api.md),
+// so malformed requests from one address are bounded too. As limitRefused, it answers
+// 429 instead and reports true when the bucket is empty, except on reserve, whose
+// order of checks puts the request's shape before the limits: there the request is
+// only counted.
+func (s *Server) limitShape(w http.ResponseWriter, r *http.Request) bool {
+	c, ok := w.(ipCounter)
+	if !ok || s.IPLimiter == nil || *c.ipCounted() || s.isAdmin(r) {
+		return false
+	}
+	return s.limitRefused(w, r, "")
 }
 
 // allow applies the rate limits to a request of c outside the hot path: the IP bucket

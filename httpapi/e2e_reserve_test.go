@@ -496,13 +496,49 @@ func testRateLimits(t *testing.T, b backend) {
 			{func(*env) req { return req{Method: "GET", Path: "/v1/nope"} }, 404},
 			{func(*env) req { return req{Method: "POST", Path: "/v1/orders", Body: `{}`} }, 405},
 			{func(*env) req { return reservePost("guess", "rl", ``, nil) }, 401},
+			// Refused for its shape (400, 415), on every route; on reserve too,
+			// where the shape comes before the limits.
+			{func(*env) req { return req{Method: "GET", Path: "/v1/skus/a*b/availability"} }, 400},
+			{func(*env) req {
+				return req{Method: "GET", Path: "/v1/skus/rl/availability", Body: "x", Header: map[string]string{"Content-Type": "text/plain"}}
+			}, 415},
+			{func(e *env) req {
+				return req{Method: "GET", Path: "/v1/me/reservations?foo=1", Token: e.session("dave")}
+			}, 400},
+			{func(e *env) req {
+				return req{Method: "DELETE", Path: "/v1/sessions/current", Token: e.session("dave"), Body: `{"x":1}`}
+			}, 400},
+			{func(e *env) req {
+				return req{Method: "POST", Path: "/v1/reservations/01JDQ0000000000000000000AA/confirm", Token: e.session("dave"), Body: `{"x":1}`}
+			}, 400},
+			{func(e *env) req { return reservePost(e.session("dave"), "rl", `{"quantity":"1"}`, nil) }, 400},
+			{func(e *env) req { return reservePost(e.session("dave"), "a*b", ``, nil) }, 400},
 		} {
 			e := mustOpenEnv(t, envOptions{backend: b, clock: true, ipRate: revguard.Rate{N: 1, Per: time.Second}})
 			rq := c.rq(e)
 			if r := e.do(rq); r.Status != c.status {
 				t.Fatalf("%s %s: %d, want %d", rq.Method, rq.Path, r.Status, c.status)
 			}
-			e.do(req{Method: "GET", Path: "/v1/skus/rl/availability"}).wantProblem(t, 429, revguard.CodeRateLimited)
+			if r := e.do(req{Method: "GET", Path: "/v1/skus/rl/availability"}); r.Status != 429 {
+				t.Fatalf("after %s %s (%d): %d %s, want 429", rq.Method, rq.Path, c.status, r.Status, r.Body)
+			}
 		}
+	})
+	t.Run("IP_RefusedShape", func(t *testing.T) {
+		e := mustOpenEnv(t, envOptions{backend: b, clock: true, ipRate: revguard.Rate{N: 2, Per: time.Second}})
+		e.do(req{Method: "PUT", Path: "/v1/skus/rl", Token: e.admin, Body: `{"stock":10}`}).json(t, 201, &sku{})
+		tok := e.session("erin")
+		// Refused for its shape after drawing on the bucket (a cursor is checked
+		// after the limits): counted once, not twice.
+		e.do(req{Method: "GET", Path: "/v1/me/reservations?cursor=zz", Token: tok}).wantProblem(t, 400, revguard.CodeInvalidRequest)
+		if r := e.do(req{Method: "GET", Path: "/v1/skus/rl/availability"}); r.Status != 200 {
+			t.Fatalf("the second request of the second: %d %s", r.Status, r.Body)
+		}
+		// The bucket is empty: a malformed request gets 429 as well, but a reserve
+		// keeps its 400 (its shape is checked before the limits).
+		e.do(req{Method: "GET", Path: "/v1/skus/a*b/availability"}).wantProblem(t, 429, revguard.CodeRateLimited)
+		e.do(reservePost(tok, "rl", `{"quantity":"1"}`, nil)).wantProblem(t, 400, revguard.CodeInvalidRequest)
+		// The admin is exempt, malformed or not.
+		e.do(req{Method: "GET", Path: "/v1/orders?foo=1", Token: e.admin}).wantProblem(t, 400, revguard.CodeInvalidRequest)
 	})
 }

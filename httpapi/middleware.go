@@ -167,7 +167,8 @@ type statusWriter interface {
 // (net/http's).
 type responseWriter struct {
 	http.ResponseWriter
-	status int
+	status  int
+	counted bool // ipCounter
 }
 
 // WriteHeader records the first final status.
@@ -187,6 +188,8 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 }
 
 func (w *responseWriter) Status() int { return w.status }
+
+func (w *responseWriter) ipCounted() *bool { return &w.counted }
 
 // Unwrap lets http.ResponseController reach the connection's writer.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -88,6 +88,7 @@ func (s *Server) writeProblemOutside(w http.ResponseWriter, id string, code revg
 		id = s.newRequestID()
 	}
 	setIDHeaders(w.Header(), id)
+	markIPCounted(w) // no request to count: its connection is closed after the answer
 	s.writeProblem(w, (&http.Request{}).WithContext(revguard.WithRequestID(context.Background(), id)), code, detail)
 	return id
 }
@@ -101,8 +102,15 @@ var acceptIdentity = []string{"identity"}
 // writeProblem writes the RFC 9457 document of code with detail (the title when empty).
 // A 500 carries the request id, which the server log also has. A 401 carries the
 // WWW-Authenticate challenge unless the handler already set a more precise one; a 503
-// carries Retry-After; a 415, Accept-Encoding.
+// carries Retry-After; a 415, Accept-Encoding. A refusal for the request's shape draws
+// on the client address's bucket first, and is a 429 when it is empty (limitShape).
 func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, code revguard.Code, detail string) {
+	switch code {
+	case revguard.CodeInvalidRequest, revguard.CodeInvalidSKU, revguard.CodeUnsupportedMediaType:
+		if s.limitShape(w, r) {
+			return
+		}
+	}
 	info, ok := problems[code]
 	if !ok {
 		code, info = revguard.CodeInternal, problems[revguard.CodeInternal]

@@ -532,15 +532,18 @@ func truncate(s string, n int) string {
 // goroutine: the answer goes to ctx.Response, which fasthttp writes once the handler
 // returns.
 type syncWriter struct {
-	conv   conversion // the storage of the request it answers
-	ctx    *fasthttp.RequestCtx
-	header http.Header
-	head   bool // a HEAD request: the body is dropped, its length kept
-	status int
-	body   int // bytes written
+	conv    conversion // the storage of the request it answers
+	ctx     *fasthttp.RequestCtx
+	header  http.Header
+	head    bool // a HEAD request: the body is dropped, its length kept
+	status  int
+	body    int  // bytes written
+	counted bool // ipCounter
 }
 
 func (w *syncWriter) Header() http.Header { return w.header }
+
+func (w *syncWriter) ipCounted() *bool { return &w.counted }
 
 // Status is the status sent, 0 while none was (statusWriter).
 func (w *syncWriter) Status() int { return w.status }
@@ -603,7 +606,7 @@ func (w *syncWriter) finish() {
 func (w *syncWriter) reset() {
 	clear(w.header)
 	w.conv.reset()
-	w.ctx, w.head, w.status, w.body = nil, false, 0, 0
+	w.ctx, w.head, w.status, w.body, w.counted = nil, false, 0, 0, false
 }
 
 // isStream reports whether r is for one of the event streams: a GET (or HEAD) whose
@@ -690,9 +693,12 @@ type streamWriter struct {
 	buf     bytes.Buffer // the body until the first flush
 	flushed bool
 	err     error
+	counted bool // ipCounter
 }
 
 func (w *streamWriter) Header() http.Header { return w.header }
+
+func (w *streamWriter) ipCounted() *bool { return &w.counted }
 
 // Status is the status sent, 0 while none was (statusWriter).
 func (w *streamWriter) Status() int { return w.status }
