@@ -538,6 +538,8 @@ func testRateLimits(t *testing.T, b backend) {
 		// keeps its 400 (its shape is checked before the limits).
 		e.do(req{Method: "GET", Path: "/v1/skus/a*b/availability"}).wantProblem(t, 429, revguard.CodeRateLimited)
 		e.do(reservePost(tok, "rl", `{"quantity":"1"}`, nil)).wantProblem(t, 400, revguard.CodeInvalidRequest)
+		// The probes are left out of the limit, malformed or not.
+		e.do(req{Method: "GET", Path: "/healthz", Body: "x", Header: map[string]string{"Content-Type": "text/plain"}}).wantProblem(t, 415, revguard.CodeUnsupportedMediaType)
 		// The admin is exempt, malformed or not.
 		e.do(req{Method: "GET", Path: "/v1/orders?foo=1", Token: e.admin}).wantProblem(t, 400, revguard.CodeInvalidRequest)
 	})
