@@ -100,7 +100,7 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 		return usageErrorf("verify: --retention must be at least %v, as the server's", revguard.MinRetention)
 	}
 	if stores.distributed() {
-		return c.runDistributed(ctx, stores, wait) // verify_distributed.go
+		return c.runDistributed(ctx, stores, wait, retention) // verify_distributed.go
 	}
 
 	quiet := slog.New(slog.DiscardHandler)

@@ -26,7 +26,7 @@ const purgeSlack = time.Minute
 // differs is compared again after the ledger has caught up once more, and only what
 // differs both times is reported. A reservation that Redis has purged (final for longer
 // than the retention) is in the ledger only, and is not compared.
-func (c *VerifyCommand) runDistributed(ctx context.Context, s *storeFlags, wait time.Duration) error {
+func (c *VerifyCommand) runDistributed(ctx context.Context, s *storeFlags, wait, retention time.Duration) error {
 	redis.SetLogger(slog.New(slog.DiscardHandler)) // the command says what failed, once
 	client, err := redis.Dial(ctx, s.redisURL)
 	if err != nil {
@@ -35,6 +35,7 @@ func (c *VerifyCommand) runDistributed(ctx context.Context, s *storeFlags, wait 
 	defer client.Close()
 	inv := redis.NewInventory(client)
 	inv.Namespace = s.namespace
+	inv.Retention = retention // the fleet's: what it purged is the ledger's alone
 	inv.Logger = slog.New(slog.DiscardHandler)
 	// Read-only: no sweeper (expiring due holds is the fleet's job), nothing stored,
 	// and a namespace no fleet has opened is an error, not a new one.

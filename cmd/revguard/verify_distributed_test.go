@@ -102,6 +102,26 @@ func TestVerify_Distributed(t *testing.T) {
 			}
 		}
 	})
+	t.Run("Retention", func(t *testing.T) {
+		// A sale confirmed 24.5 h ago, in the ledger only: purged from Redis by a
+		// fleet run with --retention 24h, missing from it with the default 25 h.
+		f := mustFleetStores(t)
+		srv := fleetSale(t, f, "v-old", 2)
+		if err := srv.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		ids := ledgerIDs(t, f, "v-old") // times in the ledger are Unix nanoseconds
+		tamperLedger(t, f, `INSERT INTO reservations SELECT 'ZZOLD', sku, customer_id, quantity, 'confirmed',
+			created_at - 90000000000000, expires_at - 90000000000000, `+fmt.Sprint(time.Now().Add(-24*time.Hour-30*time.Minute).UnixNano())+`,
+			NULL, order_ref, seq FROM reservations WHERE id = '`+ids[0]+`'`)
+		if out, errOut, err := runFleetVerify(t, f, "--retention", "24h"); err != nil || !strings.Contains(errOut, "ledger matches the engine") {
+			t.Fatalf("verify --retention 24h: %v\n%s%s", err, out, errOut)
+		}
+		out, _, err := runFleetVerify(t, f) // 25 h: it should still be in Redis
+		if err == nil || !strings.Contains(out, "ZZOLD: in the ledger but not in the engine") {
+			t.Fatalf("verify with the default retention: %v\n%s", err, out)
+		}
+	})
 	t.Run("ErrLedgerBehind", func(t *testing.T) {
 		f := mustFleetStores(t)
 		srv := fleetSale(t, f, "v-late", 2)
