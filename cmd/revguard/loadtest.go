@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -346,7 +347,9 @@ func (lc *LoadtestCommand) sale(ctx context.Context, c loadtestConfig, progress 
 		}
 	}
 	if mode == "target" {
-		if err := waitReady(ctx, targets, c.wait, lc.Stderr); err != nil {
+		// With --fake-verifier the target must be started (again) with the flags
+		// printed above: one that answers with its bot check off is not it yet.
+		if err := waitReady(ctx, targets, c.wait, c.fakeVerifier != "", lc.Stderr); err != nil {
 			return nil, err
 		}
 	}
@@ -445,31 +448,45 @@ func serveVerifier(addr string) (*turnstiletest.Server, func(), error) {
 	}, nil
 }
 
-// waitReady polls each target's /readyz until it answers 200, for up to wait.
-func waitReady(ctx context.Context, targets []string, wait time.Duration, notices io.Writer) error {
+// waitReady polls each target's /readyz until it answers 200, for up to wait; with
+// botCheck, until it also says that its bot check is on.
+func waitReady(ctx context.Context, targets []string, wait time.Duration, botCheck bool, notices io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
 	for _, t := range targets {
-		for said := false; ; {
+		for said, saidOff := false, false; ; {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, t+"/readyz", nil)
 			if err != nil {
 				return usageErrorf("loadtest: --target %q: %v", t, err)
 			}
 			resp, err := client.Do(req)
+			off := false
 			if err == nil {
+				var ready struct {
+					BotCheck string `json:"bot_check"`
+				}
+				derr := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ready)
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
+				off = botCheck && (derr != nil || ready.BotCheck != "on")
+				if resp.StatusCode == http.StatusOK && !off {
 					break
 				}
 			}
-			if !said {
+			switch {
+			case off && !saidOff:
+				fmt.Fprintf(notices, "loadtest: %s answers with its bot check off: waiting up to %s for it to be started with the flags above\n", t, wait)
+				said, saidOff = true, true
+			case !said:
 				fmt.Fprintf(notices, "loadtest: waiting up to %s for %s/readyz\n", wait, t)
 				said = true
 			}
 			select {
 			case <-ctx.Done():
+				if off {
+					return fmt.Errorf("loadtest: %s still has its bot check off: start it with the flags above", t)
+				}
 				return fmt.Errorf("loadtest: %s is not ready: %v", t, context.Cause(ctx))
 			case <-time.After(250 * time.Millisecond):
 			}

@@ -6,11 +6,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/revenueguard/revguard"
 	"github.com/revenueguard/revguard/loadtest"
@@ -251,5 +256,42 @@ func TestLoadtestBaselines(t *testing.T) {
 		if !strings.Contains(stdout.String(), s) {
 			t.Errorf("output lacks %q:\n%s", s, stdout.String())
 		}
+	}
+}
+
+// TestWaitReady_BotCheck: with --fake-verifier, a target that answers /readyz with its
+// bot check off is not the one the printed flags start: loadtest waits for it to be
+// restarted, and gives up saying why.
+func TestWaitReady_BotCheck(t *testing.T) {
+	var on atomic.Bool
+	var polls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if polls.Add(1) == 3 {
+			on.Store(true) // restarted with the flags
+		}
+		state := "off"
+		if on.Load() {
+			state = "on"
+		}
+		fmt.Fprintf(w, `{"status":"ready","bot_check":%q}`, state)
+	}))
+	defer srv.Close()
+	var notices bytes.Buffer
+	if err := waitReady(t.Context(), []string{srv.URL}, 10*time.Second, true, &notices); err != nil {
+		t.Fatalf("waitReady: %v", err)
+	}
+	if polls.Load() < 3 || !strings.Contains(notices.String(), "answers with its bot check off") {
+		t.Errorf("ready after %d polls, notices %q: want a wait while the bot check was off", polls.Load(), notices.String())
+	}
+
+	on.Store(false)
+	polls.Store(-1000) // stays off
+	err := waitReady(t.Context(), []string{srv.URL}, 600*time.Millisecond, true, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "still has its bot check off") {
+		t.Errorf("waitReady on a target whose bot check stays off: %v", err)
+	}
+	// Without --fake-verifier a target with the bot check off is ready.
+	if err := waitReady(t.Context(), []string{srv.URL}, time.Second, false, io.Discard); err != nil {
+		t.Errorf("waitReady without the bot check: %v", err)
 	}
 }
