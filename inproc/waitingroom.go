@@ -347,7 +347,7 @@ func (w *WaitingRoom) Join(ctx context.Context, sku, customerID string) (revguar
 			if err := w.Advance(ctx, sku); err != nil {
 				return revguard.Place{}, false, err
 			}
-			advanced = true
+			advanced, now = true, w.now() // the join comes after the reopening
 			r.mu.Lock()
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,6 +213,55 @@ func TestWaitingRoom_TimerEmptyRoom(t *testing.T) {
 	until(true)
 	put(2)
 	until(false)
+}
+
+// TestWaitingRoom_JoinReopensInOrder: a join that reopens a room closed for want of
+// stock records the reopening, then itself, at a time no earlier. The join read its
+// time before reopening the room, so its record came after the reopening's with an
+// earlier time. The clock moves on at every reading, as a real one does.
+func TestWaitingRoom_JoinReopensInOrder(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	var ticks atomic.Int64
+	now := func() time.Time {
+		return time.Unix(1_800_000_000, 0).Add(time.Duration(ticks.Add(1)) * time.Millisecond)
+	}
+	inv := MustOpenEngine(t, dir, now, nil).Inv
+	db := MustOpenSQLite(t, dir)
+	w := MustOpenWaitingRoom(t, db, inv, now)
+	put := func(stock int64) {
+		if _, _, err := inv.PutSKU(ctx, "s", revguard.SKUUpdate{Stock: stock, PerCustomerLimit: 1, HoldSeconds: 600}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(0)
+	if _, _, err := w.PutRoom(ctx, "s", revguard.RoomSettings{AdmitPerSecond: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Advance(ctx, "s"); err != nil { // closes it: nothing to sell
+		t.Fatal(err)
+	}
+	put(3)
+	if _, _, err := w.Join(ctx, "s", "c-1"); err != nil {
+		t.Fatal(err)
+	}
+	var recs []revguard.RoomRecord
+	if err := sqlite.NewRoomLog(db).ReadRoomRecords(ctx, "s", func(r revguard.RoomRecord) error {
+		recs = append(recs, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var types []revguard.RoomRecordType
+	for i, r := range recs {
+		types = append(types, r.Type)
+		if i > 0 && r.Time.Before(recs[i-1].Time) {
+			t.Errorf("record %d (%v) at %v, before record %d (%v) at %v", i, r.Type, r.Time, i-1, recs[i-1].Type, recs[i-1].Time)
+		}
+	}
+	if !slices.Contains(types, revguard.RoomReopened) || types[len(types)-1] != revguard.RoomJoined {
+		t.Fatalf("records %v: want a reopening, then the join", types)
+	}
 }
 
 // BenchmarkFindPlace measures the room's read of a place, in a room of 100,000 places:
