@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -534,7 +535,9 @@ func tryListen(ctx context.Context, addr, debugAddr string) error {
 			ln.Close()
 		}
 	}()
-	for _, a := range []struct{ flag, addr string }{{"--addr", addr}, {"--debug-addr", debugAddr}} {
+	for _, a := range []struct{ flag, addr string }{
+		{"--addr (REVGUARD_ADDR)", addr}, {"--debug-addr (REVGUARD_DEBUG_ADDR)", debugAddr},
+	} {
 		if a.addr == "" {
 			continue
 		}
@@ -565,7 +568,21 @@ func (m *Main) URL() string {
 	if m.ln == nil {
 		return ""
 	}
-	return "http://" + m.ln.Addr().String()
+	return localURL(m.ln.Addr())
+}
+
+// localURL is the http URL of a listener's address as this machine reaches it: an
+// unspecified host (--addr :8080, 0.0.0.0:8080 or [::]:8080), which a browser does
+// not open, is the loopback address of its family.
+func localURL(addr net.Addr) string {
+	if a, ok := addr.(*net.TCPAddr); ok && a.IP.IsUnspecified() {
+		host := "127.0.0.1"
+		if a.IP.To4() == nil {
+			host = "::1"
+		}
+		return "http://" + net.JoinHostPort(host, strconv.Itoa(a.Port))
+	}
+	return "http://" + addr.String()
 }
 
 // DashboardLink returns a link to the live dashboard that opens it without the admin

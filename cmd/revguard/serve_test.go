@@ -680,3 +680,22 @@ func TestOpeningWarmer(t *testing.T) {
 		t.Errorf("with a TTL of 1s: lead %v, tick %v; want 500ms, and no more than a look a second", w.lead, w.tick)
 	}
 }
+
+// TestLocalURL: the URL printed for an address on every interface is one a browser on
+// this machine opens.
+func TestLocalURL(t *testing.T) {
+	for _, tt := range []struct {
+		addr *net.TCPAddr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}, "http://127.0.0.1:8080"},
+		{&net.TCPAddr{IP: net.IPv4zero, Port: 8080}, "http://127.0.0.1:8080"},
+		{&net.TCPAddr{IP: net.IPv6unspecified, Port: 18890}, "http://[::1]:18890"},
+		{&net.TCPAddr{IP: net.IPv6loopback, Port: 1}, "http://[::1]:1"},
+		{&net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 80}, "http://192.0.2.7:80"},
+	} {
+		if got := localURL(tt.addr); got != tt.want {
+			t.Errorf("localURL(%v) = %q, want %q", tt.addr, got, tt.want)
+		}
+	}
+}
