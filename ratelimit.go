@@ -37,7 +37,11 @@ func (r Rate) String() string {
 	}
 }
 
-// ParseRate reads "N/s", "N/m" (N a positive integer) or "off".
+// MaxRateN bounds a Rate's N: far above any real limit ("off" is no limit), and within
+// what every limiter counts exactly (Redis's in microseconds of a float's 53 bits).
+const MaxRateN = 100_000_000
+
+// ParseRate reads "N/s", "N/m" (N an integer from 1 to MaxRateN) or "off".
 func ParseRate(s string) (Rate, error) {
 	if s == "off" {
 		return Rate{}, nil
@@ -46,6 +50,9 @@ func ParseRate(s string) (Rate, error) {
 	n, err := strconv.Atoi(num)
 	if !ok || err != nil || n < 1 || num[0] == '+' {
 		return Rate{}, fmt.Errorf("invalid rate %q: want N/s, N/m or off", s)
+	}
+	if n > MaxRateN {
+		return Rate{}, fmt.Errorf("invalid rate %q: N is at most %d (off for no limit)", s, MaxRateN)
 	}
 	switch unit {
 	case "s":

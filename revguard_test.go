@@ -168,6 +168,9 @@ func TestParseRate(t *testing.T) {
 		{"Off", revguard.Rate{}, true},
 		{"", revguard.Rate{}, true},
 		{"99999999999999999999/s", revguard.Rate{}, true},
+		{"100000000/m", revguard.Rate{N: revguard.MaxRateN, Per: time.Minute}, false},
+		{"100000001/s", revguard.Rate{}, true}, // out of what the Redis limiter counts exactly
+		{"200000000/m", revguard.Rate{}, true},
 	}
 	for _, tt := range tests {
 		got, err := revguard.ParseRate(tt.in)

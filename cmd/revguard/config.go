@@ -262,8 +262,8 @@ func validateRate(r revguard.Rate) error {
 	if r.Off() {
 		return nil
 	}
-	if r.N < 1 || (r.Per != time.Second && r.Per != time.Minute) {
-		return fmt.Errorf("invalid rate %d per %v: want N/s, N/m or off", r.N, r.Per)
+	if r.N < 1 || r.N > revguard.MaxRateN || (r.Per != time.Second && r.Per != time.Minute) {
+		return fmt.Errorf("invalid rate %d per %v: want N/s or N/m, N from 1 to %d, or off", r.N, r.Per, revguard.MaxRateN)
 	}
 	return nil
 }

@@ -249,6 +249,7 @@ func TestConfigValidate(t *testing.T) {
 		{"TurnstileURLRelative", func(c *Config) { c.TurnstileURL = "/siteverify" }, "--turnstile-url"},
 		{"RateBuiltInCode", func(c *Config) { c.RateLimitIP = revguard.Rate{N: 3, Per: time.Hour} }, "--rate-limit-ip"},
 		{"NegativeRate", func(c *Config) { c.RateLimitCustomer = revguard.Rate{N: -1, Per: time.Second} }, "--rate-limit-customer"},
+		{"RateTooHigh", func(c *Config) { c.RateLimitIP = revguard.Rate{N: revguard.MaxRateN + 1, Per: time.Minute} }, "--rate-limit-ip"},
 		{"ZeroShutdown", func(c *Config) { c.ShutdownTimeout = 0 }, "--shutdown-timeout"},
 		{"RetentionShort", func(c *Config) { c.Retention = time.Hour }, "--retention"},
 		{"LedgerMaxDeferOff", func(c *Config) { c.LedgerMaxDefer = 0 }, ""},
