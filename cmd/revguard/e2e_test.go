@@ -129,20 +129,27 @@ func testServeSmoke(t *testing.T, m mode) {
 	c.must(t, http.StatusCreated, nil, "PUT", "/v1/skus/drop-room", testAdminToken, map[string]any{"stock": 5})
 	c.must(t, http.StatusCreated, nil, "PUT", "/v1/skus/drop-room/waiting-room", testAdminToken, map[string]any{"admit_per_second": 10})
 	c.must(t, http.StatusCreated, nil, "POST", "/v1/skus/drop-room/waiting-room/place", token, nil, "CF-Turnstile-Response", verifier.Token())
-	metrics := c.must(t, http.StatusOK, nil, "GET", "/metrics", "", nil)
-	inRoom := 0.0
-	for _, line := range strings.Split(string(metrics.Body), "\n") {
-		if rest, ok := strings.CutPrefix(line, `revguard_waiting_room_customers{sku="drop-room",state="`); ok {
-			_, v, _ := strings.Cut(rest, " ")
-			n, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("/metrics: %q", line)
+	// In distributed mode the rooms are sampled once a second: the next sample shows it.
+	var metrics *apiResponse
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		metrics = c.must(t, http.StatusOK, nil, "GET", "/metrics", "", nil)
+		inRoom := 0.0
+		for _, line := range strings.Split(string(metrics.Body), "\n") {
+			if rest, ok := strings.CutPrefix(line, `revguard_waiting_room_customers{sku="drop-room",state="`); ok {
+				_, v, _ := strings.Cut(rest, " ")
+				n, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("/metrics: %q", line)
+				}
+				inRoom += n
 			}
-			inRoom += n
 		}
-	}
-	if inRoom != 1 || !strings.Contains(string(metrics.Body), "\n"+`revguard_waiting_room_sold_out{sku="drop-room"} 0`) {
-		t.Errorf("/metrics shows %v customers in drop-room's waiting room, want 1:\n%s", inRoom, metrics.Body)
+		if inRoom == 1 && strings.Contains(string(metrics.Body), "\n"+`revguard_waiting_room_sold_out{sku="drop-room"} 0`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics shows %v customers in drop-room's waiting room, want 1:\n%s", inRoom, metrics.Body)
+		}
 	}
 	names := []string{"revguard_ledger_lag_events", "revguard_ledger_lag_seconds", "revguard_sessions_cached",
 		"go_goroutines", "process_cpu_seconds_total"}

@@ -111,8 +111,8 @@ var (
 		"1 while a SKU's waiting room is closed because the SKU is sold out.", []string{"sku"}, nil)
 )
 
-// roomCollector reports every waiting room at scrape time (a read of the rooms in
-// memory, or in distributed mode one Redis round trip per room).
+// roomCollector reports every waiting room at scrape time: a read of the rooms in
+// memory, or in distributed mode of the sampler's last reading (sampledRooms).
 type roomCollector struct{ rooms roomLister }
 
 func (c roomCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -205,7 +205,29 @@ func TestFleet_Outage(t *testing.T) {
 		recovers(t)
 	})
 	t.Run("RedisHangs", func(t *testing.T) {
+		// The metrics are the sampler's: a scrape does not wait for a hanging Redis
+		// (docs/distributed.md), and shows the last reading, the rooms' too.
+		need(admin.PutSKU(ctx, "out-room", client.SKUSettings{Stock: 5}))(t)
+		need(admin.PutWaitingRoom(ctx, "out-room", client.WaitingRoomSettings{AdmitPerSecond: 10}))(t)
+		const roomLine = "\n" + `revguard_waiting_room_sold_out{sku="out-room"} 0` + "\n"
+		metricsUntil := func(what string, ok func(string) bool) string {
+			t.Helper()
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				m := string(c.must(t, http.StatusOK, nil, "GET", "/metrics", "", nil).Body)
+				if ok(m) {
+					return m
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("/metrics never showed %s:\n%s", what, m)
+				}
+			}
+		}
+		metricsUntil("the room", func(m string) bool { return strings.Contains(m, roomLine) })
 		redisProxy.set(proxyStall)
+		m := metricsUntil("Redis down", func(m string) bool { return strings.Contains(m, "\nrevguard_redis_up 0\n") })
+		if !strings.Contains(m, roomLine) {
+			t.Errorf("/metrics with Redis hanging lacks the room's last reading:\n%s", m)
+		}
 		start := time.Now()
 		unavailable(t, "redis")
 		t.Logf("the 503s of a hanging Redis took %v", time.Since(start))

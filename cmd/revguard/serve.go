@@ -258,6 +258,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return err
 	}
 	if rl, ok := st.room.(roomLister); ok {
+		if m.Fleet != nil {
+			rl = sampledRooms{m.Fleet} // a scrape never waits for Redis
+		}
 		m.Registry.MustRegister(roomCollector{rl})
 	}
 

@@ -76,6 +76,19 @@ type fleetSample struct {
 	rtt                  atomic.Int64 // ns of the last PING round trip
 	pending, undelivered atomic.Int64 // the outbox group's, all nodes
 	oldest               atomic.Int64 // unix ns of the oldest event the ledger lacks; 0: none
+	rooms                atomic.Pointer[[]revguard.Room]
+}
+
+// sampledRooms lists the waiting rooms as the sampler last read them (none before its
+// first reading), as the other sampled gauges are: the last reading while Redis does
+// not answer, which revguard_redis_up says.
+type sampledRooms struct{ f *Fleet }
+
+func (s sampledRooms) ListRooms(context.Context) ([]revguard.Room, error) {
+	if p := s.f.sample.rooms.Load(); p != nil {
+		return *p, nil
+	}
+	return nil, nil
 }
 
 // openDistributed opens the fleet's stores in order: Redis (and its durability
@@ -257,6 +270,9 @@ func (f *Fleet) takeSample(ctx context.Context) {
 				oldest = bl.Oldest.UnixNano()
 			}
 			f.sample.oldest.Store(oldest)
+		}
+		if rooms, err := f.Room.ListRooms(ctx); err == nil {
+			f.sample.rooms.Store(&rooms)
 		}
 	})
 	wg.Go(func() { f.sample.postgresUp.Store(f.DB.Ping(ctx) == nil) })
