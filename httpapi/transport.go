@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -46,6 +47,10 @@ type HTTPConfig struct {
 	// ErrorLog receives, at debug level, the unreadable requests and fasthttp's
 	// connection errors (nil: the Server's Logger). Neither carries header values.
 	ErrorLog *slog.Logger
+	// MaxConns bounds the open connections, event streams included (0: no bound). A
+	// connection over it is answered 503 unavailable with Retry-After at once and
+	// closed, so that a flood of connections cannot take every file descriptor.
+	MaxConns int
 }
 
 // HTTPServer serves the API over HTTP/1.1 on fasthttp's connection handling, which
@@ -94,6 +99,7 @@ type HTTPServer struct {
 	streams map[net.Conn]struct{} // hijacked connections of running event streams
 	wg      sync.WaitGroup        // the running event streams
 	lns     []net.Listener
+	open    atomic.Int64 // open connections (lingerListener)
 }
 
 // NewHTTPServer returns the HTTP server of s's API with the limits of cfg.
@@ -134,6 +140,9 @@ func (s *Server) NewHTTPServer(cfg HTTPConfig) *HTTPServer {
 	return t
 }
 
+// MaxConns returns the bound on open connections (HTTPConfig.MaxConns; 0: none).
+func (t *HTTPServer) MaxConns() int { return t.cfg.MaxConns }
+
 // Serve accepts connections on ln until Shutdown or Close; it then returns nil.
 func (t *HTTPServer) Serve(ln net.Listener) error {
 	t.mu.Lock()
@@ -144,7 +153,7 @@ func (t *HTTPServer) Serve(ln net.Listener) error {
 	}
 	t.lns = append(t.lns, ln) // closed by Shutdown even if it runs before fasthttp has it
 	t.mu.Unlock()
-	err := t.srv.Serve(lingerListener{Listener: ln, linger: cmp.Or(t.linger, lingerTime)})
+	err := t.srv.Serve(&lingerListener{Listener: ln, t: t, linger: cmp.Or(t.linger, lingerTime)})
 	if t.closing.Load() {
 		return nil
 	}
@@ -475,18 +484,69 @@ func (t *HTTPServer) serveError(ctx *fasthttp.RequestCtx, err error) {
 }
 
 // lingerListener hands fasthttp connections that can close the way net/http closes
-// one after an error answer.
+// one after an error answer. It keeps their count under MaxConns, and rides out a
+// lack of file descriptors, which fasthttp would take for the listener's end.
 type lingerListener struct {
 	net.Listener
+	t      *HTTPServer
 	linger time.Duration
 }
 
-func (l lingerListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+// Accept returns the next connection. A connection over MaxConns is refused
+// (refuseConn) and the next one awaited. When the process or the system is out of
+// file descriptors or memory for one, it waits, from 5 ms doubling to 1 s, as
+// net/http's Serve does, and tries again: descriptors come back as connections close
+// (an idle one within the read timeout).
+func (l *lingerListener) Accept() (net.Conn, error) {
+	var wait time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			if !acceptRetryable(err) {
+				return nil, err
+			}
+			wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+			if wait == 5*time.Millisecond {
+				l.t.cfg.ErrorLog.Error("httpapi: cannot accept connections; retrying", "error", err)
+			}
+			time.Sleep(wait)
+			continue
+		}
+		wait = 0
+		if limit := int64(l.t.cfg.MaxConns); limit > 0 && l.t.open.Add(1) > limit {
+			l.t.open.Add(-1)
+			l.t.refuseConn(c)
+			continue
+		}
+		lc := &lingerConn{Conn: c, addr: c.RemoteAddr().String(), lingerFor: l.linger}
+		if l.t.cfg.MaxConns > 0 {
+			lc.open = &l.t.open
+		}
+		return lc, nil
 	}
-	return &lingerConn{Conn: c, addr: c.RemoteAddr().String(), lingerFor: l.linger}, nil
+}
+
+// acceptRetryable reports whether an Accept failed for want of a resource that comes
+// back (a file descriptor, kernel memory), not for the listener's end.
+func acceptRetryable(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}
+
+// refuseConn answers a connection over MaxConns before reading its request, 503
+// unavailable (a problem document with its request id and Retry-After, as every 503
+// is), and closes it. The write is bounded: a client that reads nothing does not hold
+// the accepting goroutine.
+func (t *HTTPServer) refuseConn(c net.Conn) {
+	id := t.api.newRequestID()
+	body := fmt.Appendf(nil, `{"type":"%sunavailable","title":%q,"status":503,"detail":"too many open connections: retry shortly","code":"unavailable"}`+"\n",
+		problemTypePrefix, problems[revguard.CodeUnavailable].title)
+	head := fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\nContent-Length: %d\r\n"+
+		"Retry-After: 1\r\nX-Request-Id: %s\r\nX-Content-Type-Options: nosniff\r\nDate: %s\r\nConnection: close\r\n\r\n",
+		len(body), id, httpDate().text)
+	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	c.Write(append([]byte(head), body...))
+	c.Close()
 }
 
 // lingerTime bounds how long a connection closed after an error answer waits for its
@@ -508,9 +568,14 @@ type lingerConn struct {
 	addr      string
 	lingerFor time.Duration
 	linger    atomic.Bool
+	open      *atomic.Int64 // the server's count of open connections, when bounded
+	closed    atomic.Bool
 }
 
 func (c *lingerConn) Close() error {
+	if c.open != nil && c.closed.CompareAndSwap(false, true) {
+		c.open.Add(-1)
+	}
 	if c.linger.CompareAndSwap(true, false) {
 		if tc, ok := c.Conn.(*net.TCPConn); ok && tc.CloseWrite() == nil {
 			tc.SetReadDeadline(time.Now().Add(c.lingerFor))

@@ -9,9 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -411,5 +414,93 @@ func TestHTTPServer_BigBody(t *testing.T) {
 	e := mustOpenEnv(t, envOptions{})
 	for _, n := range []int{70 << 10, 1 << 20, 1 << 20, 1 << 20, 4 << 20} {
 		e.do(req{Method: "PUT", Path: "/v1/skus/big", Token: e.admin, Body: strings.Repeat("a", n)}).wantProblem(t, 413, revguard.CodeBodyTooLarge)
+	}
+}
+
+// TestHTTPServer_MaxConns: a connection over MaxConns is answered 503 unavailable at
+// once (a problem document with Retry-After and its request id) and closed; once a
+// connection closes, a new one is served.
+func TestHTTPServer_MaxConns(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{})
+	ts := serveHTTPWith(t, e.api, httpapi.HTTPConfig{ReadTimeout: 10 * time.Second, MaxConns: 2})
+	first, second := ts.dial(t), ts.dial(t) // open, sending nothing yet
+	over := ts.dial(t)
+	resp, err := http.ReadResponse(bufio.NewReader(over), nil)
+	if err != nil {
+		t.Fatalf("the connection over the bound: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	r := &response{Status: resp.StatusCode, Header: resp.Header, Body: body}
+	r.wantProblem(t, 503, revguard.CodeUnavailable)
+	if resp.Header.Get("Retry-After") != "1" || !resp.Close {
+		t.Errorf("503 over the bound: Retry-After %q, close %v", resp.Header.Get("Retry-After"), resp.Close)
+	}
+	// The two within the bound are served.
+	io.WriteString(second, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(second), nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a connection within the bound: %v, %v", resp, err)
+	}
+	first.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c := ts.dial(t)
+		io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+		if err == nil && resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection served 10 s after one of the two closed: %v, %v", resp, err)
+		}
+	}
+}
+
+// emfileListener fails its first fails Accepts as a process out of file descriptors
+// does (fault injection).
+type emfileListener struct {
+	net.Listener
+	fails atomic.Int32
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestHTTPServer_AcceptOutOfFiles: a process out of file descriptors waits and
+// accepts again; the server does not take it for its listener's end (fasthttp does,
+// and its Serve returned, which ended the process).
+func TestHTTPServer_AcceptOutOfFiles(t *testing.T) {
+	e := mustOpenEnv(t, envOptions{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &emfileListener{Listener: ln}
+	fl.fails.Store(4)
+	srv := e.api.NewHTTPServer(httpapi.HTTPConfig{ReadTimeout: 5 * time.Second})
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(fl) }()
+	defer func() {
+		srv.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Serve after Close: %v", err)
+		}
+	}()
+	hc := &http.Client{Timeout: 10 * time.Second} // a server no longer accepting: no answer
+	resp, err := hc.Get("http://" + ln.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatalf("after 4 accepts out of files: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || fl.fails.Load() >= 0 {
+		t.Fatalf("status %d, failures left %d", resp.StatusCode, fl.fails.Load())
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Serve returned: %v", err)
+	default:
 	}
 }

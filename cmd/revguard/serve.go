@@ -306,6 +306,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		WriteTimeout: writeTimeout,
 		IdleTimeout:  idleTimeout,
 		BaseContext:  bg,
+		MaxConns:     maxConns(),
 	})
 	var lc net.ListenConfig
 	m.ln, err = lc.Listen(ctx, "tcp", cfg.Addr)
@@ -331,7 +332,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if cfg.Distributed() {
 		where = []any{"mode", "distributed", "redis_namespace", cfg.RedisNamespace, "postgres_schema", cfg.PostgresSchema}
 	}
-	log.Info("serving", append(where, "addr", m.ln.Addr().String(),
+	log.Info("serving", append(where, "addr", m.ln.Addr().String(), "max_connections", m.HTTPServer.MaxConns(),
 		"bot_check", bot != nil, "version", versionString(version, readBuildInfo()))...)
 	return nil
 }
@@ -526,6 +527,16 @@ func (m *Main) Ready(ctx context.Context) error {
 		return revguard.Errorf(revguard.CodeUnavailable, "the database does not answer")
 	}
 	return nil
+}
+
+// connsWithin is the bound on open connections under a limit of files open: the
+// limit less an eighth, at least 256, kept for everything else; half of a limit
+// under 512.
+func connsWithin(files uint64) int {
+	if files < 512 {
+		return int(files / 2)
+	}
+	return int(min(files-max(files/8, 256), 1<<30))
 }
 
 // tryListen binds addr (--addr) and debugAddr (--debug-addr, when set) together, and

@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -697,5 +699,71 @@ func TestLocalURL(t *testing.T) {
 		if got := localURL(tt.addr); got != tt.want {
 			t.Errorf("localURL(%v) = %q, want %q", tt.addr, got, tt.want)
 		}
+	}
+}
+
+// TestBinary_ConnectionFlood floods the real binary with connections that send nothing
+// after cutting its open-file limit to 128 (prlimit): accepting runs out of file
+// descriptors, which used to end the process (fasthttp took the error for the
+// listener's end). The server rides it out, and serves again once the flood is gone.
+func TestBinary_ConnectionFlood(t *testing.T) {
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skipf("prlimit (util-linux), which cuts the server's open-file limit, is not installed: %v", err)
+	}
+	ch, err := startChild([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(),
+		"--admin-token", testAdminToken}, true)
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, ch.Log)
+	}
+	defer ch.kill()
+	if out, err := exec.Command(prlimit, "--pid", strconv.Itoa(ch.cmd.Process.Pid), "--nofile=128:128").CombinedOutput(); err != nil {
+		t.Skipf("prlimit cannot cut the server's limit here: %v: %s", err, out)
+	}
+	addr := strings.TrimPrefix(ch.URL, "http://")
+	var flood []net.Conn
+	defer func() {
+		for _, c := range flood {
+			c.Close()
+		}
+	}()
+	for range 300 {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		flood = append(flood, c)
+	}
+	// Out of descriptors: the log says so, and the process stays.
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(ch.Log.String(), "cannot accept connections"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no word of the accept failing:\n%s", ch.Log)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // past several retries
+	select {
+	case <-ch.exited:
+		t.Fatalf("the server exited in the flood:\n%s", ch.Log)
+	default:
+	}
+	for _, c := range flood {
+		c.Close()
+	}
+	flood = nil
+	c := newClient(t, ch.URL, 1)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := c.do(t.Context(), "GET", "/healthz", "", nil)
+		if err == nil && resp.Status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not serving 30 s after the flood: %v, %v\n%s", resp, err, ch.Log)
+		}
+	}
+	if err := ch.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := ch.wait(30 * time.Second); code != exitOK {
+		t.Fatalf("exit code %d after SIGTERM, want 0\n%s", code, ch.Log)
 	}
 }
