@@ -386,6 +386,61 @@ func TestWaitingRoomEventsShutdown(t *testing.T) {
 	}
 }
 
+// TestWaitingRoomEventsPerCustomer: one customer opens at most MaxPlaceStreams place
+// streams at once; the next is 429 rate_limited with Retry-After, and once one ends
+// another opens. Another customer is not counted with the first.
+func TestWaitingRoomEventsPerCustomer(t *testing.T) {
+	e := mustOpenRoomEnv(t, envOptions{backend: embedded, edit: func(s *httpapi.Server) { s.PlaceStreamEvery = 5 * time.Millisecond }})
+	e.putSKU("shoe", `{"stock":5}`)
+	e.putRoom("shoe", `{"admit_per_second":1}`).json(t, 201, &waitingRoom{})
+	alice, bob := e.session("alice"), e.session("bob")
+	e.join(alice, "shoe", e.tokenHeader()).json(t, 201, &place{})
+	e.join(bob, "shoe", e.tokenHeader()).json(t, 201, &place{})
+	open := func(token string) (*http.Response, context.CancelFunc) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(t.Context())
+		hr, err := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/v1/skus/shoe/waiting-room/place/events", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hr.Header.Set("Authorization", "Bearer "+token)
+		resp, err := (&http.Client{}).Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cancel(); resp.Body.Close() })
+		return resp, cancel
+	}
+	var cancels []context.CancelFunc
+	for i := range httpapi.MaxPlaceStreams {
+		resp, cancel := open(alice)
+		if resp.StatusCode != 200 {
+			t.Fatalf("stream %d: status %d", i+1, resp.StatusCode)
+		}
+		cancels = append(cancels, cancel)
+	}
+	resp, _ := open(alice)
+	body, _ := io.ReadAll(resp.Body)
+	(&response{Status: resp.StatusCode, Header: resp.Header, Body: body}).wantProblem(t, 429, revguard.CodeRateLimited)
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	if resp, _ := open(bob); resp.StatusCode != 200 {
+		t.Fatalf("another customer's stream: status %d", resp.StatusCode)
+	}
+	cancels[0]() // the client leaves: its stream ends, and another may open
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		resp, cancel := open(alice)
+		if resp.StatusCode == 200 {
+			break
+		}
+		cancel()
+		if time.Now().After(deadline) {
+			t.Fatalf("status %d 10 s after a stream ended, want 200", resp.StatusCode)
+		}
+	}
+}
+
 // TestWaitingRoom_ClientLeavesMidReserve: an admitted customer whose client gives up
 // while the hold is being made durable gets the hold (the reservation does not depend
 // on the client's patience) and has spent its admission: a second reservation with it

@@ -111,6 +111,9 @@ type Server struct {
 	flights   map[string]*flight // reserveOnce's runs in progress, by customer and idempotency key
 	// streamRoutes are the patterns of the event streams (routes).
 	streamRoutes map[string]bool
+	// placeStreams counts each customer's open place streams (MaxPlaceStreams).
+	placeStreamMu sync.Mutex
+	placeStreams  map[string]int
 
 	// streams is cancelled by CloseStreams: the place, event and dashboard streams
 	// end, so that a graceful shutdown does not wait for them.

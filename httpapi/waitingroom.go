@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -256,6 +257,12 @@ func (s *Server) handlePlaceEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if !s.openPlaceStream(customerID) {
+		w.Header()["Retry-After"] = retryAfterOne
+		s.writeProblem(w, r, revguard.CodeRateLimited, fmt.Sprintf("at most %d place streams at once per customer: close one", MaxPlaceStreams))
+		return
+	}
+	defer s.closePlaceStream(customerID)
 	token, _ := bearerToken(r.Header["Authorization"]) // findPlace authenticated it
 	ctx, cancel := s.streamContext(r)
 	defer cancel()
@@ -302,6 +309,34 @@ func (s *Server) handlePlaceEvents(w http.ResponseWriter, r *http.Request) {
 		if p, err = wr.FindPlace(ctx, sku, customerID); err != nil {
 			return // the room was turned off, or the client left
 		}
+	}
+}
+
+// MaxPlaceStreams bounds a customer's place streams open at once on one server: a
+// page follows its place with one (a few tabs, a few), and each holds a connection and
+// two goroutines, which one session must not multiply without end.
+const MaxPlaceStreams = 8
+
+// openPlaceStream counts a place stream of customerID, unless MaxPlaceStreams are
+// open already; closePlaceStream uncounts it.
+func (s *Server) openPlaceStream(customerID string) bool {
+	s.placeStreamMu.Lock()
+	defer s.placeStreamMu.Unlock()
+	if s.placeStreams[customerID] >= MaxPlaceStreams {
+		return false
+	}
+	if s.placeStreams == nil {
+		s.placeStreams = map[string]int{}
+	}
+	s.placeStreams[customerID]++
+	return true
+}
+
+func (s *Server) closePlaceStream(customerID string) {
+	s.placeStreamMu.Lock()
+	defer s.placeStreamMu.Unlock()
+	if s.placeStreams[customerID]--; s.placeStreams[customerID] <= 0 {
+		delete(s.placeStreams, customerID)
 	}
 }
 
