@@ -220,7 +220,7 @@ func (s *Server) limitRefused(w http.ResponseWriter, r *http.Request, ip string)
 	}
 	if r.Pattern == reservePattern {
 		markIPCounted(w)
-		_, _, _ = s.IPLimiter.Allow(r.Context(), ip) // counted; the answer stays the 401
+		_, _, _ = s.IPLimiter.Allow(r.Context(), ipBucket(ip)) // counted; the answer stays the 401
 		return false
 	}
 	err := s.limitIP(r.Context(), w, ip)

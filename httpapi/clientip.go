@@ -93,7 +93,25 @@ func (s *Server) limitIP(ctx context.Context, w http.ResponseWriter, ip string) 
 		return nil
 	}
 	markIPCounted(w)
-	return limit(ctx, w, s.IPLimiter, ip, "client address")
+	return limit(ctx, w, s.IPLimiter, ipBucket(ip), "client address")
+}
+
+// ipBucket is the key of a client address's bucket: an IPv4 address, or an IPv6
+// address's /64, which one household or host is given whole, so that stepping
+// through its addresses does not multiply the limit.
+func ipBucket(ip string) string {
+	if strings.IndexByte(ip, ':') < 0 {
+		return ip
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Is4In6() {
+		return ip
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }
 
 // ipCounter is a writer that records whether its request drew on its client address's

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -522,6 +523,30 @@ func testRateLimits(t *testing.T, b backend) {
 			if r := e.do(req{Method: "GET", Path: "/v1/skus/rl/availability"}); r.Status != 429 {
 				t.Fatalf("after %s %s (%d): %d %s, want 429", rq.Method, rq.Path, c.status, r.Status, r.Body)
 			}
+		}
+	})
+	t.Run("IP_IPv6Prefix", func(t *testing.T) {
+		// An IPv6 client's bucket is its /64: stepping through its addresses does not
+		// multiply the limit. (The test's loopback is the trusted proxy.)
+		e := mustOpenEnv(t, envOptions{backend: b, clock: true, ipRate: revguard.Rate{N: 1, Per: time.Second},
+			edit: func(s *httpapi.Server) { s.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} }})
+		e.do(req{Method: "PUT", Path: "/v1/skus/rl", Token: e.admin, Body: `{"stock":10}`}).json(t, 201, &sku{})
+		from := func(ip string) *response {
+			return e.do(req{Method: "GET", Path: "/v1/skus/rl/availability", Header: map[string]string{"X-Forwarded-For": ip}})
+		}
+		if r := from("2001:db8:1:2::1"); r.Status != 200 {
+			t.Fatalf("first request of 2001:db8:1:2::/64: %d %s", r.Status, r.Body)
+		}
+		from("2001:db8:1:2:ffff::7").wantProblem(t, 429, revguard.CodeRateLimited)
+		if r := from("2001:db8:1:3::1"); r.Status != 200 {
+			t.Fatalf("first request of another /64: %d %s", r.Status, r.Body)
+		}
+		if r := from("192.0.2.1"); r.Status != 200 {
+			t.Fatalf("an IPv4 client: %d %s", r.Status, r.Body)
+		}
+		from("192.0.2.1").wantProblem(t, 429, revguard.CodeRateLimited)
+		if r := from("192.0.2.2"); r.Status != 200 { // IPv4 addresses stay each their own
+			t.Fatalf("the next IPv4 address: %d %s", r.Status, r.Body)
 		}
 	})
 	t.Run("IP_RefusedShape", func(t *testing.T) {
