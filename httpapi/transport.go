@@ -490,6 +490,7 @@ type lingerListener struct {
 	net.Listener
 	t      *HTTPServer
 	linger time.Duration
+	logged time.Time // of the last accept failure logged (at most one in 10 s)
 }
 
 // Accept returns the next connection. A connection over MaxConns is refused
@@ -506,7 +507,8 @@ func (l *lingerListener) Accept() (net.Conn, error) {
 				return nil, err
 			}
 			wait = min(max(2*wait, 5*time.Millisecond), time.Second)
-			if wait == 5*time.Millisecond {
+			if now := time.Now(); now.Sub(l.logged) >= 10*time.Second {
+				l.logged = now
 				l.t.cfg.ErrorLog.Error("httpapi: cannot accept connections; retrying", "error", err)
 			}
 			time.Sleep(wait)
@@ -574,7 +576,7 @@ type lingerConn struct {
 
 func (c *lingerConn) Close() error {
 	if c.open != nil && c.closed.CompareAndSwap(false, true) {
-		c.open.Add(-1)
+		defer c.open.Add(-1) // once the descriptor is closed, after any linger
 	}
 	if c.linger.CompareAndSwap(true, false) {
 		if tc, ok := c.Conn.(*net.TCPConn); ok && tc.CloseWrite() == nil {

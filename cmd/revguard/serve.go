@@ -586,15 +586,12 @@ func (m *Main) URL() string {
 }
 
 // localURL is the http URL of a listener's address as this machine reaches it: an
-// unspecified host (--addr :8080, 0.0.0.0:8080 or [::]:8080), which a browser does
-// not open, is the loopback address of its family.
+// unspecified host (--addr :8080, 0.0.0.0:8080 or [::]:8080, all of which Go listens
+// on as [::], both families), which a browser does not open, is 127.0.0.1, which
+// every such listener takes (::1 is missing from some containers' loopback).
 func localURL(addr net.Addr) string {
 	if a, ok := addr.(*net.TCPAddr); ok && a.IP.IsUnspecified() {
-		host := "127.0.0.1"
-		if a.IP.To4() == nil {
-			host = "::1"
-		}
-		return "http://" + net.JoinHostPort(host, strconv.Itoa(a.Port))
+		return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Port))
 	}
 	return "http://" + addr.String()
 }

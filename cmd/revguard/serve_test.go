@@ -692,13 +692,23 @@ func TestLocalURL(t *testing.T) {
 	}{
 		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}, "http://127.0.0.1:8080"},
 		{&net.TCPAddr{IP: net.IPv4zero, Port: 8080}, "http://127.0.0.1:8080"},
-		{&net.TCPAddr{IP: net.IPv6unspecified, Port: 18890}, "http://[::1]:18890"},
+		{&net.TCPAddr{IP: net.IPv6unspecified, Port: 18890}, "http://127.0.0.1:18890"},
 		{&net.TCPAddr{IP: net.IPv6loopback, Port: 1}, "http://[::1]:1"},
 		{&net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 80}, "http://192.0.2.7:80"},
 	} {
 		if got := localURL(tt.addr); got != tt.want {
 			t.Errorf("localURL(%v) = %q, want %q", tt.addr, got, tt.want)
 		}
+	}
+	// What a listener on every interface reports (no traffic: it is closed at once).
+	ln, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	if got, want := localURL(ln.Addr()), "http://127.0.0.1:"+strconv.Itoa(port); got != want {
+		t.Errorf("localURL(%v) = %q, want %q", ln.Addr(), got, want)
 	}
 }
 

@@ -65,7 +65,8 @@ Flags:
       how long to wait for the ledger to catch up with the engine; default: 10s
   --retention duration
       the server's --retention: a reservation final for longer has left the engine's
-      memory and is in the ledger only; at least 24h; default: 25h
+      memory and is in the ledger only; at least 24h
+      env REVGUARD_RETENTION; default: 25h
   --redis-url, --postgres-url url; --redis-namespace, --postgres-schema name
       distributed mode (env REVGUARD_REDIS_URL, REVGUARD_POSTGRES_URL,
       REVGUARD_REDIS_NAMESPACE, REVGUARD_POSTGRES_SCHEMA): compare the fleet's engine
@@ -83,6 +84,13 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 	stores := bindStoreFlags(fs, &dataDir, c.Getenv)
 	fs.DurationVar(&wait, "wait", wait, "how long to wait for the ledger")
 	retention := revguard.DefaultRetention
+	if v := c.Getenv("REVGUARD_RETENTION"); v != "" { // as serve reads it; the flag wins
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return usageErrorf("verify: REVGUARD_RETENTION: %v", err)
+		}
+		retention = d
+	}
 	fs.DurationVar(&retention, "retention", retention, "the server's --retention")
 	if err := parseFlags(fs, "verify", args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -117,6 +117,12 @@ func TestVerify_Distributed(t *testing.T) {
 		if out, errOut, err := runFleetVerify(t, f, "--retention", "24h"); err != nil || !strings.Contains(errOut, "ledger matches the engine") {
 			t.Fatalf("verify --retention 24h: %v\n%s%s", err, out, errOut)
 		}
+		// The same from the environment, as a fleet configured by it sets it.
+		var stdout, stderr bytes.Buffer
+		vc := &VerifyCommand{Getenv: envMap(map[string]string{"REVGUARD_RETENTION": "24h"}), Stdout: &stdout, Stderr: &stderr, Poll: 5 * time.Millisecond}
+		if err := vc.Run(t.Context(), f.args()); err != nil || !strings.Contains(stderr.String(), "ledger matches the engine") {
+			t.Fatalf("verify with REVGUARD_RETENTION=24h: %v\n%s%s", err, &stdout, &stderr)
+		}
 		out, _, err := runFleetVerify(t, f) // 25 h: it should still be in Redis
 		if err == nil || !strings.Contains(out, "ZZOLD: in the ledger but not in the engine") {
 			t.Fatalf("verify with the default retention: %v\n%s", err, out)
