@@ -69,7 +69,10 @@ func (s *Server) writeIdentifyError(w http.ResponseWriter, r *http.Request, err 
 	case revguard.CodeUnauthenticated:
 		s.refuseUnauthenticated(w, r, ip, challengeInvalidToken, "the token is unknown, expired or revoked")
 		return
-	case revguard.CodeForbidden:
+	case revguard.CodeForbidden: // a dashboard link's token: counted as a wrong token is
+		if s.limitRefused(w, r, ip) {
+			return
+		}
 		w.Header()["Www-Authenticate"] = challengeInsufficientScope
 	}
 	s.writeError(w, r, err)

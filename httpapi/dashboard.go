@@ -135,8 +135,7 @@ func (s *Server) requireDashboard(w http.ResponseWriter, r *http.Request) bool {
 		if valid, live := s.dashboardToken(token); live {
 			return s.getBodyAllowed(w, r)
 		} else if valid {
-			w.Header()["Www-Authenticate"] = challengeInvalidToken
-			s.writeProblem(w, r, revguard.CodeUnauthenticated, "the dashboard link has expired; enter the admin token")
+			s.refuseUnauthenticated(w, r, "", challengeInvalidToken, "the dashboard link has expired; enter the admin token")
 			return false
 		}
 	}

@@ -497,6 +497,13 @@ func testRateLimits(t *testing.T, b backend) {
 			{func(*env) req { return req{Method: "GET", Path: "/v1/nope"} }, 404},
 			{func(*env) req { return req{Method: "POST", Path: "/v1/orders", Body: `{}`} }, 405},
 			{func(*env) req { return reservePost("guess", "rl", ``, nil) }, 401},
+			// A dashboard link's token elsewhere, and an expired one on its stream.
+			{func(e *env) req {
+				return req{Method: "GET", Path: "/v1/orders", Token: e.api.DashboardToken(e.clock.Now().Add(time.Minute))}
+			}, 403},
+			{func(e *env) req {
+				return req{Method: "GET", Path: "/v1/dashboard/stream", Token: e.api.DashboardToken(e.clock.Now().Add(-time.Second))}
+			}, 401},
 			// Refused for its shape (400, 415), on every route; on reserve too,
 			// where the shape comes before the limits.
 			{func(*env) req { return req{Method: "GET", Path: "/v1/skus/a*b/availability"} }, 400},
