@@ -137,17 +137,10 @@ func markIPCounted(w http.ResponseWriter) {
 // only counted.
 func (s *Server) limitShape(w http.ResponseWriter, r *http.Request) bool {
 	c, ok := w.(ipCounter)
-	if !ok || s.IPLimiter == nil || *c.ipCounted() || ipExempt[r.Pattern] || s.isAdmin(r) {
+	if !ok || s.IPLimiter == nil || *c.ipCounted() || s.isAdmin(r) {
 		return false
 	}
 	return s.limitRefused(w, r, "")
-}
-
-// ipExempt are the routes that the IP limit leaves out (docs/api.md): the health and
-// readiness probes, the metrics, the dashboard's page and files.
-var ipExempt = map[string]bool{
-	"GET /healthz": true, "GET /readyz": true, "GET /metrics": true,
-	"GET /dashboard/{$}": true, "GET /dashboard/{file}": true,
 }
 
 // allow applies the rate limits to a request of c outside the hot path: the IP bucket

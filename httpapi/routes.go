@@ -37,6 +37,16 @@ func (s *Server) routes(mux *http.ServeMux) []string {
 			}
 		})
 	}
+	// The probes, the metrics and the dashboard's page and files are left out of the
+	// IP limit (docs/api.md), refused or not: their requests count as counted.
+	unlimited := func(pattern string, h http.HandlerFunc) {
+		handle(pattern, func(w http.ResponseWriter, r *http.Request) {
+			markIPCounted(w)
+			if s.getBodyAllowed(w, r) {
+				h(w, r)
+			}
+		})
+	}
 	// An event stream writes its answer over time: the HTTP server hands it the
 	// connection (HTTPServer, isStream, which looks only at paths with these
 	// endings).
@@ -79,12 +89,12 @@ func (s *Server) routes(mux *http.ServeMux) []string {
 
 	// Public.
 	public("GET /v1/skus/{sku}/availability", s.handleAvailability)
-	public("GET /healthz", s.handleHealthz)
-	public("GET /readyz", s.handleReadyz)
-	public("GET /metrics", s.handleMetrics)
+	unlimited("GET /healthz", s.handleHealthz)
+	unlimited("GET /readyz", s.handleReadyz)
+	unlimited("GET /metrics", s.handleMetrics)
 	public("GET /v1/openapi.json", s.handleOpenAPI)
-	public("GET /dashboard/{$}", s.handleDashboardPage)
-	public("GET /dashboard/{file}", s.handleDashboardAsset)
+	unlimited("GET /dashboard/{$}", s.handleDashboardPage)
+	unlimited("GET /dashboard/{file}", s.handleDashboardAsset)
 
 	// The storefront example (demo only), when configured.
 	if s.Example != nil {

@@ -226,7 +226,7 @@ func roomTime(t time.Time) string {
 }
 
 func roomRowOf(r revguard.RoomRecord) []string {
-	row := []string{strconv.FormatInt(r.Seq, 10), r.SKU, r.Type.String(), roomTime(r.Time), r.CustomerID, "", roomTime(r.Until),
+	row := []string{strconv.FormatInt(r.Seq, 10), spreadsheetText(r.SKU), r.Type.String(), roomTime(r.Time), spreadsheetText(r.CustomerID), "", roomTime(r.Until),
 		hex.EncodeToString(r.Seed), "", "", ""}
 	if r.Ticket != 0 || r.Type == revguard.RoomJoined || r.Type == revguard.RoomDrawn {
 		row[5] = strconv.FormatInt(r.Ticket, 10)

@@ -115,3 +115,15 @@ func TestExport_WaitingRoom(t *testing.T) {
 		t.Fatal("--waiting-room with --since: want a usage error")
 	}
 }
+
+// TestRoomRowOf_Formulas: the rooms' CSV shows a customer id or SKU that a spreadsheet
+// would run as a formula as text, as the reservations' CSV does.
+func TestRoomRowOf_Formulas(t *testing.T) {
+	row := roomRowOf(revguard.RoomRecord{Seq: 3, SKU: "-sale", Type: revguard.RoomJoined, CustomerID: "=cmd|x", Ticket: 1})
+	if row[1] != "'-sale" || row[4] != "'=cmd|x" {
+		t.Errorf("row %q: want the SKU and the customer id each with a leading '", row)
+	}
+	if row := roomRowOf(revguard.RoomRecord{Seq: 4, SKU: "sale", Type: revguard.RoomJoined, CustomerID: "c-1"}); row[1] != "sale" || row[4] != "c-1" {
+		t.Errorf("row %q: plain text changed", row)
+	}
+}

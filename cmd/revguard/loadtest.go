@@ -469,7 +469,8 @@ func waitReady(ctx context.Context, targets []string, wait time.Duration, botChe
 				derr := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ready)
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
-				off = botCheck && (derr != nil || ready.BotCheck != "on")
+				// Judged on a ready answer only: a proxy's 502 says nothing of it.
+				off = botCheck && resp.StatusCode == http.StatusOK && (derr != nil || ready.BotCheck != "on")
 				if resp.StatusCode == http.StatusOK && !off {
 					break
 				}

@@ -271,6 +271,8 @@ func (f *Fleet) takeSample(ctx context.Context) {
 			}
 			f.sample.oldest.Store(oldest)
 		}
+	})
+	wg.Go(func() { // beside the backlog: a slow read of one leaves the other fresh
 		if rooms, err := f.Room.ListRooms(ctx); err == nil {
 			f.sample.rooms.Store(&rooms)
 		}
