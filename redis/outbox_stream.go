@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	_ "embed"
 	"strconv"
 	"time"
 
@@ -27,9 +28,24 @@ func (o *Outbox) Backlog(ctx context.Context) (Backlog, error) {
 	}
 	var bl Backlog
 	for i := range shards {
-		st, err := o.streamState(ctx, tagOf(o.ns(), i)+":outbox")
+		stream := tagOf(o.ns(), i) + ":outbox"
+		st, err := o.streamState(ctx, stream)
 		if err != nil {
 			return Backlog{}, err
+		}
+		if st.undelivered > 0 {
+			// Redis counts the entries read exactly until it restarts from its AOF
+			// (see lua/outbox_lag.lua, which Trim runs to repair the count): a lag of
+			// up to maxLagCheck entries is checked against the entries beyond the last
+			// delivered one.
+			n := min(st.undelivered, maxLagCheck)
+			after, err := o.client.XRangeN(ctx, stream, st.beyond, "+", n).Result()
+			if err != nil {
+				return Backlog{}, storeErr("read outbox", err)
+			}
+			if int64(len(after)) < n {
+				st.undelivered = int64(len(after))
+			}
 		}
 		bl.Pending += st.pending
 		bl.Undelivered += st.undelivered
@@ -41,8 +57,9 @@ func (o *Outbox) Backlog(ctx context.Context) (Backlog, error) {
 }
 
 // Trim trims every stream below the oldest entry that the group has not acknowledged
-// or the change log (ChangesGroup, when it exists) has not read. Run calls it every
-// TrimInterval.
+// or the change log (ChangesGroup, when it exists) has not read, and repairs the
+// group's count of entries read where a restart left it wrong (lua/outbox_lag.lua).
+// Run calls it every TrimInterval.
 func (o *Outbox) Trim(ctx context.Context) error {
 	shards, err := readShards(ctx, o.client, o.ns())
 	if err != nil {
@@ -57,6 +74,9 @@ func (o *Outbox) Trim(ctx context.Context) error {
 		if st.trim == "" {
 			continue
 		}
+		if err := outboxLagScript.Run(ctx, o.client, []string{stream}, o.group(), maxLagCheck).Err(); err != nil {
+			return storeErr("repair the outbox's lag", err)
+		}
 		if err := o.client.XTrimMinID(ctx, stream, st.trim).Err(); err != nil {
 			return storeErr("trim outbox", err)
 		}
@@ -64,8 +84,15 @@ func (o *Outbox) Trim(ctx context.Context) error {
 	return nil
 }
 
-// maxLagCheck bounds the entries that streamState reads to check the lag Redis reports.
+// maxLagCheck bounds the entries that Backlog and lua/outbox_lag.lua read to check
+// the lag Redis reports.
 const maxLagCheck = 64
+
+//go:embed lua/outbox_lag.lua
+var outboxLagSource string
+
+// outboxLagScript repairs a consumer group's count of entries read (Trim).
+var outboxLagScript = goredis.NewScript(outboxLagSource)
 
 // streamState is the group's position in one stream.
 type streamState struct {
@@ -73,6 +100,7 @@ type streamState struct {
 	oldest               time.Time // of the oldest entry pending or undelivered
 	keep                 string    // the lowest id the group needs; "": no group
 	trim                 string    // the lowest id anyone needs (keep, or the change log's); "": no group
+	beyond               string    // the id after the last delivered one
 }
 
 // streamState reads the group's position in stream. It reads the last delivered id
@@ -88,13 +116,13 @@ func (o *Outbox) streamState(ctx context.Context, stream string) (streamState, e
 	}
 	var st streamState
 	found := false
-	changes, beyond := "", ""
+	changes := ""
 	for _, g := range groups {
 		switch g.Name {
 		case o.group():
 			found = true
 			st.keep = nextID(g.LastDeliveredID)
-			beyond = st.keep
+			st.beyond = st.keep
 			st.undelivered = g.Lag
 		case ChangesGroup:
 			changes = nextID(g.LastDeliveredID)
@@ -123,21 +151,6 @@ func (o *Outbox) streamState(ctx context.Context, stream string) (streamState, e
 	if len(first) == 1 {
 		if ms, _, ok := splitID(first[0].ID); ok {
 			st.oldest = time.UnixMilli(int64(ms))
-		}
-	}
-	if st.undelivered > 0 {
-		// Redis counts the entries read exactly only until it restarts: loaded from
-		// its AOF, the count misses what was read since the file's last rewrite, and
-		// the lag stays that much too high until the group next reads to the end of
-		// the stream (forever on a quiet one). A lag of up to maxLagCheck entries is
-		// checked against the entries beyond the last delivered one.
-		n := min(st.undelivered, maxLagCheck)
-		after, err := o.client.XRangeN(ctx, stream, beyond, "+", n).Result()
-		if err != nil {
-			return streamState{}, storeErr("read outbox", err)
-		}
-		if int64(len(after)) < n {
-			st.undelivered = int64(len(after))
 		}
 	}
 	if st.undelivered < 0 { // Redis cannot tell after some trims: count them
