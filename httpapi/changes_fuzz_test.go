@@ -25,6 +25,7 @@ func FuzzDecodeWebhook(f *testing.F) {
 		`{"url":"https://x.example/","types":["a"`, `{"url":"https://x.example/","types":[`,
 		`{"url":"ftp://x/"}`, `{"url":"https://x.example/#f"}`, `{"url":"//x"}`, `{"url":""}`,
 		`{"url":"http://x:99999/"}`, `{"url":"http://x:0/"}`, `{"url":"http://x/a b"}`, `{"url":"http://:1/"}`,
+		`{"url":"http://x:/"}`, `{"url":"https://x.example/#"}`,
 		`{"url":"https://x.example/","secret":"whsec_!!"}`, `{"url":"https://x.example/","types":{"a":1}}`,
 	) {
 		f.Add([]byte(s))
@@ -42,10 +43,13 @@ func FuzzDecodeWebhook(f *testing.F) {
 			strings.ContainsFunc(req.URL, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
 			t.Fatalf("decodeWebhook(%q) accepted url %q", body, req.URL)
 		}
-		if p := u.Port(); p != "" {
+		if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") {
 			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 				t.Fatalf("decodeWebhook(%q) accepted the port of %q", body, req.URL)
 			}
+		}
+		if strings.Contains(req.URL, "#") || u.User != nil {
+			t.Fatalf("decodeWebhook(%q) accepted a fragment or credentials in %q", body, req.URL)
 		}
 		seen := map[revguard.ChangeType]bool{}
 		for _, ty := range req.Types {

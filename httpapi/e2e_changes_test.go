@@ -382,6 +382,8 @@ func TestWebhooksAPI(t *testing.T) {
 			{"Credentials", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://a:b@shop.example/"}`}, 400, revguard.CodeInvalidRequest},
 			{"PortTooHigh", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "http://127.0.0.1:99999/ok"}`}, 400, revguard.CodeInvalidRequest},
 			{"PortZero", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "http://127.0.0.1:0/ok"}`}, 400, revguard.CodeInvalidRequest},
+			{"PortEmpty", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "http://127.0.0.1:/ok"}`}, 400, revguard.CodeInvalidRequest},
+			{"FragmentEmpty", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/ok#"}`}, 400, revguard.CodeInvalidRequest},
 			{"NoHostname", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "http://:8080/ok"}`}, 400, revguard.CodeInvalidRequest},
 			{"Space", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/ok a"}`}, 400, revguard.CodeInvalidRequest},
 			{"NotASCII", req{Method: "POST", Path: "/v1/webhooks", Body: `{"url": "https://shop.example/caf\u00e9"}`}, 400, revguard.CodeInvalidRequest},

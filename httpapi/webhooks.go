@@ -80,11 +80,11 @@ func validWebhookURL(s string) error {
 		return revguard.Errorf(revguard.CodeInvalidRequest, "url is longer than %d bytes", revguard.MaxWebhookURLLen)
 	}
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.Fragment != "" || u.User != nil ||
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || strings.Contains(s, "#") || u.User != nil ||
 		strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
 		return revguard.Errorf(revguard.CodeInvalidRequest, "url must be an absolute http or https URL of printable ASCII, without credentials or fragment")
 	}
-	if p := u.Port(); p != "" {
+	if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") { // an empty port is none of them
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 			return revguard.Errorf(revguard.CodeInvalidRequest, "url: port %q is not from 1 to 65535", p)
 		}
