@@ -297,17 +297,7 @@ func testWaitingRoomEvents(t *testing.T, b backend) {
 	e.join(alice, "shoe", e.tokenHeader()).json(t, 201, &place{})
 	e.join(bob, "shoe", e.tokenHeader()).json(t, 201, &place{})
 
-	hr, err := http.NewRequestWithContext(t.Context(), "GET", e.srv.URL+"/v1/skus/shoe/waiting-room/place/events", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hr.Header.Set("Authorization", "Bearer "+bob)
-	// A plain client: the validating one reads each answer whole, and a stream
-	// ends only with the place.
-	resp, err := (&http.Client{}).Do(hr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := openPlaceStream(t, e, t.Context(), bob, "shoe")
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
@@ -359,6 +349,23 @@ func testWaitingRoomEvents(t *testing.T, b backend) {
 	}
 }
 
+// openPlaceStream opens the place stream of token's customer in sku's room, until ctx
+// ends. A plain client: the validating one reads each answer whole, and a stream ends
+// only with the place.
+func openPlaceStream(t *testing.T, e *env, ctx context.Context, token, sku string) *http.Response {
+	t.Helper()
+	hr, err := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/v1/skus/"+sku+"/waiting-room/place/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Header.Set("Authorization", "Bearer "+token)
+	resp, err := (&http.Client{}).Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
 // TestWaitingRoomEventsShutdown checks that CloseStreams ends an open place stream, so
 // that a graceful shutdown does not wait for it.
 func TestWaitingRoomEventsShutdown(t *testing.T) {
@@ -367,15 +374,7 @@ func TestWaitingRoomEventsShutdown(t *testing.T) {
 	e.putRoom("shoe", `{"admit_per_second":1}`).json(t, 201, &waitingRoom{})
 	alice := e.session("alice")
 	e.join(alice, "shoe", e.tokenHeader()).json(t, 201, &place{})
-	hr, err := http.NewRequestWithContext(t.Context(), "GET", e.srv.URL+"/v1/skus/shoe/waiting-room/place/events", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hr.Header.Set("Authorization", "Bearer "+alice)
-	resp, err := (&http.Client{}).Do(hr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := openPlaceStream(t, e, t.Context(), alice, "shoe")
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "event: place") {
@@ -399,15 +398,7 @@ func TestWaitingRoomEventsPerCustomer(t *testing.T) {
 	open := func(token string) (*http.Response, context.CancelFunc) {
 		t.Helper()
 		ctx, cancel := context.WithCancel(t.Context())
-		hr, err := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/v1/skus/shoe/waiting-room/place/events", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hr.Header.Set("Authorization", "Bearer "+token)
-		resp, err := (&http.Client{}).Do(hr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := openPlaceStream(t, e, ctx, token, "shoe")
 		t.Cleanup(func() { cancel(); resp.Body.Close() })
 		return resp, cancel
 	}
