@@ -393,7 +393,7 @@ func TestLedgerLagEvents(t *testing.T) {
 // for good.
 func TestMain_FixedPorts(t *testing.T) {
 	m := newTestMain(t.TempDir())
-	m.Config.Addr, m.Config.DebugAddr = freeAddr(t), freeAddr(t)
+	m.Config.Addr, m.Config.DebugAddr = freeLoopbackAddr(t), freeLoopbackAddr(t)
 	if err := m.Open(t.Context()); err != nil {
 		t.Fatalf("Open on free ports %s and %s: %v", m.Config.Addr, m.Config.DebugAddr, err)
 	}
@@ -407,17 +407,6 @@ func TestMain_FixedPorts(t *testing.T) {
 	if code := getStatus(t, "http://"+m.Config.DebugAddr+"/debug/pprof/"); code != http.StatusOK {
 		t.Errorf("profiles on %s: status %d", m.Config.DebugAddr, code)
 	}
-}
-
-// freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // openDebugMain opens a Main with its profiles on a loopback port, closed with the test.

@@ -85,11 +85,9 @@ func (c *VerifyCommand) Run(ctx context.Context, args []string) error {
 	fs.DurationVar(&wait, "wait", wait, "how long to wait for the ledger")
 	retention := revguard.DefaultRetention
 	if v := c.Getenv("REVGUARD_RETENTION"); v != "" { // as serve reads it; the flag wins
-		d, err := time.ParseDuration(v)
-		if err != nil {
+		if err := (durationValue{&retention}).Set(v); err != nil {
 			return usageErrorf("verify: REVGUARD_RETENTION: %v", err)
 		}
-		retention = d
 	}
 	fs.DurationVar(&retention, "retention", retention, "the server's --retention")
 	if err := parseFlags(fs, "verify", args); err != nil {
