@@ -99,6 +99,31 @@ var retryAfterOne = []string{"1"}
 // acceptIdentity is the Accept-Encoding of a 415: bodies are read uncompressed.
 var acceptIdentity = []string{"identity"}
 
+// appendProblem appends the RFC 9457 document of code (one of the problem table's) with
+// detail (the title when empty), and a 500's request id, to b.
+func appendProblem(b []byte, code revguard.Code, detail, requestID string) []byte {
+	info := problems[code]
+	if detail == "" {
+		detail = info.title
+	}
+	b = append(b, `{"type":"`+problemTypePrefix...)
+	b = append(b, code...)
+	b = append(b, `","title":`...)
+	b = appendString(b, info.title)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(info.status), 10)
+	b = append(b, `,"detail":`...)
+	b = appendString(b, detail)
+	b = append(b, `,"code":"`...)
+	b = append(b, code...)
+	b = append(b, '"')
+	if code == revguard.CodeInternal {
+		b = append(b, `,"request_id":`...)
+		b = appendString(b, requestID)
+	}
+	return append(b, "}\n"...)
+}
+
 // writeProblem writes the RFC 9457 document of code with detail (the title when empty).
 // A 500 carries the request id, which the server log also has. A 401 carries the
 // WWW-Authenticate challenge unless the handler already set a more precise one; a 503
@@ -115,26 +140,12 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, code revgu
 	if !ok {
 		code, info = revguard.CodeInternal, problems[revguard.CodeInternal]
 	}
-	if detail == "" {
-		detail = info.title
+	requestID := "" // a 500's only
+	if code == revguard.CodeInternal {
+		requestID = revguard.RequestIDFromContext(r.Context())
 	}
 	bp := getBuf()
-	b := append((*bp)[:0], `{"type":"`+problemTypePrefix...)
-	b = append(b, code...)
-	b = append(b, `","title":`...)
-	b = appendString(b, info.title)
-	b = append(b, `,"status":`...)
-	b = strconv.AppendInt(b, int64(info.status), 10)
-	b = append(b, `,"detail":`...)
-	b = appendString(b, detail)
-	b = append(b, `,"code":"`...)
-	b = append(b, code...)
-	b = append(b, '"')
-	if code == revguard.CodeInternal {
-		b = append(b, `,"request_id":`...)
-		b = appendString(b, revguard.RequestIDFromContext(r.Context()))
-	}
-	b = append(b, "}\n"...)
+	b := appendProblem((*bp)[:0], code, detail, requestID)
 	h := w.Header()
 	if code == revguard.CodeUnauthenticated && h.Get("WWW-Authenticate") == "" {
 		h["Www-Authenticate"] = challengeBare

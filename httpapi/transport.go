@@ -541,8 +541,7 @@ func acceptRetryable(err error) bool {
 // the accepting goroutine.
 func (t *HTTPServer) refuseConn(c net.Conn) {
 	id := t.api.newRequestID()
-	body := fmt.Appendf(nil, `{"type":"%sunavailable","title":%q,"status":503,"detail":"too many open connections: retry shortly","code":"unavailable"}`+"\n",
-		problemTypePrefix, problems[revguard.CodeUnavailable].title)
+	body := appendProblem(nil, revguard.CodeUnavailable, "too many open connections: retry shortly", id)
 	head := fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\nContent-Length: %d\r\n"+
 		"Retry-After: 1\r\nX-Request-Id: %s\r\nX-Content-Type-Options: nosniff\r\nDate: %s\r\nConnection: close\r\n\r\n",
 		len(body), id, httpDate().text)
