@@ -515,16 +515,12 @@ func (l *lingerListener) Accept() (net.Conn, error) {
 			continue
 		}
 		wait = 0
-		if limit := int64(l.t.cfg.MaxConns); limit > 0 && l.t.open.Add(1) > limit {
+		if n := l.t.open.Add(1); l.t.cfg.MaxConns > 0 && n > int64(l.t.cfg.MaxConns) {
 			l.t.open.Add(-1)
 			l.t.refuseConn(c)
 			continue
 		}
-		lc := &lingerConn{Conn: c, addr: c.RemoteAddr().String(), lingerFor: l.linger}
-		if l.t.cfg.MaxConns > 0 {
-			lc.open = &l.t.open
-		}
-		return lc, nil
+		return &lingerConn{Conn: c, addr: c.RemoteAddr().String(), lingerFor: l.linger, open: &l.t.open}, nil
 	}
 }
 
@@ -569,12 +565,12 @@ type lingerConn struct {
 	addr      string
 	lingerFor time.Duration
 	linger    atomic.Bool
-	open      *atomic.Int64 // the server's count of open connections, when bounded
+	open      *atomic.Int64 // the server's count of open connections
 	closed    atomic.Bool
 }
 
 func (c *lingerConn) Close() error {
-	if c.open != nil && c.closed.CompareAndSwap(false, true) {
+	if c.closed.CompareAndSwap(false, true) {
 		defer c.open.Add(-1) // once the descriptor is closed, after any linger
 	}
 	if c.linger.CompareAndSwap(true, false) {
