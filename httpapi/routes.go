@@ -30,21 +30,21 @@ func (s *Server) routes(mux *http.ServeMux) []string {
 	// A public GET (no token) checks its body's headers first; one that takes a
 	// token checks them once the caller is allowed (getBodyAllowed), as a route that
 	// reads its body does in withBody.
-	public := func(pattern string, h http.HandlerFunc) {
-		handle(pattern, func(w http.ResponseWriter, r *http.Request) {
+	bodyChecked := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
 			if s.getBodyAllowed(w, r) {
 				h(w, r)
 			}
-		})
+		}
 	}
+	public := func(pattern string, h http.HandlerFunc) { handle(pattern, bodyChecked(h)) }
 	// The probes, the metrics and the dashboard's page and files are left out of the
 	// IP limit (docs/api.md), refused or not: their requests count as counted.
 	unlimited := func(pattern string, h http.HandlerFunc) {
+		checked := bodyChecked(h)
 		handle(pattern, func(w http.ResponseWriter, r *http.Request) {
 			markIPCounted(w)
-			if s.getBodyAllowed(w, r) {
-				h(w, r)
-			}
+			checked(w, r)
 		})
 	}
 	// An event stream writes its answer over time: the HTTP server hands it the
